@@ -1,0 +1,103 @@
+/**
+ * The shapes @grpc/proto-loader gives Envoy's messages (keepCase, oneofs,
+ * bytes as Buffer), trimmed to the fields the adapters read or write.
+ * Only this folder knows about them.
+ */
+
+export interface HeaderValue {
+  key?: string;
+  value?: string;
+  raw_value?: Buffer | Uint8Array;
+}
+
+export interface HeaderMap {
+  headers?: HeaderValue[];
+}
+
+export interface HeaderValueOption {
+  header: HeaderValue;
+  append?: { value: boolean };
+  append_action?: 'APPEND_IF_EXISTS_OR_ADD' | 'ADD_IF_ABSENT' | 'OVERWRITE_IF_EXISTS_OR_ADD' | 'OVERWRITE_IF_EXISTS';
+}
+
+export interface StructValue {
+  fields?: Record<string, { string_value?: string; kind?: string } | undefined>;
+}
+
+// ext_authz
+
+export interface CheckRequest {
+  attributes?: {
+    source?: { principal?: string };
+    request?: {
+      http?: {
+        id?: string;
+        method?: string;
+        path?: string;
+        host?: string;
+        headers?: Record<string, string>;
+        header_map?: HeaderMap;
+      };
+    };
+  };
+}
+
+export interface CheckResponse {
+  status: { code: number; message?: string };
+  denied_response?: {
+    status: { code: number };
+    headers: HeaderValueOption[];
+    body: string;
+  };
+  ok_response?: {
+    headers: HeaderValueOption[];
+    headers_to_remove?: string[];
+    response_headers_to_add: HeaderValueOption[];
+  };
+}
+
+// ext_proc
+
+export interface HttpHeaders {
+  headers?: HeaderMap;
+  end_of_stream?: boolean;
+}
+
+export interface ProcessingRequest {
+  request_headers?: HttpHeaders;
+  response_headers?: HttpHeaders;
+  request_body?: { body?: Buffer; end_of_stream?: boolean };
+  response_body?: { body?: Buffer; end_of_stream?: boolean };
+  request_trailers?: { trailers?: HeaderMap };
+  response_trailers?: { trailers?: HeaderMap };
+  request?: string;
+  attributes?: Record<string, StructValue | undefined>;
+  observability_mode?: boolean;
+}
+
+export interface HeaderMutation {
+  set_headers?: HeaderValueOption[];
+  remove_headers?: string[];
+}
+
+export interface CommonResponse {
+  status?: 'CONTINUE' | 'CONTINUE_AND_REPLACE';
+  header_mutation?: HeaderMutation;
+  clear_route_cache?: boolean;
+}
+
+export interface ImmediateResponse {
+  status: { code: number };
+  headers?: HeaderMutation;
+  body?: string | Buffer;
+  details?: string;
+}
+
+export type ProcessingResponse =
+  | { request_headers: { response: CommonResponse } }
+  | { response_headers: { response: CommonResponse } }
+  | { request_body: { response: CommonResponse } }
+  | { response_body: { response: CommonResponse } }
+  | { request_trailers: Record<string, never> }
+  | { response_trailers: Record<string, never> }
+  | { immediate_response: ImmediateResponse };

@@ -1,0 +1,37 @@
+import type { Decision } from '../governance/decision.js';
+import { CONTEXT_RULES } from '../governance/governance-context.js';
+
+export const ROUTE_HEADER = 'x-genops-route';
+export const DECISION_ID_HEADER = 'x-genops-decision-id';
+
+/** Headers whose values a client must never choose: they are always overwritten or removed. */
+export const SERVICE_OWNED_HEADERS = [ROUTE_HEADER, DECISION_ID_HEADER] as const;
+
+/**
+ * The headers an allowed request carries upstream: the chosen route, the
+ * decision id and the normalized governance context.
+ */
+export function upstreamHeaders(decision: Decision): [string, string][] {
+  const headers: [string, string][] = [[DECISION_ID_HEADER, decision.id]];
+  if (decision.route !== undefined) headers.push([ROUTE_HEADER, decision.route]);
+  const context = decision.context as Record<string, string | undefined>;
+  for (const rule of CONTEXT_RULES) {
+    const value = context[rule.field];
+    if (value !== undefined) headers.push([rule.header, value]);
+  }
+  return headers;
+}
+
+/** Headers to strip upstream because the decision did not set them. */
+export function headersToRemove(decision: Decision): string[] {
+  return decision.route === undefined ? [ROUTE_HEADER] : [];
+}
+
+/** Headers for the client, on allowed and denied responses alike. */
+export function clientHeaders(decision: Decision): [string, string][] {
+  return [[DECISION_ID_HEADER, decision.id]];
+}
+
+export function denialHeaders(decision: Decision): [string, string][] {
+  return [['content-type', 'application/json'], ...clientHeaders(decision)];
+}

@@ -1,0 +1,124 @@
+import { randomUUID } from 'node:crypto';
+import type { CompiledPolicy, CompiledRoutes } from '../policy/compiled-policy.js';
+import type { PolicyMode } from '../policy/policy-schema.js';
+import { HEADER_OF_FIELD, extractGovernanceContext, type GovernanceContext, type HeaderLookup } from './governance-context.js';
+import type { Decision, ReasonCode } from './decision.js';
+
+/** What the engine needs to know about one request, free of any wire format. */
+export interface DecisionInput {
+  readonly headers: HeaderLookup;
+  /** The mTLS peer's SPIFFE id, when Envoy knows it. */
+  readonly principal?: string | undefined;
+  readonly path?: string | undefined;
+  /** Set by an adapter that could not make sense of the request at all. */
+  readonly malformed?: string | undefined;
+}
+
+export interface DecisionEngine {
+  decide(input: DecisionInput): Decision;
+}
+
+export interface DecisionEngineOptions {
+  readonly policy: () => CompiledPolicy;
+  readonly newDecisionId?: () => string;
+}
+
+interface Violation {
+  readonly reasonCode: ReasonCode;
+  readonly message: string;
+  readonly httpStatus: number;
+  readonly mode: PolicyMode;
+}
+
+/**
+ * Evaluates the policy for one request. Rules run in a fixed order; the first
+ * enforced violation decides. A violation of a dry-run rule is remembered and
+ * evaluation goes on, so an enforced rule later can still deny; if none does,
+ * the request passes as WARNING carrying the dry-run rule's reason code.
+ */
+export function createDecisionEngine(options: DecisionEngineOptions): DecisionEngine {
+  const newDecisionId = options.newDecisionId ?? randomUUID;
+
+  function decide(input: DecisionInput): Decision {
+    const policy = options.policy();
+    const id = newDecisionId();
+    const { context, problems } = extractGovernanceContext(input.headers);
+    const principal = input.principal || undefined;
+    let shadowed: Violation | undefined;
+
+    const finish = (violation: Violation | undefined, route?: string): Decision => {
+      if (violation && violation.mode === 'enforce') {
+        return { id, result: 'BLOCKED', reasonCode: violation.reasonCode, message: violation.message, httpStatus: violation.httpStatus, dryRun: false, context, principal, route: undefined, policyName: policy.name };
+      }
+      const warning = violation ?? shadowed;
+      if (warning) {
+        return { id, result: 'WARNING', reasonCode: warning.reasonCode, message: `dry-run: ${warning.message}`, httpStatus: warning.httpStatus, dryRun: true, context, principal, route, policyName: policy.name };
+      }
+      return { id, result: 'ALLOWED', reasonCode: undefined, message: 'allowed', httpStatus: 200, dryRun: false, context, principal, route, policyName: policy.name };
+    };
+    const check = (violation: Violation | undefined): Decision | undefined => {
+      if (!violation) return undefined;
+      if (violation.mode === 'enforce') return finish(violation);
+      shadowed ??= violation;
+      return undefined;
+    };
+
+    if (input.malformed) {
+      return finish({ reasonCode: 'x_malformed_request', message: input.malformed, httpStatus: 400, mode: policy.mode });
+    }
+
+    const contextMode = policy.context.mode;
+    const invalid = problems.length > 0
+      ? { reasonCode: 'x_invalid_context' as const, message: problems.map((problem) => problem.message).join('; '), httpStatus: 400, mode: contextMode }
+      : undefined;
+    const invalidFields = new Set(problems.map((problem) => problem.field));
+    const missing = policy.context.required.filter((field) => context[field] === undefined && !invalidFields.has(field));
+    let decided =
+      check(invalid) ??
+      check(missing.length > 0
+        ? { reasonCode: 'x_missing_context', message: `missing required header${missing.length > 1 ? 's' : ''} ${missing.map((field) => HEADER_OF_FIELD[field]).join(', ')}`, httpStatus: 403, mode: contextMode }
+        : undefined);
+    if (decided) return decided;
+
+    if (policy.principals && !(principal && policy.principals.allow.matches(principal))) {
+      decided = check({ reasonCode: 'x_principal_not_allowed', message: principal ? `caller ${principal} is not allowed` : 'caller has no mTLS identity and the policy requires one', httpStatus: 403, mode: policy.principals.mode });
+      if (decided) return decided;
+    }
+
+    // Deny by default: without a listed team there is no allow-list to grant access.
+    if (context.team === undefined) {
+      if (invalidFields.has('team')) return finish(undefined);
+      return finish({ reasonCode: 'x_missing_context', message: 'missing required header x-genops-team', httpStatus: 403, mode: policy.mode });
+    }
+    const team = policy.teams.get(context.team);
+    if (!team) {
+      return finish({ reasonCode: 'x_team_not_allowed', message: `team ${context.team} is not allowed to call AI services`, httpStatus: 403, mode: policy.mode });
+    }
+
+    decided =
+      check(team.principals && !(principal && team.principals.matches(principal))
+        ? { reasonCode: 'x_principal_not_allowed', message: principal ? `caller ${principal} may not act for team ${team.name}` : `team ${team.name} requires an mTLS caller identity`, httpStatus: 403, mode: team.mode }
+        : undefined) ??
+      check(team.tiers && context.customerTier && !team.tiers.has(context.customerTier)
+        ? { reasonCode: 'x_tier_not_allowed', message: `team ${team.name} may not serve ${context.customerTier} customers`, httpStatus: 403, mode: team.mode }
+        : undefined) ??
+      check(context.model !== undefined && !team.models.matches(context.model)
+        ? { reasonCode: 'POLICY_DENY_MODEL', message: `team ${team.name} may not use model ${context.model}`, httpStatus: 403, mode: team.mode }
+        : undefined);
+    if (decided) return decided;
+
+    const tierRule = context.customerTier ? policy.tiers.get(context.customerTier) : undefined;
+    if (tierRule && context.model !== undefined && !tierRule.models.matches(context.model)) {
+      decided = check({ reasonCode: 'POLICY_DENY_MODEL', message: `${context.customerTier} tier may not use model ${context.model}`, httpStatus: 403, mode: tierRule.mode });
+      if (decided) return decided;
+    }
+
+    return finish(undefined, chooseRoute(team.routes, context));
+  }
+
+  return { decide };
+}
+
+function chooseRoute(routes: CompiledRoutes, context: GovernanceContext): string | undefined {
+  return (context.customerTier && routes.byTier.get(context.customerTier)) || routes.default;
+}

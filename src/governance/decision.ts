@@ -1,0 +1,55 @@
+import type { GovernanceContext } from './governance-context.js';
+
+/** GenOps spec 0.1.0 policy results. */
+export type PolicyResult = 'ALLOWED' | 'BLOCKED' | 'WARNING' | 'RATE_LIMITED';
+
+/** Spec reason codes, and custom ones (prefixed x_) for governance at the mesh. */
+export type ReasonCode =
+  | 'POLICY_DENY_MODEL'
+  | 'RATE_LIMITED'
+  | 'BUDGET_EXCEEDED'
+  | 'BUDGET_RESERVATION_FAILED'
+  | 'x_missing_context'
+  | 'x_invalid_context'
+  | 'x_team_not_allowed'
+  | 'x_tier_not_allowed'
+  | 'x_principal_not_allowed'
+  | 'x_malformed_request';
+
+export interface Decision {
+  readonly id: string;
+  /** ALLOWED and WARNING let the request through; BLOCKED and RATE_LIMITED stop it. */
+  readonly result: PolicyResult;
+  /** Required when result is not ALLOWED, absent when it is. */
+  readonly reasonCode: ReasonCode | undefined;
+  readonly message: string;
+  /** HTTP status of the denial (or of the denial a dry-run rule would have made). */
+  readonly httpStatus: number;
+  /** True when a rule in dry-run mode would have denied: the result is WARNING instead. */
+  readonly dryRun: boolean;
+  readonly context: GovernanceContext;
+  readonly principal: string | undefined;
+  /** The x-genops-route chosen for an allowed request. */
+  readonly route: string | undefined;
+  readonly policyName: string;
+}
+
+export function isAllowed(decision: Decision): boolean {
+  return decision.result === 'ALLOWED' || decision.result === 'WARNING';
+}
+
+/** The JSON body of a denial, the same for every adapter (DESIGN §2). */
+export function denialBody(decision: Decision): string {
+  return JSON.stringify({
+    error: errorNameOf(decision.httpStatus),
+    reason_code: decision.reasonCode,
+    message: decision.message,
+    decision_id: decision.id,
+  });
+}
+
+function errorNameOf(status: number): string {
+  if (status === 400) return 'bad_request';
+  if (status === 429) return 'too_many_requests';
+  return 'forbidden';
+}

@@ -1,0 +1,133 @@
+import { createHash } from 'node:crypto';
+import { parseDurationMs } from './duration.js';
+import { createGlobMatcher, normalizePrincipal, type GlobMatcher } from './glob-matcher.js';
+import type {
+  ContextField,
+  CustomerTier,
+  PolicyDocument,
+  PolicyMode,
+  RateLimitDimension,
+} from './policy-schema.js';
+
+/** The policy in the shape the decision engine evaluates quickly. */
+export interface CompiledPolicy {
+  readonly name: string;
+  /** sha256 of the source text: identical reloads are recognised and skipped. */
+  readonly checksum: string;
+  readonly mode: PolicyMode;
+  readonly context: { readonly required: readonly ContextField[]; readonly mode: PolicyMode };
+  readonly principals: { readonly allow: GlobMatcher; readonly mode: PolicyMode } | undefined;
+  readonly routes: CompiledRoutes;
+  readonly tiers: ReadonlyMap<CustomerTier, { readonly models: GlobMatcher; readonly mode: PolicyMode }>;
+  readonly teams: ReadonlyMap<string, CompiledTeam>;
+  readonly rateLimits: readonly CompiledRateLimit[];
+}
+
+export interface CompiledRoutes {
+  readonly byTier: ReadonlyMap<CustomerTier, string>;
+  readonly default: string | undefined;
+}
+
+export interface CompiledTeam {
+  readonly name: string;
+  readonly models: GlobMatcher;
+  readonly tiers: ReadonlySet<CustomerTier> | undefined;
+  readonly principals: GlobMatcher | undefined;
+  readonly routes: CompiledRoutes;
+  readonly mode: PolicyMode;
+}
+
+export interface CompiledRateLimit {
+  readonly name: string;
+  readonly key: readonly RateLimitDimension[];
+  readonly capacity: number;
+  readonly refillAmount: number;
+  readonly refillEveryMs: number;
+  readonly selector: CompiledSelector | undefined;
+  readonly shadow: boolean;
+  readonly failureMode: 'open' | 'closed';
+  /** Identity of the bucket semantics: unchanged limits keep their state across reloads. */
+  readonly fingerprint: string;
+}
+
+export interface CompiledSelector {
+  readonly teams: ReadonlySet<string> | undefined;
+  readonly tiers: ReadonlySet<CustomerTier> | undefined;
+  readonly projects: ReadonlySet<string> | undefined;
+  readonly models: GlobMatcher | undefined;
+  readonly principals: GlobMatcher | undefined;
+  readonly paths: readonly string[] | undefined;
+}
+
+const lowercase = (text: string) => text.toLowerCase();
+
+export function compilePolicy(document: PolicyDocument, sourceText: string): CompiledPolicy {
+  const { spec } = document;
+  const globalMode = spec.mode;
+  const effective = (ruleMode: PolicyMode | undefined): PolicyMode =>
+    globalMode === 'dry-run' ? 'dry-run' : (ruleMode ?? 'enforce');
+  const globalRoutes = compileRoutes(spec.routes, undefined);
+
+  const teams = new Map<string, CompiledTeam>();
+  for (const [name, team] of Object.entries(spec.teams)) {
+    teams.set(name, {
+      name,
+      models: createGlobMatcher(team.models, lowercase),
+      tiers: team.tiers ? new Set(team.tiers) : undefined,
+      principals: team.principals ? createGlobMatcher(team.principals, normalizePrincipal) : undefined,
+      routes: compileRoutes(team.routes ?? {}, globalRoutes),
+      mode: effective(team.mode),
+    });
+  }
+
+  const tiers = new Map<CustomerTier, { models: GlobMatcher; mode: PolicyMode }>();
+  for (const [tier, rule] of Object.entries(spec.tiers) as [CustomerTier, { models: string[]; mode?: PolicyMode }][]) {
+    tiers.set(tier, { models: createGlobMatcher(rule.models, lowercase), mode: effective(rule.mode) });
+  }
+
+  return {
+    name: document.metadata.name,
+    checksum: createHash('sha256').update(sourceText).digest('hex'),
+    mode: globalMode,
+    context: { required: [...new Set<ContextField>(spec.context.required)], mode: effective(spec.context.mode) },
+    principals: spec.principals
+      ? { allow: createGlobMatcher(spec.principals.allow, normalizePrincipal), mode: effective(spec.principals.mode) }
+      : undefined,
+    routes: globalRoutes,
+    tiers,
+    teams,
+    rateLimits: spec.rateLimits.map((rule) => {
+      const refillEveryMs = parseDurationMs(rule.refill.every)!;
+      const selector = rule.selector;
+      return {
+        name: rule.name,
+        key: rule.key,
+        capacity: rule.capacity,
+        refillAmount: rule.refill.amount,
+        refillEveryMs,
+        shadow: rule.shadow || globalMode === 'dry-run',
+        failureMode: rule.failureMode,
+        selector: selector
+          ? {
+              teams: selector.teams ? new Set(selector.teams) : undefined,
+              tiers: selector.tiers ? new Set(selector.tiers) : undefined,
+              projects: selector.projects ? new Set(selector.projects) : undefined,
+              models: selector.models ? createGlobMatcher(selector.models, lowercase) : undefined,
+              principals: selector.principals ? createGlobMatcher(selector.principals, normalizePrincipal) : undefined,
+              paths: selector.paths,
+            }
+          : undefined,
+        fingerprint: JSON.stringify([rule.name, rule.key, rule.refill.amount, refillEveryMs]),
+      };
+    }),
+  };
+}
+
+function compileRoutes(
+  routes: { byTier?: Partial<Record<CustomerTier, string>> | undefined; default?: string | undefined },
+  fallback: CompiledRoutes | undefined,
+): CompiledRoutes {
+  const byTier = new Map<CustomerTier, string>(fallback?.byTier ?? []);
+  for (const [tier, route] of Object.entries(routes.byTier ?? {}) as [CustomerTier, string][]) byTier.set(tier, route);
+  return { byTier, default: routes.default ?? fallback?.default };
+}

@@ -1,0 +1,132 @@
+/**
+ * The one definition of the policy file. It validates YAML at load time and
+ * generates the published JSON Schema (deploy/policy.schema.json), so the two
+ * can never disagree.
+ */
+import { z } from 'zod';
+import { DURATION_PATTERN } from './duration.js';
+
+export const POLICY_API_VERSION = 'genops.ai/v1alpha1';
+export const POLICY_KIND = 'GovernancePolicy';
+
+const KEBAB = /^[a-z0-9]+(-[a-z0-9]+)*$/;
+
+export const CUSTOMER_TIERS = ['premium', 'standard', 'basic'] as const;
+export const CONTEXT_FIELDS = [
+  'team',
+  'customerId',
+  'project',
+  'costCenter',
+  'customerTier',
+  'environment',
+  'feature',
+  'model',
+] as const;
+export const RATE_LIMIT_DIMENSIONS = [...CONTEXT_FIELDS, 'principal', 'path'] as const;
+
+const mode = z
+  .enum(['enforce', 'dry-run'])
+  .describe('enforce: deny what the rule forbids. dry-run: decide, log and count, never deny.');
+const tier = z.enum(CUSTOMER_TIERS);
+const teamName = z.string().regex(KEBAB, 'must be kebab-case (lowercase letters, digits and single dashes)');
+const routeName = z
+  .string()
+  .regex(/^[a-zA-Z0-9]([a-zA-Z0-9._-]{0,62})$/, 'must be 1-63 letters, digits, ".", "_" or "-"')
+  .describe('Value of x-genops-route (an Istio VirtualService subset, typically).');
+const modelPattern = z
+  .string()
+  .regex(/^(\*|[a-z0-9][a-z0-9._:/-]*\*?)$/, 'must be "*", a lowercase model name, or a prefix ending in "*"')
+  .describe('Model name, "*" for any, or a prefix glob such as "claude-*".');
+const principalPattern = z
+  .string()
+  .min(1)
+  .describe('SPIFFE id of the caller, e.g. spiffe://cluster.local/ns/api-gateway/sa/gateway; "*" matches any run of characters; the spiffe:// prefix is optional.');
+const duration = z
+  .string()
+  .regex(DURATION_PATTERN, 'must be a positive duration such as 500ms, 60s, 1m, 1h or 1d')
+  .describe('Duration: a positive integer with unit ms, s, m, h or d.');
+
+const routesSchema = z.strictObject({
+  byTier: z.partialRecord(tier, routeName).optional().describe('Route per customer tier.'),
+  default: routeName.optional().describe('Route when no tier route applies.'),
+});
+
+const teamSchema = z.strictObject({
+  description: z.string().optional(),
+  models: z.array(modelPattern).default(['*']).describe('Models this team may request (x-genops-model).'),
+  tiers: z.array(tier).optional().describe('Customer tiers this team may serve; absent = any.'),
+  principals: z.array(principalPattern).optional().describe('Callers (mTLS peers) allowed to act for this team; absent = any.'),
+  routes: routesSchema.optional().describe('Overrides of the global routes for this team.'),
+  mode: mode.optional(),
+});
+
+const tierSchema = z.strictObject({
+  models: z.array(modelPattern).describe('Models customers of this tier may use.'),
+  mode: mode.optional(),
+});
+
+const selectorSchema = z.strictObject({
+  teams: z.array(teamName).optional(),
+  tiers: z.array(tier).optional(),
+  projects: z.array(z.string().min(1)).optional(),
+  models: z.array(modelPattern).optional(),
+  principals: z.array(principalPattern).optional(),
+  paths: z.array(z.string().startsWith('/')).optional().describe('Path prefixes.'),
+});
+
+const rateLimitSchema = z.strictObject({
+  name: z.string().regex(KEBAB, 'must be kebab-case'),
+  key: z.array(z.enum(RATE_LIMIT_DIMENSIONS)).min(1).describe('Dimensions whose values make the bucket key.'),
+  capacity: z.number().int().positive().describe('Bucket size: the burst allowed.'),
+  refill: z.strictObject({
+    amount: z.number().int().positive(),
+    every: duration,
+  }),
+  selector: selectorSchema.optional().describe('Which requests this limit applies to; absent = all.'),
+  shadow: z.boolean().default(false).describe('Count what would be limited, never deny.'),
+  failureMode: z.enum(['open', 'closed']).default('open').describe('When the shared backend is unreachable: open admits, closed denies.'),
+});
+
+export const policySchema = z
+  .strictObject({
+    apiVersion: z.literal(POLICY_API_VERSION),
+    kind: z.literal(POLICY_KIND),
+    metadata: z.strictObject({
+      name: z.string().regex(KEBAB, 'must be kebab-case'),
+      description: z.string().optional(),
+    }),
+    spec: z.strictObject({
+      mode: mode.default('enforce'),
+      context: z
+        .strictObject({
+          required: z.array(z.enum(CONTEXT_FIELDS)).default(['team']),
+          mode: mode.optional(),
+        })
+        .default({ required: ['team'] }),
+      principals: z
+        .strictObject({
+          allow: z.array(principalPattern).min(1),
+          mode: mode.optional(),
+        })
+        .optional()
+        .describe('Global allow-list of callers; absent = any caller.'),
+      routes: routesSchema.default({}),
+      tiers: z.partialRecord(tier, tierSchema).default({}),
+      teams: z
+        .record(teamName, teamSchema)
+        .describe('Teams allowed to call AI services; a team not listed is refused.'),
+      rateLimits: z.array(rateLimitSchema).default([]),
+    }),
+  })
+  .describe('genops-mesh governance policy');
+
+export type PolicyDocument = z.output<typeof policySchema>;
+export type CustomerTier = (typeof CUSTOMER_TIERS)[number];
+export type ContextField = (typeof CONTEXT_FIELDS)[number];
+export type PolicyMode = z.output<typeof mode>;
+export type RateLimitDimension = (typeof RATE_LIMIT_DIMENSIONS)[number];
+export type RateLimitRule = z.output<typeof rateLimitSchema>;
+
+export function policyJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(policySchema, { io: 'input', target: 'draft-2020-12' }) as Record<string, unknown>;
+}

@@ -1,0 +1,112 @@
+import * as grpc from '@grpc/grpc-js';
+import { GenopsError, isGenopsError } from '../errors/genops-error.js';
+import type { AuthzAdapter } from '../envoy/authz-adapter.js';
+import type { CheckRequest, ProcessingRequest, ProcessingResponse } from '../envoy/envoy-messages.js';
+import type { ExtProcSessionFactory } from '../envoy/ext-proc-session.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics, ServiceName } from '../telemetry/metrics.js';
+import { createHealthService, type HealthService } from './health-service.js';
+import { AUTHORIZATION_SERVICE, EXTERNAL_PROCESSOR_SERVICE, loadServiceDefinitions } from './proto-definitions.js';
+
+export interface GrpcServer {
+  readonly port: number;
+  readonly health: HealthService;
+  /** Reports NOT_SERVING, lets in-flight calls finish for up to `timeoutMs`, then closes the rest. */
+  drain(timeoutMs: number): Promise<void>;
+}
+
+export interface GrpcServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly authz: AuthzAdapter;
+  readonly extProc: ExtProcSessionFactory;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
+  const { authz, extProc, logger, metrics } = options;
+  const definitions = loadServiceDefinitions();
+  const server = new grpc.Server({
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+  });
+  const health = createHealthService([AUTHORIZATION_SERVICE, EXTERNAL_PROCESSOR_SERVICE]);
+
+  /** The one place an RPC failure becomes a gRPC status, a log line and a metric sample. */
+  function failure(service: ServiceName, error: unknown): grpc.ServiceError {
+    if (isGenopsError(error, 'malformed_request')) {
+      metrics.malformedMessages.inc({ service });
+      logger.warn({ event: 'malformed_message', service, err: error.message }, 'malformed message from Envoy');
+      return Object.assign(new Error(error.message), { code: grpc.status.INVALID_ARGUMENT, details: error.message, metadata: new grpc.Metadata() });
+    }
+    logger.error({ event: 'rpc_failure', service, err: error }, 'governance RPC failed');
+    const message = error instanceof Error ? error.message : String(error);
+    return Object.assign(new Error(message), { code: grpc.status.INTERNAL, details: `internal error: ${message}`, metadata: new grpc.Metadata() });
+  }
+
+  const check: grpc.handleUnaryCall<CheckRequest, unknown> = (call, callback) => {
+    try {
+      callback(null, authz.check(call.request));
+    } catch (error) {
+      callback(failure('authz', error));
+    }
+  };
+
+  const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => {
+    const session = extProc.open();
+    let closed = false;
+    const close = () => {
+      closed = true;
+    };
+    // Envoy ends every stream with a reset: cancellation is the normal end.
+    call.on('cancelled', close);
+    call.on('error', close);
+    call.on('end', () => {
+      if (!closed) {
+        closed = true;
+        call.end();
+      }
+    });
+    call.on('data', (request: ProcessingRequest) => {
+      if (closed) return;
+      try {
+        const reply = session.handle(request);
+        if (reply) call.write(reply);
+      } catch (error) {
+        closed = true;
+        call.destroy(failure('ext_proc', error));
+      }
+    });
+  };
+
+  server.addService(definitions.authorization, { Check: check });
+  server.addService(definitions.externalProcessor, { Process: process });
+  server.addService(definitions.health, health.implementation);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${options.host}:${options.port}`, grpc.ServerCredentials.createInsecure(), (error, boundPort) => {
+      if (error) reject(new GenopsError('invalid_settings', `cannot listen for gRPC on ${options.host}:${options.port}: ${error.message}`, { cause: error }));
+      else resolve(boundPort);
+    });
+  });
+  health.setAll('SERVING');
+
+  return {
+    port,
+    health,
+    async drain(timeoutMs) {
+      health.setAll('NOT_SERVING');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, timeoutMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    },
+  };
+}

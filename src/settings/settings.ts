@@ -1,0 +1,81 @@
+import { parseArgs } from 'node:util';
+import { GenopsError } from '../errors/genops-error.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface Settings {
+  /** Policy YAML; undefined runs the embedded default policy. */
+  readonly policyPath: string | undefined;
+  readonly listenHost: string;
+  readonly grpcPort: number;
+  readonly adminPort: number;
+  readonly redisUrl: string | undefined;
+  readonly logLevel: LogLevel;
+  /** How long SIGTERM waits for in-flight calls before closing them. */
+  readonly drainTimeoutMs: number;
+}
+
+/** Each flag and the environment variable it overrides. */
+const SOURCES = {
+  policy: 'GENOPS_POLICY',
+  host: 'GENOPS_LISTEN_HOST',
+  'grpc-port': 'GENOPS_GRPC_PORT',
+  'admin-port': 'GENOPS_ADMIN_PORT',
+  'redis-url': 'GENOPS_REDIS_URL',
+  'log-level': 'LOG_LEVEL',
+  'drain-timeout': 'GENOPS_DRAIN_TIMEOUT_MS',
+} as const;
+type Flag = keyof typeof SOURCES;
+
+/**
+ * Reads settings from flags, then environment variables, then defaults;
+ * validated once and frozen. An error names the flag or variable at fault.
+ */
+export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): Settings {
+  let flags: Partial<Record<Flag, string>>;
+  try {
+    const options = Object.fromEntries(Object.keys(SOURCES).map((flag) => [flag, { type: 'string' as const }]));
+    flags = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Partial<Record<Flag, string>>;
+  } catch (error) {
+    throw new GenopsError('invalid_settings', `${(error as Error).message}; known flags: ${Object.keys(SOURCES).map((flag) => `--${flag}`).join(', ')}`, { cause: error });
+  }
+  const read = (flag: Flag): { value: string | undefined; name: string } => {
+    if (flags[flag] !== undefined) return { value: flags[flag], name: `--${flag}` };
+    const fromEnv = env[SOURCES[flag]];
+    return { value: fromEnv === '' ? undefined : fromEnv, name: SOURCES[flag] };
+  };
+
+  const logLevel = read('log-level');
+  const level = (logLevel.value ?? 'info').toLowerCase();
+  if (!LOG_LEVELS.includes(level as LogLevel)) {
+    throw new GenopsError('invalid_settings', `${logLevel.name}=${logLevel.value}: must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const redis = read('redis-url');
+  if (redis.value !== undefined && !/^rediss?:\/\//.test(redis.value)) {
+    throw new GenopsError('invalid_settings', `${redis.name}=${redis.value}: must be a redis:// or rediss:// URL`);
+  }
+
+  return Object.freeze({
+    policyPath: read('policy').value,
+    listenHost: read('host').value ?? '0.0.0.0',
+    grpcPort: port(read('grpc-port'), 9001),
+    adminPort: port(read('admin-port'), 9464),
+    redisUrl: redis.value,
+    logLevel: level as LogLevel,
+    drainTimeoutMs: integer(read('drain-timeout'), 10_000, 0, 600_000),
+  });
+}
+
+function port(source: { value: string | undefined; name: string }, fallback: number): number {
+  return integer(source, fallback, 0, 65_535);
+}
+
+function integer(source: { value: string | undefined; name: string }, fallback: number, min: number, max: number): number {
+  if (source.value === undefined) return fallback;
+  const value = Number(source.value);
+  if (!/^\d+$/.test(source.value.trim()) || value < min || value > max) {
+    throw new GenopsError('invalid_settings', `${source.name}=${source.value}: must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
