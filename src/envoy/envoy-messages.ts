@@ -89,7 +89,8 @@ export interface CommonResponse {
 export interface ImmediateResponse {
   status: { code: number };
   headers?: HeaderMutation;
-  body?: string | Buffer;
+  /** bytes since Envoy 1.3x: a JS string here would be read as base64. */
+  body?: Buffer;
   details?: string;
 }
 

@@ -78,7 +78,7 @@ function immediateDenial(decision: Decision): ProcessingResponse {
     immediate_response: {
       status: { code: decision.httpStatus },
       headers: { set_headers: denialHeaders(decision).map(overwrite) },
-      body: denialBody(decision),
+      body: Buffer.from(denialBody(decision), 'utf8'),
       details: `genops_${decision.reasonCode ?? 'denied'}`,
     },
   };

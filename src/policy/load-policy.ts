@@ -1,4 +1,4 @@
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import type { z } from 'zod';
 import { GenopsError } from '../errors/genops-error.js';
 import { policySchema, type PolicyDocument } from './policy-schema.js';
@@ -20,7 +20,7 @@ export function parsePolicy(text: string, source: string): PolicyDocument {
     throw new GenopsError('invalid_policy', problems.join('; '));
   }
   const value: unknown = document.toJS({ maxAliasCount: 100 });
-  const result = policySchema.safeParse(value);
+  const result = policySchema.safeParse(value, { reportInput: true });
   if (!result.success) {
     const problems = result.error.issues.map((issue) => describeIssue(issue, document, lineCounter, source));
     throw new GenopsError('invalid_policy', problems.join('; '));
@@ -36,7 +36,8 @@ function describeIssue(
 ): string {
   const path = issue.path.map((segment) => (typeof segment === 'symbol' ? String(segment) : segment));
   let location = source;
-  const node = nearestNode(document, path);
+  const node =
+    issue.code === 'unrecognized_keys' ? (keyNode(document, path, issue.keys[0]) ?? nearestNode(document, path)) : nearestNode(document, path);
   if (node?.range) {
     const { line, col } = lineCounter.linePos(node.range[0]);
     location = `${source}:${line}:${col}`;
@@ -52,11 +53,21 @@ function nearestNode(document: Document, path: (string | number)[]): { range?: [
   return undefined;
 }
 
+/** The key itself, so an unknown key is reported where it is written. */
+function keyNode(document: Document, path: (string | number)[], key: string | undefined): { range?: [number, number, number] | null } | undefined {
+  const map = path.length === 0 ? document.contents : document.getIn(path, true);
+  if (!isMap(map)) return undefined;
+  const pair = map.items.find((item) => isScalar(item.key) && item.key.value === key);
+  return pair && isNode(pair.key) ? (pair.key as { range?: [number, number, number] | null }) : undefined;
+}
+
 function describeProblem(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') {
     return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => `"${key}"`).join(', ')}`;
   }
   if (issue.code === 'invalid_type' && issue.input === undefined) return `is required (${issue.expected})`;
+  if (issue.code === 'invalid_type') return `must be ${article(issue.expected)}, not ${describeValue(issue.input)}`;
+  if (issue.code === 'invalid_key') return issue.issues.map((inner) => inner.message).join('; ');
   return issue.message;
 }
 
@@ -72,4 +83,15 @@ export function formatYamlPath(path: readonly (string | number)[]): string {
 
 function firstLine(message: string): string {
   return message.split('\n', 1)[0] ?? message;
+}
+
+function article(expected: string): string {
+  return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a map';
+  return `${typeof value} ${JSON.stringify(value)}`;
 }

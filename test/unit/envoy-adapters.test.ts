@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import { createAuthzAdapter } from '../../src/envoy/authz-adapter.js';
+import type { DecisionReporter } from '../../src/envoy/decision-reporter.js';
+import type { ProcessingRequest } from '../../src/envoy/envoy-messages.js';
+import { createExtProcSessionFactory } from '../../src/envoy/ext-proc-session.js';
+import { createDecisionEngine } from '../../src/governance/decision-engine.js';
+import type { Decision } from '../../src/governance/decision.js';
+import { DEFAULT_POLICY_PATH } from '../../src/policy/default-policy.js';
+import { loadPolicyFile } from '../../src/policy/policy-store.js';
+
+const policy = loadPolicyFile(DEFAULT_POLICY_PATH);
+function parts() {
+  const reported: Decision[] = [];
+  const reporter: DecisionReporter = { report: (_service, decision) => reported.push(decision) };
+  let counter = 0;
+  const engine = createDecisionEngine({ policy: () => policy, newDecisionId: () => `decision-${++counter}` });
+  return { reported, reporter, engine, now: () => 0 };
+}
+
+const allowedHeaders = { 'x-genops-team': 'ML-Platform', 'x-genops-customer-id': 'acme', 'x-genops-project': 'chatbot', 'x-genops-customer-tier': 'premium', 'x-genops-route': 'spoofed' };
+const headerMap = (headers: Record<string, string>) => ({
+  headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })),
+});
+const text = (value: Buffer | Uint8Array | undefined) => Buffer.from(value ?? []).toString('utf8');
+
+describe('ext_authz adapter', () => {
+  it('allows with the route, decision id and normalized context as overwriting upstream headers', () => {
+    const { engine, reporter, reported, now } = parts();
+    const response = createAuthzAdapter({ engine, reporter, now }).check({ attributes: { request: { http: { path: '/v1/chat', headers: allowedHeaders } } } });
+    expect(response.status.code).toBe(0);
+    const upstream = Object.fromEntries(response.ok_response!.headers.map((option) => [option.header.key, option.header.value]));
+    expect(upstream).toEqual({
+      'x-genops-decision-id': 'decision-1',
+      'x-genops-route': 'claude-opus',
+      'x-genops-team': 'ml-platform',
+      'x-genops-customer-id': 'acme',
+      'x-genops-project': 'chatbot',
+      'x-genops-customer-tier': 'premium',
+    });
+    expect(response.ok_response!.headers.every((option) => option.append?.value === false)).toBe(true);
+    expect(response.ok_response!.response_headers_to_add).toEqual([{ header: { key: 'x-genops-decision-id', value: 'decision-1' }, append: { value: false } }]);
+    expect(reported.map((decision) => decision.result)).toEqual(['ALLOWED']);
+  });
+
+  it('reads header_map (encode_raw_headers) as well as the headers map', () => {
+    const { engine, reporter, now } = parts();
+    const response = createAuthzAdapter({ engine, reporter, now }).check({ attributes: { request: { http: { header_map: headerMap(allowedHeaders) } } } });
+    expect(response.status.code).toBe(0);
+  });
+
+  it('denies with the HTTP status, a JSON body and the decision id header', () => {
+    const { engine, reporter, now } = parts();
+    const response = createAuthzAdapter({ engine, reporter, now }).check({ attributes: { request: { http: { headers: { ...allowedHeaders, 'x-genops-team': 'marketing' } } } } });
+    expect(response.status.code).toBe(7);
+    expect(response.denied_response!.status.code).toBe(403);
+    expect(JSON.parse(response.denied_response!.body)).toEqual({
+      error: 'forbidden',
+      reason_code: 'x_team_not_allowed',
+      message: 'team marketing is not allowed to call AI services',
+      decision_id: 'decision-1',
+    });
+    const headers = Object.fromEntries(response.denied_response!.headers.map((option) => [option.header.key, option.header.value]));
+    expect(headers).toEqual({ 'content-type': 'application/json', 'x-genops-decision-id': 'decision-1' });
+  });
+
+  it('answers a CheckRequest without HTTP attributes with 400 x_malformed_request', () => {
+    const { engine, reporter, now } = parts();
+    const response = createAuthzAdapter({ engine, reporter, now }).check({});
+    expect(response.status.code).toBe(3);
+    expect(response.denied_response!.status.code).toBe(400);
+    expect(JSON.parse(response.denied_response!.body).reason_code).toBe('x_malformed_request');
+  });
+});
+
+describe('ext_proc session', () => {
+  it('answers every message kind with exactly one reply of the matching kind', () => {
+    const { engine, reporter, now } = parts();
+    const session = createExtProcSessionFactory({ engine, reporter, now }).open();
+    const kinds: [ProcessingRequest, string][] = [
+      [{ request_headers: { headers: headerMap(allowedHeaders) } }, 'request_headers'],
+      [{ request_body: { body: Buffer.from('{}'), end_of_stream: true } }, 'request_body'],
+      [{ request_trailers: { trailers: headerMap({ 'grpc-status': '0' }) } }, 'request_trailers'],
+      [{ response_headers: { headers: headerMap({ ':status': '200' }) } }, 'response_headers'],
+      [{ response_body: { body: Buffer.from('data: {}\n\n') } }, 'response_body'],
+      [{ response_trailers: { trailers: headerMap({}) } }, 'response_trailers'],
+    ];
+    for (const [request, kind] of kinds) {
+      const reply = session.handle(request);
+      expect(Object.keys(reply!)).toEqual([kind]);
+    }
+  });
+
+  it('continues an allowed request with raw_value header mutations and clears the route cache', () => {
+    const { engine, reporter, now } = parts();
+    const session = createExtProcSessionFactory({ engine, reporter, now }).open();
+    const reply = session.handle({ request_headers: { headers: headerMap(allowedHeaders) } }) as { request_headers: { response: { status: string; clear_route_cache: boolean; header_mutation: { set_headers: { header: { key: string; value?: string; raw_value: Buffer }; append_action: string }[] } } } };
+    const { response } = reply.request_headers;
+    expect(response.status).toBe('CONTINUE');
+    expect(response.clear_route_cache).toBe(true);
+    const set = Object.fromEntries(response.header_mutation.set_headers.map((option) => [option.header.key, text(option.header.raw_value)]));
+    expect(set['x-genops-route']).toBe('claude-opus');
+    expect(set['x-genops-team']).toBe('ml-platform');
+    for (const option of response.header_mutation.set_headers) {
+      expect(option.header.value).toBeUndefined();
+      expect(option.append_action).toBe('OVERWRITE_IF_EXISTS_OR_ADD');
+    }
+    const responseReply = session.handle({ response_headers: { headers: headerMap({ ':status': '200' }) } }) as { response_headers: { response: { header_mutation: { set_headers: { header: { key: string; raw_value: Buffer } }[] } } } };
+    const clientSet = responseReply.response_headers.response.header_mutation.set_headers;
+    expect(clientSet.map((option) => [option.header.key, text(option.header.raw_value)])).toEqual([['x-genops-decision-id', set['x-genops-decision-id']]]);
+  });
+
+  it('denies with an immediate response carrying the status, JSON body and headers', () => {
+    const { engine, reporter, now } = parts();
+    const session = createExtProcSessionFactory({ engine, reporter, now }).open();
+    const reply = session.handle({ request_headers: { headers: headerMap({ ...allowedHeaders, 'x-genops-customer-tier': 'basic', 'x-genops-model': 'claude-opus' }) } }) as { immediate_response: { status: { code: number }; body: Buffer; details: string; headers: { set_headers: { header: { key: string; raw_value: Buffer } }[] } } };
+    expect(reply.immediate_response.status.code).toBe(403);
+    expect(JSON.parse(text(reply.immediate_response.body))).toMatchObject({ reason_code: 'POLICY_DENY_MODEL', decision_id: 'decision-1' });
+    expect(reply.immediate_response.details).toBe('genops_POLICY_DENY_MODEL');
+    expect(reply.immediate_response.headers.set_headers.map((option) => [option.header.key, text(option.header.raw_value)])).toEqual([
+      ['content-type', 'application/json'],
+      ['x-genops-decision-id', 'decision-1'],
+    ]);
+  });
+
+  it('reads the peer principal from the ext_proc attributes', () => {
+    const { engine, reporter, reported, now } = parts();
+    const session = createExtProcSessionFactory({ engine, reporter, now }).open();
+    session.handle({
+      request_headers: { headers: headerMap(allowedHeaders) },
+      attributes: { 'envoy.filters.http.ext_proc': { fields: { 'source.principal': { string_value: 'spiffe://cluster.local/ns/a/sa/b' } } } },
+    });
+    expect(reported[0]!.principal).toBe('spiffe://cluster.local/ns/a/sa/b');
+  });
+
+  it('sends nothing back in observability mode, and rejects a message of no known kind', () => {
+    const { engine, reporter, now } = parts();
+    const session = createExtProcSessionFactory({ engine, reporter, now }).open();
+    expect(session.handle({ observability_mode: true, request_headers: { headers: headerMap(allowedHeaders) } })).toBeUndefined();
+    expect(() => session.handle({})).toThrow('ProcessingRequest carries none of the request kinds this service knows');
+  });
+});
