@@ -4,6 +4,12 @@ import { createDecisionReporter } from './envoy/decision-reporter.js';
 import { createExtProcSessionFactory } from './envoy/ext-proc-session.js';
 import { isGenopsError } from './errors/genops-error.js';
 import { createDecisionEngine } from './governance/decision-engine.js';
+import { createGovernor } from './governance/governor.js';
+import { createRateLimiter } from './governance/rate-limiting.js';
+import { createMemoryRateLimitStore } from './limits/memory-rate-limit-store.js';
+import type { RateLimitStore } from './limits/rate-limit-store.js';
+import { connectRedis } from './limits/redis-connection.js';
+import { createRedisRateLimitStore } from './limits/redis-rate-limit-store.js';
 import { DEFAULT_POLICY_PATH } from './policy/default-policy.js';
 import { createPolicyStore, loadPolicyFile, type PolicyStore } from './policy/policy-store.js';
 import { startAdminServer } from './server/admin-server.js';
@@ -20,9 +26,9 @@ async function main(): Promise<void> {
 
   const policyPath = settings.policyPath ?? DEFAULT_POLICY_PATH;
   const initial = loadPolicyFile(policyPath);
-  let store: PolicyStore | undefined;
+  let policyStore: PolicyStore | undefined;
   if (settings.policyPath !== undefined) {
-    store = createPolicyStore({
+    policyStore = createPolicyStore({
       path: settings.policyPath,
       initial,
       onReload(outcome) {
@@ -33,17 +39,35 @@ async function main(): Promise<void> {
       },
     });
   }
-  const policy = store ? store.current : () => initial;
+  const policy = policyStore ? policyStore.current : () => initial;
 
   const engine = createDecisionEngine({ policy });
   const reporter = createDecisionReporter({ metrics, logger, now });
+  const backendErrorLog = throttle(5_000);
+  const onBackendError = (error: Error) => {
+    metrics.backendErrors.inc({ backend: 'redis', kind: error.name === 'GenopsError' ? 'command' : 'connection' });
+    if (backendErrorLog()) logger.warn({ event: 'backend_error', backend: 'redis', err: error.message }, 'rate-limit backend error; limits follow their failure mode');
+  };
+  const clock = () => Date.now();
+  const rateLimitStore: RateLimitStore = settings.redisUrl
+    ? createRedisRateLimitStore({ client: connectRedis(settings.redisUrl, { timeoutMs: settings.redisTimeoutMs, onError: onBackendError }), clock })
+    : createMemoryRateLimitStore({ clock, maxBuckets: settings.rateLimitMaxBuckets });
+  const rateLimiter = createRateLimiter({
+    store: rateLimitStore,
+    policy,
+    observer: {
+      limitChecked: (limit, outcome) => metrics.rateLimitChecks.inc({ limit, outcome }),
+      backendFailed: onBackendError,
+    },
+  });
+  const governor = createGovernor({ engine, rateLimiter });
   let draining = false;
 
   const grpcServer = await startGrpcServer({
     host: settings.listenHost,
     port: settings.grpcPort,
-    authz: createAuthzAdapter({ engine, reporter, now }),
-    extProc: createExtProcSessionFactory({ engine, reporter, now }),
+    authz: createAuthzAdapter({ governor, reporter, now }),
+    extProc: createExtProcSessionFactory({ governor, reporter, now }),
     logger,
     metrics,
   });
@@ -62,9 +86,10 @@ async function main(): Promise<void> {
     if (draining) return;
     draining = true;
     logger.info({ event: 'draining', signal, timeout_ms: settings.drainTimeoutMs }, 'draining in-flight calls');
-    store?.close();
+    policyStore?.close();
     await grpcServer.drain(settings.drainTimeoutMs);
     await admin.close();
+    await rateLimitStore.close();
     logger.info({ event: 'stopped' }, 'stopped');
     logger.flush();
     process.exitCode = 0;
@@ -72,6 +97,17 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/** True at most once per interval: keeps a failing backend from flooding the log. */
+function throttle(intervalMs: number): () => boolean {
+  let last = -Infinity;
+  return () => {
+    const now = Date.now();
+    if (now - last < intervalMs) return false;
+    last = now;
+    return true;
+  };
 }
 
 main().catch((error: unknown) => {

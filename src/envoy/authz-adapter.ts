@@ -1,5 +1,5 @@
-import type { DecisionEngine } from '../governance/decision-engine.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
+import type { Governor } from '../governance/governor.js';
 import type { HeaderLookup } from '../governance/governance-context.js';
 import type { DecisionReporter } from './decision-reporter.js';
 import type { CheckRequest, CheckResponse, HeaderMap, HeaderValueOption } from './envoy-messages.js';
@@ -13,29 +13,32 @@ const RPC_PERMISSION_DENIED = 7;
 const RPC_RESOURCE_EXHAUSTED = 8;
 
 export interface AuthzAdapter {
-  check(request: CheckRequest): CheckResponse;
+  check(request: CheckRequest): CheckResponse | Promise<CheckResponse>;
 }
 
 /**
  * envoy.service.auth.v3.Authorization/Check: CheckRequest in, plain decision
  * input to the engine, the decision back out as a CheckResponse.
  */
-export function createAuthzAdapter(options: { engine: DecisionEngine; reporter: DecisionReporter; now: () => number }): AuthzAdapter {
-  const { engine, reporter, now } = options;
+export function createAuthzAdapter(options: { governor: Governor; reporter: DecisionReporter; now: () => number }): AuthzAdapter {
+  const { governor, reporter, now } = options;
+  const respond = (decision: Decision, startedAt: number): CheckResponse => {
+    const response = toCheckResponse(decision);
+    reporter.report('authz', decision, startedAt);
+    return response;
+  };
   return {
     check(request) {
       const startedAt = now();
       const http = request.attributes?.request?.http;
       const headers = http ? headerLookupOf(http.headers, http.header_map) : () => undefined;
-      const decision = engine.decide({
+      const decision = governor.evaluate({
         headers,
         principal: request.attributes?.source?.principal,
         path: http?.path,
         malformed: http ? undefined : 'CheckRequest has no attributes.request.http',
       });
-      const response = toCheckResponse(decision);
-      reporter.report('authz', decision, startedAt);
-      return response;
+      return decision instanceof Promise ? decision.then((settled) => respond(settled, startedAt)) : respond(decision, startedAt);
     },
   };
 }

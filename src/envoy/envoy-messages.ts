@@ -20,8 +20,13 @@ export interface HeaderValueOption {
   append_action?: 'APPEND_IF_EXISTS_OR_ADD' | 'ADD_IF_ABSENT' | 'OVERWRITE_IF_EXISTS_OR_ADD' | 'OVERWRITE_IF_EXISTS';
 }
 
+/**
+ * google.protobuf.Struct as proto-loader decodes it: the well-known types come
+ * from protobufjs with camelCase field names (`stringValue`), keepCase or not.
+ * `string_value` is accepted too for hand-built messages.
+ */
 export interface StructValue {
-  fields?: Record<string, { string_value?: string; kind?: string } | undefined>;
+  fields?: Record<string, { stringValue?: string; string_value?: string; kind?: string } | undefined>;
 }
 
 // ext_authz

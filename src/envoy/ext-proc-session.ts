@@ -1,6 +1,6 @@
 import { GenopsError } from '../errors/genops-error.js';
-import type { DecisionEngine } from '../governance/decision-engine.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
+import type { Governor } from '../governance/governor.js';
 import type { DecisionReporter } from './decision-reporter.js';
 import { lookupFromHeaderMap } from './header-lookup.js';
 import type { HeaderValueOption, ProcessingRequest, ProcessingResponse, StructValue } from './envoy-messages.js';
@@ -15,7 +15,7 @@ export interface ExtProcSession {
    * The one reply to one ProcessingRequest, of the matching kind; undefined
    * when Envoy expects none (observability mode).
    */
-  handle(request: ProcessingRequest): ProcessingResponse | undefined;
+  handle(request: ProcessingRequest): ProcessingResponse | undefined | Promise<ProcessingResponse | undefined>;
 }
 
 export interface ExtProcSessionFactory {
@@ -26,26 +26,32 @@ export interface ExtProcSessionFactory {
  * The state of one ext_proc stream, that is one HTTP request: the decision
  * made on its request headers is remembered for its response headers.
  */
-export function createExtProcSessionFactory(options: { engine: DecisionEngine; reporter: DecisionReporter; now: () => number }): ExtProcSessionFactory {
-  const { engine, reporter, now } = options;
+export function createExtProcSessionFactory(options: { governor: Governor; reporter: DecisionReporter; now: () => number }): ExtProcSessionFactory {
+  const { governor, reporter, now } = options;
   return {
     open() {
       let decision: Decision | undefined;
       return {
         handle(request) {
           const reply = replyTo(request);
-          return request.observability_mode ? undefined : reply;
+          if (!request.observability_mode) return reply;
+          return reply instanceof Promise ? reply.then(() => undefined) : undefined;
         },
       };
 
-      function replyTo(request: ProcessingRequest): ProcessingResponse {
+      function decided(settled: Decision, startedAt: number): ProcessingResponse {
+        decision = settled;
+        const reply = isAllowed(settled) ? continueUpstream(settled) : immediateDenial(settled);
+        reporter.report('ext_proc', settled, startedAt);
+        return reply;
+      }
+
+      function replyTo(request: ProcessingRequest): ProcessingResponse | Promise<ProcessingResponse> {
         if (request.request_headers) {
           const startedAt = now();
           const headers = lookupFromHeaderMap(request.request_headers.headers);
-          decision = engine.decide({ headers, principal: principalOf(request.attributes), path: headers(':path') });
-          const reply = isAllowed(decision) ? continueUpstream(decision) : immediateDenial(decision);
-          reporter.report('ext_proc', decision, startedAt);
-          return reply;
+          const evaluated = governor.evaluate({ headers, principal: principalOf(request.attributes), path: headers(':path') });
+          return evaluated instanceof Promise ? evaluated.then((settled) => decided(settled, startedAt)) : decided(evaluated, startedAt);
         }
         if (request.response_headers) {
           const set_headers = decision ? clientHeaders(decision).map(overwrite) : [];
@@ -93,7 +99,7 @@ function principalOf(attributes: Record<string, StructValue | undefined> | undef
   const fields = attributes?.[EXT_PROC_ATTRIBUTES]?.fields;
   if (!fields) return undefined;
   for (const name of PRINCIPAL_ATTRIBUTES) {
-    const value = fields[name]?.string_value;
+    const value = fields[name]?.stringValue ?? fields[name]?.string_value;
     if (value) return value;
   }
   return undefined;

@@ -29,9 +29,19 @@ export function headersToRemove(decision: Decision): string[] {
 
 /** Headers for the client, on allowed and denied responses alike. */
 export function clientHeaders(decision: Decision): [string, string][] {
-  return [[DECISION_ID_HEADER, decision.id]];
+  const headers: [string, string][] = [[DECISION_ID_HEADER, decision.id]];
+  const limit = decision.rateLimit;
+  if (limit) {
+    // draft-ietf-httpapi-ratelimit-headers: structured fields naming the policy.
+    headers.push(['ratelimit-policy', `"${limit.name}";q=${limit.quota};w=${limit.windowSeconds}`]);
+    headers.push(['ratelimit', `"${limit.name}";r=${limit.remaining};t=${limit.resetSeconds}`]);
+  }
+  return headers;
 }
 
 export function denialHeaders(decision: Decision): [string, string][] {
-  return [['content-type', 'application/json'], ...clientHeaders(decision)];
+  const headers: [string, string][] = [['content-type', 'application/json'], ...clientHeaders(decision)];
+  const retryAfter = decision.rateLimit?.retryAfterSeconds;
+  if (retryAfter !== undefined) headers.push(['retry-after', String(retryAfter)]);
+  return headers;
 }

@@ -14,7 +14,8 @@ export type ReasonCode =
   | 'x_team_not_allowed'
   | 'x_tier_not_allowed'
   | 'x_principal_not_allowed'
-  | 'x_malformed_request';
+  | 'x_malformed_request'
+  | 'x_rate_limit_unavailable';
 
 export interface Decision {
   readonly id: string;
@@ -32,6 +33,21 @@ export interface Decision {
   /** The x-genops-route chosen for an allowed request. */
   readonly route: string | undefined;
   readonly policyName: string;
+  /** The rate limit that denied the request, or the one closest to denying it. */
+  readonly rateLimit?: RateLimitStatus | undefined;
+}
+
+/** What the RateLimit, RateLimit-Policy and Retry-After headers report. */
+export interface RateLimitStatus {
+  readonly name: string;
+  /** Tokens granted per window (the refill amount). */
+  readonly quota: number;
+  readonly windowSeconds: number;
+  readonly remaining: number;
+  /** Seconds until the bucket is full again, or until a token is available when denied. */
+  readonly resetSeconds: number;
+  /** Set when the request was denied. */
+  readonly retryAfterSeconds?: number | undefined;
 }
 
 export function isAllowed(decision: Decision): boolean {
@@ -45,11 +61,13 @@ export function denialBody(decision: Decision): string {
     reason_code: decision.reasonCode,
     message: decision.message,
     decision_id: decision.id,
+    ...(decision.rateLimit?.retryAfterSeconds !== undefined ? { retry_after_seconds: decision.rateLimit.retryAfterSeconds } : {}),
   });
 }
 
 function errorNameOf(status: number): string {
   if (status === 400) return 'bad_request';
   if (status === 429) return 'too_many_requests';
+  if (status === 503) return 'unavailable';
   return 'forbidden';
 }

@@ -46,8 +46,6 @@ export interface CompiledRateLimit {
   readonly selector: CompiledSelector | undefined;
   readonly shadow: boolean;
   readonly failureMode: 'open' | 'closed';
-  /** Identity of the bucket semantics: unchanged limits keep their state across reloads. */
-  readonly fingerprint: string;
 }
 
 export interface CompiledSelector {
@@ -117,7 +115,6 @@ export function compilePolicy(document: PolicyDocument, sourceText: string): Com
               paths: selector.paths,
             }
           : undefined,
-        fingerprint: JSON.stringify([rule.name, rule.key, rule.refill.amount, refillEveryMs]),
       };
     }),
   };

@@ -47,7 +47,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
 
   const check: grpc.handleUnaryCall<CheckRequest, unknown> = (call, callback) => {
     try {
-      callback(null, authz.check(call.request));
+      const response = authz.check(call.request);
+      if (response instanceof Promise) response.then((settled) => callback(null, settled), (error: unknown) => callback(failure('authz', error)));
+      else callback(null, response);
     } catch (error) {
       callback(failure('authz', error));
     }
@@ -68,14 +70,45 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
         call.end();
       }
     });
-    call.on('data', (request: ProcessingRequest) => {
+    const fail = (error: unknown) => {
       if (closed) return;
+      closed = true;
+      call.destroy(failure('ext_proc', error));
+    };
+    const send = (reply: ProcessingResponse | undefined) => {
+      if (reply && !closed) call.write(reply);
+    };
+    // Replies must leave in the order the messages came; once one waits on a
+    // backend, the ones after it queue behind it.
+    let pending: Promise<void> | undefined;
+    const handle = (request: ProcessingRequest): Promise<void> | undefined => {
+      if (closed) return undefined;
       try {
         const reply = session.handle(request);
-        if (reply) call.write(reply);
+        if (!(reply instanceof Promise)) {
+          send(reply);
+          return undefined;
+        }
+        return reply.then(send, fail);
       } catch (error) {
-        closed = true;
-        call.destroy(failure('ext_proc', error));
+        fail(error);
+        return undefined;
+      }
+    };
+    call.on('data', (request: ProcessingRequest) => {
+      if (pending) {
+        const queued: Promise<void> = pending.then(() => handle(request)).finally(() => {
+          if (pending === queued) pending = undefined;
+        });
+        pending = queued;
+        return;
+      }
+      const started = handle(request);
+      if (started) {
+        const tracked: Promise<void> = started.finally(() => {
+          if (pending === tracked) pending = undefined;
+        });
+        pending = tracked;
       }
     });
   };

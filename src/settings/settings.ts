@@ -11,6 +11,10 @@ export interface Settings {
   readonly grpcPort: number;
   readonly adminPort: number;
   readonly redisUrl: string | undefined;
+  /** Per-command Redis timeout: past it a limit follows its failure mode. */
+  readonly redisTimeoutMs: number;
+  /** Cap on in-memory rate-limit buckets. */
+  readonly rateLimitMaxBuckets: number;
   readonly logLevel: LogLevel;
   /** How long SIGTERM waits for in-flight calls before closing them. */
   readonly drainTimeoutMs: number;
@@ -23,6 +27,8 @@ const SOURCES = {
   'grpc-port': 'GENOPS_GRPC_PORT',
   'admin-port': 'GENOPS_ADMIN_PORT',
   'redis-url': 'GENOPS_REDIS_URL',
+  'redis-timeout': 'GENOPS_REDIS_TIMEOUT_MS',
+  'rate-limit-max-buckets': 'GENOPS_RATE_LIMIT_MAX_BUCKETS',
   'log-level': 'LOG_LEVEL',
   'drain-timeout': 'GENOPS_DRAIN_TIMEOUT_MS',
 } as const;
@@ -62,6 +68,8 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     grpcPort: port(read('grpc-port'), 9001),
     adminPort: port(read('admin-port'), 9464),
     redisUrl: redis.value,
+    redisTimeoutMs: integer(read('redis-timeout'), 50, 1, 60_000),
+    rateLimitMaxBuckets: integer(read('rate-limit-max-buckets'), 1_000_000, 1, 100_000_000),
     logLevel: level as LogLevel,
     drainTimeoutMs: integer(read('drain-timeout'), 10_000, 0, 600_000),
   });

@@ -22,7 +22,6 @@ export function createLogger(options: LoggerOptions): Logger {
     {
       name: 'genops-mesh',
       level: options.level,
-      base: { service: 'genops-mesh' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: {

@@ -9,6 +9,7 @@ export interface Metrics {
   readonly policyReloads: Counter<'result'>;
   readonly backendErrors: Counter<'backend' | 'kind'>;
   readonly malformedMessages: Counter<'service'>;
+  readonly rateLimitChecks: Counter<'limit' | 'outcome'>;
 }
 
 /** Decision latency buckets, in seconds: 50 µs up to 1 s. */
@@ -50,6 +51,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'genops_malformed_messages_total',
       help: 'gRPC messages from Envoy that could not be processed.',
       labelNames: ['service'],
+      registers: [registry],
+    }),
+    rateLimitChecks: new Counter({
+      name: 'genops_rate_limit_checks_total',
+      help: 'Rate-limit checks by limit and outcome (ok, over_limit, shadow_over_limit, backend_error).',
+      labelNames: ['limit', 'outcome'],
       registers: [registry],
     }),
   };

@@ -4,6 +4,7 @@ import type { DecisionReporter } from '../../src/envoy/decision-reporter.js';
 import type { ProcessingRequest } from '../../src/envoy/envoy-messages.js';
 import { createExtProcSessionFactory } from '../../src/envoy/ext-proc-session.js';
 import { createDecisionEngine } from '../../src/governance/decision-engine.js';
+import { createGovernor } from '../../src/governance/governor.js';
 import type { Decision } from '../../src/governance/decision.js';
 import { DEFAULT_POLICY_PATH } from '../../src/policy/default-policy.js';
 import { loadPolicyFile } from '../../src/policy/policy-store.js';
@@ -14,7 +15,7 @@ function parts() {
   const reporter: DecisionReporter = { report: (_service, decision) => reported.push(decision) };
   let counter = 0;
   const engine = createDecisionEngine({ policy: () => policy, newDecisionId: () => `decision-${++counter}` });
-  return { reported, reporter, engine, now: () => 0 };
+  return { reported, reporter, governor: createGovernor({ engine }), now: () => 0 };
 }
 
 const allowedHeaders = { 'x-genops-team': 'ML-Platform', 'x-genops-customer-id': 'acme', 'x-genops-project': 'chatbot', 'x-genops-customer-tier': 'premium', 'x-genops-route': 'spoofed' };
@@ -24,9 +25,9 @@ const headerMap = (headers: Record<string, string>) => ({
 const text = (value: Buffer | Uint8Array | undefined) => Buffer.from(value ?? []).toString('utf8');
 
 describe('ext_authz adapter', () => {
-  it('allows with the route, decision id and normalized context as overwriting upstream headers', () => {
-    const { engine, reporter, reported, now } = parts();
-    const response = createAuthzAdapter({ engine, reporter, now }).check({ attributes: { request: { http: { path: '/v1/chat', headers: allowedHeaders } } } });
+  it('allows with the route, decision id and normalized context as overwriting upstream headers', async () => {
+    const { governor, reporter, reported, now } = parts();
+    const response = await createAuthzAdapter({ governor, reporter, now }).check({ attributes: { request: { http: { path: '/v1/chat', headers: allowedHeaders } } } });
     expect(response.status.code).toBe(0);
     const upstream = Object.fromEntries(response.ok_response!.headers.map((option) => [option.header.key, option.header.value]));
     expect(upstream).toEqual({
@@ -42,15 +43,15 @@ describe('ext_authz adapter', () => {
     expect(reported.map((decision) => decision.result)).toEqual(['ALLOWED']);
   });
 
-  it('reads header_map (encode_raw_headers) as well as the headers map', () => {
-    const { engine, reporter, now } = parts();
-    const response = createAuthzAdapter({ engine, reporter, now }).check({ attributes: { request: { http: { header_map: headerMap(allowedHeaders) } } } });
+  it('reads header_map (encode_raw_headers) as well as the headers map', async () => {
+    const { governor, reporter, now } = parts();
+    const response = await createAuthzAdapter({ governor, reporter, now }).check({ attributes: { request: { http: { header_map: headerMap(allowedHeaders) } } } });
     expect(response.status.code).toBe(0);
   });
 
-  it('denies with the HTTP status, a JSON body and the decision id header', () => {
-    const { engine, reporter, now } = parts();
-    const response = createAuthzAdapter({ engine, reporter, now }).check({ attributes: { request: { http: { headers: { ...allowedHeaders, 'x-genops-team': 'marketing' } } } } });
+  it('denies with the HTTP status, a JSON body and the decision id header', async () => {
+    const { governor, reporter, now } = parts();
+    const response = await createAuthzAdapter({ governor, reporter, now }).check({ attributes: { request: { http: { headers: { ...allowedHeaders, 'x-genops-team': 'marketing' } } } } });
     expect(response.status.code).toBe(7);
     expect(response.denied_response!.status.code).toBe(403);
     expect(JSON.parse(response.denied_response!.body)).toEqual({
@@ -63,9 +64,9 @@ describe('ext_authz adapter', () => {
     expect(headers).toEqual({ 'content-type': 'application/json', 'x-genops-decision-id': 'decision-1' });
   });
 
-  it('answers a CheckRequest without HTTP attributes with 400 x_malformed_request', () => {
-    const { engine, reporter, now } = parts();
-    const response = createAuthzAdapter({ engine, reporter, now }).check({});
+  it('answers a CheckRequest without HTTP attributes with 400 x_malformed_request', async () => {
+    const { governor, reporter, now } = parts();
+    const response = await createAuthzAdapter({ governor, reporter, now }).check({});
     expect(response.status.code).toBe(3);
     expect(response.denied_response!.status.code).toBe(400);
     expect(JSON.parse(response.denied_response!.body).reason_code).toBe('x_malformed_request');
@@ -73,9 +74,9 @@ describe('ext_authz adapter', () => {
 });
 
 describe('ext_proc session', () => {
-  it('answers every message kind with exactly one reply of the matching kind', () => {
-    const { engine, reporter, now } = parts();
-    const session = createExtProcSessionFactory({ engine, reporter, now }).open();
+  it('answers every message kind with exactly one reply of the matching kind', async () => {
+    const { governor, reporter, now } = parts();
+    const session = createExtProcSessionFactory({ governor, reporter, now }).open();
     const kinds: [ProcessingRequest, string][] = [
       [{ request_headers: { headers: headerMap(allowedHeaders) } }, 'request_headers'],
       [{ request_body: { body: Buffer.from('{}'), end_of_stream: true } }, 'request_body'],
@@ -85,15 +86,15 @@ describe('ext_proc session', () => {
       [{ response_trailers: { trailers: headerMap({}) } }, 'response_trailers'],
     ];
     for (const [request, kind] of kinds) {
-      const reply = session.handle(request);
+      const reply = await session.handle(request);
       expect(Object.keys(reply!)).toEqual([kind]);
     }
   });
 
-  it('continues an allowed request with raw_value header mutations and clears the route cache', () => {
-    const { engine, reporter, now } = parts();
-    const session = createExtProcSessionFactory({ engine, reporter, now }).open();
-    const reply = session.handle({ request_headers: { headers: headerMap(allowedHeaders) } }) as { request_headers: { response: { status: string; clear_route_cache: boolean; header_mutation: { set_headers: { header: { key: string; value?: string; raw_value: Buffer }; append_action: string }[] } } } };
+  it('continues an allowed request with raw_value header mutations and clears the route cache', async () => {
+    const { governor, reporter, now } = parts();
+    const session = createExtProcSessionFactory({ governor, reporter, now }).open();
+    const reply = await session.handle({ request_headers: { headers: headerMap(allowedHeaders) } }) as { request_headers: { response: { status: string; clear_route_cache: boolean; header_mutation: { set_headers: { header: { key: string; value?: string; raw_value: Buffer }; append_action: string }[] } } } };
     const { response } = reply.request_headers;
     expect(response.status).toBe('CONTINUE');
     expect(response.clear_route_cache).toBe(true);
@@ -104,15 +105,15 @@ describe('ext_proc session', () => {
       expect(option.header.value).toBeUndefined();
       expect(option.append_action).toBe('OVERWRITE_IF_EXISTS_OR_ADD');
     }
-    const responseReply = session.handle({ response_headers: { headers: headerMap({ ':status': '200' }) } }) as { response_headers: { response: { header_mutation: { set_headers: { header: { key: string; raw_value: Buffer } }[] } } } };
+    const responseReply = await session.handle({ response_headers: { headers: headerMap({ ':status': '200' }) } }) as { response_headers: { response: { header_mutation: { set_headers: { header: { key: string; raw_value: Buffer } }[] } } } };
     const clientSet = responseReply.response_headers.response.header_mutation.set_headers;
     expect(clientSet.map((option) => [option.header.key, text(option.header.raw_value)])).toEqual([['x-genops-decision-id', set['x-genops-decision-id']]]);
   });
 
-  it('denies with an immediate response carrying the status, JSON body and headers', () => {
-    const { engine, reporter, now } = parts();
-    const session = createExtProcSessionFactory({ engine, reporter, now }).open();
-    const reply = session.handle({ request_headers: { headers: headerMap({ ...allowedHeaders, 'x-genops-customer-tier': 'basic', 'x-genops-model': 'claude-opus' }) } }) as { immediate_response: { status: { code: number }; body: Buffer; details: string; headers: { set_headers: { header: { key: string; raw_value: Buffer } }[] } } };
+  it('denies with an immediate response carrying the status, JSON body and headers', async () => {
+    const { governor, reporter, now } = parts();
+    const session = createExtProcSessionFactory({ governor, reporter, now }).open();
+    const reply = await session.handle({ request_headers: { headers: headerMap({ ...allowedHeaders, 'x-genops-customer-tier': 'basic', 'x-genops-model': 'claude-opus' }) } }) as { immediate_response: { status: { code: number }; body: Buffer; details: string; headers: { set_headers: { header: { key: string; raw_value: Buffer } }[] } } };
     expect(reply.immediate_response.status.code).toBe(403);
     expect(JSON.parse(text(reply.immediate_response.body))).toMatchObject({ reason_code: 'POLICY_DENY_MODEL', decision_id: 'decision-1' });
     expect(reply.immediate_response.details).toBe('genops_POLICY_DENY_MODEL');
@@ -122,20 +123,20 @@ describe('ext_proc session', () => {
     ]);
   });
 
-  it('reads the peer principal from the ext_proc attributes', () => {
-    const { engine, reporter, reported, now } = parts();
-    const session = createExtProcSessionFactory({ engine, reporter, now }).open();
-    session.handle({
+  it('reads the peer principal from the ext_proc attributes', async () => {
+    const { governor, reporter, reported, now } = parts();
+    const session = createExtProcSessionFactory({ governor, reporter, now }).open();
+    await session.handle({
       request_headers: { headers: headerMap(allowedHeaders) },
       attributes: { 'envoy.filters.http.ext_proc': { fields: { 'source.principal': { string_value: 'spiffe://cluster.local/ns/a/sa/b' } } } },
     });
     expect(reported[0]!.principal).toBe('spiffe://cluster.local/ns/a/sa/b');
   });
 
-  it('sends nothing back in observability mode, and rejects a message of no known kind', () => {
-    const { engine, reporter, now } = parts();
-    const session = createExtProcSessionFactory({ engine, reporter, now }).open();
-    expect(session.handle({ observability_mode: true, request_headers: { headers: headerMap(allowedHeaders) } })).toBeUndefined();
+  it('sends nothing back in observability mode, and rejects a message of no known kind', async () => {
+    const { governor, reporter, now } = parts();
+    const session = createExtProcSessionFactory({ governor, reporter, now }).open();
+    expect(await session.handle({ observability_mode: true, request_headers: { headers: headerMap(allowedHeaders) } })).toBeUndefined();
     expect(() => session.handle({})).toThrow('ProcessingRequest carries none of the request kinds this service knows');
   });
 });

@@ -43,6 +43,8 @@ type Scenario struct {
 
 	// ext_proc: one message per step, each answered before the next is sent
 	Steps []Step `json:"steps,omitempty"`
+	// ext_proc: end by cancelling (a reset, as Envoy does) instead of a half-close
+	Cancel bool `json:"cancel,omitempty"`
 }
 
 // Step is one ProcessingRequest.
@@ -70,7 +72,8 @@ type RPCError struct {
 	Message string `json:"message"`
 }
 
-var marshal = protojson.MarshalOptions{UseProtoNames: true}
+// Proto field names, and scalars even when zero (status.code 0, CONTINUE, an empty value).
+var marshal = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "genops-mesh gRPC address")
@@ -179,6 +182,9 @@ func runExtProc(ctx context.Context, client extprocv3.ExternalProcessorClient, s
 		if response.GetImmediateResponse() != nil {
 			break // Envoy sends nothing more on this stream
 		}
+	}
+	if s.Cancel {
+		return result // the caller cancels the context: the stream is reset
 	}
 	// Half-close, then expect the server to end the stream cleanly.
 	if err := stream.CloseSend(); err != nil {

@@ -1,0 +1,86 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, isAbsolute, join } from 'node:path';
+import { findEnvoy } from './find-envoy.js';
+import { freePort } from './free-port.js';
+import { jsonLines, spawnManaged, waitUntilReady, type ManagedProcess } from './managed-process.js';
+import { renderEnvoyConfig, type EnvoyConfigVars } from './render-envoy-config.js';
+import { REPO_ROOT } from './repo-root.js';
+
+export interface StartEnvoyOptions {
+  /** A config template with ${...} placeholders, relative to the repository root or absolute. */
+  readonly config: string;
+  /**
+   * Placeholder values. LISTENER_HOST, GENOPS_HOST and UPSTREAM_HOST default
+   * to 127.0.0.1; LISTENER_PORT and ADMIN_PORT to free ports; the rest are required.
+   */
+  readonly vars: EnvoyConfigVars;
+  readonly logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'critical' | 'off';
+  readonly readyTimeoutMs?: number;
+}
+
+export interface RunningEnvoy {
+  /** http://LISTENER_HOST:LISTENER_PORT, where clients send requests. */
+  readonly url: string;
+  readonly listenerPort: number;
+  readonly adminUrl: string;
+  /** The rendered config Envoy runs (deleted on stop). */
+  readonly configPath: string;
+  readonly process: ManagedProcess;
+  /** Envoy's stdout lines (the configs' JSON access log), parsed. */
+  accessLog(): Record<string, unknown>[];
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Renders an Envoy config template into a temporary file and boots the real
+ * Envoy on it (one worker thread, its own shared-memory base id so several
+ * can run side by side), then waits for the admin /ready endpoint.
+ * Throws when Envoy is not installed: a caller never skips.
+ */
+export async function startEnvoy(options: StartEnvoyOptions): Promise<RunningEnvoy> {
+  const envoy = findEnvoy();
+  const templatePath = isAbsolute(options.config) ? options.config : join(REPO_ROOT, options.config);
+  const vars: Record<string, string | number> = {
+    LISTENER_HOST: '127.0.0.1',
+    GENOPS_HOST: '127.0.0.1',
+    UPSTREAM_HOST: '127.0.0.1',
+    ...options.vars,
+  };
+  vars.LISTENER_PORT ??= await freePort(String(vars.LISTENER_HOST));
+  vars.ADMIN_PORT ??= await freePort();
+  const rendered = renderEnvoyConfig(readFileSync(templatePath, 'utf8'), vars, templatePath);
+  const dir = mkdtempSync(join(tmpdir(), 'genops-envoy-'));
+  const configPath = join(dir, basename(templatePath));
+  writeFileSync(configPath, rendered);
+
+  const child = spawnManaged(
+    'envoy',
+    envoy,
+    ['-c', configPath, '--use-dynamic-base-id', '--concurrency', '1', '--log-level', options.logLevel ?? 'warn', '--drain-time-s', '0'],
+    process.env,
+  );
+  const adminUrl = `http://127.0.0.1:${vars.ADMIN_PORT}`;
+  const stop = async () => {
+    try {
+      return await child.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  try {
+    await waitUntilReady(child, `${adminUrl}/ready`, options.readyTimeoutMs ?? 20_000);
+  } catch (error) {
+    await stop().catch(() => undefined);
+    throw error;
+  }
+  return {
+    url: `http://${vars.LISTENER_HOST}:${vars.LISTENER_PORT}`,
+    listenerPort: Number(vars.LISTENER_PORT),
+    adminUrl,
+    configPath,
+    process: child,
+    accessLog: () => jsonLines(child.stdoutLines),
+    stop,
+  };
+}

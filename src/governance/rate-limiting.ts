@@ -1,0 +1,175 @@
+import { isGenopsError } from '../errors/genops-error.js';
+import type { BucketCheck, RateLimitStore, TakeResult } from '../limits/rate-limit-store.js';
+import type { CompiledPolicy, CompiledRateLimit, CompiledSelector } from '../policy/compiled-policy.js';
+import type { RateLimitDimension } from '../policy/policy-schema.js';
+import { isAllowed, type Decision, type RateLimitStatus } from './decision.js';
+
+export type RateLimitOutcome = 'ok' | 'over_limit' | 'shadow_over_limit' | 'backend_error';
+
+export interface RateLimitObserver {
+  /** One call per limit applied to a request. */
+  limitChecked(limit: string, outcome: RateLimitOutcome): void;
+  backendFailed(error: Error): void;
+}
+
+export interface RateLimiter {
+  /** Charges the limits that select an allowed request; returns the final decision. */
+  apply(decision: Decision, request: { path?: string | undefined }): Decision | Promise<Decision>;
+}
+
+interface Selected {
+  readonly limit: CompiledRateLimit;
+  readonly check: BucketCheck;
+}
+
+/**
+ * Applies the policy's rate limits after the policy decision. Only allowed
+ * requests are charged, and a request denied by one limit is charged by none.
+ */
+export function createRateLimiter(options: {
+  store: RateLimitStore;
+  policy: () => CompiledPolicy;
+  observer: RateLimitObserver;
+}): RateLimiter {
+  const { store, policy, observer } = options;
+
+  function finish(decision: Decision, selected: readonly Selected[], result: TakeResult): Decision {
+    let denying: { index: number; retryAfterMs: number } | undefined;
+    let shadowOver: number | undefined;
+    let tightest: number | undefined;
+    result.buckets.forEach((bucket, index) => {
+      const { limit } = selected[index]!;
+      const over = !bucket.conforming;
+      observer.limitChecked(limit.name, over ? (limit.shadow ? 'shadow_over_limit' : 'over_limit') : 'ok');
+      if (over && !limit.shadow && (!denying || bucket.retryAfterMs > denying.retryAfterMs)) denying = { index, retryAfterMs: bucket.retryAfterMs };
+      if (over && limit.shadow && shadowOver === undefined) shadowOver = index;
+      if (!limit.shadow) {
+        const ratio = bucket.remaining / limit.capacity;
+        const best = tightest === undefined ? Infinity : result.buckets[tightest]!.remaining / selected[tightest]!.limit.capacity;
+        if (ratio < best) tightest = index;
+      }
+    });
+    if (!result.admitted && denying) {
+      const { limit } = selected[denying.index]!;
+      const status = statusOf(limit, result, denying.index, true);
+      return {
+        ...decision,
+        result: 'RATE_LIMITED',
+        reasonCode: 'RATE_LIMITED',
+        message: `rate limit ${limit.name} exceeded: ${limit.refillAmount} requests per ${limit.refillEveryMs / 1000}s; retry in ${status.retryAfterSeconds}s`,
+        httpStatus: 429,
+        dryRun: false,
+        route: undefined,
+        rateLimit: status,
+      };
+    }
+    const reported = tightest !== undefined ? statusOf(selected[tightest]!.limit, result, tightest, false) : undefined;
+    if (shadowOver !== undefined && decision.result === 'ALLOWED') {
+      const { limit } = selected[shadowOver]!;
+      return {
+        ...decision,
+        result: 'WARNING',
+        reasonCode: 'RATE_LIMITED',
+        message: `dry-run: rate limit ${limit.name} exceeded`,
+        httpStatus: 429,
+        dryRun: true,
+        rateLimit: reported,
+      };
+    }
+    return reported ? { ...decision, rateLimit: reported } : decision;
+  }
+
+  function onBackendFailure(decision: Decision, selected: readonly Selected[], error: Error): Decision {
+    observer.backendFailed(error);
+    const closed = selected.find(({ limit }) => limit.failureMode === 'closed' && !limit.shadow);
+    for (const { limit } of selected) observer.limitChecked(limit.name, 'backend_error');
+    if (!closed) return decision;
+    return {
+      ...decision,
+      result: 'BLOCKED',
+      reasonCode: 'x_rate_limit_unavailable',
+      message: `rate limit ${closed.limit.name} cannot be checked (backend unavailable) and fails closed`,
+      httpStatus: 503,
+      dryRun: false,
+      route: undefined,
+    };
+  }
+
+  return {
+    apply(decision, request) {
+      if (!isAllowed(decision)) return decision;
+      const limits = policy().rateLimits;
+      if (limits.length === 0) return decision;
+      const selected: Selected[] = [];
+      for (const limit of limits) {
+        if (limit.selector && !selects(limit.selector, decision, request.path)) continue;
+        const key = bucketKey(limit, decision, request.path);
+        if (key === undefined) continue;
+        selected.push({ limit, check: { key, capacity: limit.capacity, refillAmount: limit.refillAmount, refillEveryMs: limit.refillEveryMs, shadow: limit.shadow } });
+      }
+      if (selected.length === 0) return decision;
+      const checks = selected.map(({ check }) => check);
+      let taken: TakeResult | Promise<TakeResult>;
+      try {
+        taken = store.take(checks);
+      } catch (error) {
+        return onBackendFailure(decision, selected, error as Error);
+      }
+      if (taken instanceof Promise) {
+        return taken.then(
+          (result) => finish(decision, selected, result),
+          (error: unknown) => {
+            if (!isGenopsError(error, 'backend_unavailable')) throw error;
+            return onBackendFailure(decision, selected, error);
+          },
+        );
+      }
+      return finish(decision, selected, taken);
+    },
+  };
+}
+
+function statusOf(limit: CompiledRateLimit, result: TakeResult, index: number, denied: boolean): RateLimitStatus {
+  const bucket = result.buckets[index]!;
+  const retryAfterSeconds = Math.max(1, Math.ceil(bucket.retryAfterMs / 1000));
+  return {
+    name: limit.name,
+    quota: limit.refillAmount,
+    windowSeconds: Math.max(1, Math.round(limit.refillEveryMs / 1000)),
+    remaining: bucket.remaining,
+    resetSeconds: denied ? retryAfterSeconds : Math.ceil(bucket.resetMs / 1000),
+    retryAfterSeconds: denied ? retryAfterSeconds : undefined,
+  };
+}
+
+function dimensionValue(dimension: RateLimitDimension, decision: Decision, path: string | undefined): string | undefined {
+  if (dimension === 'principal') return decision.principal;
+  if (dimension === 'path') return path === undefined ? undefined : path.split('?', 1)[0];
+  return decision.context[dimension];
+}
+
+/**
+ * "<limit>|<dimension>=<value>|..."; undefined when the request lacks a key
+ * dimension, in which case the limit does not apply (as with Envoy's
+ * rate-limit descriptors): list the dimension in context.required to rule that out.
+ */
+function bucketKey(limit: CompiledRateLimit, decision: Decision, path: string | undefined): string | undefined {
+  let key = limit.name;
+  for (const dimension of limit.key) {
+    const value = dimensionValue(dimension, decision, path);
+    if (value === undefined) return undefined;
+    key += `|${dimension}=${value}`;
+  }
+  return key;
+}
+
+function selects(selector: CompiledSelector, decision: Decision, path: string | undefined): boolean {
+  const { context } = decision;
+  if (selector.teams && !(context.team && selector.teams.has(context.team))) return false;
+  if (selector.tiers && !(context.customerTier && selector.tiers.has(context.customerTier))) return false;
+  if (selector.projects && !(context.project && selector.projects.has(context.project))) return false;
+  if (selector.models && !(context.model && selector.models.matches(context.model))) return false;
+  if (selector.principals && !(decision.principal && selector.principals.matches(decision.principal))) return false;
+  if (selector.paths && !(path && selector.paths.some((prefix) => path.startsWith(prefix)))) return false;
+  return true;
+}

@@ -1,0 +1,19 @@
+import { Redis } from 'ioredis';
+
+/**
+ * A Redis connection tuned for the hot path: a tight per-command timeout, no
+ * offline queue (a command while disconnected fails at once instead of
+ * waiting), no per-command retries, and background reconnection.
+ */
+export function connectRedis(url: string, options: { timeoutMs: number; onError: (error: Error) => void }): Redis {
+  const client = new Redis(url, {
+    commandTimeout: options.timeoutMs,
+    connectTimeout: Math.max(1_000, options.timeoutMs),
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+    lazyConnect: false,
+  });
+  client.on('error', options.onError);
+  return client;
+}

@@ -1,0 +1,132 @@
+import type { Redis } from 'ioredis';
+import { GenopsError } from '../errors/genops-error.js';
+import type { BucketCheck, BucketOutcome, RateLimitStore, TakeResult } from './rate-limit-store.js';
+import { msUntil, refillRatePerMs, type BucketSpec } from './token-bucket.js';
+
+/**
+ * All buckets of one request in one atomic round trip. ARGV[1] is the
+ * caller's clock in ms, then per bucket: capacity, refill rate per ms,
+ * shadow flag. Returns admitted, then per bucket: tokens after, conforming.
+ * Same arithmetic as token-bucket.ts.
+ */
+const TAKE_SCRIPT = `
+local now = tonumber(ARGV[1])
+local count = #KEYS
+local tokens = {}
+local admitted = 1
+for i = 1, count do
+  local base = (i - 1) * 3 + 1
+  local capacity = tonumber(ARGV[base + 1])
+  local rate = tonumber(ARGV[base + 2])
+  local state = redis.call('HMGET', KEYS[i], 't', 'u')
+  local t = capacity
+  if state[1] then
+    local elapsed = now - tonumber(state[2])
+    if elapsed < 0 then elapsed = 0 end
+    t = math.min(capacity, tonumber(state[1]) + elapsed * rate)
+  end
+  tokens[i] = t
+  if t < 1 and ARGV[base + 3] ~= '1' then admitted = 0 end
+end
+local result = { admitted }
+for i = 1, count do
+  local base = (i - 1) * 3 + 1
+  local capacity = tonumber(ARGV[base + 1])
+  local rate = tonumber(ARGV[base + 2])
+  local t = tokens[i]
+  local conforming = 0
+  if t >= 1 then conforming = 1 end
+  if admitted == 1 and conforming == 1 then
+    t = t - 1
+    redis.call('HSET', KEYS[i], 't', string.format('%.17g', t), 'u', ARGV[1])
+    redis.call('PEXPIRE', KEYS[i], math.ceil((capacity - t) / rate) + 1000)
+  end
+  result[#result + 1] = string.format('%.17g', t)
+  result[#result + 1] = conforming
+end
+return result
+`;
+
+type TakeCommand = (numKeys: number, ...args: (string | number)[]) => Promise<(string | number)[]>;
+
+export interface RedisRateLimitStoreOptions {
+  readonly client: Redis;
+  readonly clock: () => number;
+  /** Bound on the local cache of over-limit keys. */
+  readonly maxCachedDenials?: number;
+}
+
+/**
+ * Token buckets shared by every replica through Redis. Keys are hash-tagged
+ * per bucket ("genops:rl:{...}") so Redis Cluster can place them. A bucket
+ * found empty is remembered locally until it has a token again, so a hot
+ * abusive key costs no Redis call per request. Any Redis error or timeout
+ * throws GenopsError('backend_unavailable'); the caller applies each limit's
+ * failure mode.
+ */
+export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): RateLimitStore {
+  const { client, clock } = options;
+  const maxCachedDenials = options.maxCachedDenials ?? 100_000;
+  const deniedUntil = new Map<string, number>();
+  client.defineCommand('genopsTakeTokens', { lua: TAKE_SCRIPT });
+  const takeTokens = (client as unknown as { genopsTakeTokens: TakeCommand }).genopsTakeTokens.bind(client);
+
+  function cachedDenial(checks: readonly BucketCheck[], now: number): TakeResult | undefined {
+    if (deniedUntil.size === 0) return undefined;
+    let denied = false;
+    for (const check of checks) {
+      if (check.shadow) continue;
+      const until = deniedUntil.get(check.key);
+      if (until === undefined) continue;
+      if (until > now) denied = true;
+      else deniedUntil.delete(check.key);
+    }
+    if (!denied) return undefined;
+    return {
+      admitted: false,
+      buckets: checks.map((check) => {
+        const until = deniedUntil.get(check.key);
+        if (until !== undefined && until > now) return { conforming: false, remaining: 0, retryAfterMs: until - now, resetMs: msUntil(check, 0, check.capacity) };
+        // Not consulted: reported as unknown-but-conforming; nothing is charged anyway.
+        return { conforming: true, remaining: check.capacity, retryAfterMs: 0, resetMs: 0 };
+      }),
+    };
+  }
+
+  function outcome(spec: BucketSpec, tokens: number, conforming: boolean): BucketOutcome {
+    return { conforming, remaining: Math.floor(tokens), retryAfterMs: msUntil(spec, tokens, 1), resetMs: msUntil(spec, tokens, spec.capacity) };
+  }
+
+  return {
+    async take(checks) {
+      const now = clock();
+      const cached = cachedDenial(checks, now);
+      if (cached) return cached;
+      const args: (string | number)[] = checks.map((check) => `genops:rl:{${check.key}}`);
+      args.push(now);
+      for (const check of checks) args.push(check.capacity, refillRatePerMs(check), check.shadow ? '1' : '0');
+      let reply: (string | number)[];
+      try {
+        reply = await takeTokens(checks.length, ...args);
+      } catch (error) {
+        throw new GenopsError('backend_unavailable', `redis: ${(error as Error).message}`, { cause: error });
+      }
+      const admitted = Number(reply[0]) === 1;
+      const buckets = checks.map((check, index) => {
+        const tokens = Number(reply[1 + index * 2]);
+        const conforming = Number(reply[2 + index * 2]) === 1;
+        const result = outcome(check, tokens, conforming);
+        if (!conforming && !check.shadow) {
+          if (deniedUntil.size >= maxCachedDenials) deniedUntil.delete(deniedUntil.keys().next().value as string);
+          deniedUntil.set(check.key, now + result.retryAfterMs);
+        }
+        return result;
+      });
+      return { admitted, buckets };
+    },
+    async close() {
+      deniedUntil.clear();
+      client.disconnect();
+    },
+  };
+}
