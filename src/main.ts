@@ -8,7 +8,7 @@ import { createGovernor } from './governance/governor.js';
 import { createRateLimiter } from './governance/rate-limiting.js';
 import { createMemoryRateLimitStore } from './limits/memory-rate-limit-store.js';
 import type { RateLimitStore } from './limits/rate-limit-store.js';
-import { connectRedis } from './limits/redis-connection.js';
+import { connectRedis, waitForRedis } from './limits/redis-connection.js';
 import { createRedisRateLimitStore } from './limits/redis-rate-limit-store.js';
 import { DEFAULT_POLICY_PATH } from './policy/default-policy.js';
 import { createPolicyStore, loadPolicyFile, type PolicyStore } from './policy/policy-store.js';
@@ -49,9 +49,15 @@ async function main(): Promise<void> {
     if (backendErrorLog()) logger.warn({ event: 'backend_error', backend: 'redis', err: error.message }, 'rate-limit backend error; limits follow their failure mode');
   };
   const clock = () => Date.now();
-  const rateLimitStore: RateLimitStore = settings.redisUrl
-    ? createRedisRateLimitStore({ client: connectRedis(settings.redisUrl, { timeoutMs: settings.redisTimeoutMs, onError: onBackendError }), clock })
-    : createMemoryRateLimitStore({ clock, maxBuckets: settings.rateLimitMaxBuckets });
+  let rateLimitStore: RateLimitStore;
+  if (settings.redisUrl) {
+    const client = connectRedis(settings.redisUrl, { timeoutMs: settings.redisTimeoutMs, onError: onBackendError });
+    // Serve either way: until Redis answers, each limit follows its failure mode.
+    if (!(await waitForRedis(client, 2_000))) logger.warn({ event: 'backend_not_ready', backend: 'redis' }, 'redis is not reachable yet; rate limits follow their failure mode until it is');
+    rateLimitStore = createRedisRateLimitStore({ client, clock });
+  } else {
+    rateLimitStore = createMemoryRateLimitStore({ clock, maxBuckets: settings.rateLimitMaxBuckets });
+  }
   const rateLimiter = createRateLimiter({
     store: rateLimitStore,
     policy,

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, isAbsolute, join } from 'node:path';
+import { parse, stringify } from 'yaml';
 import { findEnvoy } from './find-envoy.js';
 import { freePort } from './free-port.js';
 import { jsonLines, spawnManaged, waitUntilReady, type ManagedProcess } from './managed-process.js';
@@ -16,11 +17,20 @@ export interface StartEnvoyOptions {
    */
   readonly vars: EnvoyConfigVars;
   readonly logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'critical' | 'off';
+  /** Serve the listener over mTLS (client certificate required), as a mesh sidecar would. */
+  readonly downstreamTls?: DownstreamTls;
   readonly readyTimeoutMs?: number;
 }
 
+/** PEM file paths for a listener that requires a client certificate signed by `trustedCa`. */
+export interface DownstreamTls {
+  readonly certificateChain: string;
+  readonly privateKey: string;
+  readonly trustedCa: string;
+}
+
 export interface RunningEnvoy {
-  /** http://LISTENER_HOST:LISTENER_PORT, where clients send requests. */
+  /** http(s)://LISTENER_HOST:LISTENER_PORT, where clients send requests. */
   readonly url: string;
   readonly listenerPort: number;
   readonly adminUrl: string;
@@ -49,7 +59,8 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<RunningEnv
   };
   vars.LISTENER_PORT ??= await freePort(String(vars.LISTENER_HOST));
   vars.ADMIN_PORT ??= await freePort();
-  const rendered = renderEnvoyConfig(readFileSync(templatePath, 'utf8'), vars, templatePath);
+  let rendered = renderEnvoyConfig(readFileSync(templatePath, 'utf8'), vars, templatePath);
+  if (options.downstreamTls) rendered = withDownstreamTls(rendered, options.downstreamTls);
   const dir = mkdtempSync(join(tmpdir(), 'genops-envoy-'));
   const configPath = join(dir, basename(templatePath));
   writeFileSync(configPath, rendered);
@@ -75,7 +86,7 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<RunningEnv
     throw error;
   }
   return {
-    url: `http://${vars.LISTENER_HOST}:${vars.LISTENER_PORT}`,
+    url: `${options.downstreamTls ? 'https' : 'http'}://${vars.LISTENER_HOST}:${vars.LISTENER_PORT}`,
     listenerPort: Number(vars.LISTENER_PORT),
     adminUrl,
     configPath,
@@ -83,4 +94,25 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<RunningEnv
     accessLog: () => jsonLines(child.stdoutLines),
     stop,
   };
+}
+
+/** Adds a TLS transport socket that requires a client certificate to every listener filter chain. */
+function withDownstreamTls(rendered: string, tls: DownstreamTls): string {
+  const config = parse(rendered) as { static_resources?: { listeners?: { filter_chains?: Record<string, unknown>[] }[] } };
+  for (const listener of config.static_resources?.listeners ?? []) {
+    for (const chain of listener.filter_chains ?? []) {
+      chain.transport_socket = {
+        name: 'envoy.transport_sockets.tls',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+          require_client_certificate: true,
+          common_tls_context: {
+            tls_certificates: [{ certificate_chain: { filename: tls.certificateChain }, private_key: { filename: tls.privateKey } }],
+            validation_context: { trusted_ca: { filename: tls.trustedCa } },
+          },
+        },
+      };
+    }
+  }
+  return stringify(config);
 }

@@ -1,4 +1,4 @@
-import { startEnvoy, type RunningEnvoy } from './start-envoy.js';
+import { startEnvoy, type DownstreamTls, type RunningEnvoy } from './start-envoy.js';
 import { startService, type RunningService } from './start-service.js';
 
 /** The two ways Envoy calls genops-mesh, each with its config under deploy/envoy/. */
@@ -17,6 +17,8 @@ export interface StartGovernanceStackOptions {
   readonly policyPath?: string;
   readonly serviceEnv?: Readonly<Record<string, string>>;
   readonly envoyLogLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /** Clients must present a certificate: its URI SAN is the principal the service sees. */
+  readonly downstreamTls?: DownstreamTls;
 }
 
 export interface GovernanceStack {
@@ -46,6 +48,7 @@ export async function startGovernanceStack(options: StartGovernanceStackOptions)
         UPSTREAM_PORT: options.upstreamPort,
       },
       ...(options.envoyLogLevel ? { logLevel: options.envoyLogLevel } : {}),
+      ...(options.downstreamTls ? { downstreamTls: options.downstreamTls } : {}),
     });
   } catch (error) {
     await service.stop().catch(() => undefined);

@@ -17,3 +17,19 @@ export function connectRedis(url: string, options: { timeoutMs: number; onError:
   client.on('error', options.onError);
   return client;
 }
+
+/** Resolves true once the client is ready, false if it is not within `timeoutMs`. */
+export function waitForRedis(client: Redis, timeoutMs: number): Promise<boolean> {
+  if (client.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      resolve(false);
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    client.once('ready', onReady);
+  });
+}

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { createMemoryRateLimitStore } from '../../src/limits/memory-rate-limit-store.js';
+
+const spec = { capacity: 100, refillAmount: 100, refillEveryMs: 60_000, shadow: false };
+
+describe('memory rate-limit store stays bounded', () => {
+  it('forgets buckets once they have refilled, which changes no answer', () => {
+    let now = 0;
+    const store = createMemoryRateLimitStore({ clock: () => now, sweepIntervalMs: 1_000 });
+    for (let index = 0; index < 10_000; index++) store.take([{ ...spec, key: `customer-${index}` }]);
+    expect(store.size()).toBe(10_000);
+    now += 600; // one token refills in 600 ms: every bucket is full again
+    store.sweep();
+    expect(store.size()).toBe(0);
+    const again = store.take([{ ...spec, key: 'customer-1' }]);
+    expect(again.buckets[0]!.remaining).toBe(99);
+  });
+
+  it('keeps a bucket that has not refilled', () => {
+    let now = 0;
+    const store = createMemoryRateLimitStore({ clock: () => now, sweepIntervalMs: 1_000 });
+    for (let index = 0; index < 50; index++) store.take([{ ...spec, key: 'hot' }]);
+    now += 1_500;
+    store.take([{ ...spec, key: 'other' }]);
+    expect(store.size()).toBe(2);
+    expect(store.take([{ ...spec, key: 'hot' }]).buckets[0]!.remaining).toBe(51);
+  });
+
+  it('caps live buckets, evicting the least recently used', () => {
+    const store = createMemoryRateLimitStore({ clock: () => 0, maxBuckets: 3 });
+    for (const key of ['a', 'b', 'c']) store.take([{ ...spec, key }]);
+    store.take([{ ...spec, key: 'a' }]); // a is now the most recent
+    store.take([{ ...spec, key: 'd' }]);
+    expect(store.size()).toBe(3);
+    expect(store.take([{ ...spec, key: 'a' }]).buckets[0]!.remaining).toBe(97);
+    expect(store.take([{ ...spec, key: 'b' }]).buckets[0]!.remaining).toBe(99); // b was evicted: starts full
+  });
+});

@@ -1,0 +1,72 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectRedis, waitForRedis } from '../../src/limits/redis-connection.js';
+import { createRedisRateLimitStore } from '../../src/limits/redis-rate-limit-store.js';
+import type { RateLimitStore } from '../../src/limits/rate-limit-store.js';
+import { startRedis, type RunningRedis } from '../support/start-redis.js';
+
+const bucket = { key: 'customer=acme', capacity: 2, refillAmount: 2, refillEveryMs: 60_000, shadow: false };
+
+describe('redis rate-limit store', () => {
+  let redis: RunningRedis | undefined;
+  let store: RateLimitStore | undefined;
+  afterEach(async () => {
+    await store?.close();
+    await redis?.stop();
+  });
+
+  async function connect(url: string, timeoutMs = 50) {
+    const client = connectRedis(url, { timeoutMs, onError: () => undefined });
+    await waitForRedis(client, 5_000);
+    return { client };
+  }
+
+  it('keeps buckets under hash-tagged keys that expire once full again', async () => {
+    redis = await startRedis();
+    const { client } = await connect(redis.url);
+    store = createRedisRateLimitStore({ client, clock: () => Date.now() });
+    await store.take([bucket]);
+    const inspector = redis.client();
+    const keys = await inspector.keys('genops:rl:*');
+    expect(keys).toEqual(['genops:rl:{customer=acme}']);
+    const ttl = await inspector.pttl(keys[0]!);
+    expect(ttl).toBeGreaterThan(30_000 + 1_000 - 2_000);
+    expect(ttl).toBeLessThanOrEqual(31_000);
+  });
+
+  it('answers an over-limit key from its local cache without asking Redis', async () => {
+    redis = await startRedis();
+    const { client } = await connect(redis.url);
+    store = createRedisRateLimitStore({ client, clock: () => Date.now() });
+    await store.take([bucket]);
+    await store.take([bucket]);
+    expect((await store.take([bucket])).admitted).toBe(false);
+    await redis.stop();
+    // Redis is gone, yet the hot key is still refused, at once.
+    const started = Date.now();
+    const cached = await store.take([bucket]);
+    expect(cached.admitted).toBe(false);
+    expect(cached.buckets[0]!.retryAfterMs).toBeGreaterThan(25_000);
+    expect(Date.now() - started).toBeLessThan(50);
+    // A key that is not cached needs Redis, and says so.
+    await expect(store.take([{ ...bucket, key: 'customer=globex' }])).rejects.toMatchObject({ name: 'GenopsError', code: 'backend_unavailable' });
+  });
+
+  it('fails fast while Redis is down and recovers when it returns', async () => {
+    redis = await startRedis();
+    const port = redis.port;
+    const { client } = await connect(redis.url);
+    store = createRedisRateLimitStore({ client, clock: () => Date.now() });
+    expect((await store.take([bucket])).admitted).toBe(true);
+    await redis.stop();
+    const failures = [];
+    for (let index = 0; index < 5; index++) {
+      const started = Date.now();
+      failures.push(await store.take([{ ...bucket, key: `k${index}` }]).then(() => 'ok', (error: Error) => error.message));
+      expect(Date.now() - started).toBeLessThan(500);
+    }
+    expect(failures.every((message) => message.startsWith('redis: '))).toBe(true);
+    redis = await startRedis({ port });
+    await waitForRedis(client, 5_000);
+    expect((await store.take([bucket])).admitted).toBe(true);
+  });
+});
