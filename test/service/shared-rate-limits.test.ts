@@ -1,0 +1,104 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startService, type RunningService } from '../support/index.js';
+import { createGovernanceClient, type GovernanceClient } from '../support/governance-client.js';
+import { startRedis, type RunningRedis } from '../support/start-redis.js';
+
+const policy = (capacity: number, failureMode: 'open' | 'closed') => `
+apiVersion: genops.ai/v1alpha1
+kind: GovernancePolicy
+metadata: { name: shared-limits }
+spec:
+  context: { required: [team, customerId] }
+  teams: { ml-platform: {} }
+  rateLimits:
+    - name: per-customer
+      key: [customerId]
+      capacity: ${capacity}
+      refill: { amount: ${capacity}, every: 1h }
+      failureMode: ${failureMode}
+`;
+
+function writePolicy(text: string): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'genops-shared-')), 'policy.yaml');
+  writeFileSync(path, text);
+  return path;
+}
+
+const running: { stop(): Promise<unknown> }[] = [];
+const clients: GovernanceClient[] = [];
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.close();
+  for (const part of running.splice(0).reverse()) await part.stop().catch(() => undefined);
+});
+
+async function service(redis: RunningRedis, policyPath: string, timeoutMs = 50): Promise<{ service: RunningService; client: GovernanceClient }> {
+  const started = await startService({ policyPath, env: { GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: String(timeoutMs), LOG_LEVEL: 'warn' } });
+  running.push(started);
+  const client = createGovernanceClient(`${started.host}:${started.grpcPort}`);
+  clients.push(client);
+  return { service: started, client };
+}
+
+const customer = (id: string) => ({ 'x-genops-team': 'ml-platform', 'x-genops-customer-id': id });
+
+describe('rate limits shared through Redis', () => {
+  it('two service processes admit, together, exactly one bucket’s worth', async () => {
+    const redis = await startRedis();
+    running.push(redis);
+    const policyPath = writePolicy(policy(50, 'open'));
+    // A generous Redis timeout: this test is about sharing, not about the failure mode.
+    const [first, second] = [await service(redis, policyPath, 2_000), await service(redis, policyPath, 2_000)];
+    // 2 × 60 concurrent checks for one customer against a bucket of 50. Each check is
+    // one atomic script in Redis, and the refill (50 per hour) adds under 0.1 token
+    // during the test, so the tolerance is zero: exactly 50 are admitted.
+    const calls = [first, second].flatMap(({ client }) => Array.from({ length: 60 }, () => client.check(customer('acme'))));
+    const responses = await Promise.all(calls);
+    const admitted = responses.filter((response) => response.ok_response).length;
+    const limited = responses.filter((response) => Number(response.denied_response?.status.code) === 429).length;
+    expect(admitted).toBe(50);
+    expect(limited).toBe(70);
+    const other = await second.client.check(customer('globex'));
+    expect(other.status.code).toBe(0);
+  });
+
+  it('Redis stopped in the middle of traffic: fail-open admits, nothing hangs or crashes, limits return with Redis', async () => {
+    let redis = await startRedis();
+    const port = redis.port;
+    const { service: started, client } = await service(redis, writePolicy(policy(3, 'open')));
+    for (let index = 0; index < 3; index++) expect((await client.check(customer('acme'))).status.code).toBe(0);
+    expect((await client.check(customer('acme'))).denied_response).toBeDefined();
+
+    await redis.stop();
+    const during = await Promise.all(Array.from({ length: 20 }, (_, index) => client.check(customer(`c${index}`))));
+    expect(during.every((response) => response.status.code === 0)).toBe(true);
+    const metrics = await (await fetch(`${started.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/genops_rate_limit_checks_total\{limit="per-customer",outcome="backend_error"\} 20/);
+    expect(metrics).toMatch(/genops_backend_errors_total\{backend="redis",kind="command"\} \d+/);
+    expect(started.process.exitCode).toBeUndefined();
+
+    redis = await startRedis({ port });
+    running.push(redis);
+    let recovered = false;
+    for (let attempt = 0; attempt < 50 && !recovered; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const response = await client.check(customer('fresh'));
+      recovered = response.ok_response?.response_headers_to_add.some((option) => option.header.key === 'ratelimit') ?? false;
+    }
+    expect(recovered).toBe(true);
+    for (let index = 0; index < 2; index++) expect((await client.check(customer('fresh'))).status.code).toBe(0);
+    expect(Number((await client.check(customer('fresh'))).denied_response?.status.code)).toBe(429);
+  });
+
+  it('fail-closed refuses with 503 while Redis is unreachable', async () => {
+    const redis = await startRedis();
+    const { client } = await service(redis, writePolicy(policy(3, 'closed')));
+    expect((await client.check(customer('acme'))).status.code).toBe(0);
+    await redis.stop();
+    const response = await client.check(customer('acme'));
+    expect(Number(response.denied_response?.status.code)).toBe(503);
+    expect(JSON.parse(response.denied_response!.body)).toMatchObject({ reason_code: 'x_rate_limit_unavailable' });
+  });
+});

@@ -1,0 +1,59 @@
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { PROTO_LOADER_OPTIONS } from '../../src/server/proto-definitions.js';
+import type { CheckRequest, CheckResponse } from '../../src/envoy/envoy-messages.js';
+
+type Constructors = {
+  envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } }; ext_proc: { v3: { ExternalProcessor: grpc.ServiceClientConstructor } } } };
+  grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
+};
+
+let constructors: Constructors | undefined;
+function load(): Constructors {
+  constructors ??= grpc.loadPackageDefinition(
+    protoLoader.loadSync(['envoy/service/auth/v3/external_auth.proto', 'envoy/service/ext_proc/v3/external_processor.proto', 'grpc/health/v1/health.proto'], { ...PROTO_LOADER_OPTIONS, enums: Number }),
+  ) as unknown as Constructors;
+  return constructors;
+}
+
+export interface GovernanceClient {
+  check(headers: Record<string, string>, extra?: Partial<NonNullable<CheckRequest['attributes']>>): Promise<CheckResponse>;
+  checkRaw(request: CheckRequest): Promise<CheckResponse>;
+  health(service?: string): Promise<string>;
+  readonly authz: grpc.Client;
+  readonly extProc: grpc.Client;
+  readonly healthClient: grpc.Client;
+  close(): void;
+}
+
+/** A gRPC client of the service built from our protos, for process-level tests. */
+export function createGovernanceClient(address: string): GovernanceClient {
+  const loaded = load();
+  const credentials = grpc.credentials.createInsecure();
+  const authz = new loaded.envoy.service.auth.v3.Authorization(address, credentials);
+  const extProc = new loaded.envoy.service.ext_proc.v3.ExternalProcessor(address, credentials);
+  const healthClient = new loaded.grpc.health.v1.Health(address, credentials);
+  const unary = <Request, Response>(client: grpc.Client, method: string, request: Request) =>
+    new Promise<Response>((resolve, reject) => {
+      (client as unknown as Record<string, (request: Request, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: Response) => void) => void>)[method]!(
+        request,
+        { deadline: Date.now() + 5_000 },
+        (error, response) => (error ? reject(error) : resolve(response)),
+      );
+    });
+  const checkRaw = (request: CheckRequest) => unary<CheckRequest, CheckResponse>(authz, 'Check', request);
+  return {
+    check: (headers, extra = {}) => checkRaw({ attributes: { ...extra, request: { http: { method: 'POST', path: '/v1/chat/completions', headers } } } }),
+    checkRaw,
+    health: (service = '') => unary<{ service: string }, { status: string }>(healthClient, 'Check', { service }).then((response) => response.status),
+    authz,
+    extProc,
+    healthClient,
+    close() {
+      authz.close();
+      extProc.close();
+      healthClient.close();
+    },
+  };
+}
+
