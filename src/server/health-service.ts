@@ -7,6 +7,8 @@ export interface HealthService {
   /** Sets the status of the whole server ("") and of every named service. */
   setAll(status: ServingStatus): void;
   status(service: string): ServingStatus | undefined;
+  /** Ends every Watch stream, which would otherwise hold a graceful shutdown open. */
+  endWatches(): void;
 }
 
 /** grpc.health.v1.Health: Check, Watch and List over a fixed set of services. */
@@ -46,5 +48,9 @@ export function createHealthService(serviceNames: readonly string[]): HealthServ
       }
     },
     status: (service) => statuses.get(service),
+    endWatches() {
+      for (const { call } of watchers) if (!call.cancelled) call.end();
+      watchers.clear();
+    },
   };
 }

@@ -12,6 +12,7 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTestPki,
+  http2Request,
   httpRequest,
   REPO_ROOT,
   startGovernanceStack,
@@ -93,13 +94,17 @@ export function expectedRoute(team: string, tier: string | undefined): string {
   return 'claude-sonnet';
 }
 
-/** GET /v1/stream?events=N answers a server-sent-events stream of N events of about 4 KiB each. */
+/** GET /v1/stream?events=N answers a server-sent-events stream of N events of about 4 KiB each; /v1/slow?ms=N answers after N ms. */
 export function streamEvent(index: number): string {
   return `data: ${JSON.stringify({ index, delta: 'x'.repeat(4000) })}\n\n`;
 }
 
 function streamWhenAsked(request: RecordedRequest, response: ServerResponse): boolean {
   const url = new URL(request.path, 'http://upstream');
+  if (url.pathname === '/v1/slow') {
+    setTimeout(() => response.writeHead(200, { 'content-type': 'application/json' }).end('{"slow":true}'), Number(url.searchParams.get('ms') ?? '500'));
+    return true;
+  }
   if (url.pathname !== '/v1/stream') return false;
   const events = Number(url.searchParams.get('events') ?? '100');
   response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -120,6 +125,14 @@ function streamWhenAsked(request: RecordedRequest, response: ServerResponse): bo
   };
   writeMore();
   return true;
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 function expectJsonDenial(response: HttpResponse, status: number, reasonCode: string): void {
@@ -175,6 +188,19 @@ export function describeGovernanceDecisions(envoy: EnvoyStack): void {
     const received = envoy.received(testId)[0];
     expect(received?.headers).toMatchObject({ 'x-genops-route': 'claude-sonnet', 'x-routed-by': 'claude-sonnet', 'x-genops-decision-id': expect.stringMatching(UUID) });
     expect(response.header('x-genops-decision-id')).toBe(received?.headers['x-genops-decision-id']);
+  });
+
+  it('serves HTTP/2 clients (h2c) on the same listener the same way', async () => {
+    const testId = randomUUID();
+    const response = await http2Request(`${envoy.stack.url}/v1/messages`, { method: 'POST', headers: { ...context({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId }, body: '{}' });
+    expect(response.status, response.body).toBe(200);
+    const received = envoy.received(testId)[0];
+    expect(received?.headers).toMatchObject({ 'x-genops-route': 'claude-opus', 'x-routed-by': 'claude-opus' });
+    expect(response.header('x-genops-decision-id')).toBe(received?.headers['x-genops-decision-id']);
+
+    const denied = await http2Request(`${envoy.stack.url}/v1/messages`, { headers: { ...context({ 'x-genops-team': 'marketing' }), 'x-test-id': testId } });
+    expectJsonDenial(denied, 403, 'x_team_not_allowed');
+    expect(envoy.received(testId)).toHaveLength(1);
   });
 
   it('passes the provider credentials on to the upstream (they are only kept from the service)', async () => {
@@ -235,12 +261,21 @@ export function describeShutdownAndFailClosed(envoy: EnvoyStack, statuses: FailC
     expect(envoy.received(testId)).toHaveLength(1);
   });
 
-  it('exits 0 on SIGTERM within a few seconds', async () => {
+  it('exits 0 on SIGTERM within a few seconds, letting a request in flight finish', async () => {
+    const testId = randomUUID();
+    const inFlight = envoy.send(testId, '/v1/slow?ms=400', { headers: context() });
+    await until(() => envoy.received(testId).length > 0, 'the slow request to reach the upstream');
+
     const startedAt = Date.now();
     const code = await envoy.stack.service.stop({ signal: 'SIGTERM', timeoutMs: 5_000 });
     expect(code).toBe(0);
     expect(Date.now() - startedAt).toBeLessThan(5_000);
     expect(envoy.stack.service.logs().map((line) => line.event)).toEqual(expect.arrayContaining(['draining', 'stopped']));
+
+    const response = await inFlight;
+    expect(response.status, response.body).toBe(200);
+    expect(response.json<{ slow: boolean }>().slow).toBe(true);
+    expect(response.header('x-genops-decision-id')).toBe(envoy.received(testId)[0]?.headers['x-genops-decision-id']);
   });
 
   it(`fails closed with ${statuses.unreachable} once the service is gone, and the upstream gets nothing`, async () => {

@@ -8,6 +8,8 @@ type Constructors = {
   grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
 };
 
+const SERVING_STATUS = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'];
+
 let constructors: Constructors | undefined;
 function load(): Constructors {
   constructors ??= grpc.loadPackageDefinition(
@@ -45,7 +47,8 @@ export function createGovernanceClient(address: string): GovernanceClient {
   return {
     check: (headers, extra = {}) => checkRaw({ attributes: { ...extra, request: { http: { method: 'POST', path: '/v1/chat/completions', headers } } } }),
     checkRaw,
-    health: (service = '') => unary<{ service: string }, { status: string }>(healthClient, 'Check', { service }).then((response) => response.status),
+    health: (service = '') =>
+      unary<{ service: string }, { status: number }>(healthClient, 'Check', { service }).then((response) => SERVING_STATUS[response.status] ?? String(response.status)),
     authz,
     extProc,
     healthClient,

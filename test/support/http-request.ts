@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { request as plainRequest, type Agent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { connect as connectHttp2, constants as http2 } from 'node:http2';
 import { request as tlsRequest, type RequestOptions as TlsRequestOptions } from 'node:https';
 
 export interface HttpRequestOptions {
@@ -36,25 +37,59 @@ export function httpRequest(url: string, options: HttpRequestOptions = {}): Prom
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('error', reject);
-      response.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        resolve({
-          status: response.statusCode ?? 0,
-          headers: response.headers,
-          body,
-          json: <T>() => JSON.parse(body) as T,
-          header(name) {
-            const value = response.headers[name.toLowerCase()];
-            return Array.isArray(value) ? value[0] : value;
-          },
-        });
-      });
+      response.on('end', () => resolve(toResponse(response.statusCode ?? 0, response.headers, Buffer.concat(chunks))));
     };
     const request = url.startsWith('https:') ? tlsRequest(url, { ...common, ...tlsOptions(options.tls) }, onResponse) : plainRequest(url, common, onResponse);
     request.on('timeout', () => request.destroy(new Error(`${method} ${url} timed out after ${timeoutMs} ms`)));
     request.on('error', reject);
     request.end(options.body);
   });
+}
+
+/** One request over HTTP/2 with prior knowledge (h2c) on its own connection; resolves with the whole response. */
+export function http2Request(url: string, options: Omit<HttpRequestOptions, 'agent' | 'tls'> = {}): Promise<HttpResponse> {
+  const target = new URL(url);
+  const method = options.method ?? 'GET';
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    const session = connectHttp2(target.origin);
+    const fail = (error: Error) => {
+      session.destroy();
+      reject(error);
+    };
+    session.on('error', fail);
+    const stream = session.request({ [http2.HTTP2_HEADER_METHOD]: method, [http2.HTTP2_HEADER_PATH]: `${target.pathname}${target.search}`, ...options.headers });
+    stream.setTimeout(timeoutMs, () => fail(new Error(`${method} ${url} over h2c timed out after ${timeoutMs} ms`)));
+    stream.on('error', fail);
+    let status = 0;
+    let headers: IncomingHttpHeaders = {};
+    stream.on('response', (received) => {
+      status = Number(received[http2.HTTP2_HEADER_STATUS]);
+      headers = Object.fromEntries(Object.entries(received).filter(([name]) => !name.startsWith(':'))) as IncomingHttpHeaders;
+    });
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('end', () => {
+      session.close();
+      if (status === 0) reject(new Error(`${method} ${url} over h2c: the stream ended without a response`));
+      else resolve(toResponse(status, headers, Buffer.concat(chunks)));
+    });
+    stream.end(options.body);
+  });
+}
+
+function toResponse(status: number, headers: IncomingHttpHeaders, raw: Buffer): HttpResponse {
+  const body = raw.toString('utf8');
+  return {
+    status,
+    headers,
+    body,
+    json: <T>() => JSON.parse(body) as T,
+    header(name) {
+      const value = headers[name.toLowerCase()];
+      return Array.isArray(value) ? value[0] : value;
+    },
+  };
 }
 
 function tlsOptions(tls: HttpRequestOptions['tls']): TlsRequestOptions {

@@ -10,6 +10,6 @@ export { startEnvoy, type DownstreamTls, type RunningEnvoy, type StartEnvoyOptio
 export { startService, type RunningService, type StartServiceOptions } from '../../src/demo/start-service.js';
 export { startGovernanceStack, ENVOY_CONFIGS, type EnvoyMode, type GovernanceStack } from '../../src/demo/start-governance-stack.js';
 export { REPO_ROOT } from '../../src/demo/repo-root.js';
-export { httpRequest, type HttpRequestOptions, type HttpResponse } from './http-request.js';
+export { http2Request, httpRequest, type HttpRequestOptions, type HttpResponse } from './http-request.js';
 export { startUpstream, type EchoBody, type RecordedRequest, type Upstream } from './start-upstream.js';
 export { createTestPki, type ClientCertificate, type TestPki } from './create-test-pki.js';
