@@ -1,13 +1,16 @@
 # syntax=docker/dockerfile:1
-# genops-mesh: ext_authz + ext_proc governance service for Envoy-based meshes.
+# genops-mesh: ext_authz + ext_proc + forward-auth governance service for Envoy-based meshes.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# --ignore-scripts: no install script runs (the `node` devDependency would fetch a second Node
+# binary; nothing the build needs has one).
+RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.build.json
+# tsc through the image's node, not node_modules/.bin (where the `node` devDependency lives).
+RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
 
 FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production \
@@ -15,11 +18,14 @@ ENV NODE_ENV=production \
     GENOPS_ADMIN_PORT=9464
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY proto ./proto
 COPY deploy/default-policy.yaml deploy/policy.schema.json ./deploy/
-# Non-root, nothing written at run time: works with readOnlyRootFilesystem.
-USER node
-EXPOSE 9001 9464
+# Non-root by number (the image's "node" user), so Kubernetes runAsNonRoot can verify it; nothing
+# is written at run time: works with readOnlyRootFilesystem.
+USER 1000:1000
+# 9001 gRPC (ext_authz, ext_proc, health), 9464 admin (/metrics, /healthz, /readyz),
+# 9002 forward auth when GENOPS_FORWARD_AUTH_PORT=9002 (off by default).
+EXPOSE 9001 9002 9464
 ENTRYPOINT ["node", "dist/main.js"]

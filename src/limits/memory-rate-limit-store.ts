@@ -23,7 +23,13 @@ interface Bucket {
  * information and is swept out, and beyond `maxBuckets` the least recently
  * used bucket is evicted (Map order is kept as recency by re-inserting).
  */
-export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions): RateLimitStore & { size(): number; sweep(): void } {
+export interface MemoryRateLimitStore extends RateLimitStore {
+  take(checks: readonly BucketCheck[]): TakeResult;
+  size(): number;
+  sweep(): void;
+}
+
+export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions): MemoryRateLimitStore {
   const { clock } = options;
   const maxBuckets = options.maxBuckets ?? 1_000_000;
   const sweepIntervalMs = options.sweepIntervalMs ?? 10_000;

@@ -64,7 +64,11 @@ export interface RedisRateLimitStoreOptions {
  * throws GenopsError('backend_unavailable'); the caller applies each limit's
  * failure mode.
  */
-export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): RateLimitStore {
+export interface RedisRateLimitStore extends RateLimitStore {
+  take(checks: readonly BucketCheck[]): Promise<TakeResult>;
+}
+
+export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): RedisRateLimitStore {
   const { client, clock } = options;
   const maxCachedDenials = options.maxCachedDenials ?? 100_000;
   const deniedUntil = new Map<string, number>();

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { GenopsError } from '../errors/genops-error.js';
+import { loadTracingSettings, type TracingSettings } from './otel-settings.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -10,6 +11,8 @@ export interface Settings {
   readonly listenHost: string;
   readonly grpcPort: number;
   readonly adminPort: number;
+  /** Forward-auth HTTP endpoint (nginx auth_request, Traefik forwardAuth); 0 = off. */
+  readonly forwardAuthPort: number;
   readonly redisUrl: string | undefined;
   /** Per-command Redis timeout: past it a limit follows its failure mode. */
   readonly redisTimeoutMs: number;
@@ -18,6 +21,11 @@ export interface Settings {
   readonly logLevel: LogLevel;
   /** How long SIGTERM waits for in-flight calls before closing them. */
   readonly drainTimeoutMs: number;
+  /** Opt-in genops_customer_id metric label, capped at metricsCustomerLimit distinct values (the rest share one). */
+  readonly metricsCustomerLabel: boolean;
+  readonly metricsCustomerLimit: number;
+  /** From the standard OTEL_* variables. */
+  readonly tracing: TracingSettings;
 }
 
 /** Each flag and the environment variable it overrides. */
@@ -26,11 +34,14 @@ const SOURCES = {
   host: 'GENOPS_LISTEN_HOST',
   'grpc-port': 'GENOPS_GRPC_PORT',
   'admin-port': 'GENOPS_ADMIN_PORT',
+  'forward-auth-port': 'GENOPS_FORWARD_AUTH_PORT',
   'redis-url': 'GENOPS_REDIS_URL',
   'redis-timeout': 'GENOPS_REDIS_TIMEOUT_MS',
   'rate-limit-max-buckets': 'GENOPS_RATE_LIMIT_MAX_BUCKETS',
   'log-level': 'LOG_LEVEL',
   'drain-timeout': 'GENOPS_DRAIN_TIMEOUT_MS',
+  'metrics-customer-label': 'GENOPS_METRICS_CUSTOMER_LABEL',
+  'metrics-customer-limit': 'GENOPS_METRICS_CUSTOMER_LIMIT',
 } as const;
 type Flag = keyof typeof SOURCES;
 
@@ -67,12 +78,23 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     listenHost: read('host').value ?? '0.0.0.0',
     grpcPort: port(read('grpc-port'), 9001),
     adminPort: port(read('admin-port'), 9464),
+    forwardAuthPort: port(read('forward-auth-port'), 0),
     redisUrl: redis.value,
     redisTimeoutMs: integer(read('redis-timeout'), 50, 1, 60_000),
     rateLimitMaxBuckets: integer(read('rate-limit-max-buckets'), 1_000_000, 1, 100_000_000),
     logLevel: level as LogLevel,
     drainTimeoutMs: integer(read('drain-timeout'), 10_000, 0, 600_000),
+    metricsCustomerLabel: boolean(read('metrics-customer-label'), false),
+    metricsCustomerLimit: integer(read('metrics-customer-limit'), 100, 1, 10_000),
+    tracing: loadTracingSettings(env),
   });
+}
+
+function boolean(source: { value: string | undefined; name: string }, fallback: boolean): boolean {
+  if (source.value === undefined) return fallback;
+  const value = source.value.trim().toLowerCase();
+  if (value !== 'true' && value !== 'false') throw new GenopsError('invalid_settings', `${source.name}=${source.value}: must be true or false`);
+  return value === 'true';
 }
 
 function port(source: { value: string | undefined; name: string }, fallback: number): number {

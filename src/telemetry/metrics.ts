@@ -2,14 +2,34 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 
 export type ServiceName = 'authz' | 'ext_proc' | 'forward_auth';
 
+/** Labels of genops_requests_total; genops_customer_id exists only when opted in (MetricsOptions.customerLabel). */
+export type RequestLabel = 'service' | 'decision' | 'reason_code' | 'genops_team' | 'genops_project' | 'genops_tier' | 'model' | 'dry_run' | 'genops_customer_id';
+/** Labels of genops_cost_total and genops_tokens_total (plus `type` on tokens). */
+export type UsageLabel = 'genops_team' | 'genops_project' | 'genops_tier' | 'model' | 'genops_customer_id';
+export type SpanDropReason = 'queue_full' | 'export_failed';
+
 export interface Metrics {
   readonly registry: Registry;
-  readonly requests: Counter<'service' | 'decision' | 'reason_code' | 'genops_team' | 'genops_project' | 'genops_tier' | 'model' | 'dry_run'>;
+  /** True when genops_customer_id is a label of the request, cost and token counters. */
+  readonly customerLabel: boolean;
+  readonly requests: Counter<RequestLabel>;
+  /** USD, from priced token usage. Registered now; counted once usage parsing lands. */
+  readonly cost: Counter<UsageLabel>;
+  readonly tokens: Counter<UsageLabel | 'type'>;
   readonly decisionDuration: Histogram<'service'>;
   readonly policyReloads: Counter<'result'>;
   readonly backendErrors: Counter<'backend' | 'kind'>;
   readonly malformedMessages: Counter<'service'>;
   readonly rateLimitChecks: Counter<'limit' | 'outcome'>;
+  readonly spansExported: Counter<never>;
+  readonly spansDropped: Counter<'reason'>;
+}
+
+export interface MetricsOptions {
+  /** Process and Node.js runtime metrics (process_*, nodejs_*). Default true. */
+  readonly defaultMetrics?: boolean;
+  /** Adds the genops_customer_id label (opt-in: the caller caps its values). Default false. */
+  readonly customerLabel?: boolean;
 }
 
 /** Decision latency buckets, in seconds: 50 µs up to 1 s. */
@@ -17,15 +37,36 @@ export const DECISION_LATENCY_BUCKETS = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
 ];
 
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+/**
+ * Every metric the service exports, on its own registry. Label sets are
+ * fixed here; label values from callers are bounded where they are set
+ * (see bounded-label.ts), so the number of series is bounded by construction.
+ */
+export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
-  return {
+  const customerLabel = options.customerLabel ?? false;
+  const customer = customerLabel ? (['genops_customer_id'] as const) : [];
+  const usageLabels: UsageLabel[] = ['genops_team', 'genops_project', 'genops_tier', 'model', ...customer];
+  const metrics: Metrics = {
     registry,
+    customerLabel,
     requests: new Counter({
       name: 'genops_requests_total',
       help: 'Governance decisions, by service, decision, reason code and governance context.',
-      labelNames: ['service', 'decision', 'reason_code', 'genops_team', 'genops_project', 'genops_tier', 'model', 'dry_run'],
+      labelNames: ['service', 'decision', 'reason_code', 'genops_team', 'genops_project', 'genops_tier', 'model', 'dry_run', ...customer],
+      registers: [registry],
+    }),
+    cost: new Counter({
+      name: 'genops_cost_total',
+      help: 'Priced cost of AI requests in USD, by governance context and model.',
+      labelNames: usageLabels,
+      registers: [registry],
+    }),
+    tokens: new Counter({
+      name: 'genops_tokens_total',
+      help: 'LLM tokens by type (input, output), governance context and model.',
+      labelNames: ['type', ...usageLabels],
       registers: [registry],
     }),
     decisionDuration: new Histogram({
@@ -59,5 +100,21 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       labelNames: ['limit', 'outcome'],
       registers: [registry],
     }),
+    spansExported: new Counter({
+      name: 'genops_spans_exported_total',
+      help: 'Decision spans the OTLP collector accepted.',
+      registers: [registry],
+    }),
+    spansDropped: new Counter({
+      name: 'genops_spans_dropped_total',
+      help: 'Decision spans lost: queue_full (the export queue was full) or export_failed (the collector did not accept the batch).',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
   };
+  // Series with a known, closed set of label values start at 0, so that rate()
+  // and increase() in alert rules see their first increment.
+  for (const result of ['success', 'failure']) metrics.policyReloads.inc({ result }, 0);
+  for (const reason of ['queue_full', 'export_failed'] satisfies SpanDropReason[]) metrics.spansDropped.inc({ reason }, 0);
+  return metrics;
 }

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ServerResponse } from 'node:http';
+import { Agent, type ServerResponse } from 'node:http';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -135,11 +135,12 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5_000):
   }
 }
 
-function expectJsonDenial(response: HttpResponse, status: number, reasonCode: string): void {
+/** A denial as DESIGN §2 has it: JSON {error, reason_code, message, decision_id} (plus `extraKeys`, e.g. for 429s). */
+function expectJsonDenial(response: HttpResponse, status: number, reasonCode: string, extraKeys: readonly string[] = []): void {
   expect(response.status, response.body).toBe(status);
   expect(response.header('content-type')).toMatch(/^application\/json/);
   const body = response.json<Record<string, unknown>>();
-  expect(Object.keys(body).sort()).toEqual(['decision_id', 'error', 'message', 'reason_code']);
+  expect(Object.keys(body).sort()).toEqual(['decision_id', 'error', 'message', 'reason_code', ...extraKeys].sort());
   expect(body).toMatchObject({ error: expect.any(String), reason_code: reasonCode, message: expect.any(String), decision_id: expect.stringMatching(UUID) });
   expect(body.message).not.toBe('');
   expect(response.header('x-genops-decision-id')).toBe(body.decision_id);
@@ -209,6 +210,34 @@ export function describeGovernanceDecisions(envoy: EnvoyStack): void {
 
     expect(response.status, response.body).toBe(200);
     expect(envoy.received(testId)[0]?.headers.authorization).toBe('Bearer sk-test-secret');
+  });
+
+  it('rate-limits one customer at 100 requests a minute with 429 RATE_LIMITED, and shows the RateLimit headers', async () => {
+    const testId = randomUUID();
+    const headers = context();
+    const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+    try {
+      const allowed = await Promise.all(Array.from({ length: 100 }, () => envoy.send(testId, '/v1/messages', { headers, agent })));
+      for (const response of allowed) {
+        expect(response.status, response.body).toBe(200);
+        expect(response.header('ratelimit-policy')).toBe('"per-customer";q=100;w=60');
+        expect(response.header('ratelimit')).toMatch(/^"per-customer";r=\d+;t=\d+$/);
+      }
+      const remaining = allowed.map((response) => Number(/r=(\d+)/.exec(response.header('ratelimit') ?? '')?.[1])).sort((a, b) => a - b);
+      expect(remaining).toEqual(Array.from({ length: 100 }, (_, index) => index));
+
+      const limited = await envoy.send(testId, '/v1/messages', { headers, agent });
+      expectJsonDenial(limited, 429, 'RATE_LIMITED', ['retry_after_seconds']);
+      expect(Number(limited.header('retry-after'))).toBeGreaterThan(0);
+      expect(limited.json<{ retry_after_seconds: number }>().retry_after_seconds).toBe(Number(limited.header('retry-after')));
+      expect(limited.header('ratelimit')).toMatch(/^"per-customer";r=0;t=\d+$/);
+      expect(envoy.received(testId)).toHaveLength(100);
+
+      const otherCustomer = await envoy.send(testId, '/v1/messages', { headers: context(), agent });
+      expect(otherCustomer.status, otherCustomer.body).toBe(200);
+    } finally {
+      agent.destroy();
+    }
   });
 
   const denials: { name: string; headers: () => Record<string, string>; status: number; reasonCode: string; message: RegExp }[] = [

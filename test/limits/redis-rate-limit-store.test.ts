@@ -1,14 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectRedis, waitForRedis } from '../../src/limits/redis-connection.js';
-import { createRedisRateLimitStore } from '../../src/limits/redis-rate-limit-store.js';
-import type { RateLimitStore } from '../../src/limits/rate-limit-store.js';
+import { createRedisRateLimitStore, type RedisRateLimitStore } from '../../src/limits/redis-rate-limit-store.js';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
 
 const bucket = { key: 'customer=acme', capacity: 2, refillAmount: 2, refillEveryMs: 60_000, shadow: false };
 
 describe('redis rate-limit store', () => {
   let redis: RunningRedis | undefined;
-  let store: RateLimitStore | undefined;
+  let store: RedisRateLimitStore | undefined;
   afterEach(async () => {
     await store?.close();
     await redis?.stop();

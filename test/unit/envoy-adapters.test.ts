@@ -128,7 +128,7 @@ describe('ext_proc session', () => {
     const session = createExtProcSessionFactory({ governor, reporter, now }).open();
     await session.handle({
       request_headers: { headers: headerMap(allowedHeaders) },
-      attributes: { 'envoy.filters.http.ext_proc': { fields: { 'source.principal': { string_value: 'spiffe://cluster.local/ns/a/sa/b' } } } },
+      attributes: { 'envoy.filters.http.ext_proc': { fields: { 'source.principal': { stringValue: 'spiffe://cluster.local/ns/a/sa/b' } } } },
     });
     expect(reported[0]!.principal).toBe('spiffe://cluster.local/ns/a/sa/b');
   });

@@ -1,0 +1,120 @@
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type SpanContext } from '@opentelemetry/api';
+import type { Decision } from '../governance/decision.js';
+import type { ServiceName } from '../telemetry/metrics.js';
+import {
+  DECISION_SPAN_NAME,
+  GENOPS_SPEC_VERSION,
+  GenopsAttributes as A,
+  GenopsEvents,
+  OtelAttributes as O,
+  UNKNOWN,
+  operationTypeOf,
+} from '../telemetry/span-conventions.js';
+import { remoteParentOf, type HeaderReader } from '../telemetry/trace-context.js';
+import type { Tracing } from '../telemetry/tracer.js';
+
+export interface DecisionSpans {
+  /**
+   * Records one finished decision as a span (start and end times given, so
+   * it is made after the reply is on its way) and returns its context, or
+   * undefined when the sampler left it out.
+   */
+  record(service: ServiceName, decision: Decision, startedAt: number, endedAt: number, headers: HeaderReader | undefined): SpanContext | undefined;
+}
+
+const RPC: Partial<Record<ServiceName, { service: string; method: string }>> = {
+  authz: { service: 'envoy.service.auth.v3.Authorization', method: 'Check' },
+  ext_proc: { service: 'envoy.service.ext_proc.v3.ExternalProcessor', method: 'Process' },
+};
+
+const MAX_OPERATION_NAME = 128;
+const noHeaders: HeaderReader = () => undefined;
+
+/**
+ * GenOps 0.1.0 decision spans. Required attributes are always present: a
+ * governance value the request did not carry is "unknown", and
+ * genops.environment falls back to the deployment environment of the
+ * resource, then "unknown". genops.policy.reason_code is set exactly when the
+ * result is not ALLOWED.
+ */
+export function createDecisionSpans(options: { tracing: Tracing }): DecisionSpans {
+  const { tracer, deploymentEnvironment } = options.tracing;
+  const defaultEnvironment = deploymentEnvironment ?? UNKNOWN;
+  return {
+    record(service, decision, startedAt, endedAt, headers = noHeaders) {
+      const parent = remoteParentOf(headers);
+      const span = tracer.startSpan(
+        DECISION_SPAN_NAME,
+        { kind: SpanKind.SERVER, startTime: startedAt },
+        parent ? trace.setSpanContext(ROOT_CONTEXT, parent) : ROOT_CONTEXT,
+      );
+      if (!span.isRecording()) {
+        span.end(endedAt);
+        return undefined;
+      }
+      const { context } = decision;
+      const allowed = decision.result === 'ALLOWED';
+      const path = headers(':path');
+      const attributes: Attributes = {
+        [A.specVersion]: GENOPS_SPEC_VERSION,
+        [A.team]: context.team ?? UNKNOWN,
+        [A.project]: context.project ?? UNKNOWN,
+        [A.environment]: context.environment ?? defaultEnvironment,
+        [A.operationName]: operationNameOf(context.feature, headers(':method'), path),
+        [A.operationType]: operationTypeOf(path),
+        [A.policyResult]: decision.result,
+        [A.policyName]: decision.policyName,
+        [A.decisionId]: decision.id,
+      };
+      if (!allowed) {
+        attributes[A.policyReasonCode] = decision.reasonCode;
+        attributes[A.policyReason] = decision.message;
+      }
+      if (decision.dryRun) attributes[A.dryRun] = true;
+      if (context.customerId !== undefined) attributes[A.customerId] = context.customerId;
+      if (context.costCenter !== undefined) attributes[A.costCenter] = context.costCenter;
+      if (context.customerTier !== undefined) attributes[A.customerTier] = context.customerTier;
+      if (context.feature !== undefined) attributes[A.feature] = context.feature;
+      if (context.model !== undefined) attributes[O.requestModel] = context.model;
+      if (decision.route !== undefined) attributes[A.route] = decision.route;
+      if (decision.principal !== undefined) attributes[A.principal] = decision.principal;
+      const limit = decision.rateLimit;
+      if (limit) {
+        attributes[A.rateLimitName] = limit.name;
+        attributes[A.rateLimitQuota] = limit.quota;
+        attributes[A.rateLimitWindowSeconds] = limit.windowSeconds;
+        attributes[A.rateLimitRemaining] = limit.remaining;
+        if (limit.retryAfterSeconds !== undefined) attributes[A.rateLimitRetryAfterSeconds] = limit.retryAfterSeconds;
+      }
+      const rpc = RPC[service];
+      if (rpc) {
+        attributes[O.rpcSystem] = 'grpc';
+        attributes[O.rpcService] = rpc.service;
+        attributes[O.rpcMethod] = rpc.method;
+      }
+      span.setAttributes(attributes);
+      span.addEvent(
+        GenopsEvents.policyEvaluated,
+        allowed
+          ? { [A.policyResult]: decision.result, [A.policyName]: decision.policyName }
+          : { [A.policyResult]: decision.result, [A.policyReasonCode]: decision.reasonCode, [A.policyName]: decision.policyName, [A.policyReason]: decision.message },
+        endedAt,
+      );
+      // A denial is a correct answer, not a failure of the service; only a
+      // decision the service could not make properly (503) marks the span.
+      if (!allowed && decision.httpStatus >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: decision.reasonCode ?? 'unavailable' });
+      span.end(endedAt);
+      return span.spanContext();
+    },
+  };
+}
+
+/** x-genops-feature when the request names one, else "METHOD /path" (no query), else "ai.request". */
+function operationNameOf(feature: string | undefined, method: string | undefined, path: string | undefined): string {
+  if (feature !== undefined) return feature;
+  if (path === undefined || path === '') return 'ai.request';
+  const query = path.indexOf('?');
+  const bare = query === -1 ? path : path.slice(0, query);
+  const name = method ? `${method} ${bare}` : bare;
+  return name.length > MAX_OPERATION_NAME ? name.slice(0, MAX_OPERATION_NAME) : name;
+}

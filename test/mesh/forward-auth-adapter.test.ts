@@ -1,0 +1,73 @@
+/**
+ * The forward-auth adapter gives the same answers as the gRPC adapters: same
+ * decision, same upstream and client headers, same JSON denial bodies.
+ */
+import { describe, expect, it } from 'vitest';
+import { toCheckResponse } from '../../src/envoy/authz-adapter.js';
+import { createForwardAuthAdapter, toForwardAuthResponse, type ForwardAuthResponse } from '../../src/envoy/forward-auth-adapter.js';
+import type { DecisionReporter } from '../../src/envoy/decision-reporter.js';
+import type { Decision } from '../../src/governance/decision.js';
+import type { DecisionInput } from '../../src/governance/decision-engine.js';
+
+const base = { id: '0b6c1d2e-0000-4000-8000-000000000000', dryRun: false, principal: undefined, policyName: 'default' } as const;
+const allowed: Decision = { ...base, result: 'ALLOWED', reasonCode: undefined, message: 'allowed', httpStatus: 200, route: 'claude-opus', context: { team: 'ml-platform', customerId: 'acme', project: 'bot', customerTier: 'premium' }, rateLimit: { name: 'per-customer', quota: 100, windowSeconds: 60, remaining: 99, resetSeconds: 1 } };
+const limited: Decision = { ...base, result: 'RATE_LIMITED', reasonCode: 'RATE_LIMITED', message: 'rate limit per-customer exceeded', httpStatus: 429, route: undefined, context: { team: 'ml-platform', customerId: 'acme' }, rateLimit: { name: 'per-customer', quota: 100, windowSeconds: 60, remaining: 0, resetSeconds: 42, retryAfterSeconds: 1 } };
+const forbidden: Decision = { ...base, result: 'BLOCKED', reasonCode: 'x_team_not_allowed', message: 'team marketing — not allowed', httpStatus: 403, route: undefined, context: { team: 'marketing' } };
+
+const headerMap = (response: ForwardAuthResponse) => Object.fromEntries(response.headers);
+
+describe('forward-auth adapter', () => {
+  it('allows with exactly the headers ext_authz sets upstream and on the response', () => {
+    const check = toCheckResponse(allowed);
+    const answer = toForwardAuthResponse(allowed, 'native');
+    expect(answer.status).toBe(200);
+    const expected = Object.fromEntries([...(check.ok_response?.response_headers_to_add ?? []), ...(check.ok_response?.headers ?? [])].map((option) => [option.header?.key, option.header?.value]));
+    expect(headerMap(answer)).toEqual(expected);
+  });
+
+  it.each([limited, forbidden])('denies $reasonCode with the body and headers of the ext_authz denial', (decision) => {
+    const check = toCheckResponse(decision);
+    const answer = toForwardAuthResponse(decision, 'native');
+    expect(answer.status).toBe(decision.httpStatus);
+    expect(answer.body).toBe(check.denied_response?.body);
+    expect(headerMap(answer)).toEqual(Object.fromEntries((check.denied_response?.headers ?? []).map((option) => [option.header?.key, option.header?.value])));
+  });
+
+  it('answers nginx with 403 and the real status and body in ASCII-safe headers', () => {
+    const answer = toForwardAuthResponse(forbidden, 'nginx');
+    expect(answer.status).toBe(403);
+    const headers = headerMap(answer);
+    expect(headers['x-genops-status']).toBe('403');
+    expect(headers['x-genops-denial']).toMatch(/^[\x20-\x7e]+$/);
+    expect(JSON.parse(headers['x-genops-denial'] ?? '')).toEqual(JSON.parse(answer.body));
+    expect(toForwardAuthResponse(limited, 'nginx').headers).toContainEqual(['x-genops-status', '429']);
+  });
+
+  it('tells Envoy to drop a client-sent route when the policy chose none', () => {
+    const answer = toForwardAuthResponse({ ...allowed, route: undefined }, 'native');
+    expect(headerMap(answer)['x-envoy-auth-headers-to-remove']).toBe('x-genops-route');
+    expect(headerMap(toForwardAuthResponse(allowed, 'native'))['x-envoy-auth-headers-to-remove']).toBeUndefined();
+  });
+
+  it('passes the original path from each proxy convention to the governor, and reports as forward_auth', () => {
+    const inputs: DecisionInput[] = [];
+    const services: string[] = [];
+    const reporter: DecisionReporter = { report: (service) => void services.push(service) };
+    const adapter = createForwardAuthAdapter({ governor: { evaluate: (input) => (inputs.push(input), allowed) }, reporter, now: () => 0 });
+    const lookup = (headers: Record<string, string>) => (name: string) => headers[name];
+
+    adapter.check({ target: '/forward-auth', headers: lookup({ 'x-forwarded-uri': '/v1/a?b=c' }) });
+    adapter.check({ target: '/forward-auth/nginx', headers: lookup({ 'x-original-uri': '/v1/b' }) });
+    adapter.check({ target: '/forward-auth?ignored=1', headers: lookup({ 'x-original-url': 'https://ai.example.com/v1/c?d=e' }) });
+    adapter.check({ target: '/forward-auth/envoy/v1/d?e=f', headers: lookup({}) });
+    adapter.check({ target: '/forward-auth/envoy', headers: lookup({}) });
+    adapter.check({ target: '/forward-auth', headers: lookup({}) });
+    adapter.check({ target: '/forward-auth', headers: lookup({ 'x-forwarded-uri': 'v1/relative' }) });
+
+    expect(inputs.map((input) => input.path)).toEqual(['/v1/a?b=c', '/v1/b', '/v1/c?d=e', '/v1/d?e=f', '/', undefined, 'v1/relative']);
+    expect(inputs.map((input) => input.malformed !== undefined)).toEqual([false, false, false, false, false, false, true]);
+    expect(services).toEqual(Array(7).fill('forward_auth'));
+    expect(adapter.check({ target: '/forward-authx', headers: lookup({}) })).toBeUndefined();
+    expect(adapter.check({ target: '/', headers: lookup({}) })).toBeUndefined();
+  });
+});

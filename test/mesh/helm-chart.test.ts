@@ -1,0 +1,125 @@
+/**
+ * The Helm chart, through the real helm: `helm lint --strict` and
+ * `helm template` for every mesh mode, and what each mode renders.
+ */
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT, renderEnvoyConfig } from '../support/index.js';
+import { all, find, helm, parseObjects, type KubeObject } from './support/kube-tools.js';
+import { containerOf, envOf, expectGovernanceDeployment, expectGovernanceService } from './support/manifest-expectations.js';
+
+const CHART = 'deploy/helm/genops-mesh';
+const MODES = ['none', 'istio', 'linkerd', 'consul'] as const;
+type Mode = (typeof MODES)[number];
+const read = (path: string) => readFileSync(join(REPO_ROOT, path), 'utf8');
+const template = async (...set: string[]) => parseObjects(await helm(['template', 'genops-mesh', CHART, '--namespace', 'genops', ...set.flatMap((value) => ['--set', value])]));
+
+describe('Helm chart deploy/helm/genops-mesh', () => {
+  const rendered = new Map<Mode, KubeObject[]>();
+  beforeAll(async () => {
+    await Promise.all(MODES.map(async (mode) => rendered.set(mode, await template(`mesh.mode=${mode}`))));
+  });
+
+  it.each(MODES)('passes helm lint --strict in mode %s', async (mode) => {
+    const output = await helm(['lint', CHART, '--strict', '--set', `mesh.mode=${mode}`]);
+    expect(output).toContain('1 chart(s) linted, 0 chart(s) failed');
+  });
+
+  it('ships the default policy and the ext_authz Envoy config unchanged', () => {
+    expect(read(`${CHART}/files/policy.yaml`)).toBe(read('deploy/default-policy.yaml'));
+    expect(read(`${CHART}/files/envoy-ext-authz.yaml`), 'run scripts/render-gateway-config.sh').toBe(read('deploy/envoy/ext-authz.yaml'));
+  });
+
+  describe.each(MODES)('mode %s', (mode) => {
+    it('renders the hardened Deployment, Service, ServiceAccount, policy ConfigMap, PDB and HPA', () => {
+      const objects = rendered.get(mode)!;
+      const deployment = find(objects, 'Deployment', 'genops-mesh');
+      expectGovernanceDeployment(deployment, { probe: mode === 'consul' ? 'http' : 'grpc', policyConfigMap: 'genops-mesh-policy' });
+      expectGovernanceService(find(objects, 'Service', 'genops-mesh'));
+      expect(find(objects, 'ConfigMap', 'genops-mesh-policy').data['policy.yaml']).toBe(read('deploy/default-policy.yaml'));
+      expect(find(objects, 'PodDisruptionBudget', 'genops-mesh').spec.minAvailable).toBe(1);
+      expect(find(objects, 'HorizontalPodAutoscaler', 'genops-mesh').spec).toMatchObject({ minReplicas: 2, maxReplicas: 10 });
+      expect(deployment.spec.replicas, 'the HPA owns the replica count').toBeUndefined();
+      expect(envOf(containerOf(deployment))).toMatchObject({ OTEL_SDK_DISABLED: 'true' });
+      expect(envOf(containerOf(deployment)).GENOPS_REDIS_URL).toBeUndefined();
+    });
+  });
+
+  it('mode none: no mesh resources, pods opted out of injection', () => {
+    const objects = rendered.get('none')!;
+    expect(new Set(objects.map((object) => object.kind))).toEqual(new Set(['ServiceAccount', 'ConfigMap', 'Service', 'Deployment', 'HorizontalPodAutoscaler', 'PodDisruptionBudget']));
+    const metadata = find(objects, 'Deployment', 'genops-mesh').spec.template.metadata;
+    expect(metadata.labels['sidecar.istio.io/inject']).toBe('false');
+    expect(metadata.annotations).toMatchObject({ 'linkerd.io/inject': 'disabled', 'consul.hashicorp.com/connect-inject': 'false' });
+  });
+
+  it('mode istio: sidecar, mTLS, CUSTOM policies for gateway and workloads, Telemetry tags', async () => {
+    const objects = rendered.get('istio')!;
+    expect(find(objects, 'Deployment', 'genops-mesh').spec.template.metadata.labels['sidecar.istio.io/inject']).toBe('true');
+    expect(find(objects, 'PeerAuthentication').spec.mtls.mode).toBe('STRICT');
+    const policies = all(objects, 'AuthorizationPolicy');
+    expect(policies.map((policy) => policy.metadata.namespace ?? 'genops').sort()).toEqual(['genops', 'istio-system']);
+    for (const policy of policies) expect(policy.spec).toMatchObject({ action: 'CUSTOM', provider: { name: 'genops-mesh' }, rules: [expect.objectContaining({ to: [{ operation: { paths: ['/v1/*'] } }] })] });
+    expect(find(policies, 'AuthorizationPolicy', 'genops-mesh-workloads').spec.rules[0].from[0].source.notPrincipals).toEqual(['cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account']);
+    const tags = find(objects, 'Telemetry').spec.tracing[0].customTags as Record<string, { header: { name: string } }>;
+    expect(tags['genops.route']?.header.name).toBe('x-genops-route');
+    expect(tags['genops.decision_id']?.header.name).toBe('x-genops-decision-id');
+    expect(Object.keys(tags)).toHaveLength(10);
+    expect(all(objects, 'EnvoyFilter')).toHaveLength(0);
+
+    // The alternative: ext_proc through an EnvoyFilter, the same filter the kustomize manifests ship.
+    const extProc = await template('mesh.mode=istio', 'istio.governance=ext-proc');
+    expect(all(extProc, 'AuthorizationPolicy')).toHaveLength(0);
+    const filter = find(extProc, 'EnvoyFilter');
+    const [shipped] = parseObjects(read('deploy/istio/ext-proc/envoy-filter.yaml'));
+    expect(filter.spec.configPatches).toEqual(shipped!.spec.configPatches);
+    expect(filter.spec.workloadSelector).toEqual(shipped!.spec.workloadSelector);
+  });
+
+  it('mode linkerd: meshed service and a meshed Envoy gateway running the ext_authz config for this release', () => {
+    const objects = rendered.get('linkerd')!;
+    expect(find(objects, 'Deployment', 'genops-mesh').spec.template.metadata.annotations['linkerd.io/inject']).toBe('enabled');
+    const gateway = find(objects, 'Deployment', 'genops-mesh-gateway');
+    expect(gateway.spec.template.metadata.annotations['linkerd.io/inject']).toBe('enabled');
+    const config = find(objects, 'ConfigMap', 'genops-mesh-gateway-envoy').data['envoy.yaml'] as string;
+    expect(config).toBe(`${renderEnvoyConfig(read('deploy/envoy/ext-authz.yaml'), { LISTENER_HOST: '0.0.0.0', LISTENER_PORT: 10000, ADMIN_PORT: 9901, GENOPS_HOST: 'genops-mesh.genops.svc.cluster.local', GENOPS_PORT: 9001, UPSTREAM_HOST: 'ai-inference.genops.svc.cluster.local', UPSTREAM_PORT: 8080 }).trimEnd()}\n`);
+    expect(parse(config)).toBeTypeOf('object');
+    expect(find(objects, 'Service', 'genops-mesh-gateway').spec.ports[0].port).toBe(10000);
+  });
+
+  it('mode consul: gRPC service defaults, intentions, and builtin/ext-authz on each governed service', async () => {
+    const objects = await template('mesh.mode=consul', 'consul.governedServices={ai-inference,embeddings}');
+    const defaults = all(objects, 'ServiceDefaults');
+    expect(find(defaults, 'ServiceDefaults', 'genops-mesh').spec.protocol).toBe('grpc');
+    for (const name of ['ai-inference', 'embeddings']) {
+      expect(find(defaults, 'ServiceDefaults', name).spec.envoyExtensions).toEqual([
+        expect.objectContaining({ name: 'builtin/ext-authz', required: true, arguments: expect.objectContaining({ config: expect.objectContaining({ grpcService: { target: { service: { name: 'genops-mesh' }, timeout: '250ms' } }, statusOnError: 503 }) }) }),
+      ]);
+    }
+    expect(find(objects, 'ServiceIntentions').spec.sources).toEqual([{ name: 'ai-inference', action: 'allow' }, { name: 'embeddings', action: 'allow' }, { name: '*', action: 'deny' }]);
+  });
+
+  it('takes the policy, Redis URL, OTLP endpoint and replica count from values', async () => {
+    const policyPath = join(tmpdir(), `genops-helm-policy-${process.pid}.yaml`);
+    writeFileSync(policyPath, read('deploy/default-policy.yaml').replace('capacity: 100', 'capacity: 5'));
+    const objects = parseObjects(await helm(['template', 'genops-mesh', CHART, '--namespace', 'genops', '--set-file', `policy=${policyPath}`, '--set', 'redis.url=redis://redis.genops:6379/0', '--set', 'otel.endpoint=http://otel-collector.observability:4317', '--set', 'autoscaling.enabled=false', '--set', 'replicaCount=3', '--set', 'forwardAuth.enabled=false']));
+    rmSync(policyPath, { force: true });
+    expect(find(objects, 'ConfigMap', 'genops-mesh-policy').data['policy.yaml']).toContain('capacity: 5');
+    const deployment = find(objects, 'Deployment', 'genops-mesh');
+    expect(deployment.spec.replicas).toBe(3);
+    expect(all(objects, 'HorizontalPodAutoscaler')).toHaveLength(0);
+    const env = envOf(containerOf(deployment));
+    expect(env.GENOPS_REDIS_URL).toEqual({ secretKeyRef: { name: 'genops-mesh-redis', key: 'url' } });
+    expect(find(objects, 'Secret', 'genops-mesh-redis').stringData.url).toBe('redis://redis.genops:6379/0');
+    expect(env).toMatchObject({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector.observability:4317', GENOPS_FORWARD_AUTH_PORT: '0' });
+    expect(env.OTEL_SDK_DISABLED).toBeUndefined();
+    expect(find(objects, 'Service', 'genops-mesh').spec.ports.map((port: { name: string }) => port.name)).toEqual(['grpc', 'http-admin']);
+  });
+
+  it('refuses an unknown mesh mode (values.schema.json)', async () => {
+    await expect(template('mesh.mode=kuma')).rejects.toThrow(/mesh\.mode|mode/);
+  });
+});

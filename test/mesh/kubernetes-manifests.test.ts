@@ -1,0 +1,214 @@
+/**
+ * The kustomize base and overlays, rendered by the real kustomize (kubectl's,
+ * or a standalone one), checked for what a platform engineer relies on, and
+ * cross-checked against the Envoy configs the other mesh tests boot.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parse } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPolicyFile } from '../../src/policy/policy-store.js';
+import { findEnvoy, renderEnvoyConfig, REPO_ROOT } from '../support/index.js';
+import { all, find, kustomize, type KubeObject } from './support/kube-tools.js';
+import { containerOf, expectGovernanceDeployment, expectGovernanceService } from './support/manifest-expectations.js';
+
+const read = (path: string) => readFileSync(join(REPO_ROOT, path), 'utf8');
+const OVERLAYS = ['standalone', 'istio', 'linkerd', 'consul'] as const;
+type Overlay = (typeof OVERLAYS)[number];
+const HEADERS = ['team', 'project', 'customer-id', 'customer-tier', 'cost-center', 'environment', 'feature', 'model', 'route', 'decision-id'];
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = Record<string, any>;
+/** The http_filters of one listener of an Envoy config under deploy/envoy. */
+function envoyFilter(path: string, listener: string, filter: string): Loose {
+  const config = parse(renderEnvoyConfig(read(path), new Proxy({}, { get: () => '1' }) as Record<string, string>)) as Loose;
+  const found = config.static_resources.listeners.find((candidate: Loose) => candidate.name === listener);
+  const hcm = found.filter_chains[0].filters.find((candidate: Loose) => candidate.name === 'envoy.filters.network.http_connection_manager');
+  return hcm.typed_config.http_filters.find((candidate: Loose) => candidate.name === filter);
+}
+
+describe('Kubernetes manifests (kustomize)', () => {
+  const rendered = new Map<Overlay, KubeObject[]>();
+  beforeAll(async () => {
+    for (const overlay of OVERLAYS) rendered.set(overlay, await kustomize(`deploy/kubernetes/overlays/${overlay}`));
+  });
+  const objects = (overlay: Overlay) => rendered.get(overlay)!;
+
+  describe.each(OVERLAYS)('overlay %s', (overlay) => {
+    it('renders the hardened Deployment, the gRPC Service, ServiceAccount, policy ConfigMap, PDB and HPA in namespace genops', () => {
+      const list = objects(overlay);
+      expectGovernanceDeployment(find(list, 'Deployment', 'genops-mesh'), { probe: overlay === 'consul' ? 'http' : 'grpc', policyConfigMap: 'genops-mesh-policy' });
+      expectGovernanceService(find(list, 'Service', 'genops-mesh'));
+      expect(find(list, 'ServiceAccount', 'genops-mesh').automountServiceAccountToken).toBe(false);
+      expect(find(list, 'Deployment', 'genops-mesh').spec.template.spec.serviceAccountName).toBe('genops-mesh');
+      expect(find(list, 'PodDisruptionBudget', 'genops-mesh').spec).toMatchObject({ minAvailable: 1, selector: { matchLabels: { app: 'genops-mesh' } } });
+      expect(find(list, 'HorizontalPodAutoscaler', 'genops-mesh').spec).toMatchObject({ scaleTargetRef: { kind: 'Deployment', name: 'genops-mesh' }, minReplicas: 2 });
+      expect(find(list, 'Namespace', 'genops')).toBeDefined();
+      const base = ['Deployment', 'Service', 'ServiceAccount', 'ConfigMap', 'PodDisruptionBudget', 'HorizontalPodAutoscaler'];
+      for (const object of list.filter((candidate) => base.includes(candidate.kind))) expect(object.metadata.namespace, `${object.kind}/${object.metadata.name}`).toBe('genops');
+      expect(containerOf(find(list, 'Deployment', 'genops-mesh')).image).toBe('genops-mesh:0.1.0');
+    });
+
+    it('ships the default policy, which the service loads', () => {
+      const policy = find(objects(overlay), 'ConfigMap', 'genops-mesh-policy').data['policy.yaml'] as string;
+      expect(policy).toBe(read('deploy/default-policy.yaml'));
+      const dir = mkdtempSync(join(tmpdir(), 'genops-k8s-policy-'));
+      try {
+        writeFileSync(join(dir, 'policy.yaml'), policy);
+        expect(loadPolicyFile(join(dir, 'policy.yaml')).name).toBe('default');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  it('standalone: opts the pods out of every mesh', () => {
+    const template = find(objects('standalone'), 'Deployment', 'genops-mesh').spec.template;
+    expect(template.metadata.labels['sidecar.istio.io/inject']).toBe('false');
+    expect(template.metadata.annotations).toMatchObject({ 'linkerd.io/inject': 'disabled', 'consul.hashicorp.com/connect-inject': 'false' });
+  });
+
+  describe('istio', () => {
+    const meshConfig = () => parse(read('deploy/istio/mesh-config.yaml')) as Loose;
+
+    it('injects the sidecar and enforces mTLS in the namespace', () => {
+      const list = objects('istio');
+      expect(find(list, 'Namespace', 'genops').metadata.labels?.['istio-injection']).toBe('enabled');
+      expect(find(list, 'Deployment', 'genops-mesh').spec.template.metadata.labels['sidecar.istio.io/inject']).toBe('true');
+      expect(find(list, 'PeerAuthentication', 'default').spec.mtls.mode).toBe('STRICT');
+    });
+
+    it('registers the service as an envoyExtAuthzGrpc provider that fails closed, matching the booted sidecar config', () => {
+      const provider = meshConfig().spec.meshConfig.extensionProviders.find((candidate: Loose) => candidate.envoyExtAuthzGrpc);
+      expect(provider).toMatchObject({ name: 'genops-mesh', envoyExtAuthzGrpc: { service: 'genops-mesh.genops.svc.cluster.local', port: 9001, failOpen: false, statusOnError: '503', clearRouteCache: true } });
+      const service = find(objects('istio'), 'Service', 'genops-mesh');
+      expect(provider.envoyExtAuthzGrpc.service).toBe(`${service.metadata.name}.${service.metadata.namespace}.svc.cluster.local`);
+      const extAuthz = envoyFilter('deploy/envoy/istio-sidecar.yaml', 'inbound_ext_authz', 'envoy.filters.http.ext_authz').typed_config;
+      expect(extAuthz).toMatchObject({ failure_mode_allow: false, status_on_error: { code: 'ServiceUnavailable' }, clear_route_cache: true, grpc_service: { timeout: provider.envoyExtAuthzGrpc.timeout, envoy_grpc: { cluster_name: `outbound|9001||${provider.envoyExtAuthzGrpc.service}` } } });
+    });
+
+    it('governs at the gateway and, for calls not from it, at labeled workloads (action CUSTOM)', () => {
+      const policies = all(objects('istio'), 'AuthorizationPolicy');
+      expect(policies).toHaveLength(2);
+      for (const policy of policies) expect(policy.spec).toMatchObject({ action: 'CUSTOM', provider: { name: 'genops-mesh' } });
+      const gateway = find(policies, 'AuthorizationPolicy', 'genops-governance-gateway');
+      expect(gateway.metadata.namespace).toBe('istio-system');
+      expect(gateway.spec.selector.matchLabels).toEqual({ istio: 'ingressgateway' });
+      const workloads = find(policies, 'AuthorizationPolicy', 'genops-governance');
+      expect(workloads.spec.selector.matchLabels).toEqual({ 'genops.ai/governance': 'ext-authz' });
+      expect(workloads.spec.rules[0]).toMatchObject({ from: [{ source: { notPrincipals: ['cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account'] } }], to: [{ operation: { paths: ['/v1/*'] } }] });
+      // The sidecar reproduction carries the same rule as RBAC shadow rules.
+      const rbac = envoyFilter('deploy/envoy/istio-sidecar.yaml', 'inbound_ext_authz', 'envoy.filters.http.rbac').typed_config;
+      const rule = Object.values(rbac.shadow_rules.policies as Record<string, Loose>)[0]!;
+      expect(JSON.stringify(rule)).toContain('spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account');
+      expect(JSON.stringify(rule)).toContain('"prefix":"/v1/"');
+    });
+
+    it('tags the proxies\' spans with every governance header', () => {
+      for (const telemetry of all(objects('istio'), 'Telemetry')) {
+        const tags = telemetry.spec.tracing[0].customTags as Record<string, { header: { name: string } }>;
+        for (const header of HEADERS) expect(tags[`genops.${header.replace('-', '_')}`]?.header.name).toBe(`x-genops-${header}`);
+        expect(telemetry.spec.tracing[0].providers[0].name).toBe(meshConfig().spec.meshConfig.extensionProviders.find((candidate: Loose) => candidate.opentelemetry).name);
+      }
+    });
+
+    it('routes on x-genops-route to the subsets of every route the default policy chooses, hashing on the customer id', () => {
+      const policy = parse(read('deploy/default-policy.yaml')) as Loose;
+      const routes = new Set<string>([...Object.values(policy.spec.routes.byTier as Record<string, string>), policy.spec.routes.default]);
+      const virtualService = find(objects('istio'), 'VirtualService', 'ai-inference-routing');
+      const rule = find(objects('istio'), 'DestinationRule', 'ai-inference');
+      const subsets = new Set((rule.spec.subsets as Loose[]).map((subset) => subset.name));
+      for (const route of routes) {
+        expect(subsets.has(route), `subset ${route}`).toBe(true);
+        const http = (virtualService.spec.http as Loose[]).find((candidate) => candidate.route[0].destination.subset === route);
+        expect(http, `a VirtualService route to ${route}`).toBeDefined();
+        if (route !== policy.spec.routes.default) expect(http!.match[0].headers['x-genops-route']).toEqual({ exact: route });
+      }
+      // The last route has no match: requests without a route land on the default subset.
+      const last = (virtualService.spec.http as Loose[]).at(-1)!;
+      expect(last.match).toBeUndefined();
+      expect(last.route[0].destination.subset).toBe(policy.spec.routes.default);
+      expect(JSON.stringify(virtualService.spec)).not.toContain('x-genops-customer-tier');
+      expect(rule.spec.trafficPolicy.loadBalancer.consistentHash).toEqual({ httpHeaderName: 'x-genops-customer-id' });
+    });
+
+    it('inserts ext_proc before the router for sidecars and gateways, exactly as the booted sidecar config does', async () => {
+      const [filter] = await kustomize('deploy/istio/ext-proc');
+      expect(filter?.kind).toBe('EnvoyFilter');
+      const patches = filter!.spec.configPatches as Loose[];
+      expect(patches.map((patch) => patch.match.context).sort()).toEqual(['GATEWAY', 'SIDECAR_INBOUND']);
+      const booted = envoyFilter('deploy/envoy/istio-sidecar.yaml', 'inbound_ext_proc', 'envoy.filters.http.ext_proc');
+      for (const patch of patches) {
+        expect(patch).toMatchObject({ applyTo: 'HTTP_FILTER', match: { listener: { filterChain: { filter: { subFilter: { name: 'envoy.filters.http.router' } } } } }, patch: { operation: 'INSERT_BEFORE' } });
+        expect(patch.patch.value).toEqual(booted);
+      }
+    });
+  });
+
+  describe('linkerd', () => {
+    it('meshes the service and its namespace', () => {
+      const list = objects('linkerd');
+      expect(find(list, 'Namespace', 'genops').metadata.annotations?.['linkerd.io/inject']).toBe('enabled');
+      expect(find(list, 'Deployment', 'genops-mesh').spec.template.metadata.annotations['linkerd.io/inject']).toBe('enabled');
+    });
+
+    it('adds a meshed Envoy gateway whose config is deploy/envoy/ext-authz.yaml rendered for the cluster, and valid', async () => {
+      const list = objects('linkerd');
+      const gateway = find(list, 'Deployment', 'genops-gateway');
+      expect(gateway.spec.template.metadata.annotations['linkerd.io/inject']).toBe('enabled');
+      expect(gateway.spec.template.spec.containers[0].image).toMatch(/^envoyproxy\/envoy:v1\.40\./);
+      const configMapName = gateway.spec.template.spec.volumes[0].configMap.name as string;
+      const envoyYaml = find(list, 'ConfigMap', configMapName).data['envoy.yaml'] as string;
+      const template = read('deploy/envoy/ext-authz.yaml').replace(/^(#.*\n)+/, '');
+      const vars = { LISTENER_HOST: '0.0.0.0', LISTENER_PORT: 10000, ADMIN_PORT: 9901, GENOPS_HOST: 'genops-mesh.genops.svc.cluster.local', GENOPS_PORT: 9001, UPSTREAM_HOST: 'ai-inference.genops.svc.cluster.local', UPSTREAM_PORT: 8080 };
+      expect(envoyYaml.replace(/^(#.*\n)+/, ''), 'deploy/linkerd/gateway/envoy.yaml is stale: run scripts/render-gateway-config.sh').toBe(renderEnvoyConfig(template, vars));
+      expect(find(list, 'Service', 'genops-gateway').spec.ports[0].port).toBe(10000);
+
+      const dir = mkdtempSync(join(tmpdir(), 'genops-gateway-'));
+      try {
+        writeFileSync(join(dir, 'envoy.yaml'), envoyYaml);
+        const { stdout } = await promisify(execFile)(findEnvoy(), ['--mode', 'validate', '-c', join(dir, 'envoy.yaml'), '--log-level', 'error']);
+        expect(stdout).toContain('OK');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('ships ingress-nginx and Traefik examples pointing at the forward-auth endpoints', () => {
+      const nginx = parse(read('deploy/linkerd/ingress/ingress-nginx.yaml')) as Loose;
+      expect(nginx.metadata.annotations['nginx.ingress.kubernetes.io/auth-url']).toBe('http://genops-mesh.genops.svc.cluster.local:9002/forward-auth/nginx');
+      expect(nginx.metadata.annotations['nginx.ingress.kubernetes.io/auth-response-headers'].split(',').sort()).toEqual(HEADERS.map((header) => `x-genops-${header}`).sort());
+      const [middleware] = read('deploy/linkerd/ingress/traefik.yaml').split(/^---$/m).map((document) => parse(document) as Loose);
+      expect(middleware!.spec.forwardAuth.address).toBe('http://genops-mesh.genops.svc.cluster.local:9002/forward-auth');
+      expect([...middleware!.spec.forwardAuth.authResponseHeaders].sort()).toEqual(HEADERS.map((header) => `x-genops-${header}`).sort());
+    });
+  });
+
+  describe('consul', () => {
+    it('meshes the service with its admin port outside the sidecar, probing /readyz', () => {
+      const template = find(objects('consul'), 'Deployment', 'genops-mesh').spec.template;
+      expect(template.metadata.annotations).toMatchObject({ 'consul.hashicorp.com/connect-inject': 'true', 'consul.hashicorp.com/connect-service-port': '9001', 'consul.hashicorp.com/transparent-proxy-exclude-inbound-ports': '9464' });
+    });
+
+    it('declares gRPC, allows the governed service, and attaches builtin/ext-authz failing closed, as the booted config does', () => {
+      const list = objects('consul');
+      const defaults = all(list, 'ServiceDefaults');
+      expect(find(defaults, 'ServiceDefaults', 'genops-mesh').spec.protocol).toBe('grpc');
+      const governed = find(defaults, 'ServiceDefaults', 'ai-inference').spec;
+      expect(governed.envoyExtensions).toHaveLength(1);
+      const extension = governed.envoyExtensions[0];
+      expect(extension).toMatchObject({ name: 'builtin/ext-authz', required: true, arguments: { proxyType: 'connect-proxy', config: { grpcService: { target: { service: { name: 'genops-mesh' } } }, statusOnError: 503, clearRouteCache: true } } });
+      const intentions = find(list, 'ServiceIntentions', 'genops-mesh').spec;
+      expect(intentions.sources).toEqual([{ name: 'ai-inference', action: 'allow' }, { name: '*', action: 'deny' }]);
+
+      const booted = envoyFilter('deploy/envoy/consul-ext-authz.yaml', 'public_listener', 'envoy.filters.http.ext_authz').typed_config;
+      expect(booted).toMatchObject({ failure_mode_allow: !extension.required, status_on_error: { code: 'ServiceUnavailable' }, clear_route_cache: extension.arguments.config.clearRouteCache, stat_prefix: 'response', grpc_service: { timeout: '0.25s' } });
+      expect(booted.grpc_service.envoy_grpc.cluster_name).toMatch(/^genops-mesh\.default\.dc1\.internal\..+\.consul$/);
+    });
+  });
+
+  afterAll(() => rendered.clear());
+});
