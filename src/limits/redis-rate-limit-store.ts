@@ -73,6 +73,11 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
   const maxCachedDenials = options.maxCachedDenials ?? 100_000;
   const deniedUntil = new Map<string, number>();
   client.defineCommand('genopsTakeTokens', { lua: TAKE_SCRIPT });
+  // Load the script on every (re)connect, so the first burst of requests does not
+  // each pay a NOSCRIPT round trip before falling back to EVAL.
+  const preload = () => void client.script('LOAD', TAKE_SCRIPT).catch(() => undefined);
+  client.on('ready', preload);
+  if (client.status === 'ready') preload();
   const takeTokens = (client as unknown as { genopsTakeTokens: TakeCommand }).genopsTakeTokens.bind(client);
 
   function cachedDenial(checks: readonly BucketCheck[], now: number): TakeResult | undefined {

@@ -47,12 +47,12 @@ export interface EnvoyStack {
  * describe (beforeAll) and stops them after it (afterAll). The returned
  * object is usable inside tests only.
  */
-export function useEnvoyStack(mode: EnvoyMode): EnvoyStack {
+export function useEnvoyStack(mode: EnvoyMode, options: { serviceEnv?: () => Record<string, string> } = {}): EnvoyStack {
   let upstream: Upstream | undefined;
   let stack: GovernanceStack | undefined;
   beforeAll(async () => {
     upstream = await startUpstream({ respond: streamWhenAsked });
-    stack = await startGovernanceStack({ mode, upstreamPort: upstream.port });
+    stack = await startGovernanceStack({ mode, upstreamPort: upstream.port, ...(options.serviceEnv ? { serviceEnv: options.serviceEnv() } : {}) });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -212,33 +212,7 @@ export function describeGovernanceDecisions(envoy: EnvoyStack): void {
     expect(envoy.received(testId)[0]?.headers.authorization).toBe('Bearer sk-test-secret');
   });
 
-  it('rate-limits one customer at 100 requests a minute with 429 RATE_LIMITED, and shows the RateLimit headers', async () => {
-    const testId = randomUUID();
-    const headers = context();
-    const agent = new Agent({ keepAlive: true, maxSockets: 4 });
-    try {
-      const allowed = await Promise.all(Array.from({ length: 100 }, () => envoy.send(testId, '/v1/messages', { headers, agent })));
-      for (const response of allowed) {
-        expect(response.status, response.body).toBe(200);
-        expect(response.header('ratelimit-policy')).toBe('"per-customer";q=100;w=60');
-        expect(response.header('ratelimit')).toMatch(/^"per-customer";r=\d+;t=\d+$/);
-      }
-      const remaining = allowed.map((response) => Number(/r=(\d+)/.exec(response.header('ratelimit') ?? '')?.[1])).sort((a, b) => a - b);
-      expect(remaining).toEqual(Array.from({ length: 100 }, (_, index) => index));
-
-      const limited = await envoy.send(testId, '/v1/messages', { headers, agent });
-      expectJsonDenial(limited, 429, 'RATE_LIMITED', ['retry_after_seconds']);
-      expect(Number(limited.header('retry-after'))).toBeGreaterThan(0);
-      expect(limited.json<{ retry_after_seconds: number }>().retry_after_seconds).toBe(Number(limited.header('retry-after')));
-      expect(limited.header('ratelimit')).toMatch(/^"per-customer";r=0;t=\d+$/);
-      expect(envoy.received(testId)).toHaveLength(100);
-
-      const otherCustomer = await envoy.send(testId, '/v1/messages', { headers: context(), agent });
-      expect(otherCustomer.status, otherCustomer.body).toBe(200);
-    } finally {
-      agent.destroy();
-    }
-  });
+  describePerCustomerRateLimit(envoy);
 
   const denials: { name: string; headers: () => Record<string, string>; status: number; reasonCode: string; message: RegExp }[] = [
     { name: 'a missing team', headers: () => context({ 'x-genops-team': undefined }), status: 403, reasonCode: 'x_missing_context', message: /x-genops-team/ },
@@ -373,5 +347,36 @@ export function describePeerPrincipal(mode: EnvoyMode): void {
       const response = await sendAs(BATCH_JOBS, context({ 'x-genops-team': 'ml-research' }));
       expect(response.status, response.body).toBe(200);
     });
+  });
+}
+
+/** The default policy's 100-per-minute bucket per customer, as a client meets it through Envoy. */
+export function describePerCustomerRateLimit(envoy: EnvoyStack): void {
+  it('rate-limits one customer at 100 requests a minute with 429 RATE_LIMITED, and shows the RateLimit headers', async () => {
+    const testId = randomUUID();
+    const headers = context();
+    const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+    try {
+      const allowed = await Promise.all(Array.from({ length: 100 }, () => envoy.send(testId, '/v1/messages', { headers, agent })));
+      for (const response of allowed) {
+        expect(response.status, response.body).toBe(200);
+        expect(response.header('ratelimit-policy')).toBe('"per-customer";q=100;w=60');
+        expect(response.header('ratelimit')).toMatch(/^"per-customer";r=\d+;t=\d+$/);
+      }
+      const remaining = allowed.map((response) => Number(/r=(\d+)/.exec(response.header('ratelimit') ?? '')?.[1])).sort((a, b) => a - b);
+      expect(remaining).toEqual(Array.from({ length: 100 }, (_, index) => index));
+
+      const limited = await envoy.send(testId, '/v1/messages', { headers, agent });
+      expectJsonDenial(limited, 429, 'RATE_LIMITED', ['retry_after_seconds']);
+      expect(Number(limited.header('retry-after'))).toBeGreaterThan(0);
+      expect(limited.json<{ retry_after_seconds: number }>().retry_after_seconds).toBe(Number(limited.header('retry-after')));
+      expect(limited.header('ratelimit')).toMatch(/^"per-customer";r=0;t=\d+$/);
+      expect(envoy.received(testId)).toHaveLength(100);
+
+      const otherCustomer = await envoy.send(testId, '/v1/messages', { headers: context(), agent });
+      expect(otherCustomer.status, otherCustomer.body).toBe(200);
+    } finally {
+      agent.destroy();
+    }
   });
 }
