@@ -27,7 +27,9 @@ import {
   type Upstream,
 } from '../support/index.js';
 
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+import { context, UUID } from '../support/request-context.js';
+
+export { context, UUID };
 
 /** Marks every request of one test so the shared upstream's record can be filtered by test. */
 const TEST_ID_HEADER = 'x-test-id';
@@ -76,16 +78,6 @@ export function useEnvoyStack(mode: EnvoyMode, options: { serviceEnv?: () => Rec
   };
 }
 
-/** A governance context the default policy allows; each test gets its own customer (own rate-limit bucket). */
-export function context(overrides: Record<string, string | undefined> = {}): Record<string, string> {
-  const headers: Record<string, string | undefined> = {
-    'x-genops-team': 'ml-platform',
-    'x-genops-customer-id': `cust-${randomUUID().slice(0, 8)}`,
-    'x-genops-project': 'support-bot',
-    ...overrides,
-  };
-  return Object.fromEntries(Object.entries(headers).filter((entry): entry is [string, string] => entry[1] !== undefined));
-}
 
 /** The route the default policy picks: tier default, product-team keeps premium customers on claude-sonnet. */
 export function expectedRoute(team: string, tier: string | undefined): string {

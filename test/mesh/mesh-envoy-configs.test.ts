@@ -23,8 +23,8 @@ import {
   type TestPki,
   type Upstream,
 } from '../support/index.js';
+import { context, UUID } from '../support/request-context.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const TEST_ID = 'x-test-id';
 const ISTIO_GATEWAY = 'spiffe://cluster.local/ns/genops/sa/api-gateway';
 const ISTIO_BATCH = 'spiffe://cluster.local/ns/batch/sa/jobs';
@@ -32,15 +32,6 @@ const ISTIO_INGRESS = 'spiffe://cluster.local/ns/istio-system/sa/istio-ingressga
 const CONSUL_CLIENT = 'spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/ai-client';
 const CONSUL_BATCH = 'spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/batch';
 
-function context(overrides: Record<string, string | undefined> = {}): Record<string, string> {
-  const headers: Record<string, string | undefined> = {
-    'x-genops-team': 'ml-platform',
-    'x-genops-customer-id': `cust-${randomUUID().slice(0, 8)}`,
-    'x-genops-project': 'support-bot',
-    ...overrides,
-  };
-  return Object.fromEntries(Object.entries(headers).filter((entry): entry is [string, string] => entry[1] !== undefined));
-}
 
 function expectJsonDenial(response: HttpResponse, status: number, reasonCode: string): void {
   expect(response.status, response.body).toBe(status);

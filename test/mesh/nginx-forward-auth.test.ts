@@ -12,19 +12,10 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, httpRequest, REPO_ROOT, startService, startUpstream, type HttpResponse, type RunningService, type Upstream } from '../support/index.js';
 import { startNginx, type RunningNginx } from './support/start-nginx.js';
+import { context, UUID } from '../support/request-context.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const TEST_ID = 'x-test-id';
 
-function context(overrides: Record<string, string | undefined> = {}): Record<string, string> {
-  const headers: Record<string, string | undefined> = {
-    'x-genops-team': 'ml-platform',
-    'x-genops-customer-id': `cust-${randomUUID().slice(0, 8)}`,
-    'x-genops-project': 'support-bot',
-    ...overrides,
-  };
-  return Object.fromEntries(Object.entries(headers).filter((entry): entry is [string, string] => entry[1] !== undefined));
-}
 
 function expectJsonDenial(response: HttpResponse, status: number, reasonCode: string): Record<string, unknown> {
   expect(response.status, response.body).toBe(status);
