@@ -105,7 +105,7 @@ export function createRateLimiter(options: {
         if (limit.selector && !selects(limit.selector, decision, request.path)) continue;
         const key = bucketKey(limit, decision, request.path);
         if (key === undefined) continue;
-        selected.push({ limit, check: { key, capacity: limit.capacity, refillAmount: limit.refillAmount, refillEveryMs: limit.refillEveryMs, shadow: limit.shadow } });
+        selected.push({ limit, check: { scope: limit.scope, key, capacity: limit.capacity, refillAmount: limit.refillAmount, refillEveryMs: limit.refillEveryMs, shadow: limit.shadow } });
       }
       if (selected.length === 0) return decision;
       const checks = selected.map(({ check }) => check);
@@ -149,18 +149,20 @@ function dimensionValue(dimension: RateLimitDimension, decision: Decision, path:
 }
 
 /**
- * "<limit>|<dimension>=<value>|..."; undefined when the request lacks a key
+ * The request's values of the limit's key dimensions, joined with "|" (no
+ * validated context value contains one); undefined when the request lacks a
  * dimension, in which case the limit does not apply (as with Envoy's
  * rate-limit descriptors): list the dimension in context.required to rule that out.
  */
 function bucketKey(limit: CompiledRateLimit, decision: Decision, path: string | undefined): string | undefined {
-  let key = limit.name;
+  if (limit.key.length === 1) return dimensionValue(limit.key[0]!, decision, path);
+  const values: string[] = [];
   for (const dimension of limit.key) {
     const value = dimensionValue(dimension, decision, path);
     if (value === undefined) return undefined;
-    key += `|${dimension}=${value}`;
+    values.push(value);
   }
-  return key;
+  return values.join('|');
 }
 
 function selects(selector: CompiledSelector, decision: Decision, path: string | undefined): boolean {

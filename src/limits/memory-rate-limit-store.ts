@@ -1,45 +1,48 @@
 import type { BucketCheck, BucketOutcome, RateLimitStore, TakeResult } from './rate-limit-store.js';
-import { msUntil, tokensAt, type BucketSpec } from './token-bucket.js';
+import { fullAtAfter, msUntil, tokensAt, type BucketSpec } from './token-bucket.js';
 
 export interface MemoryRateLimitStoreOptions {
   /** Milliseconds since the epoch; injected so tests control time. */
   readonly clock: () => number;
-  /** Hard cap on live buckets; past it the least recently used bucket is dropped. */
+  /** Hard cap on live buckets; past it the least recently used bucket of the scope is dropped. */
   readonly maxBuckets?: number;
-  /** How often full buckets (equivalent to absent ones) are swept out. */
-  readonly sweepIntervalMs?: number;
+  /** How many of the least recently used buckets each call looks at for forgetting. */
+  readonly sweepPerCall?: number;
 }
 
-interface Bucket {
-  tokens: number;
-  updatedAtMs: number;
-  /** When the bucket is full again and so may be forgotten without changing any answer. */
-  fullAtMs: number;
-}
-
-/**
- * Exact token buckets in a Map. Memory stays bounded under a flood of
- * distinct keys two ways: a bucket that has refilled to capacity carries no
- * information and is swept out, and beyond `maxBuckets` the least recently
- * used bucket is evicted (Map order is kept as recency by re-inserting).
- */
 export interface MemoryRateLimitStore extends RateLimitStore {
   take(checks: readonly BucketCheck[]): TakeResult;
   size(): number;
-  sweep(): void;
 }
 
+/**
+ * Exact token buckets in memory: per scope (limit), a Map from key to the
+ * time the bucket is full again. Map order is kept as recency by
+ * re-inserting on every charge, so the least recently charged buckets sit at
+ * the head. Memory stays bounded under a flood of distinct keys:
+ * - each call forgets a few head buckets that have refilled (a full bucket is
+ *   the same as no bucket, so no answer changes), a bounded amount of work on
+ *   the hot path instead of a periodic sweep of the whole table;
+ * - past `maxBuckets`, the least recently used bucket is dropped (that key
+ *   starts again full).
+ * Times are kept relative to the store's start, so they stay small integers
+ * (rounded up to the millisecond: never more tokens than exact arithmetic).
+ */
 export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions): MemoryRateLimitStore {
   const { clock } = options;
   const maxBuckets = options.maxBuckets ?? 1_000_000;
-  const sweepIntervalMs = options.sweepIntervalMs ?? 10_000;
-  const buckets = new Map<string, Bucket>();
-  let nextSweepAtMs = clock() + sweepIntervalMs;
+  const sweepPerCall = options.sweepPerCall ?? 8;
+  const epoch = clock();
+  const scopes = new Map<string, Map<string, number>>();
+  let size = 0;
 
-  function sweep(): void {
-    const now = clock();
-    for (const [key, bucket] of buckets) if (bucket.fullAtMs <= now) buckets.delete(key);
-    nextSweepAtMs = now + sweepIntervalMs;
+  function forgetRefilled(buckets: Map<string, number>, now: number): void {
+    let looked = 0;
+    for (const [key, fullAt] of buckets) {
+      if (fullAt > now || looked++ >= sweepPerCall) return;
+      buckets.delete(key);
+      size--;
+    }
   }
 
   function outcome(spec: BucketSpec, tokens: number, conforming: boolean): BucketOutcome {
@@ -51,31 +54,43 @@ export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions)
     };
   }
 
+  function tableOf(scope: string): Map<string, number> {
+    let table = scopes.get(scope);
+    if (!table) {
+      table = new Map();
+      scopes.set(scope, table);
+    }
+    return table;
+  }
+
   return {
     take(checks: readonly BucketCheck[]): TakeResult {
-      const now = clock();
-      if (now >= nextSweepAtMs) sweep();
-      const available = checks.map((check) => tokensAt(check, buckets.get(check.key), now));
+      const now = clock() - epoch;
+      const tables = checks.map((check) => tableOf(check.scope));
+      const available = checks.map((check, index) => tokensAt(check, tables[index]!.get(check.key), now));
       const admitted = checks.every((check, index) => check.shadow || available[index]! >= 1);
       const results = checks.map((check, index) => {
         const tokens = available[index]!;
         const conforming = tokens >= 1;
         if (!admitted || !conforming) return outcome(check, tokens, conforming);
+        const table = tables[index]!;
         const left = tokens - 1;
-        buckets.delete(check.key);
-        buckets.set(check.key, { tokens: left, updatedAtMs: now, fullAtMs: now + msUntil(check, left, check.capacity) });
+        if (!table.delete(check.key)) size++;
+        table.set(check.key, Math.ceil(fullAtAfter(check, left, now)));
+        if (size > maxBuckets) {
+          const oldest = table.keys().next().value as string;
+          table.delete(oldest);
+          size--;
+        }
         return outcome(check, left, true);
       });
-      while (buckets.size > maxBuckets) {
-        const oldest = buckets.keys().next().value as string;
-        buckets.delete(oldest);
-      }
+      for (const table of tables) forgetRefilled(table, now);
       return { admitted, buckets: results };
     },
     async close() {
-      buckets.clear();
+      scopes.clear();
+      size = 0;
     },
-    size: () => buckets.size,
-    sweep,
+    size: () => size,
   };
 }

@@ -2,7 +2,9 @@ import type { BucketSpec } from './token-bucket.js';
 
 /** One bucket a request draws from. */
 export interface BucketCheck extends BucketSpec {
-  /** The full bucket key, unique across limits. */
+  /** The limit's identity (name and key dimensions): buckets of one scope share a table. */
+  readonly scope: string;
+  /** The request's values of the key dimensions: the bucket within the scope. */
   readonly key: string;
   /** Shadow buckets are counted but never make the request fail. */
   readonly shadow: boolean;

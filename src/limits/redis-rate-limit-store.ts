@@ -4,10 +4,13 @@ import type { BucketCheck, BucketOutcome, RateLimitStore, TakeResult } from './r
 import { msUntil, refillRatePerMs, type BucketSpec } from './token-bucket.js';
 
 /**
- * All buckets of one request in one atomic round trip. ARGV[1] is the
+ * All buckets of one request in one atomic round trip. Each key holds the
+ * time its bucket is full again (see token-bucket.ts). ARGV[1] is the
  * caller's clock in ms, then per bucket: capacity, refill rate per ms,
  * shadow flag. Returns admitted, then per bucket: tokens after, conforming.
- * Same arithmetic as token-bucket.ts.
+ * A charge moves the full-again time forward from where it was, never back:
+ * replicas whose clocks differ by d ms can admit at most d × rate extra
+ * tokens, once, rather than drifting apart.
  */
 const TAKE_SCRIPT = `
 local now = tonumber(ARGV[1])
@@ -18,12 +21,11 @@ for i = 1, count do
   local base = (i - 1) * 3 + 1
   local capacity = tonumber(ARGV[base + 1])
   local rate = tonumber(ARGV[base + 2])
-  local state = redis.call('HMGET', KEYS[i], 't', 'u')
   local t = capacity
-  if state[1] then
-    local elapsed = now - tonumber(state[2])
-    if elapsed < 0 then elapsed = 0 end
-    t = math.min(capacity, tonumber(state[1]) + elapsed * rate)
+  local full_at = redis.call('GET', KEYS[i])
+  if full_at then
+    local missing = (tonumber(full_at) - now) * rate
+    if missing > 0 then t = math.max(0, math.floor((capacity - missing) * 1e9 + 0.5) / 1e9) end
   end
   tokens[i] = t
   if t < 1 and ARGV[base + 3] ~= '1' then admitted = 0 end
@@ -38,8 +40,8 @@ for i = 1, count do
   if t >= 1 then conforming = 1 end
   if admitted == 1 and conforming == 1 then
     t = t - 1
-    redis.call('HSET', KEYS[i], 't', string.format('%.17g', t), 'u', ARGV[1])
-    redis.call('PEXPIRE', KEYS[i], math.ceil((capacity - t) / rate) + 1000)
+    local full_ms = (capacity - t) / rate
+    redis.call('SET', KEYS[i], string.format('%.17g', now + full_ms), 'PX', math.ceil(full_ms) + 1000)
   end
   result[#result + 1] = string.format('%.17g', t)
   result[#result + 1] = conforming
@@ -71,7 +73,13 @@ export interface RedisRateLimitStore extends RateLimitStore {
 export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): RedisRateLimitStore {
   const { client, clock } = options;
   const maxCachedDenials = options.maxCachedDenials ?? 100_000;
-  const deniedUntil = new Map<string, number>();
+  /** Over-limit buckets: until when, and for which bucket shape (a reloaded limit is asked again). */
+  const deniedUntil = new Map<string, { untilMs: number; capacity: number; rate: number }>();
+  const cacheKey = (check: BucketCheck) => `${check.scope}|${check.key}`;
+  const cachedUntil = (check: BucketCheck): number | undefined => {
+    const entry = deniedUntil.get(cacheKey(check));
+    return entry && entry.capacity === check.capacity && entry.rate === refillRatePerMs(check) ? entry.untilMs : undefined;
+  };
   client.defineCommand('genopsTakeTokens', { lua: TAKE_SCRIPT });
   // Load the script on every (re)connect, so the first burst of requests does not
   // each pay a NOSCRIPT round trip before falling back to EVAL.
@@ -85,16 +93,16 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
     let denied = false;
     for (const check of checks) {
       if (check.shadow) continue;
-      const until = deniedUntil.get(check.key);
+      const until = cachedUntil(check);
       if (until === undefined) continue;
       if (until > now) denied = true;
-      else deniedUntil.delete(check.key);
+      else deniedUntil.delete(cacheKey(check));
     }
     if (!denied) return undefined;
     return {
       admitted: false,
       buckets: checks.map((check) => {
-        const until = deniedUntil.get(check.key);
+        const until = cachedUntil(check);
         if (until !== undefined && until > now) return { conforming: false, remaining: 0, retryAfterMs: until - now, resetMs: msUntil(check, 0, check.capacity) };
         // Not consulted: reported as unknown-but-conforming; nothing is charged anyway.
         return { conforming: true, remaining: check.capacity, retryAfterMs: 0, resetMs: 0 };
@@ -111,7 +119,7 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
       const now = clock();
       const cached = cachedDenial(checks, now);
       if (cached) return cached;
-      const args: (string | number)[] = checks.map((check) => `genops:rl:{${check.key}}`);
+      const args: (string | number)[] = checks.map((check) => `genops:rl:{${check.scope}|${check.key}}`);
       args.push(now);
       for (const check of checks) args.push(check.capacity, refillRatePerMs(check), check.shadow ? '1' : '0');
       let reply: (string | number)[];
@@ -127,7 +135,7 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
         const result = outcome(check, tokens, conforming);
         if (!conforming && !check.shadow) {
           if (deniedUntil.size >= maxCachedDenials) deniedUntil.delete(deniedUntil.keys().next().value as string);
-          deniedUntil.set(check.key, now + result.retryAfterMs);
+          deniedUntil.set(cacheKey(check), { untilMs: now + result.retryAfterMs, capacity: check.capacity, rate: refillRatePerMs(check) });
         }
         return result;
       });

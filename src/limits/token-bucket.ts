@@ -2,6 +2,12 @@
  * Token-bucket arithmetic shared by every backend (the Redis Lua script
  * implements the same formulas). Tokens refill continuously at
  * refillAmount / refillEveryMs per millisecond, up to capacity.
+ *
+ * A bucket's whole state is one number: the time it is full again
+ * (`fullAtMs`). Tokens at `now` are capacity minus what has not refilled
+ * yet. One number per bucket keeps a million buckets small, makes a raised
+ * or lowered capacity apply at once (the debt is kept, clamped to the new
+ * capacity), and a bucket never seen is simply full.
  */
 export interface BucketSpec {
   readonly capacity: number;
@@ -9,20 +15,25 @@ export interface BucketSpec {
   readonly refillEveryMs: number;
 }
 
-export interface BucketState {
-  tokens: number;
-  updatedAtMs: number;
-}
-
 export function refillRatePerMs(spec: BucketSpec): number {
   return spec.refillAmount / spec.refillEveryMs;
 }
 
-/** Tokens in the bucket at `nowMs`; a bucket never seen is full. */
-export function tokensAt(spec: BucketSpec, state: BucketState | undefined, nowMs: number): number {
-  if (!state) return spec.capacity;
-  const elapsed = Math.max(0, nowMs - state.updatedAtMs);
-  return Math.min(spec.capacity, state.tokens + elapsed * refillRatePerMs(spec));
+/** Tokens in the bucket at `nowMs`, given when it is full again (undefined: never used, full). */
+export function tokensAt(spec: BucketSpec, fullAtMs: number | undefined, nowMs: number): number {
+  if (fullAtMs === undefined || fullAtMs <= nowMs) return spec.capacity;
+  const missing = (fullAtMs - nowMs) * refillRatePerMs(spec);
+  return Math.max(0, roundNano(spec.capacity - missing));
+}
+
+/** Drops floating-point dust (57.000000000001 tokens is 57), as the Lua script does. */
+function roundNano(tokens: number): number {
+  return Math.round(tokens * 1e9) / 1e9;
+}
+
+/** When a bucket holding `tokens` at `nowMs` is full again. */
+export function fullAtAfter(spec: BucketSpec, tokens: number, nowMs: number): number {
+  return nowMs + (spec.capacity - tokens) / refillRatePerMs(spec);
 }
 
 /** Milliseconds until the bucket holds `wanted` tokens (0 when it already does). */

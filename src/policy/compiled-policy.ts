@@ -39,6 +39,8 @@ export interface CompiledTeam {
 
 export interface CompiledRateLimit {
   readonly name: string;
+  /** "<name>:<dimension>+<dimension>": a limit keeps its buckets across reloads while this stays the same. */
+  readonly scope: string;
   readonly key: readonly RateLimitDimension[];
   readonly capacity: number;
   readonly refillAmount: number;
@@ -99,6 +101,7 @@ export function compilePolicy(document: PolicyDocument, sourceText: string): Com
       const selector = rule.selector;
       return {
         name: rule.name,
+        scope: `${rule.name}:${rule.key.join('+')}`,
         key: rule.key,
         capacity: rule.capacity,
         refillAmount: rule.refill.amount,

@@ -1,28 +1,28 @@
 import { describe, expect, it } from 'vitest';
 import { createMemoryRateLimitStore } from '../../src/limits/memory-rate-limit-store.js';
 
-const spec = { capacity: 100, refillAmount: 100, refillEveryMs: 60_000, shadow: false };
+const spec = { scope: 'per-customer:customerId', capacity: 100, refillAmount: 100, refillEveryMs: 60_000, shadow: false };
 
 describe('memory rate-limit store stays bounded', () => {
-  it('forgets buckets once they have refilled, which changes no answer', () => {
+  it('forgets refilled buckets as traffic goes on, which changes no answer', () => {
     let now = 0;
-    const store = createMemoryRateLimitStore({ clock: () => now, sweepIntervalMs: 1_000 });
+    const store = createMemoryRateLimitStore({ clock: () => now });
     for (let index = 0; index < 10_000; index++) store.take([{ ...spec, key: `customer-${index}` }]);
     expect(store.size()).toBe(10_000);
-    now += 600; // one token refills in 600 ms: every bucket is full again
-    store.sweep();
-    expect(store.size()).toBe(0);
+    now += 600; // one token refills in 600 ms: every bucket so far is full again
+    for (let index = 0; index < 10_000; index++) store.take([{ ...spec, key: `next-${index}` }]);
+    // Each call forgets up to 8 refilled buckets at the head: the old ones are gone.
+    expect(store.size()).toBe(10_000);
     const again = store.take([{ ...spec, key: 'customer-1' }]);
     expect(again.buckets[0]!.remaining).toBe(99);
   });
 
   it('keeps a bucket that has not refilled', () => {
     let now = 0;
-    const store = createMemoryRateLimitStore({ clock: () => now, sweepIntervalMs: 1_000 });
+    const store = createMemoryRateLimitStore({ clock: () => now });
     for (let index = 0; index < 50; index++) store.take([{ ...spec, key: 'hot' }]);
     now += 1_500;
-    store.take([{ ...spec, key: 'other' }]);
-    expect(store.size()).toBe(2);
+    for (let index = 0; index < 20; index++) store.take([{ ...spec, key: `other-${index}` }]);
     expect(store.take([{ ...spec, key: 'hot' }]).buckets[0]!.remaining).toBe(51);
   });
 

@@ -44,7 +44,8 @@ describe.each(backends)('rate-limit store contract: $name', (backend) => {
     opened.push(store);
     const prefix = randomUUID();
     const bucket = (name: string, spec: Partial<BucketCheck> = {}): BucketCheck => ({
-      key: `${prefix}|${name}`,
+      scope: `${prefix}:customerId`,
+      key: name,
       capacity: 100,
       refillAmount: 100,
       refillEveryMs: 60_000,
@@ -115,12 +116,22 @@ describe.each(backends)('rate-limit store contract: $name', (backend) => {
     expect(over.buckets[1]!.remaining).toBe(8);
   });
 
-  it('applies a lowered capacity at once and keeps state for an unchanged one', async () => {
+  it('keeps a bucket’s state while its limit is unchanged, and applies a changed capacity at once', async () => {
     const { store, bucket } = await setup();
-    for (let index = 0; index < 3; index++) await store.take([bucket('reload')]);
-    const unchanged = await store.take([bucket('reload')]);
-    expect(unchanged.buckets[0]!.remaining).toBe(96);
-    const lowered = await store.take([bucket('reload', { capacity: 10, refillAmount: 10 })]);
-    expect(lowered.buckets[0]!.remaining).toBe(9);
+    for (let index = 0; index < 4; index++) await store.take([bucket('reload')]);
+    // Unchanged limit (a reload that kept it): the state carries on.
+    expect((await store.take([bucket('reload')])).buckets[0]!.remaining).toBe(95);
+    // Raised: a drained bucket of 2 gets the new room at once.
+    const small = { capacity: 2, refillAmount: 2, refillEveryMs: 3_600_000 };
+    await store.take([bucket('raise', small)]);
+    await store.take([bucket('raise', small)]);
+    expect((await store.take([bucket('raise', small)])).admitted).toBe(false);
+    const raised = await store.take([bucket('raise', { ...small, capacity: 5 })]);
+    expect(raised.admitted).toBe(true);
+    expect(raised.buckets[0]!.remaining).toBe(2);
+    // Lowered below what is left: the bucket shrinks to the new capacity at once.
+    const lowered = await store.take([bucket('reload', { capacity: 10, refillAmount: 100 })]);
+    expect(lowered.admitted).toBe(true);
+    expect(lowered.buckets[0]!.remaining).toBe(4);
   });
 });

@@ -3,7 +3,7 @@ import { connectRedis, waitForRedis } from '../../src/limits/redis-connection.js
 import { createRedisRateLimitStore, type RedisRateLimitStore } from '../../src/limits/redis-rate-limit-store.js';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
 
-const bucket = { key: 'customer=acme', capacity: 2, refillAmount: 2, refillEveryMs: 60_000, shadow: false };
+const bucket = { scope: 'per-customer:customerId', key: 'acme', capacity: 2, refillAmount: 2, refillEveryMs: 60_000, shadow: false };
 
 describe('redis rate-limit store', () => {
   let redis: RunningRedis | undefined;
@@ -26,7 +26,7 @@ describe('redis rate-limit store', () => {
     await store.take([bucket]);
     const inspector = redis.client();
     const keys = await inspector.keys('genops:rl:*');
-    expect(keys).toEqual(['genops:rl:{customer=acme}']);
+    expect(keys).toEqual(['genops:rl:{per-customer:customerId|acme}']);
     const ttl = await inspector.pttl(keys[0]!);
     expect(ttl).toBeGreaterThan(30_000 + 1_000 - 2_000);
     expect(ttl).toBeLessThanOrEqual(31_000);
@@ -47,7 +47,7 @@ describe('redis rate-limit store', () => {
     expect(cached.buckets[0]!.retryAfterMs).toBeGreaterThan(25_000);
     expect(Date.now() - started).toBeLessThan(50);
     // A key that is not cached needs Redis, and says so.
-    await expect(store.take([{ ...bucket, key: 'customer=globex' }])).rejects.toMatchObject({ name: 'GenopsError', code: 'backend_unavailable' });
+    await expect(store.take([{ ...bucket, key: 'globex' }])).rejects.toMatchObject({ name: 'GenopsError', code: 'backend_unavailable' });
   });
 
   it('fails fast while Redis is down and recovers when it returns', async () => {
@@ -67,5 +67,23 @@ describe('redis rate-limit store', () => {
     redis = await startRedis({ port });
     await waitForRedis(client, 5_000);
     expect((await store.take([bucket])).admitted).toBe(true);
+  });
+
+  it('replicas whose clocks differ share one bucket: the skew buys at most skew × rate extra tokens', async () => {
+    redis = await startRedis();
+    const base = Date.now();
+    const [ahead, behind] = [await connect(redis.url, 1_000), await connect(redis.url, 1_000)];
+    const storeAhead = createRedisRateLimitStore({ client: ahead.client, clock: () => base + 2_000 });
+    store = createRedisRateLimitStore({ client: behind.client, clock: () => base });
+    const shared = { ...bucket, capacity: 100, refillAmount: 100, refillEveryMs: 60_000 };
+    let admitted = 0;
+    for (let index = 0; index < 200; index++) {
+      const replica = index % 2 === 0 ? storeAhead : store;
+      if ((await replica.take([shared])).admitted) admitted++;
+    }
+    // 2 s of skew at 100 tokens a minute is 3.3 tokens.
+    expect(admitted).toBeGreaterThanOrEqual(100);
+    expect(admitted).toBeLessThanOrEqual(103);
+    ahead.client.disconnect();
   });
 });
