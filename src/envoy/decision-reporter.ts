@@ -8,6 +8,10 @@ import { remoteParentOf, type HeaderReader } from '../telemetry/trace-context.js
 import type { Tracing } from '../telemetry/tracer.js';
 import { createDecisionSpans } from './decision-spans.js';
 
+/** Label value for a team the policy does not list. */
+export const UNLISTED_TEAM = '_unlisted';
+const UNLISTED_TEAM_REASONS = new Set<string | undefined>(['x_team_not_allowed']);
+
 export interface DecisionReporter {
   /**
    * Reports one decision: a metric sample, a span (when tracing is on) and a
@@ -47,17 +51,20 @@ export function createDecisionReporter(options: DecisionReporterOptions): Decisi
       const endedAt = now();
       const { context } = decision;
       metrics.decisionDuration.observe({ service }, (endedAt - startedAt) / 1000);
+      // Only requests from a team the policy lists may add new label values: a
+      // client inventing team, project or model names cannot fill the series budget.
+      const listedTeam = context.team !== undefined && !UNLISTED_TEAM_REASONS.has(decision.reasonCode);
       const labels: Partial<Record<RequestLabel, string>> = {
         service,
         decision: decision.result,
         reason_code: decision.reasonCode ?? '',
-        genops_team: teamLabel(context.team),
-        genops_project: projectLabel(context.project),
+        genops_team: listedTeam ? teamLabel(context.team) : context.team === undefined ? '' : UNLISTED_TEAM,
+        genops_project: projectLabel(context.project, listedTeam),
         genops_tier: context.customerTier ?? '',
-        model: modelLabel(context.model),
+        model: modelLabel(context.model, listedTeam),
         dry_run: decision.dryRun ? 'true' : 'false',
       };
-      if (customerLabel) labels.genops_customer_id = customerLabel(context.customerId);
+      if (customerLabel) labels.genops_customer_id = customerLabel(context.customerId, listedTeam);
       metrics.requests.inc(labels);
 
       const span = spans?.record(service, decision, startedAt, endedAt, headers);

@@ -87,7 +87,8 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
 
     // Deny by default: without a listed team there is no allow-list to grant access.
     if (context.team === undefined) {
-      if (invalidFields.has('team')) return finish(undefined);
+      // An invalid team is no team: even when context rules are dry-run, there is no allow-list entry to grant access.
+      if (invalidFields.has('team')) return finish({ ...invalid!, mode: policy.mode });
       return finish({ reasonCode: 'x_missing_context', message: 'missing required header x-genops-team', httpStatus: 403, mode: policy.mode });
     }
     const team = policy.teams.get(context.team);

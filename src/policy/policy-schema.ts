@@ -115,7 +115,16 @@ export const policySchema = z
       teams: z
         .record(teamName, teamSchema)
         .describe('Teams allowed to call AI services; a team not listed is refused.'),
-      rateLimits: z.array(rateLimitSchema).default([]),
+      rateLimits: z
+        .array(rateLimitSchema)
+        .default([])
+        .superRefine((limits, context) => {
+          const seen = new Set<string>();
+          limits.forEach((limit, index) => {
+            if (seen.has(limit.name)) context.addIssue({ code: 'custom', path: [index, 'name'], message: `duplicate rate limit name "${limit.name}": names identify buckets and must be unique` });
+            seen.add(limit.name);
+          });
+        }),
     }),
   })
   .describe('genops-mesh governance policy');

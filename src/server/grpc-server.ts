@@ -58,17 +58,24 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => {
     const session = extProc.open();
     let closed = false;
+    // Replies must leave in the order the messages came; once one waits on a
+    // backend, the ones after it queue behind it.
+    let pending: Promise<void> | undefined;
     const close = () => {
       closed = true;
     };
     // Envoy ends every stream with a reset: cancellation is the normal end.
     call.on('cancelled', close);
     call.on('error', close);
+    // Envoy half-closed: finish the replies still owed, then end the stream.
     call.on('end', () => {
-      if (!closed) {
+      const finish = () => {
+        if (closed) return;
         closed = true;
         call.end();
-      }
+      };
+      if (pending) void pending.then(finish, finish);
+      else finish();
     });
     const fail = (error: unknown) => {
       if (closed) return;
@@ -79,9 +86,6 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     const send = (reply: ProcessingResponse | undefined) => {
       if (reply && !closed) call.write(reply);
     };
-    // Replies must leave in the order the messages came; once one waits on a
-    // backend, the ones after it queue behind it.
-    let pending: Promise<void> | undefined;
     const handle = (request: ProcessingRequest): Promise<void> | undefined => {
       if (closed) return undefined;
       try {

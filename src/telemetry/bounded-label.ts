@@ -4,15 +4,16 @@
  * Unbounded label cardinality takes Prometheus down; this makes it impossible.
  */
 export interface BoundedLabel {
-  (value: string | undefined): string;
+  /** `mayAdd: false` maps a value not seen before to `overflow` without taking a slot. */
+  (value: string | undefined, mayAdd?: boolean): string;
 }
 
 export function createBoundedLabel(limit: number, overflow = '_other', absent = ''): BoundedLabel {
   const seen = new Set<string>();
-  return (value) => {
+  return (value, mayAdd = true) => {
     if (value === undefined) return absent;
     if (seen.has(value)) return value;
-    if (seen.size >= limit) return overflow;
+    if (!mayAdd || seen.size >= limit) return overflow;
     seen.add(value);
     return value;
   };

@@ -91,7 +91,7 @@ describe('running service', () => {
 
     writeFileSync(path, defaultPolicy.replace('  teams:', '  teams:\n    finance: { models: [claude-haiku] }'));
     await eventually(async () => (await client.check(finance)).status.code === 0, 'the edited policy to allow finance');
-    expect(await metric('genops_policy_reloads_total{result="success"}')).toContain(' 1');
+    expect(await metric('genops_policy_reloads_total{result="success"}')).toMatch(/ 1$/);
 
     writeFileSync(path, 'apiVersion: genops.ai/v1alpha1\nkind: GovernancePolicy\nmetadata: { name: broken }\nspec:\n  teams: [finance]\n');
     await eventually(async () => (await metric('genops_policy_reloads_total{result="failure"}')).endsWith(' 1'), 'the failed reload to be counted');
@@ -143,7 +143,7 @@ describe('running service', () => {
     });
     expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(error.details).toBe('ProcessingRequest carries none of the request kinds this service knows');
-    expect(await metric('genops_malformed_messages_total{service="ext_proc"}')).toContain(' 1');
+    expect(await metric('genops_malformed_messages_total{service="ext_proc"}')).toMatch(/ 1$/);
     expect((await client.check(allowed)).status.code).toBe(0);
   });
 });

@@ -45,13 +45,13 @@ describe('/metrics', () => {
         { ...base, service: 'authz', decision: 'ALLOWED', genops_team: 'ml-platform', genops_tier: 'premium', value: 3 },
         { ...base, service: 'authz', decision: 'ALLOWED', genops_team: 'product-team', genops_tier: 'standard', value: 2 },
         { ...base, service: 'authz', decision: 'RATE_LIMITED', reason_code: 'RATE_LIMITED', genops_team: 'product-team', genops_tier: 'standard', value: 1 },
-        { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'x_team_not_allowed', genops_team: 'marketing', value: 2 },
+        { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'x_team_not_allowed', genops_team: '_unlisted', value: 2 },
         { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'x_missing_context', genops_team: 'ml-platform', genops_project: '', value: 1 },
         { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'x_invalid_context', genops_team: '', value: 1 },
         { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'POLICY_DENY_MODEL', genops_team: 'product-team', model: 'gpt-4o', value: 1 },
         { ...base, service: 'authz', decision: 'WARNING', reason_code: 'POLICY_DENY_MODEL', genops_team: 'ml-research', model: 'gpt-4o', dry_run: 'true', value: 1 },
         { ...base, service: 'ext_proc', decision: 'ALLOWED', genops_team: 'ml-platform', genops_tier: 'basic', value: 2 },
-        { ...base, service: 'ext_proc', decision: 'BLOCKED', reason_code: 'x_team_not_allowed', genops_team: 'finance', value: 1 },
+        { ...base, service: 'ext_proc', decision: 'BLOCKED', reason_code: 'x_team_not_allowed', genops_team: '_unlisted', value: 1 },
       ]),
     );
     expect(series).toHaveLength(10);

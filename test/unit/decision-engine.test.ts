@@ -145,4 +145,18 @@ spec:
     const decision = decide({ 'x-genops-team': 'ml-platform', 'x-genops-project': 'p', 'x-genops-model': 'claude-haiku' }, { yaml: policy('enforce', 'enforce') });
     expect(decision).toMatchObject({ result: 'ALLOWED', reasonCode: undefined, dryRun: false });
   });
+
+  it('an invalid team is refused even when context rules are dry-run: there is no listed team to allow', () => {
+    const yaml = `
+apiVersion: genops.ai/v1alpha1
+kind: GovernancePolicy
+metadata: { name: dry-context }
+spec:
+  context: { required: [team], mode: dry-run }
+  teams:
+    product-team: { models: [claude-haiku] }
+`;
+    expect(decide({ 'x-genops-team': 'Not_A_Team!', 'x-genops-model': 'claude-opus' }, { yaml })).toMatchObject({ result: 'BLOCKED', reasonCode: 'x_invalid_context', httpStatus: 400 });
+    expect(decide({ 'x-genops-team': 'product-team', 'x-genops-project': 'bad project' }, { yaml })).toMatchObject({ result: 'WARNING', reasonCode: 'x_invalid_context', dryRun: true });
+  });
 });
