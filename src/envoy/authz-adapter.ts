@@ -34,8 +34,9 @@ export function createAuthzAdapter(options: { governor: Governor; reporter: Deci
       const headers = http ? headerLookupOf(http.headers, http.header_map) : () => undefined;
       const decision = governor.evaluate({
         headers,
-        principal: request.attributes?.source?.principal,
-        path: http?.path,
+        // proto3 cannot tell an empty string from an absent one: both are absent here.
+        principal: request.attributes?.source?.principal || undefined,
+        path: http?.path || undefined,
         malformed: http ? undefined : 'CheckRequest has no attributes.request.http',
       });
       return decision instanceof Promise ? decision.then((settled) => respond(settled, startedAt, headers)) : respond(decision, startedAt, headers);

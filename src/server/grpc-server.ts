@@ -1,12 +1,14 @@
+import type { ServerOptions as Http2ServerOptions } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { GenopsError, isGenopsError } from '../errors/genops-error.js';
 import type { AuthzAdapter } from '../envoy/authz-adapter.js';
 import type { CheckRequest, ProcessingRequest, ProcessingResponse } from '../envoy/envoy-messages.js';
 import type { ExtProcSessionFactory } from '../envoy/ext-proc-session.js';
+import { encodeCheckResponse, encodeProcessingResponse } from '../envoy/response-encoding.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, ServiceName } from '../telemetry/metrics.js';
 import { createHealthService, type HealthService } from './health-service.js';
-import { AUTHORIZATION_SERVICE, EXTERNAL_PROCESSOR_SERVICE, loadServiceDefinitions } from './proto-definitions.js';
+import { AUTHORIZATION_SERVICE, EXTERNAL_PROCESSOR_SERVICE, loadRequestDecoders, loadServiceDefinitions } from './proto-definitions.js';
 
 export interface GrpcServer {
   readonly port: number;
@@ -27,10 +29,14 @@ export interface GrpcServerOptions {
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const { authz, extProc, logger, metrics } = options;
   const definitions = loadServiceDefinitions();
+  const decoders = loadRequestDecoders();
   const server = new grpc.Server({
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    // channelz (per-call bookkeeping for grpc's debug service) is not served here: skip its cost.
+    'grpc.enable_channelz': 0,
   });
+  allowEnvoyStreamResets(server);
   const health = createHealthService([AUTHORIZATION_SERVICE, EXTERNAL_PROCESSOR_SERVICE]);
 
   /** The one place an RPC failure becomes a gRPC status, a log line and a metric sample. */
@@ -118,8 +124,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     });
   };
 
-  server.addService(definitions.authorization, { Check: check });
-  server.addService(definitions.externalProcessor, { Process: process });
+  // The hot path's codecs: Envoy's requests decoded without a copy, our responses encoded directly.
+  server.addService(withCodecs(definitions.authorization, 'Check', decoders.checkRequest, encodeCheckResponse), { Check: check });
+  server.addService(withCodecs(definitions.externalProcessor, 'Process', decoders.processingRequest, encodeProcessingResponse), { Process: process });
   server.addService(definitions.health, health.implementation);
 
   const port = await new Promise<number>((resolve, reject) => {
@@ -148,4 +155,34 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       });
     },
   };
+}
+
+/**
+ * Incoming RST_STREAM frames Node's HTTP/2 server accepts per connection
+ * before it closes the connection with GOAWAY (its defense against "rapid
+ * reset" floods; Node's defaults are a burst of 1000, then 33 a second).
+ * Envoy ends every ext_proc stream with a reset, so with the defaults a
+ * sidecar sending more than ~33 requests a second through ext_proc loses
+ * its connection about every second and the requests on it fail (503).
+ * The peer here is Envoy; the bound stays, far above any real request rate.
+ */
+export const STREAM_RESET_LIMIT = { streamResetBurst: 100_000, streamResetRate: 100_000 } as const;
+
+/**
+ * grpc-js builds the options of its http2 server itself and has no channel
+ * option for the reset limit: add it to those options before bindAsync.
+ */
+function allowEnvoyStreamResets(server: grpc.Server): void {
+  const internals = server as unknown as { commonServerOptions?: Http2ServerOptions & Partial<typeof STREAM_RESET_LIMIT> };
+  if (!internals.commonServerOptions) {
+    throw new GenopsError('invalid_settings', 'this @grpc/grpc-js version no longer exposes its http2 server options: the ext_proc stream-reset limit cannot be raised');
+  }
+  Object.assign(internals.commonServerOptions, STREAM_RESET_LIMIT);
+}
+
+/** The service definition with `method`'s requests and responses going through `decode` and `encode` instead of proto-loader's generic codecs. */
+function withCodecs<Response>(service: grpc.ServiceDefinition, method: string, decode: (buffer: Buffer) => unknown, encode: (response: Response) => Buffer): grpc.ServiceDefinition {
+  const definition = service[method];
+  if (!definition) throw new Error(`service definition has no method ${method}`);
+  return { ...service, [method]: { ...definition, requestDeserialize: decode, responseSerialize: encode } };
 }
