@@ -1,9 +1,9 @@
 import { SECTIONS, type ScenarioResult, type Section } from './report.js';
 
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22', '#393b79', '#637939'];
-const WIDTH = 960;
+const WIDTH = 1240;
 const PANEL_HEIGHT = 360;
-const MARGIN = { left: 70, right: 290, top: 40, bottom: 50 };
+const MARGIN = { left: 70, right: 520, top: 40, bottom: 50 };
 const PERCENTILE_TICKS = [0, 50, 90, 99, 99.9, 99.99];
 
 /** Position of a percentile on a "nines" axis: 50 → 0.3, 90 → 1, 99 → 2, 99.9 → 3. */

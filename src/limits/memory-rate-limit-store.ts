@@ -1,5 +1,5 @@
 import type { BucketCheck, BucketOutcome, RateLimitStore, TakeResult } from './rate-limit-store.js';
-import { fullAtAfter, msUntil, tokensAt, type BucketSpec } from './token-bucket.js';
+import { fullAtAfter, msUntil, tokensAt, wholeTokens, type BucketSpec } from './token-bucket.js';
 
 export interface MemoryRateLimitStoreOptions {
   /** Milliseconds since the epoch; injected so tests control time. */
@@ -25,8 +25,8 @@ export interface MemoryRateLimitStore extends RateLimitStore {
  *   the hot path instead of a periodic sweep of the whole table;
  * - past `maxBuckets`, the least recently used bucket is dropped (that key
  *   starts again full).
- * Times are kept relative to the store's start, so they stay small integers
- * (rounded up to the millisecond: never more tokens than exact arithmetic).
+ * Times are kept relative to the store's start, unrounded: a limit refilling
+ * faster than one token a millisecond stays exact.
  */
 export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions): MemoryRateLimitStore {
   const { clock } = options;
@@ -48,7 +48,7 @@ export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions)
   function outcome(spec: BucketSpec, tokens: number, conforming: boolean): BucketOutcome {
     return {
       conforming,
-      remaining: Math.floor(tokens),
+      remaining: wholeTokens(tokens),
       retryAfterMs: msUntil(spec, tokens, 1),
       resetMs: msUntil(spec, tokens, spec.capacity),
     };
@@ -76,7 +76,7 @@ export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions)
         const table = tables[index]!;
         const left = tokens - 1;
         if (!table.delete(check.key)) size++;
-        table.set(check.key, Math.ceil(fullAtAfter(check, left, now)));
+        table.set(check.key, fullAtAfter(check, left, now));
         if (size > maxBuckets) {
           const oldest = table.keys().next().value as string;
           table.delete(oldest);

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { GenopsError } from '../errors/genops-error.js';
 import type { BucketCheck, BucketOutcome, RateLimitStore, TakeResult } from './rate-limit-store.js';
-import { msUntil, refillRatePerMs, type BucketSpec } from './token-bucket.js';
+import { msUntil, refillRatePerMs, wholeTokens, type BucketSpec } from './token-bucket.js';
 
 /**
  * All buckets of one request in one atomic round trip. Each key holds the
@@ -28,7 +28,7 @@ for i = 1, count do
     if missing > 0 then t = math.max(0, math.floor((capacity - missing) * 1e9 + 0.5) / 1e9) end
   end
   tokens[i] = t
-  if t < 1 and ARGV[base + 3] ~= '1' then admitted = 0 end
+  if t < 0.999999 and ARGV[base + 3] ~= '1' then admitted = 0 end
 end
 local result = { admitted }
 for i = 1, count do
@@ -37,7 +37,7 @@ for i = 1, count do
   local rate = tonumber(ARGV[base + 2])
   local t = tokens[i]
   local conforming = 0
-  if t >= 1 then conforming = 1 end
+  if t >= 0.999999 then conforming = 1 end
   if admitted == 1 and conforming == 1 then
     t = t - 1
     local full_ms = (capacity - t) / rate
@@ -48,6 +48,8 @@ for i = 1, count do
 end
 return result
 `;
+
+const REDIS_TIME_EPOCH_MS = Date.UTC(2025, 0, 1);
 
 type TakeCommand = (numKeys: number, ...args: (string | number)[]) => Promise<(string | number)[]>;
 
@@ -111,7 +113,7 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
   }
 
   function outcome(spec: BucketSpec, tokens: number, conforming: boolean): BucketOutcome {
-    return { conforming, remaining: Math.floor(tokens), retryAfterMs: msUntil(spec, tokens, 1), resetMs: msUntil(spec, tokens, spec.capacity) };
+    return { conforming, remaining: wholeTokens(tokens), retryAfterMs: msUntil(spec, tokens, 1), resetMs: msUntil(spec, tokens, spec.capacity) };
   }
 
   return {
@@ -120,7 +122,9 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
       const cached = cachedDenial(checks, now);
       if (cached) return cached;
       const args: (string | number)[] = checks.map((check) => `genops:rl:{${check.scope}|${check.key}}`);
-      args.push(now);
+      // Times relative to 2025-01-01 keep sub-microsecond precision in a double
+      // (absolute epoch milliseconds would lose it after a few hundred charges of a fast limit).
+      args.push(now - REDIS_TIME_EPOCH_MS);
       for (const check of checks) args.push(check.capacity, refillRatePerMs(check), check.shadow ? '1' : '0');
       let reply: (string | number)[];
       try {

@@ -41,3 +41,8 @@ export function msUntil(spec: BucketSpec, tokens: number, wanted: number): numbe
   if (tokens >= wanted) return 0;
   return Math.ceil((wanted - tokens) / refillRatePerMs(spec));
 }
+
+/** Whole tokens, forgiving floating-point dust left by the arithmetic (9899.999999999 is 9900). */
+export function wholeTokens(tokens: number): number {
+  return Math.floor(tokens + 1e-6);
+}

@@ -84,6 +84,14 @@ describe.each(backends)('rate-limit store contract: $name', (backend) => {
     expect(full.buckets[0]!.resetMs).toBe(1_000);
   });
 
+  it('stays exact for limits that refill faster than a token a millisecond', async () => {
+    const { store, bucket } = await setup();
+    const fast = bucket('fast', { capacity: 10_000, refillAmount: 10_000, refillEveryMs: 1_000 });
+    let last = 0;
+    for (let index = 0; index < 100; index++) last = (await store.take([fast])).buckets[0]!.remaining;
+    expect(last).toBe(9_900);
+  });
+
   it('keeps distinct keys apart', async () => {
     const { store, bucket } = await setup();
     const acme = bucket('acme', { capacity: 1 });
