@@ -28,7 +28,7 @@ for i = 1, count do
     if missing > 0 then t = math.max(0, math.floor((capacity - missing) * 1e9 + 0.5) / 1e9) end
   end
   tokens[i] = t
-  if t < 0.999999 and ARGV[base + 3] ~= '1' then admitted = 0 end
+  if t < 0.999 and ARGV[base + 3] ~= '1' then admitted = 0 end
 end
 local result = { admitted }
 for i = 1, count do
@@ -37,7 +37,7 @@ for i = 1, count do
   local rate = tonumber(ARGV[base + 2])
   local t = tokens[i]
   local conforming = 0
-  if t >= 0.999999 then conforming = 1 end
+  if t >= 0.999 then conforming = 1 end
   if admitted == 1 and conforming == 1 then
     t = t - 1
     local full_ms = (capacity - t) / rate

@@ -42,7 +42,10 @@ export function msUntil(spec: BucketSpec, tokens: number, wanted: number): numbe
   return Math.ceil((wanted - tokens) / refillRatePerMs(spec));
 }
 
-/** Whole tokens, forgiving floating-point dust left by the arithmetic (9899.999999999 is 9900). */
+/**
+ * Whole tokens, forgiving the floating-point dust of the arithmetic (9899.9993 is 9900): Redis
+ * keeps times as doubles of about 6e10 ms, whose rounding adds up over many fast charges.
+ */
 export function wholeTokens(tokens: number): number {
-  return Math.floor(tokens + 1e-6);
+  return Math.floor(tokens + 1e-3);
 }
