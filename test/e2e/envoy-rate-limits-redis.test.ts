@@ -2,7 +2,7 @@
  * The default policy's per-customer limit through the real Envoy, in both
  * modes, with the buckets kept in a real Redis (GENOPS_REDIS_URL).
  */
-import { afterAll, beforeAll, describe } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
 import { describePerCustomerRateLimit, useEnvoyStack } from './envoy-scenarios.js';
 
@@ -18,4 +18,10 @@ describe.each(['ext-authz', 'ext-proc'] as const)('%s: per-customer rate limit s
     await redis?.stop();
   });
   describePerCustomerRateLimit(envoy);
+
+  it('kept those buckets in Redis, not in the service', async () => {
+    const keys = await redis!.client().keys('genops:rl:*');
+    expect(keys.length).toBeGreaterThanOrEqual(2);
+    expect(keys.every((key) => key.startsWith('genops:rl:{per-customer:customerId|cust-'))).toBe(true);
+  });
 });
