@@ -1,4 +1,5 @@
 import type { BucketCheck, BucketOutcome, RateLimitStore, TakeResult } from './rate-limit-store.js';
+import { BucketTable } from './bucket-table.js';
 import { fullAtAfter, msUntil, tokensAt, wholeTokens, type BucketSpec } from './token-bucket.js';
 
 export interface MemoryRateLimitStoreOptions {
@@ -16,10 +17,10 @@ export interface MemoryRateLimitStore extends RateLimitStore {
 }
 
 /**
- * Exact token buckets in memory: per scope (limit), a Map from key to the
- * time the bucket is full again. Map order is kept as recency by
- * re-inserting on every charge, so the least recently charged buckets sit at
- * the head. Memory stays bounded under a flood of distinct keys:
+ * Exact token buckets in memory: per scope (limit), a compact table from key
+ * to the time the bucket is full again (see bucket-table.ts), in recency
+ * order, so the least recently charged buckets sit at the head. Memory stays
+ * bounded under a flood of distinct keys:
  * - each call forgets a few head buckets that have refilled (a full bucket is
  *   the same as no bucket, so no answer changes), a bounded amount of work on
  *   the hot path instead of a periodic sweep of the whole table;
@@ -33,16 +34,13 @@ export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions)
   const maxBuckets = options.maxBuckets ?? 1_000_000;
   const sweepPerCall = options.sweepPerCall ?? 8;
   const epoch = clock();
-  const scopes = new Map<string, Map<string, number>>();
+  const scopes = new Map<string, BucketTable>();
   let size = 0;
 
-  function forgetRefilled(buckets: Map<string, number>, now: number): void {
-    let looked = 0;
-    for (const [key, fullAt] of buckets) {
-      if (fullAt > now || looked++ >= sweepPerCall) return;
-      buckets.delete(key);
-      size--;
-    }
+  function forgetRefilled(buckets: BucketTable, now: number): void {
+    const before = buckets.size;
+    buckets.deleteOldestWhileAtMost(now, sweepPerCall);
+    size -= before - buckets.size;
   }
 
   function outcome(spec: BucketSpec, tokens: number, conforming: boolean): BucketOutcome {
@@ -54,10 +52,10 @@ export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions)
     };
   }
 
-  function tableOf(scope: string): Map<string, number> {
+  function tableOf(scope: string): BucketTable {
     let table = scopes.get(scope);
     if (!table) {
-      table = new Map();
+      table = new BucketTable();
       scopes.set(scope, table);
     }
     return table;
@@ -75,13 +73,10 @@ export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions)
         if (!admitted || !conforming) return outcome(check, tokens, conforming);
         const table = tables[index]!;
         const left = tokens - 1;
-        if (!table.delete(check.key)) size++;
+        const before = table.size;
         table.set(check.key, fullAtAfter(check, left, now));
-        if (size > maxBuckets) {
-          const oldest = table.keys().next().value as string;
-          table.delete(oldest);
-          size--;
-        }
+        size += table.size - before;
+        if (size > maxBuckets && table.deleteOldest()) size--;
         return outcome(check, left, true);
       });
       for (const table of tables) forgetRefilled(table, now);
