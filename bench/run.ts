@@ -54,9 +54,19 @@ interface Options {
   list: boolean;
 }
 
+/** `--node-options "--flag"`: parseArgs refuses a value that starts with a dash unless it is joined by "=". */
+function joinNodeOptionsValue(argv: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--node-options' && i + 1 < argv.length) joined.push(`--node-options=${argv[++i]}`);
+    else joined.push(argv[i]!);
+  }
+  return joined;
+}
+
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
-    args: argv,
+    args: joinNodeOptionsValue(argv),
     options: {
       duration: { type: 'string' },
       warmup: { type: 'string' },
@@ -288,24 +298,30 @@ function buildSteps(options: Options, paths: Paths): Step[][] {
 /** Groups that are measured in interleaved rounds (ratios and added latency); the others run once. */
 const ROUND_GROUPS = new Set([0, 4]);
 
+/** Seconds after the flood when the memory scenario reads the settled RSS. */
+const SETTLE_S = 30;
+
 async function memoryScenario(options: Options, paths: Paths, progress: ReturnType<typeof createProgress>, index: number, total: number): Promise<MemoryResult> {
   progress.note(`starting genops-mesh for the memory scenario (policy bench/policy-keys.yaml: buckets refill in a day, so none is swept during the run)`);
   const service = await startService({ policyPath: join(REPO_ROOT, 'bench/policy-keys.yaml'), env: { LOG_LEVEL: 'info', NODE_OPTIONS: options.nodeOptions } });
   try {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     const rssIdleMb = rssMb(service.process.pid);
-    progress.step(index, total, `memory/keys: ${options.keys.toLocaleString('en-US')} distinct customer ids through Check`, options.keys / 12_000);
+    progress.step(index, total, `memory/keys: ${options.keys.toLocaleString('en-US')} distinct customer ids through Check`, options.keys / 12_000 + SETTLE_S);
     const usage = sampleUsage(service.process.pid);
     const result = await runLoadgen({
       binary: paths.loadgen,
       args: ['grpc', '-addr', `127.0.0.1:${service.grpcPort}`, '-kind', 'check', '-conns', '4', '-concurrency', '64', '-requests', String(options.keys), '-keys', String(options.keys), '-customer-prefix', 'mem-', '-name', 'memory/keys'],
       onProgress: (done, failed) => progress.update(`${done.toLocaleString('en-US')} sent${failed ? `, ${failed} failed` : ''} · RSS ${rssMb(service.process.pid).toFixed(0)} MB`),
     });
-    // RSS once the flood is over and the service idles: V8 runs no collection while idle, so
-    // this is what the process keeps holding, not only the buckets.
+    // RSS once the flood is over: V8 collects nothing until its memory reducer runs (8 s after
+    // allocation stops), so "after" is what the flood left; "settled" is the process at rest.
     await new Promise((resolve) => setTimeout(resolve, 5_000));
     const sampled = usage.stop();
     const counters = await readCounters(service.adminUrl);
+    progress.update(`RSS ${(sampled?.rssMb ?? 0).toFixed(0)} MB after the flood; waiting ${SETTLE_S} s for it to settle`);
+    await new Promise((resolve) => setTimeout(resolve, (SETTLE_S - 5) * 1_000));
+    const rssSettledMb = rssMb(service.process.pid);
     const memory: MemoryResult = {
       keys: options.keys,
       durationS: result.durationS,
@@ -315,10 +331,11 @@ async function memoryScenario(options: Options, paths: Paths, progress: ReturnTy
       rssIdleMb: Math.round(rssIdleMb),
       rssAfterMb: sampled?.rssMb ?? 0,
       rssPeakMb: sampled?.rssPeakMb ?? 0,
+      rssSettledMb: Math.round(rssSettledMb),
       heapUsedMb: counters.heapUsedMb,
       cpuPercent: sampled?.cpuPercent ?? 0,
     };
-    progress.done(`RSS ${memory.rssAfterMb.toFixed(0)} MB after ${memory.keys.toLocaleString('en-US')} keys (idle ${memory.rssIdleMb} MB, peak ${memory.rssPeakMb.toFixed(0)} MB), ${memory.failed} failed`);
+    progress.done(`RSS ${memory.rssPeakMb.toFixed(0)} MB peak with ${memory.keys.toLocaleString('en-US')} keys (idle ${memory.rssIdleMb} MB, after ${memory.rssAfterMb.toFixed(0)} MB, settled ${memory.rssSettledMb} MB), ${memory.failed} failed`);
     return memory;
   } finally {
     await service.stop({ timeoutMs: 15_000 }).catch(() => undefined);
@@ -375,7 +392,7 @@ async function main(): Promise<void> {
   writeFileSync(paths.httpBody, '{"model":"claude-opus","messages":[{"role":"user","content":"Summarize the ticket, please."}]}');
 
   const progress = createProgress();
-  const estimate = plan.reduce((sum, { step }) => sum + step.expectedS, 0) + (memorySelected ? options.keys / 12_000 + 10 : 0);
+  const estimate = plan.reduce((sum, { step }) => sum + step.expectedS, 0) + (memorySelected ? options.keys / 12_000 + SETTLE_S + 5 : 0);
   progress.note(`${total} steps, about ${Math.ceil(estimate / 60)} min plus start-up`);
   const startedAt = new Date();
   const fixtures = new Fixtures({ loadgen, workDir: join(work, 'envoy'), policyPath: join(REPO_ROOT, 'bench/policy.yaml'), serviceNodeOptions: options.nodeOptions, onNote: (message) => progress.note(message) });

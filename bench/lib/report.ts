@@ -38,6 +38,8 @@ export interface MemoryResult {
   readonly rssIdleMb: number;
   readonly rssAfterMb: number;
   readonly rssPeakMb: number;
+  /** RSS 30 s after the flood, once V8's memory reducer has run. */
+  readonly rssSettledMb: number;
   readonly heapUsedMb: number;
   readonly cpuPercent: number;
 }
@@ -153,8 +155,8 @@ export function evaluateTargets(results: readonly ScenarioResult[], memory: Memo
   if (memory) {
     targets.push({
       target: `RSS < 150 MB with ${fmtInt(memory.keys)} distinct rate-limit keys`,
-      figure: `**${memory.rssAfterMb.toFixed(0)} MB** after (peak ${memory.rssPeakMb.toFixed(0)} MB, idle ${memory.rssIdleMb.toFixed(0)} MB, JS heap ${memory.heapUsedMb.toFixed(0)} MB)`,
-      met: memory.rssAfterMb < 150 && memory.failed === 0,
+      figure: `**${memory.rssPeakMb.toFixed(0)} MB** peak (idle ${memory.rssIdleMb.toFixed(0)} MB, 5 s after the flood ${memory.rssAfterMb.toFixed(0)} MB, settled ${memory.rssSettledMb.toFixed(0)} MB; JS heap ${memory.heapUsedMb.toFixed(0)} MB)`,
+      met: memory.rssPeakMb < 150 && memory.failed === 0,
     });
   } else {
     targets.push({ target: 'RSS < 150 MB with 1M distinct rate-limit keys', figure: 'not measured in this run', met: undefined });
@@ -247,10 +249,10 @@ export function renderMarkdown(report: BenchReport): string {
   if (memory) {
     lines.push(`### Memory: ${fmtInt(memory.keys)} distinct rate-limit keys`);
     lines.push('');
-    lines.push('| keys | sent in | req/s | allowed | failed | RSS idle | RSS after | RSS peak | JS heap used | CPU |');
-    lines.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push('| keys | sent in | req/s | allowed | failed | RSS idle | RSS peak | RSS 5 s after | RSS settled (30 s) | JS heap used | CPU |');
+    lines.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     lines.push(
-      `| ${fmtInt(memory.keys)} | ${memory.durationS.toFixed(0)} s | ${fmtInt(memory.throughputRps)} | ${fmtInt(memory.allowed)} | ${fmtInt(memory.failed)} | ${memory.rssIdleMb.toFixed(0)} MB | ${memory.rssAfterMb.toFixed(0)} MB | ${memory.rssPeakMb.toFixed(0)} MB | ${memory.heapUsedMb.toFixed(0)} MB | ${memory.cpuPercent.toFixed(0)}% |`,
+      `| ${fmtInt(memory.keys)} | ${memory.durationS.toFixed(0)} s | ${fmtInt(memory.throughputRps)} | ${fmtInt(memory.allowed)} | ${fmtInt(memory.failed)} | ${memory.rssIdleMb.toFixed(0)} MB | ${memory.rssPeakMb.toFixed(0)} MB | ${memory.rssAfterMb.toFixed(0)} MB | ${memory.rssSettledMb.toFixed(0)} MB | ${memory.heapUsedMb.toFixed(0)} MB | ${memory.cpuPercent.toFixed(0)}% |`,
     );
     lines.push('');
   }

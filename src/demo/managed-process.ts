@@ -34,9 +34,9 @@ function installExitHook(): void {
 }
 
 /** Spawns a child with piped output, collected for assertions and error messages. */
-export function spawnManaged(name: string, command: string, args: readonly string[], env: NodeJS.ProcessEnv): ManagedProcess {
+export function spawnManaged(name: string, command: string, args: readonly string[], env: NodeJS.ProcessEnv, options: { cwd?: string } = {}): ManagedProcess {
   installExitHook();
-  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
   running.add(child);
   const stdoutLines: string[] = [];

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { freePort } from './free-port.js';
 import { jsonLines, spawnManaged, waitUntilReady, type ManagedProcess } from './managed-process.js';
-import { SERVICE_ENTRY } from './repo-root.js';
+import { SERVICE_ENTRY, SERVICE_NODE_FLAGS } from './repo-root.js';
 
 export interface StartServiceOptions {
   /** Policy YAML (GENOPS_POLICY); the embedded default policy when absent. */
@@ -25,7 +25,7 @@ export interface RunningService {
 }
 
 /**
- * Spawns `node dist/main.js` on free loopback ports and waits until /readyz
+ * Spawns `node <SERVICE_NODE_FLAGS> dist/main.js` on free loopback ports and waits until /readyz
  * answers 200. GENOPS_* settings of the calling shell are not inherited, so
  * the service runs exactly what the caller asked for.
  */
@@ -48,7 +48,7 @@ export async function startService(options: StartServiceOptions = {}): Promise<R
     ...(options.policyPath ? { GENOPS_POLICY: options.policyPath } : {}),
     ...options.env,
   });
-  const child = spawnManaged('genops-mesh', process.execPath, [SERVICE_ENTRY], env);
+  const child = spawnManaged('genops-mesh', process.execPath, [...SERVICE_NODE_FLAGS, SERVICE_ENTRY], env);
   const adminUrl = `http://${host}:${adminPort}`;
   try {
     await waitUntilReady(child, `${adminUrl}/readyz`, options.readyTimeoutMs ?? 15_000);

@@ -9,10 +9,12 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort, httpRequest, REPO_ROOT } from '../support/index.js';
 import { spawnManaged, waitUntilReady } from '../../src/demo/managed-process.js';
+import { SERVICE_NODE_FLAGS } from '../../src/demo/repo-root.js';
 
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const stages = dockerfile.split(/^FROM /m).slice(1);
 const runtime = stages.at(-1)!;
+const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(runtime)?.[1] ?? '[]') as string[];
 
 describe('Dockerfile', () => {
   it('builds on the current Node LTS in two stages, production dependencies only, no install scripts', () => {
@@ -25,6 +27,12 @@ describe('Dockerfile', () => {
     expect(runtime).toMatch(/^USER 1000:1000$/m);
     expect(runtime).toMatch(/^EXPOSE 9001 9002 9464$/m);
     expect(readFileSync(join(REPO_ROOT, 'deploy/kubernetes/base/deployment.yaml'), 'utf8')).toContain('runAsUser: 1000');
+  });
+
+  it('starts node with the flags the tests and the bench run the service with, as npm start does', () => {
+    expect(entrypoint).toEqual(['node', ...SERVICE_NODE_FLAGS, 'dist/main.js']);
+    const scripts = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts as Record<string, string>;
+    expect(scripts.start).toBe(entrypoint.join(' '));
   });
 
   it('keeps bulky and secret-prone paths out of the build context', () => {
@@ -51,7 +59,8 @@ describe('Dockerfile', () => {
 
       const [grpcPort, adminPort] = [await freePort(), await freePort()];
       const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, NODE_ENV: 'production', GENOPS_LISTEN_HOST: '127.0.0.1', GENOPS_GRPC_PORT: String(grpcPort), GENOPS_ADMIN_PORT: String(adminPort), OTEL_SDK_DISABLED: 'true' };
-      const child = spawnManaged('image', process.execPath, [join(dir, 'dist/main.js')], env);
+      const [, ...args] = entrypoint;
+      const child = spawnManaged('image', process.execPath, args, env, { cwd: dir });
       try {
         await waitUntilReady(child, `http://127.0.0.1:${adminPort}/readyz`, 15_000);
         expect((await httpRequest(`http://127.0.0.1:${adminPort}/metrics`)).body).toContain('genops_requests_total');
