@@ -13,7 +13,7 @@ import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findEnvoy } from '../src/demo/find-envoy.js';
-import { REPO_ROOT } from '../src/demo/repo-root.js';
+import { REPO_ROOT, SERVICE_NODE_FLAGS } from '../src/demo/repo-root.js';
 import { startService } from '../src/demo/start-service.js';
 import { renderLatencyChart } from './lib/chart.js';
 import { ENVOY_VARIANTS, type EnvoyVariant } from './lib/envoy-configs.js';
@@ -446,6 +446,7 @@ async function main(): Promise<void> {
         envoy: version(envoyBin, ['--version'], /version: [0-9a-f]+\/([0-9.]+)/),
         h2load: version('h2load', ['--version'], /(nghttp2\/[\d.]+)/),
         'genops-mesh': gitRevision(),
+        'genops-mesh node flags': [...SERVICE_NODE_FLAGS, ...(options.nodeOptions ? [`NODE_OPTIONS="${options.nodeOptions}"`] : [])].join(' '),
       },
       options: { ...options, out: undefined },
     },
