@@ -34,7 +34,8 @@ const HELP = `npm run bench [-- options]
   --keys <n>         distinct customer ids for the memory scenario (default 1000000)
   --scenario <list>  only scenarios whose id starts with one of these, e.g.
                      direct,envoy/ext-authz,traced,memory (default: all; --list shows ids)
-  --node-options <s> NODE_OPTIONS for genops-mesh, e.g. "--max-semi-space-size=2" (default none)
+  --node-options <s> NODE_OPTIONS for genops-mesh on top of the flags it ships with,
+                     e.g. "--max-old-space-size=128" (default none)
   --out <dir>        results directory (default bench/results)
   --update-results   also rewrite the generated part of bench/RESULTS.md
   --list             print the scenario ids and exit

@@ -128,7 +128,9 @@ export function evaluateTargets(results: readonly ScenarioResult[], memory: Memo
       return;
     }
     const value = numerator / denominator;
-    targets.push({ target, figure: `${fmtInt(numerator)} / ${fmtInt(denominator)} req/s = **${value.toFixed(2)}** (≥ ${minimum})`, met: value >= minimum });
+    const [numeratorCpu, denominatorCpu] = [numeratorId, denominatorId].map((id) => cpuPerRequestUs(byId.get(id)?.usage, rps(id)!));
+    const cpu = numeratorCpu !== undefined && denominatorCpu !== undefined ? `; CPU per request ${numeratorCpu.toFixed(0)} vs ${denominatorCpu.toFixed(0)} µs` : '';
+    targets.push({ target, figure: `${fmtInt(numerator)} / ${fmtInt(denominator)} req/s = **${value.toFixed(2)}** (≥ ${minimum})${cpu}`, met: value >= minimum });
   };
   ratio('Check throughput ≥ 0.7 × trivial grpc-js server (OTEL_SDK_DISABLED=true)', 'direct/service/check/closed', 'direct/trivial/check/closed', 0.7);
   ratio('Check throughput ≥ 0.7 × trivial, tracing on (every span exported)', 'traced/service/check/closed', 'direct/trivial/check/closed', 0.7);
@@ -180,8 +182,14 @@ function signedMs(us: number): string {
   return `${us >= 0 ? '+' : '−'}${ms(Math.abs(us))} ms`;
 }
 
-function usageCell(usage: ProcessUsage | undefined): string {
-  return usage ? `${usage.cpuPercent.toFixed(0)}% · ${usage.rssPeakMb.toFixed(0)} MB` : '–';
+/** CPU time the process spent per request, in µs: steadier than req/s when the machine is shared. */
+export function cpuPerRequestUs(usage: ProcessUsage | undefined, throughputRps: number): number | undefined {
+  return usage && throughputRps > 0 ? (usage.cpuPercent / 100 / throughputRps) * 1e6 : undefined;
+}
+
+function usageCell(usage: ProcessUsage | undefined, throughputRps: number): string {
+  const perRequest = cpuPerRequestUs(usage, throughputRps);
+  return usage ? `${usage.cpuPercent.toFixed(0)}% (${perRequest!.toFixed(0)} µs/req) · ${usage.rssPeakMb.toFixed(0)} MB` : '–';
 }
 
 function outcomes(result: ScenarioResult): string {
@@ -223,7 +231,7 @@ export function renderMarkdown(report: BenchReport): string {
     lines.push(`### ${heading}`);
     lines.push('');
     lines.push(
-      `| scenario | ${open ? 'rate' : 'in flight'} | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms |${envoy ? ' added p50 / p99 vs Envoy alone |' : ''} service CPU · RSS |${envoy ? ' Envoy CPU |' : ''} outcome |`,
+      `| scenario | ${open ? 'rate' : 'in flight'} | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms |${envoy ? ' added p50 / p99 vs Envoy alone |' : ''} service CPU (per request) · RSS |${envoy ? ' Envoy CPU |' : ''} outcome |`,
     );
     lines.push(`|---|---|---:|---:|---:|---:|---:|${envoy ? '---:|' : ''}---|${envoy ? '---:|' : ''}---|`);
     for (const row of rows) {
@@ -233,7 +241,7 @@ export function renderMarkdown(report: BenchReport): string {
       const added = envoy ? ` ${row.addedUs ? `${signedMs(row.addedUs.p50)} / ${signedMs(row.addedUs.p99)}` : row.id.includes('/envoy-alone/') ? 'baseline' : '–'} |` : '';
       const envoyCpu = envoy ? ` ${row.envoyUsage ? `${row.envoyUsage.cpuPercent.toFixed(0)}%` : '–'} |` : '';
       lines.push(
-        `| ${row.title} | ${loadCell} | ${fmtInt(load.throughputRps)}${rounds} | ${ms(load.latencyUs.p50)} | ${ms(load.latencyUs.p90)} | ${ms(load.latencyUs.p99)} | ${ms(load.latencyUs.p999)} |${added} ${usageCell(row.usage)} |${envoyCpu} ${outcomes(row)} |`,
+        `| ${row.title} | ${loadCell} | ${fmtInt(load.throughputRps)}${rounds} | ${ms(load.latencyUs.p50)} | ${ms(load.latencyUs.p90)} | ${ms(load.latencyUs.p99)} | ${ms(load.latencyUs.p999)} |${added} ${usageCell(row.usage, load.throughputRps)} |${envoyCpu} ${outcomes(row)} |`,
       );
     }
     const lag = rows.filter((row) => row.load.sendLagUs);
