@@ -315,8 +315,8 @@ async function memoryScenario(options: Options, paths: Paths, progress: ReturnTy
       args: ['grpc', '-addr', `127.0.0.1:${service.grpcPort}`, '-kind', 'check', '-conns', '4', '-concurrency', '64', '-requests', String(options.keys), '-keys', String(options.keys), '-customer-prefix', 'mem-', '-name', 'memory/keys'],
       onProgress: (done, failed) => progress.update(`${done.toLocaleString('en-US')} sent${failed ? `, ${failed} failed` : ''} · RSS ${rssMb(service.process.pid).toFixed(0)} MB`),
     });
-    // RSS once the flood is over: V8 collects nothing until its memory reducer runs (8 s after
-    // allocation stops), so "after" is what the flood left; "settled" is the process at rest.
+    // RSS once the flood is over ("after"), and at rest ("settled"): V8 collects nothing while
+    // the process idles, so the two show whether anything gives memory back.
     await new Promise((resolve) => setTimeout(resolve, 5_000));
     const sampled = usage.stop();
     const counters = await readCounters(service.adminUrl);

@@ -38,7 +38,7 @@ export interface MemoryResult {
   readonly rssIdleMb: number;
   readonly rssAfterMb: number;
   readonly rssPeakMb: number;
-  /** RSS 30 s after the flood, once V8's memory reducer has run. */
+  /** RSS 30 s after the flood: the process at rest. */
   readonly rssSettledMb: number;
   readonly heapUsedMb: number;
   readonly cpuPercent: number;
@@ -188,8 +188,9 @@ export function cpuPerRequestUs(usage: ProcessUsage | undefined, throughputRps: 
 }
 
 function usageCell(usage: ProcessUsage | undefined, throughputRps: number): string {
+  if (!usage) return '–';
   const perRequest = cpuPerRequestUs(usage, throughputRps);
-  return usage ? `${usage.cpuPercent.toFixed(0)}% (${perRequest!.toFixed(0)} µs/req) · ${usage.rssPeakMb.toFixed(0)} MB` : '–';
+  return `${usage.cpuPercent.toFixed(0)}%${perRequest === undefined ? '' : ` (${perRequest.toFixed(0)} µs/req)`} · ${usage.rssPeakMb.toFixed(0)} MB`;
 }
 
 function outcomes(result: ScenarioResult): string {
