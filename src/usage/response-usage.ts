@@ -1,0 +1,34 @@
+import type { AiApi } from './ai-api.js';
+import type { TokenUsage } from './token-usage.js';
+
+export interface UsageReport {
+  /** The provider's own usage, when seen. */
+  readonly usage: TokenUsage | undefined;
+  /** The response's model field when seen. */
+  readonly modelServed: string | undefined;
+  /** Output tokens estimated from the streamed/returned text (chars ÷ 4, rounded up) — used when usage never came. */
+  readonly estimatedOutputTokens: number;
+  /** true when the provider's final usage was seen (stream finished properly, or JSON body complete). */
+  readonly complete: boolean;
+  /** Provider-reported error in the body/stream (e.g. SSE `error` event, Responses `response.failed`), if any. */
+  readonly providerError: string | undefined;
+}
+
+export interface UsageMeter {
+  push(chunk: Uint8Array): void;
+  end(): UsageReport;
+  /** Report so far (for a stream that ended badly). */
+  snapshot(): UsageReport;
+}
+
+export interface UsageMeterOptions {
+  readonly api: AiApi;
+  readonly contentType: string | undefined;
+  readonly maxEventBytes?: number;
+  readonly maxJsonBytes?: number;
+}
+
+export function createUsageMeter(options: UsageMeterOptions): UsageMeter {
+  void options;
+  throw new Error('createUsageMeter: not implemented yet');
+}
