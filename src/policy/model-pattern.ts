@@ -1,17 +1,101 @@
-/** Model pattern semantics (team/tier model lists, selectors, pricing). */
+/**
+ * Model patterns, as the policy writes them in team and tier model lists,
+ * selectors and pricing. Case-insensitive.
+ *
+ * - `*` alone matches every model.
+ * - A pattern containing `*` is a glob: `*` matches any run of characters (`claude-*-4-5`).
+ * - Any other pattern is a model FAMILY: it matches the id itself and the id followed by
+ *   version segments only — each `-` then a segment that starts with a digit, or `latest`.
+ *   So `claude-sonnet` matches `claude-sonnet-4-5` and `claude-sonnet-4-5-20250929`,
+ *   `gpt-4o` matches `gpt-4o-2024-08-06` but never `gpt-4o-mini` (another model, another price),
+ *   `o4-mini` matches `o4-mini-2025-04-16`, and `claude-3-5-haiku` matches `claude-3-5-haiku-latest`.
+ */
 export interface ModelMatcher {
   readonly matchesAll: boolean;
   matches(model: string): boolean;
 }
 
 export function createModelMatcher(patterns: readonly string[]): ModelMatcher {
-  void patterns;
-  throw new Error('createModelMatcher: not implemented yet');
+  const families = new Set<string>();
+  const globs: RegExp[] = [];
+  let matchesAll = false;
+  for (const raw of patterns) {
+    const pattern = raw.trim().toLowerCase();
+    if (pattern === '*') matchesAll = true;
+    else if (pattern.includes('*')) globs.push(globToRegExp(pattern));
+    else if (pattern.length > 0) families.add(pattern);
+  }
+  return {
+    matchesAll,
+    matches(model) {
+      if (matchesAll) return true;
+      const id = model.trim().toLowerCase();
+      if (families.size > 0) {
+        // Walk from the full id down through its trailing version segments: O(segments) set look-ups.
+        let candidate = id;
+        for (;;) {
+          if (families.has(candidate)) return true;
+          const shorter = withoutLastVersionSegment(candidate);
+          if (shorter === undefined) break;
+          candidate = shorter;
+        }
+      }
+      for (const glob of globs) if (glob.test(id)) return true;
+      return false;
+    },
+  };
 }
 
-/** Specificity for "most specific wins": exact-length family > shorter family > glob by literal length > '*'. Returns undefined when the pattern does not match. */
+const EXACT = 2_000_000;
+const FAMILY = 1_000_000;
+const GLOB = 1;
+
+/**
+ * Specificity for "most specific wins" (pricing, selectors). Higher is more specific:
+ * the exact id (`gpt-4o-2024-08-06`) > a longer family (`claude-sonnet-4-5`) > a shorter
+ * family (`claude-sonnet`) > a glob, ranked by its count of literal characters > `*`.
+ * Returns undefined when the pattern does not match the model.
+ */
 export function modelPatternSpecificity(pattern: string, model: string): number | undefined {
-  void pattern;
-  void model;
-  throw new Error('modelPatternSpecificity: not implemented yet');
+  const normalizedPattern = pattern.trim().toLowerCase();
+  const id = model.trim().toLowerCase();
+  if (normalizedPattern === '*') return 0;
+  if (normalizedPattern.includes('*')) {
+    if (!globToRegExp(normalizedPattern).test(id)) return undefined;
+    return GLOB + normalizedPattern.replaceAll('*', '').length;
+  }
+  if (normalizedPattern.length === 0) return undefined;
+  if (id === normalizedPattern) return EXACT + normalizedPattern.length;
+  return familyMatches(normalizedPattern, id) ? FAMILY + normalizedPattern.length : undefined;
+}
+
+/** `family` and `id` lowercased. */
+function familyMatches(family: string, id: string): boolean {
+  if (!id.startsWith(family)) return false;
+  if (id.length === family.length) return true;
+  if (id.charCodeAt(family.length) !== DASH) return false;
+  for (const segment of id.slice(family.length + 1).split('-')) if (!isVersionSegment(segment)) return false;
+  return true;
+}
+
+function withoutLastVersionSegment(id: string): string | undefined {
+  const dash = id.lastIndexOf('-');
+  if (dash <= 0) return undefined;
+  return isVersionSegment(id.slice(dash + 1)) ? id.slice(0, dash) : undefined;
+}
+
+const DASH = 0x2d;
+
+function isVersionSegment(segment: string): boolean {
+  if (segment === 'latest') return true;
+  const first = segment.charCodeAt(0);
+  return first >= 0x30 && first <= 0x39;
+}
+
+function globToRegExp(pattern: string): RegExp {
+  const body = pattern
+    .split('*')
+    .map((part) => part.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'))
+    .join('.*');
+  return new RegExp(`^${body}$`, 's');
 }

@@ -27,6 +27,29 @@ export interface AiPathMatcher {
 }
 
 export function createAiPathMatcher(paths: Readonly<Partial<Record<AiApi, readonly string[]>>>): AiPathMatcher {
-  void paths;
-  throw new Error('createAiPathMatcher: not implemented yet');
+  const suffixes: { readonly path: string; readonly api: AiApi }[] = [];
+  for (const api of AI_APIS) {
+    for (const raw of paths[api] ?? []) {
+      const path = stripTrailingSlash(raw.trim());
+      if (path.length > 0) suffixes.push({ path: path.startsWith('/') ? path : `/${path}`, api });
+    }
+  }
+  // Longest first, so '/v1/chat/completions' wins over a shorter configured '/completions'.
+  suffixes.sort((a, b) => b.path.length - a.path.length);
+  return {
+    match(rawPath) {
+      if (rawPath === undefined || rawPath.length === 0) return undefined;
+      const query = rawPath.search(/[?#]/);
+      const path = stripTrailingSlash(query === -1 ? rawPath : rawPath.slice(0, query));
+      for (const suffix of suffixes) {
+        // A configured path always starts with '/', so endsWith lands on a segment boundary by itself.
+        if (path.endsWith(suffix.path)) return suffix.api;
+      }
+      return undefined;
+    },
+  };
+}
+
+function stripTrailingSlash(path: string): string {
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
 }
