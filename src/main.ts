@@ -1,12 +1,15 @@
 import { performance } from 'node:perf_hooks';
 import { createAuthzAdapter } from './envoy/authz-adapter.js';
 import { createDecisionReporter } from './envoy/decision-reporter.js';
+import { createExchangeSettlement } from './envoy/exchange-settlement.js';
 import { createExtProcSessionFactory } from './envoy/ext-proc-session.js';
+import { createUsageReporter } from './envoy/usage-reporter.js';
 import { createForwardAuthAdapter } from './envoy/forward-auth-adapter.js';
 import { isGenopsError } from './errors/genops-error.js';
 import { createDecisionEngine } from './governance/decision-engine.js';
 import { createGovernor } from './governance/governor.js';
 import { createRateLimiter } from './governance/rate-limiting.js';
+import { createUsageAccounting } from './governance/usage-accounting.js';
 import { createMemoryRateLimitStore } from './limits/memory-rate-limit-store.js';
 import type { RateLimitStore } from './limits/rate-limit-store.js';
 import { DEFAULT_POLICY_PATH } from './policy/default-policy.js';
@@ -72,13 +75,18 @@ async function main(): Promise<void> {
     },
   });
   const governor = createGovernor({ engine, rateLimiter });
+  const settle = createExchangeSettlement({
+    accounting: createUsageAccounting({ policy }),
+    reporter: createUsageReporter({ metrics, logger, tracing, customerLabelLimit: settings.metricsCustomerLimit }),
+    now,
+  });
   let draining = false;
 
   const grpcServer = await startGrpcServer({
     host: settings.listenHost,
     port: settings.grpcPort,
-    authz: createAuthzAdapter({ governor, reporter, now }),
-    extProc: createExtProcSessionFactory({ governor, reporter, now }),
+    authz: createAuthzAdapter({ governor, reporter, policy, now }),
+    extProc: createExtProcSessionFactory({ governor, reporter, policy, now, settle }),
     logger,
     metrics,
   });

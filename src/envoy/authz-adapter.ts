@@ -1,10 +1,13 @@
+import { readAiBody } from '../governance/ai-body.js';
+import type { AiBodyInput } from '../governance/decision-engine.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
+import type { CompiledPolicy } from '../policy/compiled-policy.js';
 import type { Governor } from '../governance/governor.js';
 import type { HeaderLookup } from '../governance/governance-context.js';
 import type { DecisionReporter } from './decision-reporter.js';
-import type { CheckRequest, CheckResponse, HeaderMap, HeaderValueOption } from './envoy-messages.js';
+import type { CheckRequest, CheckResponse, HeaderMap, HeaderValueOption, HttpRequestAttributes } from './envoy-messages.js';
 import { lookupFromHeaderMap, lookupFromRecord } from './header-lookup.js';
-import { clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
+import { aiUpstreamHeadersToRemove, clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
 
 /** google.rpc.Code values Envoy reads from CheckResponse.status. */
 const RPC_OK = 0;
@@ -20,8 +23,8 @@ export interface AuthzAdapter {
  * envoy.service.auth.v3.Authorization/Check: CheckRequest in, plain decision
  * input to the engine, the decision back out as a CheckResponse.
  */
-export function createAuthzAdapter(options: { governor: Governor; reporter: DecisionReporter; now: () => number }): AuthzAdapter {
-  const { governor, reporter, now } = options;
+export function createAuthzAdapter(options: { governor: Governor; reporter: DecisionReporter; policy: () => CompiledPolicy; now: () => number }): AuthzAdapter {
+  const { governor, reporter, now, policy } = options;
   const respond = (decision: Decision, startedAt: number, headers: HeaderLookup): CheckResponse => {
     const response = toCheckResponse(decision);
     reporter.report('authz', decision, startedAt, headers);
@@ -32,25 +35,50 @@ export function createAuthzAdapter(options: { governor: Governor; reporter: Deci
       const startedAt = now();
       const http = request.attributes?.request?.http;
       const headers = http ? headerLookupOf(http.headers, http.header_map) : () => undefined;
+      const path = http?.path || undefined;
       const decision = governor.evaluate({
         headers,
         // proto3 cannot tell an empty string from an absent one: both are absent here.
         principal: request.attributes?.source?.principal || undefined,
-        path: http?.path || undefined,
+        path,
         malformed: http ? undefined : 'CheckRequest has no attributes.request.http',
+        ai: http ? aiBodyOf(http, headers, policy()) : undefined,
       });
       return decision instanceof Promise ? decision.then((settled) => respond(settled, startedAt, headers)) : respond(decision, startedAt, headers);
     },
   };
 }
 
+/**
+ * The body of an AI API request, as with_request_body sends it. ext_authz cannot change the body,
+ * so stream usage is not injected here (the ext_proc adapter does it).
+ */
+function aiBodyOf(http: HttpRequestAttributes, headers: HeaderLookup, policy: CompiledPolicy): AiBodyInput | undefined {
+  if (http.method !== 'POST') return undefined;
+  const api = policy.usage.paths.match(http.path);
+  if (!api) return undefined;
+  // with_request_body.allow_partial_message sends the first max_request_bytes and marks it.
+  if (headers('x-envoy-auth-partial-body') === 'true') {
+    return { problem: { tooLarge: true, message: `request body is larger than the ${policy.usage.maxRequestBodyBytes} bytes this service reads` } };
+  }
+  const body = http.raw_body && http.raw_body.length > 0 ? http.raw_body : http.body ? Buffer.from(http.body, 'utf8') : EMPTY;
+  if (body.length === 0 && Number(headers('content-length')) > 0) {
+    return { problem: { tooLarge: false, message: 'Envoy did not send the request body: the ext_authz filter needs with_request_body on AI API paths' } };
+  }
+  return readAiBody(api, body, policy.usage, { canRewrite: false }).input;
+}
+
+const EMPTY = Buffer.alloc(0);
+
 export function toCheckResponse(decision: Decision): CheckResponse {
   if (isAllowed(decision)) {
+    const headersToStrip = headersToRemove(decision);
+    if (decision.ai) headersToStrip.push(...aiUpstreamHeadersToRemove);
     return {
       status: { code: RPC_OK },
       ok_response: {
         headers: upstreamHeaders(decision).map(overwrite),
-        headers_to_remove: headersToRemove(decision),
+        headers_to_remove: headersToStrip,
         response_headers_to_add: clientHeaders(decision).map(overwrite),
       },
     };
@@ -66,7 +94,7 @@ export function toCheckResponse(decision: Decision): CheckResponse {
 }
 
 function rpcCodeOf(httpStatus: number): number {
-  if (httpStatus === 400) return RPC_INVALID_ARGUMENT;
+  if (httpStatus === 400 || httpStatus === 413) return RPC_INVALID_ARGUMENT;
   if (httpStatus === 429) return RPC_RESOURCE_EXHAUSTED;
   return RPC_PERMISSION_DENIED;
 }

@@ -34,17 +34,21 @@ export interface StructValue {
 export interface CheckRequest {
   attributes?: {
     source?: { principal?: string };
-    request?: {
-      http?: {
-        id?: string;
-        method?: string;
-        path?: string;
-        host?: string;
-        headers?: Record<string, string>;
-        header_map?: HeaderMap;
-      };
-    };
+    request?: { http?: HttpRequestAttributes };
   };
+}
+
+export interface HttpRequestAttributes {
+  id?: string;
+  method?: string;
+  path?: string;
+  host?: string;
+  headers?: Record<string, string>;
+  header_map?: HeaderMap;
+  /** Request body as text (with_request_body). */
+  body?: string;
+  /** Request body as bytes (with_request_body.pack_as_bytes). */
+  raw_body?: Buffer | Uint8Array;
 }
 
 export interface CheckResponse {
@@ -85,10 +89,29 @@ export interface HeaderMutation {
   remove_headers?: string[];
 }
 
+export interface BodyMutation {
+  /** Replaces the whole body (BUFFERED) or the chunk (STREAMED). */
+  body: Buffer;
+}
+
 export interface CommonResponse {
   status?: 'CONTINUE' | 'CONTINUE_AND_REPLACE';
   header_mutation?: HeaderMutation;
+  body_mutation?: BodyMutation;
   clear_route_cache?: boolean;
+}
+
+export type HeaderSendMode = 'DEFAULT' | 'SEND' | 'SKIP';
+export type BodySendMode = 'NONE' | 'STREAMED' | 'BUFFERED' | 'BUFFERED_PARTIAL' | 'FULL_DUPLEX_STREAMED';
+
+/** envoy.extensions.filters.http.ext_proc.v3.ProcessingMode (honoured with allow_mode_override). */
+export interface ProcessingMode {
+  request_header_mode?: HeaderSendMode;
+  response_header_mode?: HeaderSendMode;
+  request_body_mode?: BodySendMode;
+  response_body_mode?: BodySendMode;
+  request_trailer_mode?: HeaderSendMode;
+  response_trailer_mode?: HeaderSendMode;
 }
 
 export interface ImmediateResponse {
@@ -99,7 +122,10 @@ export interface ImmediateResponse {
   details?: string;
 }
 
-export type ProcessingResponse =
+/** One member of ProcessingResponse's `response` oneof, plus mode_override on a headers reply. */
+export type ProcessingResponse = ProcessingResponseMember & { mode_override?: ProcessingMode };
+
+export type ProcessingResponseMember =
   | { request_headers: { response: CommonResponse } }
   | { response_headers: { response: CommonResponse } }
   | { request_body: { response: CommonResponse } }

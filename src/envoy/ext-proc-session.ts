@@ -1,15 +1,32 @@
 import { GenopsError } from '../errors/genops-error.js';
+import { readAiBody } from '../governance/ai-body.js';
+import type { AiBodyInput } from '../governance/decision-engine.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
 import type { HeaderLookup } from '../governance/governance-context.js';
 import type { Governor } from '../governance/governor.js';
+import type { ExchangeOutcome, FinishedExchange } from '../governance/usage-accounting.js';
+import type { CompiledPolicy } from '../policy/compiled-policy.js';
+import type { AiApi } from '../usage/ai-api.js';
+import { createUsageMeter, type UsageMeter } from '../usage/response-usage.js';
 import type { DecisionReporter } from './decision-reporter.js';
 import { lookupFromHeaderMap } from './header-lookup.js';
-import type { HeaderValueOption, ProcessingRequest, ProcessingResponse, StructValue } from './envoy-messages.js';
-import { clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
+import type { CommonResponse, HeaderValueOption, ProcessingMode, ProcessingRequest, ProcessingResponse, StructValue } from './envoy-messages.js';
+import { aiUpstreamHeadersToRemove, clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
 
 /** The attributes namespace Envoy's ext_proc filter fills from `request_attributes`. */
 const EXT_PROC_ATTRIBUTES = 'envoy.filters.http.ext_proc';
 const PRINCIPAL_ATTRIBUTES = ['source.principal', 'connection.uri_san_peer_certificate'];
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The filter's static mode buffers request bodies (so a filter that ignored overrides would still
+ * hold every request until a decision: fail closed); each request's headers reply then picks its
+ * mode. An AI request's body is held until the decision (BUFFERED) and its response body is sent
+ * chunk by chunk for its usage (STREAMED); any other request is decided on its headers and neither
+ * body is sent. Needs allow_mode_override in the filter.
+ */
+const AI_EXCHANGE_MODE: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'STREAMED', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+const HEADERS_ONLY_MODE: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 
 export interface ExtProcSession {
   /**
@@ -17,67 +34,166 @@ export interface ExtProcSession {
    * when Envoy expects none (observability mode).
    */
   handle(request: ProcessingRequest): ProcessingResponse | undefined | Promise<ProcessingResponse | undefined>;
+  /** The stream ended (Envoy half-closed, reset or cancelled it); settles what is still open. Idempotent. */
+  close(): void;
 }
 
 export interface ExtProcSessionFactory {
   open(): ExtProcSession;
 }
 
+export interface ExtProcSessionOptions {
+  readonly governor: Governor;
+  readonly reporter: DecisionReporter;
+  readonly policy: () => CompiledPolicy;
+  readonly now: () => number;
+  /** Called exactly once for each allowed AI exchange, when it ends, however it ends. */
+  readonly settle?: ((exchange: FinishedExchange, headers: HeaderLookup) => void) | undefined;
+}
+
+/** An AI request between its headers and its decision. */
+interface AwaitingBody {
+  readonly api: AiApi;
+  readonly startedAt: number;
+  readonly headers: HeaderLookup;
+  readonly principal: string | undefined;
+  readonly path: string | undefined;
+}
+
+/** An allowed AI request whose response is being read. */
+interface OpenExchange {
+  readonly decision: Decision;
+  readonly startedAt: number;
+  readonly headers: HeaderLookup;
+  meter: UsageMeter | undefined;
+  upstreamStatus: number | undefined;
+}
+
 /**
- * The state of one ext_proc stream, that is one HTTP request: the decision
- * made on its request headers is remembered for its response headers.
+ * The state of one ext_proc stream, that is one HTTP exchange. Its phases:
+ * request headers → (AI paths) request body → response headers → response
+ * body chunks → end. Protocol state lives here; every decision and count is
+ * made by the governor and the settlement it is given.
  */
-export function createExtProcSessionFactory(options: { governor: Governor; reporter: DecisionReporter; now: () => number }): ExtProcSessionFactory {
-  const { governor, reporter, now } = options;
+export function createExtProcSessionFactory(options: ExtProcSessionOptions): ExtProcSessionFactory {
+  const { governor, reporter, now, policy, settle } = options;
   return {
     open() {
       let decision: Decision | undefined;
+      let awaitingBody: AwaitingBody | undefined;
+      let exchange: OpenExchange | undefined;
+      let ended = false;
+
+      function finishExchange(outcome: ExchangeOutcome): void {
+        const open = exchange;
+        if (!open) return;
+        exchange = undefined;
+        const report = open.meter ? (outcome === 'completed' ? open.meter.end() : open.meter.snapshot()) : undefined;
+        const settled: ExchangeOutcome =
+          open.upstreamStatus !== undefined && open.upstreamStatus >= 400 ? 'upstream_error'
+          : outcome === 'completed' && !report?.complete ? 'ended_without_usage'
+          : outcome;
+        settle?.({ decision: open.decision, startedAt: open.startedAt, report, upstreamStatus: open.upstreamStatus, outcome: settled }, open.headers);
+      }
+
+      function decided(settled: Decision, startedAt: number, headers: HeaderLookup, api: AiApi | undefined): Decision {
+        decision = settled;
+        reporter.report('ext_proc', settled, startedAt, headers);
+        if (api && !ended && isAllowed(settled) && settled.ai) exchange = { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined };
+        return settled;
+      }
+
+      function onRequestHeaders(request: ProcessingRequest, headers: HeaderLookup): ProcessingResponse | Promise<ProcessingResponse> {
+        const startedAt = now();
+        const path = headers(':path');
+        const principal = principalOf(request.attributes);
+        const api = headers(':method') === 'POST' ? policy().usage.paths.match(path) : undefined;
+        if (api && !request.request_headers?.end_of_stream) {
+          awaitingBody = { api, startedAt, headers, principal, path };
+          return { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
+        }
+        const ai: AiBodyInput | undefined = api ? readAiBody(api, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
+        const evaluated = governor.evaluate({ headers, principal, path, ai });
+        const reply = (settled: Decision) => {
+          decided(settled, startedAt, headers, undefined);
+          return isAllowed(settled) ? { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE } : immediateDenial(settled);
+        };
+        return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
+      }
+
+      function onRequestBody(body: Buffer): ProcessingResponse | Promise<ProcessingResponse> {
+        const pending = awaitingBody;
+        if (!pending) return { request_body: { response: {} } };
+        awaitingBody = undefined;
+        const read = readAiBody(pending.api, body, policy().usage, { canRewrite: true });
+        const ai = read.input;
+        const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai });
+        const reply = (settled: Decision): ProcessingResponse => {
+          decided(settled, pending.startedAt, pending.headers, pending.api);
+          if (!isAllowed(settled)) return immediateDenial(settled);
+          return { request_body: { response: continueUpstream(settled, read.rewrite()) } };
+        };
+        return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
+      }
+
+      function onResponseHeaders(request: ProcessingRequest, headers: HeaderLookup): ProcessingResponse {
+        const set_headers = decision ? clientHeaders(decision).map(overwrite) : [];
+        if (exchange) {
+          const status = Number(headers(':status'));
+          exchange.upstreamStatus = Number.isInteger(status) ? status : undefined;
+          const encoding = headers('content-encoding');
+          // Compressed bodies are not decoded: accept-encoding is removed upstream, so this is a provider ignoring it.
+          if (encoding === undefined || encoding === 'identity') exchange.meter = createUsageMeter({ api: exchange.decision.ai!.api, contentType: headers('content-type') });
+          if (request.response_headers?.end_of_stream) finishExchange('completed');
+        }
+        return { response_headers: { response: { header_mutation: { set_headers } } } };
+      }
+
+      function onResponseBody(body: Buffer | undefined, endOfStream: boolean): ProcessingResponse {
+        if (exchange?.meter && body && body.length > 0) exchange.meter.push(body);
+        if (endOfStream) finishExchange('completed');
+        return { response_body: { response: {} } };
+      }
+
+      function replyTo(request: ProcessingRequest): ProcessingResponse | Promise<ProcessingResponse> {
+        if (request.request_headers) return onRequestHeaders(request, lookupFromHeaderMap(request.request_headers.headers));
+        if (request.request_body) return onRequestBody(request.request_body.body ?? EMPTY);
+        if (request.response_headers) return onResponseHeaders(request, lookupFromHeaderMap(request.response_headers.headers));
+        if (request.response_body) return onResponseBody(request.response_body.body, request.response_body.end_of_stream === true);
+        if (request.request_trailers) return { request_trailers: {} };
+        if (request.response_trailers) {
+          finishExchange('completed');
+          return { response_trailers: {} };
+        }
+        throw new GenopsError('malformed_request', 'ProcessingRequest carries none of the request kinds this service knows');
+      }
+
       return {
         handle(request) {
           const reply = replyTo(request);
           if (!request.observability_mode) return reply;
           return reply instanceof Promise ? reply.then(() => undefined) : undefined;
         },
+        close() {
+          ended = true;
+          awaitingBody = undefined;
+          if (exchange) finishExchange(exchange.upstreamStatus === undefined ? 'no_response' : 'interrupted');
+        },
       };
-
-      function decided(settled: Decision, startedAt: number, headers: HeaderLookup): ProcessingResponse {
-        decision = settled;
-        const reply = isAllowed(settled) ? continueUpstream(settled) : immediateDenial(settled);
-        reporter.report('ext_proc', settled, startedAt, headers);
-        return reply;
-      }
-
-      function replyTo(request: ProcessingRequest): ProcessingResponse | Promise<ProcessingResponse> {
-        if (request.request_headers) {
-          const startedAt = now();
-          const headers = lookupFromHeaderMap(request.request_headers.headers);
-          const evaluated = governor.evaluate({ headers, principal: principalOf(request.attributes), path: headers(':path') });
-          return evaluated instanceof Promise ? evaluated.then((settled) => decided(settled, startedAt, headers)) : decided(evaluated, startedAt, headers);
-        }
-        if (request.response_headers) {
-          const set_headers = decision ? clientHeaders(decision).map(overwrite) : [];
-          return { response_headers: { response: { header_mutation: { set_headers } } } };
-        }
-        if (request.request_body) return { request_body: { response: {} } };
-        if (request.response_body) return { response_body: { response: {} } };
-        if (request.request_trailers) return { request_trailers: {} };
-        if (request.response_trailers) return { response_trailers: {} };
-        throw new GenopsError('malformed_request', 'ProcessingRequest carries none of the request kinds this service knows');
-      }
     },
   };
 }
 
-function continueUpstream(decision: Decision): ProcessingResponse {
-  return {
-    request_headers: {
-      response: {
-        status: 'CONTINUE',
-        header_mutation: { set_headers: upstreamHeaders(decision).map(overwrite), remove_headers: headersToRemove(decision) },
-        clear_route_cache: true,
-      },
-    },
-  };
+function continueUpstream(decision: Decision, body: Buffer | undefined): CommonResponse {
+  const set_headers = upstreamHeaders(decision).map(overwrite);
+  const remove_headers = headersToRemove(decision);
+  if (decision.ai) remove_headers.push(...aiUpstreamHeadersToRemove);
+  const response: CommonResponse = { status: 'CONTINUE', header_mutation: { set_headers, remove_headers }, clear_route_cache: true };
+  if (body) {
+    response.body_mutation = { body };
+    set_headers.push(overwrite(['content-length', String(body.length)]));
+  }
+  return response;
 }
 
 function immediateDenial(decision: Decision): ProcessingResponse {

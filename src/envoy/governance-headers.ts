@@ -22,6 +22,12 @@ export function upstreamHeaders(decision: Decision): [string, string][] {
   return headers;
 }
 
+/**
+ * Removed from AI requests upstream: the provider then answers uncompressed, so its usage can be
+ * read from the response without decompressing it.
+ */
+export const aiUpstreamHeadersToRemove: readonly string[] = ['accept-encoding'];
+
 /** Headers to strip upstream because the decision did not set them. */
 export function headersToRemove(decision: Decision): string[] {
   return decision.route === undefined ? [ROUTE_HEADER] : [];

@@ -1,4 +1,4 @@
-import type { CheckResponse, HeaderMutation, HeaderValue, HeaderValueOption, ImmediateResponse, CommonResponse, ProcessingResponse } from './envoy-messages.js';
+import type { BodySendMode, CheckResponse, HeaderMutation, HeaderSendMode, HeaderValue, HeaderValueOption, ImmediateResponse, CommonResponse, ProcessingMode, ProcessingResponse, ProcessingResponseMember } from './envoy-messages.js';
 
 /**
  * Protobuf encoding of the two messages the service sends on every request,
@@ -21,7 +21,28 @@ const OK = { headers: 2, headers_to_remove: 5, response_headers_to_add: 6 } as c
 const HEADER_VALUE_OPTION = { header: 1, append: 2, append_action: 3 } as const satisfies Record<keyof HeaderValueOption, number>;
 const HEADER_VALUE = { key: 1, value: 2, raw_value: 3 } as const satisfies Record<keyof HeaderValue, number>;
 const HEADER_MUTATION = { set_headers: 1, remove_headers: 2 } as const satisfies Record<keyof HeaderMutation, number>;
-const COMMON_RESPONSE = { status: 1, header_mutation: 2, clear_route_cache: 5 } as const satisfies Record<keyof CommonResponse, number>;
+const COMMON_RESPONSE = { status: 1, header_mutation: 2, body_mutation: 3, clear_route_cache: 5 } as const satisfies Record<keyof CommonResponse, number>;
+const BODY_MUTATION_BODY = 1;
+const PROCESSING_MODE = {
+  request_header_mode: 1,
+  response_header_mode: 2,
+  request_body_mode: 3,
+  response_body_mode: 4,
+  request_trailer_mode: 5,
+  response_trailer_mode: 6,
+} as const satisfies Record<keyof ProcessingMode, number>;
+const PROCESSING_MODE_FIELDS = Object.keys(PROCESSING_MODE) as (keyof ProcessingMode)[];
+const MODE_OVERRIDE_FIELD = 9;
+const HEADER_SEND_MODE: Readonly<Record<HeaderSendMode, number>> = { DEFAULT: 0, SEND: 1, SKIP: 2 };
+const BODY_SEND_MODE: Readonly<Record<BodySendMode, number>> = { NONE: 0, STREAMED: 1, BUFFERED: 2, BUFFERED_PARTIAL: 3, FULL_DUPLEX_STREAMED: 4 };
+const PROCESSING_MODE_ENUMS: Readonly<Record<keyof ProcessingMode, Readonly<Record<string, number>>>> = {
+  request_header_mode: HEADER_SEND_MODE,
+  response_header_mode: HEADER_SEND_MODE,
+  request_body_mode: BODY_SEND_MODE,
+  response_body_mode: BODY_SEND_MODE,
+  request_trailer_mode: HEADER_SEND_MODE,
+  response_trailer_mode: HEADER_SEND_MODE,
+};
 const IMMEDIATE_RESPONSE = { status: 1, headers: 2, body: 3, details: 5 } as const satisfies Record<keyof ImmediateResponse, number>;
 /** ProcessingResponse's `response` oneof; each member is a message with one field, 1 (response or header_mutation). */
 const PROCESSING_RESPONSE = {
@@ -35,7 +56,7 @@ const PROCESSING_RESPONSE = {
 } as const;
 type ProcessingKind = keyof typeof PROCESSING_RESPONSE;
 // Every member of the ProcessingResponse union is covered, and nothing else.
-const _processingKinds = PROCESSING_RESPONSE satisfies Record<ProcessingResponse extends infer R ? (R extends unknown ? keyof R : never) : never, number>;
+const _processingKinds = PROCESSING_RESPONSE satisfies Record<ProcessingResponseMember extends infer R ? (R extends unknown ? keyof R : never) : never, number>;
 void _processingKinds;
 
 const APPEND_ACTION: Readonly<Record<NonNullable<HeaderValueOption['append_action']>, number>> = {
@@ -189,7 +210,21 @@ class Encoder {
     let size = 0;
     if (response.status !== undefined && response.status !== null) size += this.varintField(RESPONSE_STATUS[response.status]);
     if (response.header_mutation !== undefined && response.header_mutation !== null) size += this.headerMutation(response.header_mutation);
+    if (response.body_mutation !== undefined && response.body_mutation !== null) {
+      const mutationIndex = this.slot();
+      size += this.nested(this.bytesField(response.body_mutation.body), mutationIndex);
+    }
     size += this.boolField(response.clear_route_cache);
+    return this.nested(size, index);
+  }
+
+  processingMode(mode: ProcessingMode): number {
+    const index = this.slot();
+    let size = 0;
+    for (const field of PROCESSING_MODE_FIELDS) {
+      const value = mode[field];
+      if (value !== undefined && value !== null) size += this.varintField(PROCESSING_MODE_ENUMS[field][value]);
+    }
     return this.nested(size, index);
   }
 
@@ -354,7 +389,19 @@ class Encoder {
     this.beginNested(field);
     if (response.status !== undefined && response.status !== null) this.writeVarint(COMMON_RESPONSE.status, RESPONSE_STATUS[response.status]);
     if (response.header_mutation !== undefined && response.header_mutation !== null) this.writeHeaderMutation(COMMON_RESPONSE.header_mutation, response.header_mutation);
+    if (response.body_mutation !== undefined && response.body_mutation !== null) {
+      this.beginNested(COMMON_RESPONSE.body_mutation);
+      this.writeBytes(BODY_MUTATION_BODY, response.body_mutation.body);
+    }
     this.writeBool(COMMON_RESPONSE.clear_route_cache, response.clear_route_cache);
+  }
+
+  writeProcessingMode(field: number, mode: ProcessingMode): void {
+    this.beginNested(field);
+    for (const name of PROCESSING_MODE_FIELDS) {
+      const value = mode[name];
+      if (value !== undefined && value !== null) this.writeVarint(PROCESSING_MODE[name], PROCESSING_MODE_ENUMS[name][value]);
+    }
   }
 
   writeProcessingResponse(kind: ProcessingKind, member: unknown): void {
@@ -393,9 +440,14 @@ export function encodeCheckResponse(response: CheckResponse): Buffer {
 export function encodeProcessingResponse(response: ProcessingResponse): Buffer {
   let kind: ProcessingKind | undefined;
   let member: unknown;
+  let modeOverride: ProcessingMode | undefined;
   for (const key in response) {
     const value = (response as Record<string, unknown>)[key];
     if (value === undefined || value === null) continue;
+    if (key === 'mode_override') {
+      modeOverride = value as ProcessingMode;
+      continue;
+    }
     if (!(key in PROCESSING_RESPONSE) || kind !== undefined) {
       throw new TypeError(`ProcessingResponse: expected exactly one of ${Object.keys(PROCESSING_RESPONSE).join(', ')}; got ${Object.keys(response).join(', ')}`);
     }
@@ -404,8 +456,10 @@ export function encodeProcessingResponse(response: ProcessingResponse): Buffer {
   }
   if (kind === undefined) return Buffer.alloc(0);
   encoder.begin();
-  const size = encoder.processingResponse(kind, member);
+  let size = encoder.processingResponse(kind, member);
+  if (modeOverride) size += encoder.processingMode(modeOverride);
   encoder.allocate(size);
   encoder.writeProcessingResponse(kind, member);
+  if (modeOverride) encoder.writeProcessingMode(MODE_OVERRIDE_FIELD, modeOverride);
   return encoder.finish();
 }

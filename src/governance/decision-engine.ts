@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { CompiledPolicy, CompiledRoutes } from '../policy/compiled-policy.js';
 import type { PolicyMode } from '../policy/policy-schema.js';
 import { HEADER_OF_FIELD, extractGovernanceContext, type GovernanceContext, type HeaderLookup } from './governance-context.js';
-import type { Decision, ReasonCode } from './decision.js';
+import type { AiRequestFacts, Decision, ReasonCode } from './decision.js';
+import { MODEL_RULE } from './governance-context.js';
+import { createModelMatcher } from '../policy/model-pattern.js';
 
 /** What the engine needs to know about one request, free of any wire format. */
 export interface DecisionInput {
@@ -12,7 +14,13 @@ export interface DecisionInput {
   readonly path?: string | undefined;
   /** Set by an adapter that could not make sense of the request at all. */
   readonly malformed?: string | undefined;
+  /** On an AI API path: what the request body says, or why it could not be read. */
+  readonly ai?: AiBodyInput | undefined;
 }
+
+export type AiBodyInput =
+  | { readonly request: AiRequestFacts; readonly problem?: undefined }
+  | { readonly request?: undefined; readonly problem: { readonly tooLarge: boolean; readonly message: string } };
 
 export interface DecisionEngine {
   decide(input: DecisionInput): Decision;
@@ -44,17 +52,18 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
     const id = newDecisionId();
     const { context, problems } = extractGovernanceContext(input.headers);
     const principal = input.principal || undefined;
+    const ai = input.ai?.request;
     let shadowed: Violation | undefined;
 
     const finish = (violation: Violation | undefined, route?: string): Decision => {
       if (violation && violation.mode === 'enforce') {
-        return { id, result: 'BLOCKED', reasonCode: violation.reasonCode, message: violation.message, httpStatus: violation.httpStatus, dryRun: false, context, principal, route: undefined, policyName: policy.name };
+        return { id, result: 'BLOCKED', reasonCode: violation.reasonCode, message: violation.message, httpStatus: violation.httpStatus, dryRun: false, context, principal, route: undefined, policyName: policy.name, ai };
       }
       const warning = violation ?? shadowed;
       if (warning) {
-        return { id, result: 'WARNING', reasonCode: warning.reasonCode, message: `dry-run: ${warning.message}`, httpStatus: warning.httpStatus, dryRun: true, context, principal, route, policyName: policy.name };
+        return { id, result: 'WARNING', reasonCode: warning.reasonCode, message: `dry-run: ${warning.message}`, httpStatus: warning.httpStatus, dryRun: true, context, principal, route, policyName: policy.name, ai };
       }
-      return { id, result: 'ALLOWED', reasonCode: undefined, message: 'allowed', httpStatus: 200, dryRun: false, context, principal, route, policyName: policy.name };
+      return { id, result: 'ALLOWED', reasonCode: undefined, message: 'allowed', httpStatus: 200, dryRun: false, context, principal, route, policyName: policy.name, ai };
     };
     const check = (violation: Violation | undefined): Decision | undefined => {
       if (!violation) return undefined;
@@ -65,6 +74,11 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
 
     if (input.malformed) {
       return finish({ reasonCode: 'x_malformed_request', message: input.malformed, httpStatus: 400, mode: policy.mode });
+    }
+    const bodyProblem = input.ai?.problem ?? (ai ? modelProblemOf(ai.model) : undefined);
+    if (bodyProblem) {
+      const tooLarge = 'tooLarge' in bodyProblem && bodyProblem.tooLarge;
+      return finish({ reasonCode: tooLarge ? 'x_body_too_large' : 'x_malformed_body', message: bodyProblem.message, httpStatus: tooLarge ? 413 : 400, mode: policy.mode });
     }
 
     const contextMode = policy.context.mode;
@@ -79,6 +93,16 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
         ? { reasonCode: 'x_missing_context', message: `missing required header${missing.length > 1 ? 's' : ''} ${missing.map((field) => HEADER_OF_FIELD[field]).join(', ')}`, httpStatus: 403, mode: contextMode }
         : undefined);
     if (decided) return decided;
+
+    // On an AI path the body's model is the model: a header may only repeat it (or name its family).
+    if (ai) {
+      const bodyModel = ai.model.toLowerCase();
+      const headerModel = context.model;
+      if (headerModel !== undefined && headerModel !== bodyModel && !createModelMatcher([headerModel]).matches(bodyModel)) {
+        return finish({ reasonCode: 'x_model_mismatch', message: `x-genops-model names ${headerModel} but the request body asks for ${bodyModel}`, httpStatus: 400, mode: policy.mode });
+      }
+      context.model = bodyModel;
+    }
 
     if (policy.principals && !(principal && policy.principals.allow.matches(principal))) {
       decided = check({ reasonCode: 'x_principal_not_allowed', message: principal ? `caller ${principal} is not allowed` : 'caller has no mTLS identity and the policy requires one', httpStatus: 403, mode: policy.principals.mode });
@@ -118,6 +142,14 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
   }
 
   return { decide };
+}
+
+/** The body's model must be a model id the policy can match (the rule of x-genops-model). */
+function modelProblemOf(model: string): { tooLarge: false; message: string } | undefined {
+  const trimmed = model.trim();
+  if (trimmed.length > MODEL_RULE.maxLength) return { tooLarge: false, message: `request body field "model" is longer than ${MODEL_RULE.maxLength} characters` };
+  if (!MODEL_RULE.pattern.test(trimmed.toLowerCase())) return { tooLarge: false, message: `request body field "model" must be ${MODEL_RULE.expectation}` };
+  return undefined;
 }
 
 function chooseRoute(routes: CompiledRoutes, context: GovernanceContext): string | undefined {

@@ -1,3 +1,4 @@
+import type { AiRequest } from '../usage/request-body.js';
 import type { GovernanceContext } from './governance-context.js';
 
 /** GenOps spec 0.1.0 policy results. */
@@ -15,6 +16,9 @@ export type ReasonCode =
   | 'x_tier_not_allowed'
   | 'x_principal_not_allowed'
   | 'x_malformed_request'
+  | 'x_malformed_body'
+  | 'x_body_too_large'
+  | 'x_model_mismatch'
   | 'x_rate_limit_unavailable';
 
 export interface Decision {
@@ -35,7 +39,12 @@ export interface Decision {
   readonly policyName: string;
   /** The rate limit that denied the request, or the one closest to denying it. */
   readonly rateLimit?: RateLimitStatus | undefined;
+  /** On an AI API path: what the request body asked for. */
+  readonly ai?: AiRequestFacts | undefined;
 }
+
+/** What an AI API request body asks for, as the usage room reads it. */
+export type AiRequestFacts = AiRequest;
 
 /** What the RateLimit, RateLimit-Policy and Retry-After headers report. */
 export interface RateLimitStatus {
@@ -67,6 +76,7 @@ export function denialBody(decision: Decision): string {
 
 function errorNameOf(status: number): string {
   if (status === 400) return 'bad_request';
+  if (status === 413) return 'payload_too_large';
   if (status === 429) return 'too_many_requests';
   if (status === 503) return 'unavailable';
   return 'forbidden';

@@ -46,6 +46,9 @@ export const CONTEXT_RULES: readonly FieldRule[] = [
   { field: 'model', header: 'x-genops-model', maxLength: 128, lowercase: true, pattern: MODEL, expectation: 'a model name: a-z, 0-9, ".", "_", ":", "/" or "-"' },
 ];
 
+/** The rule a model id follows, from a header or a request body. */
+export const MODEL_RULE: FieldRule = CONTEXT_RULES.find((rule) => rule.field === 'model')!;
+
 export const HEADER_OF_FIELD: Readonly<Record<ContextField, string>> = Object.fromEntries(
   CONTEXT_RULES.map((rule) => [rule.field, rule.header]),
 ) as Record<ContextField, string>;

@@ -1,5 +1,9 @@
 import { createHash } from 'node:crypto';
 import { parseDurationMs } from './duration.js';
+import { GenopsError } from '../errors/genops-error.js';
+import { createAiPathMatcher, DEFAULT_AI_PATHS, type AiPathMatcher } from '../usage/ai-api.js';
+import { createModelMatcher, type ModelMatcher } from './model-pattern.js';
+import { createPriceTable, DEFAULT_PRICE_TABLE, type PriceEntry, type PriceTable } from '../usage/pricing.js';
 import { createGlobMatcher, normalizePrincipal, type GlobMatcher } from './glob-matcher.js';
 import type {
   ContextField,
@@ -18,9 +22,17 @@ export interface CompiledPolicy {
   readonly context: { readonly required: readonly ContextField[]; readonly mode: PolicyMode };
   readonly principals: { readonly allow: GlobMatcher; readonly mode: PolicyMode } | undefined;
   readonly routes: CompiledRoutes;
-  readonly tiers: ReadonlyMap<CustomerTier, { readonly models: GlobMatcher; readonly mode: PolicyMode }>;
+  readonly tiers: ReadonlyMap<CustomerTier, { readonly models: ModelMatcher; readonly mode: PolicyMode }>;
   readonly teams: ReadonlyMap<string, CompiledTeam>;
   readonly rateLimits: readonly CompiledRateLimit[];
+  readonly usage: CompiledUsage;
+  readonly prices: PriceTable;
+}
+
+export interface CompiledUsage {
+  readonly paths: AiPathMatcher;
+  readonly maxRequestBodyBytes: number;
+  readonly injectStreamUsage: boolean;
 }
 
 export interface CompiledRoutes {
@@ -30,7 +42,7 @@ export interface CompiledRoutes {
 
 export interface CompiledTeam {
   readonly name: string;
-  readonly models: GlobMatcher;
+  readonly models: ModelMatcher;
   readonly tiers: ReadonlySet<CustomerTier> | undefined;
   readonly principals: GlobMatcher | undefined;
   readonly routes: CompiledRoutes;
@@ -54,14 +66,12 @@ export interface CompiledSelector {
   readonly teams: ReadonlySet<string> | undefined;
   readonly tiers: ReadonlySet<CustomerTier> | undefined;
   readonly projects: ReadonlySet<string> | undefined;
-  readonly models: GlobMatcher | undefined;
+  readonly models: ModelMatcher | undefined;
   readonly principals: GlobMatcher | undefined;
   readonly paths: readonly string[] | undefined;
 }
 
-const lowercase = (text: string) => text.toLowerCase();
-
-export function compilePolicy(document: PolicyDocument, sourceText: string): CompiledPolicy {
+export function compilePolicy(document: PolicyDocument, sourceText: string, source = 'policy'): CompiledPolicy {
   const { spec } = document;
   const globalMode = spec.mode;
   const effective = (ruleMode: PolicyMode | undefined): PolicyMode =>
@@ -72,7 +82,7 @@ export function compilePolicy(document: PolicyDocument, sourceText: string): Com
   for (const [name, team] of Object.entries(spec.teams)) {
     teams.set(name, {
       name,
-      models: createGlobMatcher(team.models, lowercase),
+      models: createModelMatcher(team.models),
       tiers: team.tiers ? new Set(team.tiers) : undefined,
       principals: team.principals ? createGlobMatcher(team.principals, normalizePrincipal) : undefined,
       routes: compileRoutes(team.routes ?? {}, globalRoutes),
@@ -80,9 +90,9 @@ export function compilePolicy(document: PolicyDocument, sourceText: string): Com
     });
   }
 
-  const tiers = new Map<CustomerTier, { models: GlobMatcher; mode: PolicyMode }>();
+  const tiers = new Map<CustomerTier, { models: ModelMatcher; mode: PolicyMode }>();
   for (const [tier, rule] of Object.entries(spec.tiers) as [CustomerTier, { models: string[]; mode?: PolicyMode }][]) {
-    tiers.set(tier, { models: createGlobMatcher(rule.models, lowercase), mode: effective(rule.mode) });
+    tiers.set(tier, { models: createModelMatcher(rule.models), mode: effective(rule.mode) });
   }
 
   return {
@@ -113,14 +123,35 @@ export function compilePolicy(document: PolicyDocument, sourceText: string): Com
               teams: selector.teams ? new Set(selector.teams) : undefined,
               tiers: selector.tiers ? new Set(selector.tiers) : undefined,
               projects: selector.projects ? new Set(selector.projects) : undefined,
-              models: selector.models ? createGlobMatcher(selector.models, lowercase) : undefined,
+              models: selector.models ? createModelMatcher(selector.models) : undefined,
               principals: selector.principals ? createGlobMatcher(selector.principals, normalizePrincipal) : undefined,
               paths: selector.paths,
             }
           : undefined,
       };
     }),
+    usage: {
+      paths: createAiPathMatcher({ ...DEFAULT_AI_PATHS, ...spec.usage.paths }),
+      maxRequestBodyBytes: spec.usage.maxRequestBodyBytes,
+      injectStreamUsage: spec.usage.injectStreamUsage,
+    },
+    prices: compilePrices(document, source),
   };
+}
+
+function compilePrices(document: PolicyDocument, source: string): PriceTable {
+  const { pricing } = document.spec;
+  if (pricing.defaults && pricing.models.length === 0 && pricing.version === undefined) return DEFAULT_PRICE_TABLE;
+  const own: PriceEntry[] = pricing.models.map(({ model, source: origin, ...price }) => ({ model, price, ...(origin !== undefined ? { source: origin } : {}) }));
+  // Policy entries first: for the same pattern, the policy's price replaces the shipped one.
+  const ownPatterns = new Set(own.map((entry) => entry.model.toLowerCase()));
+  const entries = pricing.defaults ? [...own, ...DEFAULT_PRICE_TABLE.entries.filter((entry) => !ownPatterns.has(entry.model.toLowerCase()))] : own;
+  const version = pricing.version ?? (pricing.defaults ? `${DEFAULT_PRICE_TABLE.version}+${document.metadata.name}` : document.metadata.name);
+  try {
+    return createPriceTable(entries, version);
+  } catch (error) {
+    throw new GenopsError('invalid_policy', `${source}: spec.pricing: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 function compileRoutes(

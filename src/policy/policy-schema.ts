@@ -4,6 +4,7 @@
  * can never disagree.
  */
 import { z } from 'zod';
+import { AI_APIS, type AiApi } from '../usage/ai-api.js';
 import { DURATION_PATTERN } from './duration.js';
 
 export const POLICY_API_VERSION = 'genops.ai/v1alpha1';
@@ -36,7 +37,7 @@ const routeName = z
 const modelPattern = z
   .string()
   .regex(/^(\*|[a-z0-9][a-z0-9._:/-]*\*?)$/, 'must be "*", a lowercase model name, or a prefix ending in "*"')
-  .describe('Model name, "*" for any, or a prefix glob such as "claude-*".');
+  .describe('A model family such as "claude-sonnet" (matches the id itself and its versions: claude-sonnet-4-5, claude-sonnet-4-5-20250929, but not claude-sonnet-lite), "*" for any, or a prefix glob such as "claude-*".');
 const principalPattern = z
   .string()
   .min(1)
@@ -53,7 +54,7 @@ const routesSchema = z.strictObject({
 
 const teamSchema = z.strictObject({
   description: z.string().optional(),
-  models: z.array(modelPattern).default(['*']).describe('Models this team may request (x-genops-model).'),
+  models: z.array(modelPattern).default(['*']).describe('Models this team may call (the request body\'s model on AI paths).'),
   tiers: z.array(tier).optional().describe('Customer tiers this team may serve; absent = any.'),
   principals: z.array(principalPattern).optional().describe('Callers (mTLS peers) allowed to act for this team; absent = any.'),
   routes: routesSchema.optional().describe('Overrides of the global routes for this team.'),
@@ -87,6 +88,50 @@ const rateLimitSchema = z.strictObject({
   failureMode: z.enum(['open', 'closed']).default('open').describe('When the shared backend is unreachable: open admits, closed denies.'),
 });
 
+const aiPath = z
+  .string()
+  .regex(/^\/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*$/, 'must be a URL path starting with "/" (no query string)')
+  .describe('Path of the API; a request path matches when it equals it or ends with it after a prefix such as /openai.');
+
+const usageSchema = z
+  .strictObject({
+    paths: z
+      .partialRecord(z.enum(AI_APIS as [AiApi, ...AiApi[]]), z.array(aiPath).min(1))
+      .optional()
+      .describe('AI API paths per API, replacing that API\'s defaults (openai.chat: /v1/chat/completions, openai.responses: /v1/responses, openai.embeddings: /v1/embeddings, anthropic.messages: /v1/messages).'),
+    maxRequestBodyBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(4 * 1024 * 1024)
+      .describe('Largest request body the service reads on an AI path; a bigger one is refused with 413. Keep Envoy\'s buffer limit at least this large.'),
+    injectStreamUsage: z
+      .boolean()
+      .default(true)
+      .describe('Turn on stream_options.include_usage in OpenAI Chat Completions stream requests that do not ask for it, so their usage can be counted (ext_proc only).'),
+  })
+  .describe('Reading AI traffic: which paths carry AI API calls and how their bodies are read.');
+
+const price = z
+  .union([z.number().nonnegative(), z.string().regex(/^\d+(\.\d+)?$/, 'must be a decimal number such as "2.50"')])
+  .describe('USD per million tokens.');
+const priceEntrySchema = z.strictObject({
+  model: modelPattern,
+  input: price,
+  cachedInput: price.optional().describe('Cached (cache-read) input tokens; absent = the input price.'),
+  cacheWrite: price.optional().describe('Cache-write input tokens; absent = the input price.'),
+  output: price.describe('Output tokens, reasoning included.'),
+  source: z.string().optional().describe('Where the price comes from.'),
+});
+const pricingSchema = z
+  .strictObject({
+    defaults: z.boolean().default(true).describe('Start from the shipped price table (entries below win over it); false = only the entries below.'),
+    version: z.string().min(1).max(64).optional().describe('Names this price table in usage records; default: the shipped table\'s date, plus "+<policy name>" when the policy adds prices.'),
+    models: z.array(priceEntrySchema).default([]).describe('Prices per model pattern; the most specific pattern that matches wins.'),
+  })
+  .describe('Token prices in USD per million tokens.');
+
 export const policySchema = z
   .strictObject({
     apiVersion: z.literal(POLICY_API_VERSION),
@@ -115,6 +160,8 @@ export const policySchema = z
       teams: z
         .record(teamName, teamSchema)
         .describe('Teams allowed to call AI services; a team not listed is refused.'),
+      usage: usageSchema.default({ maxRequestBodyBytes: 4 * 1024 * 1024, injectStreamUsage: true }),
+      pricing: pricingSchema.default({ defaults: true, models: [] }),
       rateLimits: z
         .array(rateLimitSchema)
         .default([])
@@ -135,6 +182,8 @@ export type ContextField = (typeof CONTEXT_FIELDS)[number];
 export type PolicyMode = z.output<typeof mode>;
 export type RateLimitDimension = (typeof RATE_LIMIT_DIMENSIONS)[number];
 export type RateLimitRule = z.output<typeof rateLimitSchema>;
+export type UsageSettings = z.output<typeof usageSchema>;
+export type PricingSettings = z.output<typeof pricingSchema>;
 
 export function policyJsonSchema(): Record<string, unknown> {
   return z.toJSONSchema(policySchema, { io: 'input', target: 'draft-2020-12' }) as Record<string, unknown>;

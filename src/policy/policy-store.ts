@@ -6,7 +6,7 @@ import { compilePolicy, type CompiledPolicy } from './compiled-policy.js';
 import { parsePolicy } from './load-policy.js';
 
 export function loadPolicyText(text: string, source: string): CompiledPolicy {
-  return compilePolicy(parsePolicy(text, source), text);
+  return compilePolicy(parsePolicy(text, source), text, source);
 }
 
 export function loadPolicyFile(path: string): CompiledPolicy {

@@ -69,6 +69,18 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     let pending: Promise<void> | undefined;
     const close = () => {
       closed = true;
+      endSession();
+    };
+    // The session settles what its exchange left open (an interrupted stream's usage) once the stream is over.
+    let sessionEnded = false;
+    const endSession = () => {
+      if (sessionEnded) return;
+      sessionEnded = true;
+      try {
+        session.close();
+      } catch (error) {
+        logger.error({ event: 'rpc_failure', service: 'ext_proc', err: error }, 'settling an ext_proc stream failed');
+      }
     };
     // Envoy ends every stream with a reset: cancellation is the normal end.
     call.on('cancelled', close);
@@ -76,6 +88,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     // Envoy half-closed: finish the replies still owed, then end the stream.
     call.on('end', () => {
       const finish = () => {
+        endSession();
         if (closed) return;
         closed = true;
         call.end();
@@ -86,6 +99,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     const fail = (error: unknown) => {
       if (closed) return;
       closed = true;
+      endSession();
       // grpc-js turns an 'error' event on a server stream into the stream's final status.
       call.emit('error', failure('ext_proc', error));
     };

@@ -13,9 +13,14 @@ export interface Metrics {
   /** True when genops_customer_id is a label of the request, cost and token counters. */
   readonly customerLabel: boolean;
   readonly requests: Counter<RequestLabel>;
-  /** USD, from priced token usage. Registered now; counted once usage parsing lands. */
+  /** USD, from priced token usage: exact sums (pico-USD) per series, converted once per scrape. Add with addCost. */
   readonly cost: Counter<UsageLabel>;
+  addCost(labels: Partial<Record<UsageLabel, string>>, picoUsd: bigint): void;
   readonly tokens: Counter<UsageLabel | 'type'>;
+  /** Completed AI requests by API, outcome and whether their tokens are estimated. */
+  readonly usageRecords: Counter<'api' | 'outcome' | 'estimated'>;
+  /** AI requests whose model has no price: counted, never priced at 0. */
+  readonly unpricedUsage: Counter<'model'>;
   readonly decisionDuration: Histogram<'service'>;
   readonly policyReloads: Counter<'result'>;
   readonly backendErrors: Counter<'backend' | 'kind'>;
@@ -48,6 +53,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const customerLabel = options.customerLabel ?? false;
   const customer = customerLabel ? (['genops_customer_id'] as const) : [];
   const usageLabels: UsageLabel[] = ['genops_team', 'genops_project', 'genops_tier', 'model', ...customer];
+  const exactCost = new Map<string, { labels: Partial<Record<UsageLabel, string>>; pico: bigint }>();
   const metrics: Metrics = {
     registry,
     customerLabel,
@@ -62,11 +68,35 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       help: 'Priced cost of AI requests in USD, by governance context and model.',
       labelNames: usageLabels,
       registers: [registry],
+      // Sums are kept exact (integer pico-USD) and converted to a float only here, so millions of
+      // small additions never drift.
+      collect() {
+        this.reset();
+        for (const { labels, pico } of exactCost.values()) this.inc(labels, Number(pico) / 1e12);
+      },
     }),
+    addCost(labels, picoUsd) {
+      const key = usageLabels.map((label) => labels[label] ?? '').join('\u0000');
+      const entry = exactCost.get(key);
+      if (entry) entry.pico += picoUsd;
+      else exactCost.set(key, { labels: { ...labels }, pico: picoUsd });
+    },
     tokens: new Counter({
       name: 'genops_tokens_total',
-      help: 'LLM tokens by type (input, output), governance context and model.',
+      help: 'LLM tokens by type (input: every billed prompt token; cached_input and cache_write: parts of input; output: every output token; reasoning: part of output), governance context and model.',
       labelNames: ['type', ...usageLabels],
+      registers: [registry],
+    }),
+    usageRecords: new Counter({
+      name: 'genops_usage_records_total',
+      help: 'Completed AI requests by API, outcome (completed, ended_without_usage, interrupted, no_response, upstream_error) and estimated (true when the provider never reported usage).',
+      labelNames: ['api', 'outcome', 'estimated'],
+      registers: [registry],
+    }),
+    unpricedUsage: new Counter({
+      name: 'genops_usage_unpriced_total',
+      help: 'AI requests whose model matches no price in the price table (cost unknown, not zero).',
+      labelNames: ['model'],
       registers: [registry],
     }),
     decisionDuration: new Histogram({

@@ -9,6 +9,12 @@ export const GENOPS_SPEC_VERSION = '0.1.0';
 /** One span per governance decision, kind SERVER, a child of the request's own trace. */
 export const DECISION_SPAN_NAME = 'genops.policy.evaluate';
 
+/**
+ * One span per completed AI request (kind INTERNAL), from its first message to the end of its
+ * response, in the request's own trace beside the decision span: tokens and cost.
+ */
+export const USAGE_SPAN_NAME = 'genops.usage';
+
 /** Instrumentation scope of the decision spans. */
 export const TRACER_NAME = 'genops-mesh';
 
@@ -43,6 +49,20 @@ export const GenopsAttributes = {
   rateLimitWindowSeconds: 'genops.rate_limit.window_seconds',
   rateLimitRemaining: 'genops.rate_limit.remaining',
   rateLimitRetryAfterSeconds: 'genops.rate_limit.retry_after_seconds',
+  // Usage and cost (spec §7.3 optional keys, plus the token subsets as extensions).
+  tokensInput: 'genops.tokens.input',
+  tokensOutput: 'genops.tokens.output',
+  tokensTotal: 'genops.tokens.total',
+  tokensCachedInput: 'genops.tokens.cached_input',
+  tokensCacheWrite: 'genops.tokens.cache_write',
+  tokensReasoning: 'genops.tokens.reasoning',
+  costTotal: 'genops.cost.total',
+  costCurrency: 'genops.cost.currency',
+  costModel: 'genops.cost.model',
+  costProvider: 'genops.cost.provider',
+  usageEstimated: 'genops.usage.estimated',
+  usageOutcome: 'genops.usage.outcome',
+  priceTableVersion: 'genops.cost.price_table',
 } as const;
 
 /** The keys GenOps 0.1.0 requires on every span that did not reach a budget reservation. */
@@ -61,8 +81,13 @@ export const OtelAttributes = {
   rpcSystem: 'rpc.system',
   rpcService: 'rpc.service',
   rpcMethod: 'rpc.method',
-  /** The model the request asked for (x-genops-model), per the GenAI conventions. */
+  /** The model the request asked for (its body's model on AI paths), per the GenAI conventions. */
   requestModel: 'gen_ai.request.model',
+  responseModel: 'gen_ai.response.model',
+  inputTokens: 'gen_ai.usage.input_tokens',
+  outputTokens: 'gen_ai.usage.output_tokens',
+  providerName: 'gen_ai.provider.name',
+  responseStatusCode: 'http.response.status_code',
 } as const;
 
 export const GenopsEvents = {

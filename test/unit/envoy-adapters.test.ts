@@ -27,7 +27,7 @@ const text = (value: Buffer | Uint8Array | undefined) => Buffer.from(value ?? []
 describe('ext_authz adapter', () => {
   it('allows with the route, decision id and normalized context as overwriting upstream headers', async () => {
     const { governor, reporter, reported, now } = parts();
-    const response = await createAuthzAdapter({ governor, reporter, now }).check({ attributes: { request: { http: { path: '/v1/chat', headers: allowedHeaders } } } });
+    const response = await createAuthzAdapter({ governor, reporter, now, policy: () => policy }).check({ attributes: { request: { http: { path: '/v1/chat', headers: allowedHeaders } } } });
     expect(response.status.code).toBe(0);
     const upstream = Object.fromEntries(response.ok_response!.headers.map((option) => [option.header.key, option.header.value]));
     expect(upstream).toEqual({
@@ -45,13 +45,13 @@ describe('ext_authz adapter', () => {
 
   it('reads header_map (encode_raw_headers) as well as the headers map', async () => {
     const { governor, reporter, now } = parts();
-    const response = await createAuthzAdapter({ governor, reporter, now }).check({ attributes: { request: { http: { header_map: headerMap(allowedHeaders) } } } });
+    const response = await createAuthzAdapter({ governor, reporter, now, policy: () => policy }).check({ attributes: { request: { http: { header_map: headerMap(allowedHeaders) } } } });
     expect(response.status.code).toBe(0);
   });
 
   it('denies with the HTTP status, a JSON body and the decision id header', async () => {
     const { governor, reporter, now } = parts();
-    const response = await createAuthzAdapter({ governor, reporter, now }).check({ attributes: { request: { http: { headers: { ...allowedHeaders, 'x-genops-team': 'marketing' } } } } });
+    const response = await createAuthzAdapter({ governor, reporter, now, policy: () => policy }).check({ attributes: { request: { http: { headers: { ...allowedHeaders, 'x-genops-team': 'marketing' } } } } });
     expect(response.status.code).toBe(7);
     expect(response.denied_response!.status.code).toBe(403);
     expect(JSON.parse(response.denied_response!.body)).toEqual({
@@ -66,7 +66,7 @@ describe('ext_authz adapter', () => {
 
   it('answers a CheckRequest without HTTP attributes with 400 x_malformed_request', async () => {
     const { governor, reporter, now } = parts();
-    const response = await createAuthzAdapter({ governor, reporter, now }).check({});
+    const response = await createAuthzAdapter({ governor, reporter, now, policy: () => policy }).check({});
     expect(response.status.code).toBe(3);
     expect(response.denied_response!.status.code).toBe(400);
     expect(JSON.parse(response.denied_response!.body).reason_code).toBe('x_malformed_request');
@@ -76,7 +76,7 @@ describe('ext_authz adapter', () => {
 describe('ext_proc session', () => {
   it('answers every message kind with exactly one reply of the matching kind', async () => {
     const { governor, reporter, now } = parts();
-    const session = createExtProcSessionFactory({ governor, reporter, now }).open();
+    const session = createExtProcSessionFactory({ governor, reporter, now, policy: () => policy }).open();
     const kinds: [ProcessingRequest, string][] = [
       [{ request_headers: { headers: headerMap(allowedHeaders) } }, 'request_headers'],
       [{ request_body: { body: Buffer.from('{}'), end_of_stream: true } }, 'request_body'],
@@ -87,13 +87,13 @@ describe('ext_proc session', () => {
     ];
     for (const [request, kind] of kinds) {
       const reply = await session.handle(request);
-      expect(Object.keys(reply!)).toEqual([kind]);
+      expect(Object.keys(reply!).filter((key) => key !== 'mode_override')).toEqual([kind]);
     }
   });
 
   it('continues an allowed request with raw_value header mutations and clears the route cache', async () => {
     const { governor, reporter, now } = parts();
-    const session = createExtProcSessionFactory({ governor, reporter, now }).open();
+    const session = createExtProcSessionFactory({ governor, reporter, now, policy: () => policy }).open();
     const reply = await session.handle({ request_headers: { headers: headerMap(allowedHeaders) } }) as { request_headers: { response: { status: string; clear_route_cache: boolean; header_mutation: { set_headers: { header: { key: string; value?: string; raw_value: Buffer }; append_action: string }[] } } } };
     const { response } = reply.request_headers;
     expect(response.status).toBe('CONTINUE');
@@ -112,7 +112,7 @@ describe('ext_proc session', () => {
 
   it('denies with an immediate response carrying the status, JSON body and headers', async () => {
     const { governor, reporter, now } = parts();
-    const session = createExtProcSessionFactory({ governor, reporter, now }).open();
+    const session = createExtProcSessionFactory({ governor, reporter, now, policy: () => policy }).open();
     const reply = await session.handle({ request_headers: { headers: headerMap({ ...allowedHeaders, 'x-genops-customer-tier': 'basic', 'x-genops-model': 'claude-opus' }) } }) as { immediate_response: { status: { code: number }; body: Buffer; details: string; headers: { set_headers: { header: { key: string; raw_value: Buffer } }[] } } };
     expect(reply.immediate_response.status.code).toBe(403);
     expect(JSON.parse(text(reply.immediate_response.body))).toMatchObject({ reason_code: 'POLICY_DENY_MODEL', decision_id: 'decision-1' });
@@ -125,7 +125,7 @@ describe('ext_proc session', () => {
 
   it('reads the peer principal from the ext_proc attributes', async () => {
     const { governor, reporter, reported, now } = parts();
-    const session = createExtProcSessionFactory({ governor, reporter, now }).open();
+    const session = createExtProcSessionFactory({ governor, reporter, now, policy: () => policy }).open();
     await session.handle({
       request_headers: { headers: headerMap(allowedHeaders) },
       attributes: { 'envoy.filters.http.ext_proc': { fields: { 'source.principal': { stringValue: 'spiffe://cluster.local/ns/a/sa/b' } } } },
@@ -135,7 +135,7 @@ describe('ext_proc session', () => {
 
   it('sends nothing back in observability mode, and rejects a message of no known kind', async () => {
     const { governor, reporter, now } = parts();
-    const session = createExtProcSessionFactory({ governor, reporter, now }).open();
+    const session = createExtProcSessionFactory({ governor, reporter, now, policy: () => policy }).open();
     expect(await session.handle({ observability_mode: true, request_headers: { headers: headerMap(allowedHeaders) } })).toBeUndefined();
     expect(() => session.handle({})).toThrow('ProcessingRequest carries none of the request kinds this service knows');
   });

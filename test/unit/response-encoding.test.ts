@@ -43,7 +43,8 @@ const cases: Record<string, Record<string, string>> = {
 
 describe('hand-written response encoding', () => {
   it('encodes every CheckResponse the ext_authz adapter makes exactly as proto-loader does', async () => {
-    const adapter = createAuthzAdapter({ governor: governor(), reporter, now: () => 0 });
+    const policy = loadPolicyFile(DEFAULT_POLICY_PATH);
+    const adapter = createAuthzAdapter({ governor: governor(), reporter, now: () => 0, policy: () => policy });
     for (const [name, headers] of Object.entries(cases)) {
       const response = await adapter.check({ attributes: { request: { http: { path: '/v1/chat/completions', headers } } } });
       expect(encodeCheckResponse(response).toString('hex'), name).toBe(genericCheck(response).toString('hex'));
@@ -52,7 +53,8 @@ describe('hand-written response encoding', () => {
   });
 
   it('encodes rate-limited denials (RateLimit headers, Retry-After) exactly as proto-loader does', async () => {
-    const adapter = createAuthzAdapter({ governor: governor(), reporter, now: () => 0 });
+    const policy = loadPolicyFile(DEFAULT_POLICY_PATH);
+    const adapter = createAuthzAdapter({ governor: governor(), reporter, now: () => 0, policy: () => policy });
     let response: CheckResponse | undefined;
     for (let index = 0; index < 101; index++) response = await adapter.check({ attributes: { request: { http: { path: '/v1/chat/completions', headers: base } } } });
     expect(response!.status.code).not.toBe(0);
@@ -60,13 +62,16 @@ describe('hand-written response encoding', () => {
   });
 
   it('encodes every ProcessingResponse the ext_proc session makes exactly as proto-loader does', async () => {
-    const factory = createExtProcSessionFactory({ governor: governor(), reporter, now: () => 0 });
+    const policy = loadPolicyFile(DEFAULT_POLICY_PATH);
+    const factory = createExtProcSessionFactory({ governor: governor(), reporter, now: () => 0, policy: () => policy });
     const headerMap = (headers: Record<string, string>) => ({ headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) });
     for (const [name, headers] of Object.entries(cases)) {
       const session = factory.open();
+      // A streamed chat request without include_usage: the body reply carries a body mutation too.
+      const body = JSON.stringify({ model: headers['x-genops-model'] ?? 'claude-sonnet-4-5', stream: true, messages: [{ role: 'user', content: 'Hi ✓' }] });
       const requests: ProcessingRequest[] = [
         { request_headers: { headers: headerMap({ ':path': '/v1/chat/completions', ':method': 'POST', ...headers }) } },
-        { request_body: { body: Buffer.from('{}'), end_of_stream: true } },
+        { request_body: { body: Buffer.from(body), end_of_stream: true } },
         { response_headers: { headers: headerMap({ ':status': '200' }) } },
         { response_body: { body: Buffer.from('{}'), end_of_stream: true } },
         { request_trailers: {} },
@@ -75,7 +80,7 @@ describe('hand-written response encoding', () => {
       for (const request of requests) {
         const reply = await session.handle(request);
         if (!reply) continue;
-        const label = `${name}: ${Object.keys(reply)[0]}`;
+        const label = `${name}: ${Object.keys(reply).join('+')}`;
         expect(encodeProcessingResponse(reply).toString('hex'), label).toBe(genericProcess(reply).toString('hex'));
         expect(decodeProcess(encodeProcessingResponse(reply)), label).toEqual(decodeProcess(genericProcess(reply)));
       }

@@ -1,0 +1,115 @@
+import type { CompiledPolicy } from '../policy/compiled-policy.js';
+import { PROVIDER_OF, type AiApi, type Provider } from '../usage/ai-api.js';
+import { costOf, type Cost } from '../usage/pricing.js';
+import type { UsageReport } from '../usage/response-usage.js';
+import { NO_USAGE, type TokenUsage } from '../usage/token-usage.js';
+import type { Decision } from './decision.js';
+import type { GovernanceContext } from './governance-context.js';
+
+/**
+ * How one governed AI exchange ended:
+ * - completed: the response ended and carried the provider's usage;
+ * - ended_without_usage: the response ended but never said what it used (estimated);
+ * - interrupted: the client went away or the upstream reset mid-response (estimated);
+ * - no_response: the stream ended before any response arrived (input estimated);
+ * - upstream_error: the provider answered 4xx/5xx (no charge).
+ */
+export type ExchangeOutcome = 'completed' | 'ended_without_usage' | 'interrupted' | 'no_response' | 'upstream_error';
+
+/** One completed AI request, as the decision log and the cost metrics see it. */
+export interface UsageRecord {
+  readonly decisionId: string;
+  readonly api: AiApi;
+  readonly provider: Provider;
+  readonly context: GovernanceContext;
+  readonly modelRequested: string;
+  /** The response's model (OpenAI names the dated snapshot), else the model requested. */
+  readonly modelServed: string;
+  readonly stream: boolean;
+  readonly tokens: TokenUsage;
+  /** Undefined when no price matches the model: counted as unpriced, never as free. */
+  readonly cost: Cost | undefined;
+  readonly currency: 'USD';
+  readonly priceTableVersion: string;
+  /** The price pattern that priced the model. */
+  readonly pricedAs: string | undefined;
+  /** True when the provider's usage never came and the tokens are estimated. */
+  readonly estimated: boolean;
+  readonly outcome: ExchangeOutcome;
+  readonly upstreamStatus: number | undefined;
+  readonly providerError: string | undefined;
+}
+
+export interface FinishedExchange {
+  readonly decision: Decision;
+  /** When the request's first message arrived, on the adapter's clock. */
+  readonly startedAt: number;
+  /** What the usage meter read from the response; undefined when no response body was read. */
+  readonly report: UsageReport | undefined;
+  readonly upstreamStatus: number | undefined;
+  readonly outcome: ExchangeOutcome;
+}
+
+export interface UsageAccounting {
+  /** The usage record of an allowed AI request whose exchange has ended; undefined for any other decision. */
+  account(exchange: FinishedExchange): UsageRecord | undefined;
+}
+
+const FREE: Cost = Object.freeze({ pico: 0n, usd: '0' });
+
+/**
+ * Turns what the response said into tokens and money. The provider's own
+ * usage is taken as it is; when it never came, input is the request's
+ * estimate and output what was streamed so far, and the record says it is
+ * estimated. An upstream error is recorded with its status and charged nothing.
+ */
+export function createUsageAccounting(options: { policy: () => CompiledPolicy }): UsageAccounting {
+  return {
+    account({ decision, report, upstreamStatus, outcome }) {
+      const ai = decision.ai;
+      if (!ai) return undefined;
+      const prices = options.policy().prices;
+      const modelRequested = decision.context.model ?? ai.model.toLowerCase();
+      const modelServed = report?.modelServed?.toLowerCase() ?? modelRequested;
+      const { tokens, estimated } = tokensOf(outcome, report, ai.inputEstimateTokens);
+      const price = prices.priceOf(modelServed) ?? prices.priceOf(modelRequested);
+      const cost = outcome === 'upstream_error' ? FREE : price ? costOf(tokens, price) : undefined;
+      return {
+        decisionId: decision.id,
+        api: ai.api,
+        provider: PROVIDER_OF[ai.api],
+        context: decision.context,
+        modelRequested,
+        modelServed,
+        stream: ai.stream,
+        tokens,
+        cost,
+        currency: 'USD',
+        priceTableVersion: prices.version,
+        pricedAs: price?.pattern,
+        estimated,
+        outcome,
+        upstreamStatus,
+        providerError: report?.providerError,
+      };
+    },
+  };
+}
+
+function tokensOf(outcome: ExchangeOutcome, report: UsageReport | undefined, inputEstimate: number): { tokens: TokenUsage; estimated: boolean } {
+  if (outcome === 'upstream_error') return { tokens: NO_USAGE, estimated: false };
+  const usage = report?.usage;
+  if (usage && report.complete) return { tokens: usage, estimated: false };
+  // Anthropic reports input at the start of a stream: keep what the provider said, estimate the rest.
+  const output = Math.max(usage?.output ?? 0, report?.estimatedOutputTokens ?? 0);
+  return {
+    tokens: {
+      input: usage && usage.input > 0 ? usage.input : inputEstimate,
+      cachedInput: usage?.cachedInput ?? 0,
+      cacheWrite: usage?.cacheWrite ?? 0,
+      output,
+      reasoning: Math.min(usage?.reasoning ?? 0, output),
+    },
+    estimated: true,
+  };
+}
