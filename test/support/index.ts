@@ -13,3 +13,5 @@ export { REPO_ROOT } from '../../src/demo/repo-root.js';
 export { http2Request, httpRequest, type HttpRequestOptions, type HttpResponse } from './http-request.js';
 export { startUpstream, type EchoBody, type RecordedRequest, type Upstream } from './start-upstream.js';
 export { createTestPki, type ClientCertificate, type TestPki } from './create-test-pki.js';
+export { startStubLlm, STUB_BEHAVIOR_HEADER, STUB_MODEL_HEADER, STUB_TEST_ID_HEADER, STUB_USAGE_HEADER, STUB_DEFAULT_USAGE, type StartStubLlmOptions, type StubLlm, type StubLlmRequest } from './stub-llm.js';
+export * as llmWire from './llm-wire.js';

@@ -1,0 +1,389 @@
+/**
+ * Provider wire formats with known usage, for unit tests and the stub LLM.
+ *
+ * Shapes follow the providers' published API references: OpenAI Chat Completions
+ * (object and streaming chunks, the usage chunk only with stream_options.include_usage,
+ * `data: [DONE]`), the OpenAI Responses API (semantic `event:` SSE ending in
+ * response.completed / response.incomplete / response.failed; no [DONE]), OpenAI
+ * Embeddings, and Anthropic Messages (JSON, and SSE: message_start, content_block_*,
+ * ping, message_delta with cumulative usage, message_stop).
+ *
+ * Usage is given in the service's own terms ({@link TokenUsage}: input includes cached
+ * and cache-written tokens, output includes reasoning) and encoded the way each provider
+ * reports it, so a test can expect exactly the usage it passed in.
+ */
+import type { TokenUsage } from '../../src/usage/token-usage.js';
+
+export type { TokenUsage };
+
+/** Fills the optional token types with 0. */
+export function tokenUsage(usage: Partial<TokenUsage> & { readonly input: number; readonly output: number }): TokenUsage {
+  return { cachedInput: 0, cacheWrite: 0, reasoning: 0, ...usage };
+}
+
+export interface CompletionFixture {
+  readonly model: string;
+  readonly usage: TokenUsage;
+  /** The generated text, streamed as {@link CompletionFixture.deltas} when given, else in pieces of about 8 characters. */
+  readonly text?: string;
+  readonly deltas?: readonly string[];
+  readonly id?: string;
+  /** Unix seconds. */
+  readonly created?: number;
+}
+
+export const DEFAULT_TEXT = 'The capital of France is Paris. Zürich is in Switzerland — 日本 is Japan. 👋';
+const DEFAULT_CREATED = 1_764_547_200;
+
+function deltasOf(fixture: CompletionFixture): readonly string[] {
+  if (fixture.deltas) return fixture.deltas;
+  return splitText(fixture.text ?? DEFAULT_TEXT, 8);
+}
+
+/** Splits text into pieces of `size` code points (never inside a surrogate pair). */
+export function splitText(text: string, size: number): string[] {
+  const points = Array.from(text);
+  const pieces: string[] = [];
+  for (let start = 0; start < points.length; start += size) pieces.push(points.slice(start, start + size).join(''));
+  return pieces;
+}
+
+function sseData(payload: unknown): string {
+  return `data: ${JSON.stringify(payload)}\n\n`;
+}
+
+function sseEvent(event: string, payload: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI Chat Completions
+
+export function openAiChatUsage(usage: TokenUsage): Record<string, unknown> {
+  return {
+    prompt_tokens: usage.input,
+    completion_tokens: usage.output,
+    total_tokens: usage.input + usage.output,
+    prompt_tokens_details: { cached_tokens: usage.cachedInput, audio_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: usage.reasoning, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+  };
+}
+
+export function openAiChatJson(fixture: CompletionFixture & { readonly n?: number }): string {
+  const text = fixture.text ?? deltasOf(fixture).join('');
+  const choices = Array.from({ length: fixture.n ?? 1 }, (_, index) => ({
+    index,
+    message: { role: 'assistant', content: text, refusal: null, annotations: [] },
+    logprobs: null,
+    finish_reason: 'stop',
+  }));
+  return JSON.stringify({
+    id: fixture.id ?? 'chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT',
+    object: 'chat.completion',
+    created: fixture.created ?? DEFAULT_CREATED,
+    model: fixture.model,
+    choices,
+    usage: openAiChatUsage(fixture.usage),
+    service_tier: 'default',
+    system_fingerprint: 'fp_07871e2ad8',
+  });
+}
+
+export interface OpenAiChatSseOptions extends CompletionFixture {
+  /** Send the final usage chunk (the client asked stream_options.include_usage). */
+  readonly includeUsage: boolean;
+  /** Stop before the usage chunk and [DONE] (a stream cut short). */
+  readonly truncateAfterDeltas?: boolean;
+}
+
+export function openAiChatSse(options: OpenAiChatSseOptions): string {
+  const base = { id: options.id ?? 'chatcmpl-C3d2aXw1pRn9', object: 'chat.completion.chunk', created: options.created ?? DEFAULT_CREATED, model: options.model, service_tier: 'default', system_fingerprint: 'fp_07871e2ad8' };
+  const usageField = options.includeUsage ? { usage: null } : {};
+  let body = sseData({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }], ...usageField });
+  for (const delta of deltasOf(options)) {
+    body += sseData({ ...base, choices: [{ index: 0, delta: { content: delta }, logprobs: null, finish_reason: null }], ...usageField });
+  }
+  if (options.truncateAfterDeltas) return body;
+  body += sseData({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }], ...usageField });
+  if (options.includeUsage) body += sseData({ ...base, choices: [], usage: openAiChatUsage(options.usage) });
+  return `${body}data: [DONE]\n\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI Responses
+
+export function openAiResponsesUsage(usage: TokenUsage): Record<string, unknown> {
+  return {
+    input_tokens: usage.input,
+    input_tokens_details: { cached_tokens: usage.cachedInput },
+    output_tokens: usage.output,
+    output_tokens_details: { reasoning_tokens: usage.reasoning },
+    total_tokens: usage.input + usage.output,
+  };
+}
+
+export type ResponsesOutcome = 'completed' | 'incomplete' | 'failed';
+
+function responseObject(fixture: CompletionFixture, status: 'in_progress' | ResponsesOutcome, text: string | undefined): Record<string, unknown> {
+  const done = status !== 'in_progress';
+  return {
+    id: fixture.id ?? 'resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b',
+    object: 'response',
+    created_at: fixture.created ?? DEFAULT_CREATED,
+    status,
+    error: status === 'failed' ? { code: 'server_error', message: 'The model failed to generate a response.' } : null,
+    incomplete_details: status === 'incomplete' ? { reason: 'max_output_tokens' } : null,
+    instructions: null,
+    max_output_tokens: null,
+    model: fixture.model,
+    output:
+      done && text !== undefined
+        ? [
+            {
+              type: 'message',
+              id: 'msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b',
+              status: status === 'completed' ? 'completed' : 'incomplete',
+              role: 'assistant',
+              content: [{ type: 'output_text', text, annotations: [] }],
+            },
+          ]
+        : [],
+    parallel_tool_calls: true,
+    previous_response_id: null,
+    reasoning: { effort: null, summary: null },
+    store: true,
+    temperature: 1.0,
+    text: { format: { type: 'text' } },
+    tool_choice: 'auto',
+    tools: [],
+    top_p: 1.0,
+    truncation: 'disabled',
+    usage: done ? openAiResponsesUsage(fixture.usage) : null,
+    user: null,
+    metadata: {},
+  };
+}
+
+export function openAiResponsesJson(fixture: CompletionFixture & { readonly outcome?: ResponsesOutcome }): string {
+  return JSON.stringify(responseObject(fixture, fixture.outcome ?? 'completed', fixture.text ?? deltasOf(fixture).join('')));
+}
+
+export interface OpenAiResponsesSseOptions extends CompletionFixture {
+  readonly outcome?: ResponsesOutcome;
+  /** Stop after the text deltas: no terminal event (a stream cut short). */
+  readonly truncateAfterDeltas?: boolean;
+}
+
+export function openAiResponsesSse(options: OpenAiResponsesSseOptions): string {
+  const outcome = options.outcome ?? 'completed';
+  const itemId = 'msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b';
+  let sequence = 0;
+  const emit = (type: string, fields: Record<string, unknown>) => sseEvent(type, { type, sequence_number: sequence++, ...fields });
+  const deltas = deltasOf(options);
+  const text = deltas.join('');
+  let body = emit('response.created', { response: responseObject(options, 'in_progress', undefined) });
+  body += emit('response.in_progress', { response: responseObject(options, 'in_progress', undefined) });
+  body += emit('response.output_item.added', { output_index: 0, item: { id: itemId, type: 'message', status: 'in_progress', content: [], role: 'assistant' } });
+  body += emit('response.content_part.added', { item_id: itemId, output_index: 0, content_index: 0, part: { type: 'output_text', annotations: [], text: '' } });
+  for (const delta of deltas) body += emit('response.output_text.delta', { item_id: itemId, output_index: 0, content_index: 0, delta, logprobs: [] });
+  if (options.truncateAfterDeltas) return body;
+  body += emit('response.output_text.done', { item_id: itemId, output_index: 0, content_index: 0, text, logprobs: [] });
+  body += emit('response.content_part.done', { item_id: itemId, output_index: 0, content_index: 0, part: { type: 'output_text', annotations: [], text } });
+  body += emit('response.output_item.done', { output_index: 0, item: { id: itemId, type: 'message', status: outcome === 'completed' ? 'completed' : 'incomplete', content: [{ type: 'output_text', annotations: [], text }], role: 'assistant' } });
+  body += emit(`response.${outcome}`, { response: responseObject(options, outcome, text) });
+  return body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI Embeddings
+
+export interface EmbeddingsFixture {
+  readonly model: string;
+  /** Prompt tokens (embeddings bill input only). */
+  readonly inputTokens: number;
+  readonly vectors?: number;
+  readonly dimensions?: number;
+}
+
+export function openAiEmbeddingsJson(fixture: EmbeddingsFixture): string {
+  const data = Array.from({ length: fixture.vectors ?? 2 }, (_, index) => ({ object: 'embedding', index, embedding: vector(index, fixture.dimensions ?? 8) }));
+  return JSON.stringify({ object: 'list', data, model: fixture.model, usage: { prompt_tokens: fixture.inputTokens, total_tokens: fixture.inputTokens } });
+}
+
+function vector(seed: number, dimensions: number): number[] {
+  return Array.from({ length: dimensions }, (_, index) => Number((Math.sin(seed * 31 + index) * 0.1).toFixed(9)));
+}
+
+/**
+ * An embeddings response of about `targetBytes`, produced piece by piece (never held whole):
+ * yields the JSON in chunks of about `chunkBytes`. The usage object comes after the data, as OpenAI sends it.
+ */
+export function* hugeEmbeddingsJson(fixture: EmbeddingsFixture & { readonly targetBytes: number; readonly chunkBytes?: number }): Generator<Buffer> {
+  const dimensions = fixture.dimensions ?? 1536;
+  const chunkBytes = fixture.chunkBytes ?? 64 * 1024;
+  let pending = '{"object":"list","data":[';
+  let written = 0;
+  let index = 0;
+  while (written + pending.length < fixture.targetBytes) {
+    pending += `${index === 0 ? '' : ','}${JSON.stringify({ object: 'embedding', index, embedding: vector(index, dimensions) })}`;
+    index += 1;
+    while (pending.length >= chunkBytes) {
+      yield Buffer.from(pending.slice(0, chunkBytes), 'latin1');
+      written += chunkBytes;
+      pending = pending.slice(chunkBytes);
+    }
+  }
+  pending += `],"model":${JSON.stringify(fixture.model)},"usage":{"prompt_tokens":${fixture.inputTokens},"total_tokens":${fixture.inputTokens}}}`;
+  yield Buffer.from(pending, 'latin1');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anthropic Messages
+
+/** Anthropic's usage: input_tokens are the uncached ones; cache reads and writes are reported beside them. */
+export function anthropicUsage(usage: TokenUsage): Record<string, unknown> {
+  return {
+    input_tokens: usage.input - usage.cachedInput - usage.cacheWrite,
+    cache_creation_input_tokens: usage.cacheWrite,
+    cache_read_input_tokens: usage.cachedInput,
+    cache_creation: { ephemeral_5m_input_tokens: usage.cacheWrite, ephemeral_1h_input_tokens: 0 },
+    output_tokens: usage.output,
+    service_tier: 'standard',
+  };
+}
+
+export function anthropicMessagesJson(fixture: CompletionFixture & { readonly thinking?: string }): string {
+  const content: unknown[] = [];
+  if (fixture.thinking !== undefined) content.push({ type: 'thinking', thinking: fixture.thinking, signature: 'EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds' });
+  content.push({ type: 'text', text: fixture.text ?? deltasOf(fixture).join('') });
+  return JSON.stringify({
+    id: fixture.id ?? 'msg_013Zva2CMHLNnXjNJJKqJ2EF',
+    type: 'message',
+    role: 'assistant',
+    model: fixture.model,
+    content,
+    stop_reason: 'end_turn',
+    stop_sequence: null,
+    usage: anthropicUsage(fixture.usage),
+  });
+}
+
+export interface AnthropicMessagesSseOptions extends CompletionFixture {
+  /** Streamed first as a thinking block (thinking_delta events). */
+  readonly thinking?: string;
+  /** Send two message_delta events, the first with a partial output count (usage is cumulative). */
+  readonly twoMessageDeltas?: boolean;
+  /** The final message_delta repeats the input and cache counts (as the API does with server tools). */
+  readonly deltaCarriesInput?: boolean;
+  /** Stop after the text deltas: no message_delta, no message_stop (a stream cut short). */
+  readonly truncateAfterDeltas?: boolean;
+  /** Output tokens message_start reports (the API reports a small running count there). */
+  readonly startOutputTokens?: number;
+}
+
+export function anthropicMessagesSse(options: AnthropicMessagesSseOptions): string {
+  const usage = anthropicUsage(options.usage);
+  const startUsage = { ...usage, output_tokens: options.startOutputTokens ?? 1 };
+  let body = sseEvent('message_start', {
+    type: 'message_start',
+    message: { id: options.id ?? 'msg_01XFDUDYJgAACzvnptvVoYEL', type: 'message', role: 'assistant', model: options.model, content: [], stop_reason: null, stop_sequence: null, usage: startUsage },
+  });
+  let index = 0;
+  if (options.thinking !== undefined) {
+    body += sseEvent('content_block_start', { type: 'content_block_start', index, content_block: { type: 'thinking', thinking: '', signature: '' } });
+    for (const piece of splitText(options.thinking, 8)) body += sseEvent('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'thinking_delta', thinking: piece } });
+    body += sseEvent('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'signature_delta', signature: 'EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds' } });
+    body += sseEvent('content_block_stop', { type: 'content_block_stop', index });
+    index += 1;
+  }
+  body += sseEvent('content_block_start', { type: 'content_block_start', index, content_block: { type: 'text', text: '' } });
+  body += sseEvent('ping', { type: 'ping' });
+  for (const delta of deltasOf(options)) body += sseEvent('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'text_delta', text: delta } });
+  if (options.truncateAfterDeltas) return body;
+  body += sseEvent('content_block_stop', { type: 'content_block_stop', index });
+  const inputFields = options.deltaCarriesInput
+    ? { input_tokens: usage.input_tokens, cache_creation_input_tokens: usage.cache_creation_input_tokens, cache_read_input_tokens: usage.cache_read_input_tokens }
+    : {};
+  if (options.twoMessageDeltas) {
+    body += sseEvent('message_delta', { type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: Math.floor(options.usage.output / 2) } });
+  }
+  body += sseEvent('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { ...inputFields, output_tokens: options.usage.output } });
+  body += sseEvent('message_stop', { type: 'message_stop' });
+  return body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/** OpenAI's error body for `status`. */
+export function openAiErrorJson(status: number, message = 'The server had an error while processing your request.'): string {
+  const type = status === 429 ? 'rate_limit_exceeded' : status >= 500 ? 'server_error' : 'invalid_request_error';
+  const code = status === 429 ? 'rate_limit_exceeded' : status === 404 ? 'model_not_found' : null;
+  return JSON.stringify({ error: { message, type, param: null, code } });
+}
+
+const ANTHROPIC_ERROR_TYPES: Readonly<Record<number, string>> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  413: 'request_too_large',
+  429: 'rate_limit_error',
+  500: 'api_error',
+  529: 'overloaded_error',
+};
+
+/** Anthropic's error body for `status`. */
+export function anthropicErrorJson(status: number, message = 'Internal server error'): string {
+  return JSON.stringify({ type: 'error', error: { type: ANTHROPIC_ERROR_TYPES[status] ?? 'api_error', message }, request_id: 'req_011CSHoEeqs5C35K2UUqR7Fy' });
+}
+
+/** The `error` event Anthropic sends inside a stream (e.g. overloaded). */
+export function anthropicSseError(message = 'Overloaded'): string {
+  return sseEvent('error', { type: 'error', error: { type: 'overloaded_error', message } });
+}
+
+/** The `error` event the Responses API sends inside a stream. */
+export function openAiResponsesSseError(message = 'The server had an error while processing your request.'): string {
+  return sseEvent('error', { type: 'error', code: 'server_error', message, param: null, sequence_number: 99 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunking
+
+/** Splits bytes at the given offsets (sorted, deduplicated, clamped). */
+export function splitAt(bytes: Uint8Array, offsets: readonly number[]): Buffer[] {
+  const cuts = [...new Set(offsets.map((offset) => Math.max(0, Math.min(bytes.length, Math.floor(offset)))))].sort((a, b) => a - b);
+  const chunks: Buffer[] = [];
+  let start = 0;
+  for (const cut of cuts) {
+    if (cut > start) chunks.push(Buffer.from(bytes.subarray(start, cut)));
+    start = Math.max(start, cut);
+  }
+  if (start < bytes.length) chunks.push(Buffer.from(bytes.subarray(start)));
+  return chunks;
+}
+
+/** A deterministic pseudo-random generator (mulberry32) so split points are reproducible from a seed. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/** `count` random split offsets inside `length` bytes. */
+export function randomOffsets(random: () => number, length: number, count: number): number[] {
+  return Array.from({ length: count }, () => Math.floor(random() * length));
+}
+
+/** Byte offsets that fall inside a multi-byte UTF-8 character (continuation bytes). */
+export function offsetsInsideMultibyteCharacters(bytes: Uint8Array): number[] {
+  const offsets: number[] = [];
+  for (let index = 0; index < bytes.length; index += 1) if ((bytes[index]! & 0xc0) === 0x80) offsets.push(index);
+  return offsets;
+}

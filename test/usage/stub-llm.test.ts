@@ -1,0 +1,44 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStubLlm, type StubLlm } from '../support/stub-llm.js';
+
+describe('stub LLM', () => {
+  let stub: StubLlm;
+  beforeAll(async () => {
+    stub = await startStubLlm({ chunkDelayMs: 1 });
+  });
+  afterAll(async () => {
+    await stub.stop();
+  });
+
+  const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${stub.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+
+  it('answers chat JSON with the requested usage and records the raw request', async () => {
+    const response = await post('/openai/v1/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }, { 'x-test-id': 't1', 'x-stub-usage': '{"input":100,"cachedInput":40,"output":7}' });
+    expect(response.status).toBe(200);
+    const json = (await response.json()) as { usage: { prompt_tokens: number; prompt_tokens_details: { cached_tokens: number } } };
+    expect(json.usage.prompt_tokens).toBe(100);
+    expect(json.usage.prompt_tokens_details.cached_tokens).toBe(40);
+    const [recorded] = stub.received('t1');
+    expect(recorded?.api).toBe('openai.chat');
+    expect(JSON.parse(recorded!.rawBody.toString('utf8'))).toMatchObject({ model: 'gpt-4o' });
+  });
+
+  it('streams Anthropic SSE, sends provider error JSON and resets mid-stream when told', async () => {
+    const stream = await post('/v1/messages', { model: 'claude-sonnet-4-5', max_tokens: 100, stream: true, messages: [] });
+    expect(stream.headers.get('content-type')).toContain('text/event-stream');
+    const text = await stream.text();
+    expect(text).toContain('event: message_stop');
+    const failed = await post('/v1/messages', { model: 'claude-sonnet-4-5', max_tokens: 100, messages: [] }, { 'x-stub-behavior': 'status=529' });
+    expect(failed.status).toBe(529);
+    expect(await failed.json()).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
+    const reset = await post('/v1/chat/completions', { model: 'gpt-4o', stream: true, messages: [] }, { 'x-stub-behavior': 'reset-mid-stream' });
+    await expect(reset.text()).rejects.toThrow();
+  });
+
+  it('echoes non-AI paths like startUpstream', async () => {
+    const response = await fetch(`${stub.url}/healthz`, { headers: { 'x-test-id': 't3' } });
+    expect(await response.json()).toMatchObject({ method: 'GET', path: '/healthz' });
+    expect(stub.received('t3')[0]?.api).toBeUndefined();
+  });
+});
