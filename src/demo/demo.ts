@@ -11,6 +11,8 @@ import { startStubLlm, type StubLlm } from './stub-llm.js';
 interface DemoRequest {
   readonly note: string;
   readonly headers: Record<string, string>;
+  /** The model the request body names (what clients and SDKs send). */
+  readonly model: string;
 }
 
 interface Row {
@@ -22,11 +24,13 @@ interface Row {
   readonly decision: string;
   readonly reasonCode: string;
   readonly route: string;
+  readonly tokens: string;
+  readonly cost: string;
 }
 
 const MODE = 'ext-proc' as const;
 
-function request(note: string, context: { team?: string; tier?: string; model?: string; customer?: string; extra?: Record<string, string> }): DemoRequest {
+function request(note: string, context: { team?: string; tier?: string; model?: string; headerModel?: string; customer?: string; extra?: Record<string, string> }): DemoRequest {
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     'x-genops-customer-id': context.customer ?? 'acme-corp',
@@ -35,23 +39,25 @@ function request(note: string, context: { team?: string; tier?: string; model?: 
   };
   if (context.team !== undefined) headers['x-genops-team'] = context.team;
   if (context.tier !== undefined) headers['x-genops-customer-tier'] = context.tier;
-  if (context.model !== undefined) headers['x-genops-model'] = context.model;
-  return { note, headers };
+  if (context.headerModel !== undefined) headers['x-genops-model'] = context.headerModel;
+  return { note, headers, model: context.model ?? 'claude-sonnet-4-5' };
 }
 
 const REQUESTS: readonly DemoRequest[] = [
-  request('premium customers get the top model', { team: 'ml-platform', tier: 'premium' }),
-  request('standard tier routes to claude-haiku', { team: 'ml-platform', tier: 'standard' }),
-  request('basic tier routes to claude-sonnet', { team: 'ml-platform', tier: 'basic' }),
-  request('team override: product-team keeps premium on sonnet', { team: 'product-team', tier: 'premium' }),
-  request('no tier: the default route', { team: 'ml-research' }),
-  request('an allowed model for the team and tier', { team: 'data-science', tier: 'standard', model: 'gpt-4o' }),
+  request('premium customers get the top model', { team: 'ml-platform', tier: 'premium', model: 'claude-opus-4-1-20250805' }),
+  request('standard tier routes to claude-haiku', { team: 'ml-platform', tier: 'standard', model: 'claude-haiku-4-5' }),
+  request('basic tier routes to claude-sonnet', { team: 'ml-platform', tier: 'basic', model: 'claude-sonnet-4-5-20250929' }),
+  request('team override: product-team keeps premium on sonnet', { team: 'product-team', tier: 'premium', model: 'claude-sonnet-4-5' }),
+  request('no tier: the default route', { team: 'ml-research', model: 'gpt-4o-2024-08-06' }),
+  request('an allowed model for the team and tier', { team: 'data-science', tier: 'standard', model: 'gpt-4o-mini' }),
+  request('a model with no price: counted, cost unknown', { team: 'ml-platform', tier: 'premium', model: 'mistral-large-2411' }),
   request('headers are normalized (ML-Platform)', { team: 'ML-Platform', tier: 'Premium' }),
   request('a client-chosen x-genops-route is overwritten', { team: 'ml-platform', tier: 'basic', extra: { 'x-genops-route': 'claude-opus' } }),
   request('missing team', {}),
   request('team not in the policy', { team: 'marketing', tier: 'standard' }),
-  request('basic tier may not use claude-opus', { team: 'ml-platform', tier: 'basic', model: 'claude-opus' }),
-  request('product-team may not use claude-opus', { team: 'product-team', tier: 'standard', model: 'claude-opus' }),
+  request('basic tier may not use claude-opus', { team: 'ml-platform', tier: 'basic', model: 'claude-opus-4-1' }),
+  request('product-team may not use claude-opus', { team: 'product-team', tier: 'standard', model: 'claude-opus-4-1' }),
+  request('a header cannot unlock another model', { team: 'product-team', tier: 'standard', headerModel: 'claude-haiku', model: 'claude-opus-4-1' }),
   request('malformed customer id', { team: 'ml-platform', customer: 'acme corp!' }),
 ];
 
@@ -59,7 +65,7 @@ async function send(stack: GovernanceStack, demo: DemoRequest): Promise<Row & { 
   const response = await fetch(`${stack.url}/v1/chat/completions`, {
     method: 'POST',
     headers: demo.headers,
-    body: JSON.stringify({ model: demo.headers['x-genops-model'] ?? 'auto', messages: [{ role: 'user', content: 'Hello!' }] }),
+    body: JSON.stringify({ model: demo.model, max_tokens: 256, messages: [{ role: 'user', content: 'Hello!' }] }),
   });
   const body = (await response.json().catch(() => ({}))) as { reason_code?: string; received?: { route?: string; routed_by?: string } };
   const allowed = response.ok;
@@ -67,11 +73,13 @@ async function send(stack: GovernanceStack, demo: DemoRequest): Promise<Row & { 
     note: demo.note,
     team: demo.headers['x-genops-team'] ?? '-',
     tier: demo.headers['x-genops-customer-tier'] ?? '-',
-    model: demo.headers['x-genops-model'] ?? '-',
+    model: demo.model,
     status: response.status,
     decision: allowed ? 'ALLOWED' : response.status === 429 ? 'RATE_LIMITED' : 'BLOCKED',
     reasonCode: body.reason_code ?? '-',
     route: allowed ? routeOf(body.received) : '-',
+    tokens: '-',
+    cost: '-',
     decisionId: response.headers.get('x-genops-decision-id') ?? undefined,
   };
 }
@@ -82,22 +90,32 @@ function routeOf(received: { route?: string; routed_by?: string } | undefined): 
   return received?.routed_by === route ? route : `${route} (envoy route: ${received?.routed_by ?? 'none'})`;
 }
 
-/** The service's own decision log is the authority on the result (ALLOWED, WARNING, BLOCKED, RATE_LIMITED). */
+/**
+ * The service's own log is the authority: the decision (ALLOWED, WARNING, BLOCKED, RATE_LIMITED)
+ * and, for allowed requests, the usage record (tokens read from the provider's response, cost).
+ */
 async function withLoggedResults(stack: GovernanceStack, rows: (Row & { decisionId: string | undefined })[]): Promise<Row[]> {
   const wanted = new Set(rows.flatMap((row) => (row.decisionId ? [row.decisionId] : [])));
+  const allowed = new Set(rows.flatMap((row) => (row.decisionId && row.status === 200 ? [row.decisionId] : [])));
   const logged = new Map<string, string>();
-  for (let attempt = 0; attempt < 20 && logged.size < wanted.size; attempt++) {
+  const usage = new Map<string, { tokens: string; cost: string }>();
+  for (let attempt = 0; attempt < 40 && (logged.size < wanted.size || usage.size < allowed.size); attempt++) {
     for (const line of stack.service.logs()) {
-      if (line.event === 'decision' && typeof line.decision_id === 'string' && typeof line.result === 'string') logged.set(line.decision_id, line.result);
+      if (typeof line.decision_id !== 'string') continue;
+      if (line.event === 'decision' && typeof line.result === 'string') logged.set(line.decision_id, line.result);
+      if (line.event === 'usage') {
+        const tokens = line.tokens as { input: number; output: number };
+        usage.set(line.decision_id, { tokens: `${tokens.input}/${tokens.output}`, cost: typeof line.cost === 'string' ? `$${line.cost}` : 'unpriced' });
+      }
     }
-    if (logged.size < wanted.size) await sleep(50);
+    if (logged.size < wanted.size || usage.size < allowed.size) await sleep(50);
   }
-  return rows.map(({ decisionId, ...row }) => ({ ...row, decision: (decisionId && logged.get(decisionId)) || row.decision }));
+  return rows.map(({ decisionId, ...row }) => ({ ...row, decision: (decisionId && logged.get(decisionId)) || row.decision, ...(decisionId ? usage.get(decisionId) : undefined) }));
 }
 
 function printTable(rows: readonly Row[]): void {
-  const header = ['#', 'team', 'tier', 'model', 'status', 'decision', 'reason code', 'route', 'shows'];
-  const cells = rows.map((row, index) => [String(index + 1), row.team, row.tier, row.model, String(row.status), row.decision, row.reasonCode, row.route, row.note]);
+  const header = ['#', 'team', 'tier', 'model (body)', 'status', 'decision', 'reason code', 'route', 'tokens in/out', 'cost USD', 'shows'];
+  const cells = rows.map((row, index) => [String(index + 1), row.team, row.tier, row.model, String(row.status), row.decision, row.reasonCode, row.route, row.tokens, row.cost, row.note]);
   const widths = header.map((title, column) => Math.max(title.length, ...cells.map((line) => line[column]!.length)));
   const numeric = new Set([0, 4]);
   const format = (line: readonly string[]) =>
@@ -122,6 +140,7 @@ async function main(): Promise<number> {
     printTable(results);
     const mismatched = results.some((row) => row.route.includes('envoy route:'));
     console.log(`\nroute: the x-genops-route the provider received; ${mismatched ? 'rows marked "envoy route:" were NOT routed by the matching Envoy route' : 'Envoy picked its route of the same name for each'}.`);
+    console.log('tokens and cost: read by genops-mesh from the provider\'s response (its usage field), priced with the shipped price table.');
     return 0;
   } catch (error) {
     console.error(`demo failed: ${error instanceof Error ? error.message : String(error)}`);

@@ -68,7 +68,7 @@ describe('ext_proc: genops-mesh behind the real Envoy', () => {
           const tier = tiers[Math.floor(index / teams.length) % tiers.length];
           const testId = randomUUID();
           const headers = context({ 'x-genops-team': team, 'x-genops-customer-tier': tier, 'x-genops-customer-id': `conc-${index}-${testId.slice(0, 6)}` });
-          return { team, tier, testId, headers, response: envoy.send(testId, `/v1/messages?i=${index}`, { headers, agent, method: 'POST', body: `{"i":${index}}` }) };
+          return { team, tier, testId, headers, response: envoy.send(testId, `/v1/messages?i=${index}`, { headers, agent, method: 'POST', body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 32, messages: [{ role: 'user', content: `request ${index}` }] }) }) };
         });
         const decisionIds = new Set<string>();
         for (const { team, tier, testId, headers, response } of requests) {

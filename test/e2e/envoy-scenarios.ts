@@ -31,6 +31,9 @@ import { context, UUID } from '../support/request-context.js';
 
 export { context, UUID };
 
+/** An Anthropic Messages request body, as an SDK sends it. */
+export const MESSAGES_BODY = JSON.stringify({ model: 'claude-opus-4-1-20250805', max_tokens: 256, messages: [{ role: 'user', content: 'Summarise the release notes.' }] });
+
 /** Marks every request of one test so the shared upstream's record can be filtered by test. */
 const TEST_ID_HEADER = 'x-test-id';
 
@@ -165,7 +168,7 @@ export function describeGovernanceDecisions(envoy: EnvoyStack): void {
 
   it('routes a premium customer to claude-opus, and Envoy picks its claude-opus route', async () => {
     const testId = randomUUID();
-    const response = await envoy.send(testId, '/v1/messages', { method: 'POST', headers: context({ 'x-genops-customer-tier': 'premium' }), body: '{}' });
+    const response = await envoy.send(testId, '/v1/messages', { method: 'POST', headers: { ...context({ 'x-genops-customer-tier': 'premium' }), 'content-type': 'application/json' }, body: MESSAGES_BODY });
 
     expect(response.status, response.body).toBe(200);
     expect(envoy.received(testId)).toHaveLength(1);
@@ -185,7 +188,7 @@ export function describeGovernanceDecisions(envoy: EnvoyStack): void {
 
   it('serves HTTP/2 clients (h2c) on the same listener the same way', async () => {
     const testId = randomUUID();
-    const response = await http2Request(`${envoy.stack.url}/v1/messages`, { method: 'POST', headers: { ...context({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId }, body: '{}' });
+    const response = await http2Request(`${envoy.stack.url}/v1/messages`, { method: 'POST', headers: { ...context({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId }, body: MESSAGES_BODY });
     expect(response.status, response.body).toBe(200);
     const received = envoy.received(testId)[0];
     expect(received?.headers).toMatchObject({ 'x-genops-route': 'claude-opus', 'x-routed-by': 'claude-opus' });

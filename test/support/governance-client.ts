@@ -28,6 +28,15 @@ export interface GovernanceClient {
   close(): void;
 }
 
+/**
+ * A request body of the API `path` names, naming `model` (the header's, when the test sets one),
+ * as Envoy sends it: Embeddings for /v1/embeddings, else Chat Completions.
+ */
+export function aiRequestBody(model = 'claude-sonnet-4-5', path = '/v1/chat/completions'): Buffer {
+  const body = path.includes('/embeddings') ? { model, input: 'Say hello.' } : { model, max_tokens: 64, messages: [{ role: 'user', content: 'Say hello.' }] };
+  return Buffer.from(JSON.stringify(body));
+}
+
 /** A gRPC client of the service built from our protos, for process-level tests. */
 export function createGovernanceClient(address: string): GovernanceClient {
   const loaded = load();
@@ -45,7 +54,7 @@ export function createGovernanceClient(address: string): GovernanceClient {
     });
   const checkRaw = (request: CheckRequest) => unary<CheckRequest, CheckResponse>(authz, 'Check', request);
   return {
-    check: (headers, extra = {}) => checkRaw({ attributes: { ...extra, request: { http: { method: 'POST', path: '/v1/chat/completions', headers } } } }),
+    check: (headers, extra = {}) => checkRaw({ attributes: { ...extra, request: { http: { method: 'POST', path: '/v1/chat/completions', headers, raw_body: aiRequestBody(headers['x-genops-model']) } } } }),
     checkRaw,
     health: (service = '') =>
       unary<{ service: string }, { status: number }>(healthClient, 'Check', { service }).then((response) => SERVING_STATUS[response.status] ?? String(response.status)),

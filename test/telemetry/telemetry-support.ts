@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { ProcessingRequest } from '../../src/envoy/envoy-messages.js';
-import type { GovernanceClient } from '../support/governance-client.js';
+import { aiRequestBody, type GovernanceClient } from '../support/governance-client.js';
 
 /** Environment that turns tracing on with a fast batch, exporting to `endpoint`. */
 export function tracingEnv(endpoint: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -57,10 +57,20 @@ export interface ExtProcReply {
 }
 
 /** One ext_proc exchange on its own stream: request headers in, the one reply out. */
+/**
+ * One ext_proc exchange up to the decision: the request headers, and on an AI API path (POST)
+ * the request body too (a Chat Completions body naming x-genops-model, or claude-sonnet-4-5).
+ * Resolves with the reply that carries the decision.
+ */
 export function extProcDecide(client: GovernanceClient, headers: Record<string, string>): Promise<ExtProcReply> {
   const stream = (client.extProc as unknown as { Process(): grpc.ClientDuplexStream<ProcessingRequest, ExtProcReply> }).Process();
+  const withBody = headers[':method'] === 'POST' && /\/v1\/(chat\/completions|responses|embeddings|messages)(\?|$)/.test(headers[':path'] ?? '');
   return new Promise((resolve, reject) => {
-    stream.once('data', (reply: ExtProcReply) => {
+    stream.on('data', (reply: ExtProcReply) => {
+      if (withBody && (reply as { request_headers?: unknown }).request_headers) {
+        stream.write({ request_body: { body: aiRequestBody(headers['x-genops-model'], headers[':path']), end_of_stream: true } });
+        return;
+      }
       resolve(reply);
       stream.cancel();
     });
@@ -70,7 +80,7 @@ export function extProcDecide(client: GovernanceClient, headers: Record<string, 
     stream.write({
       request_headers: {
         headers: { headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) },
-        end_of_stream: true,
+        end_of_stream: !withBody,
       },
     });
   });

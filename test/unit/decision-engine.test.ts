@@ -160,3 +160,38 @@ spec:
     expect(decide({ 'x-genops-team': 'product-team', 'x-genops-project': 'bad project' }, { yaml })).toMatchObject({ result: 'WARNING', reasonCode: 'x_invalid_context', dryRun: true });
   });
 });
+
+describe('decision engine: the request body names the model on AI paths', () => {
+  const ai = (model: string) => ({ request: { api: 'openai.chat' as const, model, stream: false, outputCap: 256, n: 1, inputEstimateTokens: 20, needsIncludeUsage: false } });
+  const decideBody = (headers: Record<string, string>, model: string, yaml?: string) => engineFor(yaml).decide({ headers: (name) => headers[name], ai: ai(model) });
+
+  it('authorizes the body model against the team and tier rules, as a family of provider ids', () => {
+    expect(decideBody({ ...base, 'x-genops-team': 'product-team' }, 'claude-haiku-4-5-20251001')).toMatchObject({ result: 'ALLOWED', context: { model: 'claude-haiku-4-5-20251001' } });
+    expect(decideBody({ ...base, 'x-genops-team': 'product-team' }, 'Claude-Sonnet-4-5')).toMatchObject({ result: 'ALLOWED', context: { model: 'claude-sonnet-4-5' } });
+    expect(decideBody({ ...base, 'x-genops-team': 'product-team' }, 'claude-opus-4-1')).toMatchObject({ result: 'BLOCKED', reasonCode: 'POLICY_DENY_MODEL', httpStatus: 403, message: 'team product-team may not use model claude-opus-4-1' });
+    // basic tier: gpt-4o-mini yes, gpt-4o (another model with its own price) no.
+    expect(decideBody({ ...base, 'x-genops-customer-tier': 'basic' }, 'gpt-4o-mini-2024-07-18').result).toBe('ALLOWED');
+    expect(decideBody({ ...base, 'x-genops-customer-tier': 'basic' }, 'gpt-4o-2024-08-06')).toMatchObject({ result: 'BLOCKED', reasonCode: 'POLICY_DENY_MODEL', message: 'basic tier may not use model gpt-4o-2024-08-06' });
+  });
+
+  it('never lets a header unlock a model the body does not name', () => {
+    const decision = decideBody({ ...base, 'x-genops-team': 'product-team', 'x-genops-model': 'claude-haiku' }, 'claude-opus-4-1');
+    expect(decision).toMatchObject({ result: 'BLOCKED', reasonCode: 'x_model_mismatch', httpStatus: 400, message: 'x-genops-model names claude-haiku but the request body asks for claude-opus-4-1' });
+    // A header may repeat the body's model, or name its family.
+    expect(decideBody({ ...base, 'x-genops-model': 'claude-sonnet-4-5' }, 'claude-sonnet-4-5').result).toBe('ALLOWED');
+    expect(decideBody({ ...base, 'x-genops-model': 'claude-sonnet' }, 'claude-sonnet-4-5-20250929').result).toBe('ALLOWED');
+    expect(decideBody({ ...base, 'x-genops-model': 'gpt-4o' }, 'gpt-4o-mini').reasonCode).toBe('x_model_mismatch');
+  });
+
+  it('refuses a body model that is no model id, and a body the adapter could not read, before anything else', () => {
+    expect(decideBody(base, 'gpt 4o; drop table')).toMatchObject({ result: 'BLOCKED', reasonCode: 'x_malformed_body', httpStatus: 400 });
+    expect(decideBody(base, 'x'.repeat(200)).message).toBe('request body field "model" is longer than 128 characters');
+    const tooLarge = engineFor().decide({ headers: (name) => ({ ...base, 'x-genops-team': 'marketing' })[name], ai: { problem: { tooLarge: true, message: 'request body is 9000000 bytes; the limit is 4194304' } } });
+    expect(tooLarge).toMatchObject({ result: 'BLOCKED', reasonCode: 'x_body_too_large', httpStatus: 413, message: 'request body is 9000000 bytes; the limit is 4194304' });
+  });
+
+  it('carries what the body asked for on the decision, for usage accounting', () => {
+    const decision = decideBody(base, 'gpt-4o');
+    expect(decision.ai).toMatchObject({ api: 'openai.chat', model: 'gpt-4o', outputCap: 256, inputEstimateTokens: 20 });
+  });
+});
