@@ -1,8 +1,22 @@
+/**
+ * Reads an LLM response body as it streams past, for the provider's own token usage.
+ *
+ * - `text/event-stream`: the SSE events of each API (OpenAI Chat Completions chunks with the
+ *   final `usage` chunk, Responses API `response.completed|incomplete|failed`, Anthropic
+ *   `message_start` + cumulative `message_delta`), and the text deltas for an estimate.
+ * - JSON: a small incremental scanner that keeps only the top-level `model`, `usage` and
+ *   `error` values (each capture bounded) and counts the characters of output text strings,
+ *   skipping everything else — a 20 MB embeddings body costs a few hundred bytes of memory.
+ *
+ * Memory per stream is bounded whatever the response size: the SSE parser holds at most
+ * `maxEventBytes`, the JSON scanner at most 3 × `maxJsonBytes` plus a fixed stack.
+ */
 import type { AiApi } from './ai-api.js';
+import { createSseParser, type SseEvent } from './sse-parser.js';
 import type { TokenUsage } from './token-usage.js';
 
 export interface UsageReport {
-  /** The provider's own usage, when seen. */
+  /** The provider's own usage, when seen (for an Anthropic stream cut short: the counts message_start gave). */
   readonly usage: TokenUsage | undefined;
   /** The response's model field when seen. */
   readonly modelServed: string | undefined;
@@ -19,16 +33,580 @@ export interface UsageMeter {
   end(): UsageReport;
   /** Report so far (for a stream that ended badly). */
   snapshot(): UsageReport;
+  /** Bytes the meter holds right now (buffers and captures): bounded whatever the body size. */
+  readonly retainedBytes: number;
 }
 
 export interface UsageMeterOptions {
   readonly api: AiApi;
   readonly contentType: string | undefined;
+  /** Largest SSE event kept (default 1 MiB); larger ones are dropped. */
   readonly maxEventBytes?: number;
+  /** Largest top-level `usage` / `model` / `error` value captured from a JSON body (default 64 KiB). */
   readonly maxJsonBytes?: number;
 }
 
+export const DEFAULT_MAX_JSON_CAPTURE_BYTES = 64 * 1024;
+
+/** The text-to-token ratio of the estimate: about four characters per token for English text. */
+const CHARS_PER_TOKEN = 4;
+
 export function createUsageMeter(options: UsageMeterOptions): UsageMeter {
-  void options;
-  throw new Error('createUsageMeter: not implemented yet');
+  const format = bodyFormatOf(options.contentType);
+  if (format === 'sse') return createSseMeter(options.api, options.maxEventBytes);
+  if (format === 'json') return createJsonMeter(options.api, options.maxJsonBytes ?? DEFAULT_MAX_JSON_CAPTURE_BYTES);
+  if (format === 'other') return IGNORED_BODY;
+  // No content type: decide on the first bytes of the body.
+  let delegate: UsageMeter | undefined;
+  return {
+    push(chunk) {
+      if (delegate === undefined) {
+        const first = firstSignificantByte(chunk);
+        if (first === undefined) return;
+        delegate =
+          first === OPEN_BRACE || first === OPEN_BRACKET
+            ? createJsonMeter(options.api, options.maxJsonBytes ?? DEFAULT_MAX_JSON_CAPTURE_BYTES)
+            : first === COLON || first === 0x64 /* d(ata) */ || first === 0x65 /* e(vent) */
+              ? createSseMeter(options.api, options.maxEventBytes)
+              : IGNORED_BODY;
+      }
+      delegate.push(chunk);
+    },
+    end: () => (delegate ?? IGNORED_BODY).end(),
+    snapshot: () => (delegate ?? IGNORED_BODY).snapshot(),
+    get retainedBytes() {
+      return delegate?.retainedBytes ?? 0;
+    },
+  };
+}
+
+type BodyFormat = 'sse' | 'json' | 'unknown' | 'other';
+
+function bodyFormatOf(contentType: string | undefined): BodyFormat {
+  if (contentType === undefined || contentType.trim() === '') return 'unknown';
+  const mediaType = (contentType.split(';', 1)[0] ?? '').trim().toLowerCase();
+  if (mediaType === 'text/event-stream') return 'sse';
+  if (mediaType === 'application/json' || mediaType.endsWith('+json')) return 'json';
+  return 'other';
+}
+
+const NOTHING: UsageReport = Object.freeze({ usage: undefined, modelServed: undefined, estimatedOutputTokens: 0, complete: false, providerError: undefined });
+
+/** A body that is neither JSON nor SSE (an HTML error page, plain text): nothing to read. */
+const IGNORED_BODY: UsageMeter = Object.freeze({ push() {}, end: () => NOTHING, snapshot: () => NOTHING, retainedBytes: 0 });
+
+function firstSignificantByte(chunk: Uint8Array): number | undefined {
+  for (let index = 0; index < chunk.length; index += 1) {
+    const byte = chunk[index]!;
+    if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d && byte !== 0xef && byte !== 0xbb && byte !== 0xbf) return byte;
+  }
+  return undefined;
+}
+
+function estimateTokens(chars: number): number {
+  return Math.ceil(chars / CHARS_PER_TOKEN);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider usage objects → TokenUsage
+
+function count(value: unknown): number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
+}
+
+function objectAt(value: unknown, key: string): Record<string, unknown> | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const inner = (value as Record<string, unknown>)[key];
+  return typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? (inner as Record<string, unknown>) : undefined;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function normalized(input: number, cachedInput: number, cacheWrite: number, output: number, reasoning: number): TokenUsage {
+  const cached = Math.min(cachedInput, input);
+  return { input, cachedInput: cached, cacheWrite: Math.min(cacheWrite, input - cached), output, reasoning: Math.min(reasoning, output) };
+}
+
+/** OpenAI Chat Completions and Embeddings: prompt_tokens already include the cached ones; completion_tokens the reasoning ones. */
+function fromOpenAiChatUsage(usage: Record<string, unknown>): TokenUsage {
+  const input = count(usage.prompt_tokens ?? usage.input_tokens);
+  const cached = count(objectAt(usage, 'prompt_tokens_details')?.cached_tokens ?? objectAt(usage, 'input_tokens_details')?.cached_tokens);
+  const output = count(usage.completion_tokens ?? usage.output_tokens);
+  const reasoning = count(objectAt(usage, 'completion_tokens_details')?.reasoning_tokens ?? objectAt(usage, 'output_tokens_details')?.reasoning_tokens);
+  return normalized(input, cached, 0, output, reasoning);
+}
+
+/** OpenAI Responses: input_tokens include input_tokens_details.cached_tokens; output_tokens include reasoning_tokens. */
+function fromOpenAiResponsesUsage(usage: Record<string, unknown>): TokenUsage {
+  const input = count(usage.input_tokens ?? usage.prompt_tokens);
+  const cached = count(objectAt(usage, 'input_tokens_details')?.cached_tokens);
+  const output = count(usage.output_tokens ?? usage.completion_tokens);
+  const reasoning = count(objectAt(usage, 'output_tokens_details')?.reasoning_tokens);
+  return normalized(input, cached, 0, output, reasoning);
+}
+
+interface AnthropicCounts {
+  input: number;
+  cacheRead: number;
+  cacheCreation: number;
+  output: number;
+}
+
+/** Anthropic reports uncached input beside cache reads and writes; all three are billed input. Thinking is inside output_tokens. */
+function fromAnthropicCounts(counts: AnthropicCounts): TokenUsage {
+  return normalized(counts.input + counts.cacheRead + counts.cacheCreation, counts.cacheRead, counts.cacheCreation, counts.output, 0);
+}
+
+/** Anthropic usage is cumulative: a field present overrides the earlier value, a field absent keeps it. */
+function mergeAnthropicUsage(counts: AnthropicCounts, usage: Record<string, unknown>): void {
+  if (usage.input_tokens !== undefined && usage.input_tokens !== null) counts.input = count(usage.input_tokens);
+  if (usage.cache_read_input_tokens !== undefined && usage.cache_read_input_tokens !== null) counts.cacheRead = count(usage.cache_read_input_tokens);
+  if (usage.cache_creation_input_tokens !== undefined && usage.cache_creation_input_tokens !== null) counts.cacheCreation = count(usage.cache_creation_input_tokens);
+  if (usage.output_tokens !== undefined && usage.output_tokens !== null) counts.output = count(usage.output_tokens);
+}
+
+function usageFromJson(api: AiApi, usage: Record<string, unknown>): TokenUsage {
+  switch (api) {
+    case 'openai.chat':
+    case 'openai.embeddings':
+      return fromOpenAiChatUsage(usage);
+    case 'openai.responses':
+      return fromOpenAiResponsesUsage(usage);
+    case 'anthropic.messages': {
+      const counts: AnthropicCounts = { input: 0, cacheRead: 0, cacheCreation: 0, output: 0 };
+      mergeAnthropicUsage(counts, usage);
+      return fromAnthropicCounts(counts);
+    }
+  }
+}
+
+/** `{"error": {"message": ...}}` (OpenAI, Anthropic inside `error`), or a bare string. */
+function errorMessageOf(error: unknown): string | undefined {
+  if (error === undefined || error === null) return undefined;
+  if (typeof error === 'string') return error;
+  if (isObject(error)) {
+    const message = typeof error.message === 'string' ? error.message : undefined;
+    // `type` names the error kind, except on the Responses API's error event where it is the event name.
+    const kind = typeof error.type === 'string' && error.type !== 'error' ? error.type : typeof error.code === 'string' ? error.code : undefined;
+    if (message !== undefined) return kind !== undefined ? `${kind}: ${message}` : message;
+    if (kind !== undefined) return kind;
+  }
+  return JSON.stringify(error).slice(0, 1000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SSE
+
+function createSseMeter(api: AiApi, maxEventBytes: number | undefined): UsageMeter {
+  const parser = createSseParser(maxEventBytes === undefined ? {} : { maxEventBytes });
+  let usage: TokenUsage | undefined;
+  let modelServed: string | undefined;
+  let outputChars = 0;
+  let complete = false;
+  let providerError: string | undefined;
+  // Anthropic: the running, cumulative counts.
+  const anthropic: AnthropicCounts = { input: 0, cacheRead: 0, cacheCreation: 0, output: 0 };
+  let anthropicStarted = false;
+
+  const noteModel = (model: unknown) => {
+    if (modelServed === undefined && typeof model === 'string' && model.length > 0) modelServed = model;
+  };
+  const addText = (text: unknown) => {
+    if (typeof text === 'string') outputChars += text.length;
+  };
+
+  function onChatChunk(chunk: Record<string, unknown>): void {
+    noteModel(chunk.model);
+    if (chunk.error !== undefined) providerError = errorMessageOf(chunk.error);
+    const choices = chunk.choices;
+    if (Array.isArray(choices)) {
+      for (const choice of choices) {
+        const delta = objectAt(choice, 'delta');
+        if (delta === undefined) continue;
+        addText(delta.content);
+        addText(delta.refusal);
+        if (Array.isArray(delta.tool_calls)) for (const call of delta.tool_calls) addText(objectAt(call, 'function')?.arguments);
+      }
+    }
+    if (isObject(chunk.usage)) {
+      usage = fromOpenAiChatUsage(chunk.usage);
+      complete = true;
+    }
+  }
+
+  function onResponsesEvent(type: string, payload: Record<string, unknown>): void {
+    switch (type) {
+      case 'response.output_text.delta':
+      case 'response.refusal.delta':
+      case 'response.function_call_arguments.delta':
+      case 'response.reasoning_summary_text.delta':
+      case 'response.reasoning_text.delta':
+        addText(payload.delta);
+        return;
+      case 'response.created':
+      case 'response.in_progress':
+        noteModel(objectAt(payload, 'response')?.model);
+        return;
+      case 'response.completed':
+      case 'response.incomplete':
+      case 'response.failed': {
+        const response = objectAt(payload, 'response');
+        noteModel(response?.model);
+        const responseUsage = objectAt(response, 'usage');
+        if (responseUsage !== undefined) {
+          usage = fromOpenAiResponsesUsage(responseUsage);
+          complete = true;
+        }
+        if (type === 'response.failed') providerError = errorMessageOf(response?.error) ?? 'response.failed';
+        return;
+      }
+      case 'error':
+        providerError = errorMessageOf(payload.error ?? payload) ?? 'error';
+        return;
+    }
+  }
+
+  function onAnthropicEvent(type: string, payload: Record<string, unknown>): void {
+    switch (type) {
+      case 'content_block_delta': {
+        const delta = objectAt(payload, 'delta');
+        if (delta === undefined) return;
+        addText(delta.text);
+        addText(delta.thinking);
+        addText(delta.partial_json);
+        return;
+      }
+      case 'message_start': {
+        const message = objectAt(payload, 'message');
+        noteModel(message?.model);
+        const startUsage = objectAt(message, 'usage');
+        if (startUsage !== undefined) {
+          mergeAnthropicUsage(anthropic, startUsage);
+          anthropicStarted = true;
+          usage = fromAnthropicCounts(anthropic);
+        }
+        return;
+      }
+      case 'message_delta': {
+        const deltaUsage = objectAt(payload, 'usage');
+        if (deltaUsage !== undefined) {
+          mergeAnthropicUsage(anthropic, deltaUsage);
+          anthropicStarted = true;
+          usage = fromAnthropicCounts(anthropic);
+        }
+        return;
+      }
+      case 'message_stop':
+        if (anthropicStarted) complete = true;
+        return;
+      case 'error':
+        providerError = errorMessageOf(payload.error ?? payload) ?? 'error';
+        return;
+    }
+  }
+
+  function onEvent(event: SseEvent): void {
+    if (api === 'openai.chat' && event.data === '[DONE]') return;
+    let payload: unknown;
+    try {
+      payload = JSON.parse(event.data);
+    } catch {
+      return; // Not JSON (a keep-alive or a stray line): nothing to count.
+    }
+    if (!isObject(payload)) return;
+    const type = typeof payload.type === 'string' ? payload.type : (event.event ?? '');
+    if (api === 'openai.chat' || api === 'openai.embeddings') onChatChunk(payload);
+    else if (api === 'openai.responses') onResponsesEvent(type, payload);
+    else onAnthropicEvent(type, payload);
+  }
+
+  const report = (): UsageReport => ({ usage, modelServed, estimatedOutputTokens: estimateTokens(outputChars), complete, providerError });
+  return {
+    push: (chunk) => parser.push(chunk, onEvent),
+    end() {
+      parser.end(onEvent);
+      return report();
+    },
+    snapshot: report,
+    get retainedBytes() {
+      return parser.bufferedBytes;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON: an incremental scanner over bytes.
+//
+// It tracks nesting, strings and escapes across chunks, and keeps:
+// - the raw text of the top-level `model`, `usage` and `error` values (each up to maxJsonBytes);
+// - for the estimate, the character count of string values whose key is one that holds
+//   generated text — `content` (chat choices[].message.content), `text` (Anthropic content[].text,
+//   Responses output[].content[].text), `thinking`, `arguments`, `refusal` — below the top level.
+//   (Rather than total body bytes ÷ 4, which would call a 20 MB embeddings body 5M tokens.)
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+
+/** Containers deeper than this are still scanned, but their keys are not tracked (none of ours lives there). */
+const MAX_TRACKED_DEPTH = 64;
+const MAX_KEY_BYTES = 16;
+
+const enum Key {
+  Other,
+  Model,
+  Usage,
+  Error,
+  Text,
+}
+
+const KEYS: ReadonlyMap<string, Key> = new Map([
+  ['model', Key.Model],
+  ['usage', Key.Usage],
+  ['error', Key.Error],
+  ['content', Key.Text],
+  ['text', Key.Text],
+  ['thinking', Key.Text],
+  ['arguments', Key.Text],
+  ['refusal', Key.Text],
+]);
+
+interface Capture {
+  parts: Buffer[];
+  bytes: number;
+  overflow: boolean;
+}
+
+function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
+  let depth = 0;
+  // Per tracked depth: 1 = object, 0 = array.
+  const isObjectAt = new Uint8Array(MAX_TRACKED_DEPTH + 1);
+  let expectKey = false;
+  let inString = false;
+  let stringIsKey = false;
+  let escaped = false;
+  let hexDigitsLeft = 0;
+  let stringCounts = false;
+  // The key being read (first MAX_KEY_BYTES bytes) and the last complete key per depth.
+  const keyBytes = Buffer.alloc(MAX_KEY_BYTES);
+  let keyLength = 0;
+  let keyHasEscape = false;
+  const lastKey = new Uint8Array(MAX_TRACKED_DEPTH + 1);
+
+  let capturing: Key.Model | Key.Usage | Key.Error | undefined;
+  let capture: Capture = { parts: [], bytes: 0, overflow: false };
+  let captureFrom = -1;
+  let modelText: string | undefined;
+  let usageText: string | undefined;
+  let errorText: string | undefined;
+  let topLevelClosed = false;
+  let outputChars = 0;
+
+  function appendCapture(chunk: Buffer, from: number, to: number): void {
+    if (to <= from || capture.overflow) return;
+    if (capture.bytes + (to - from) > maxCaptureBytes) {
+      capture = { parts: [], bytes: 0, overflow: true };
+      return;
+    }
+    capture.parts.push(Buffer.from(chunk.subarray(from, to)));
+    capture.bytes += to - from;
+  }
+
+  function finishCapture(chunk: Buffer, end: number): void {
+    appendCapture(chunk, captureFrom, end);
+    const text = capture.overflow ? undefined : Buffer.concat(capture.parts, capture.bytes).toString('utf8');
+    if (capturing === Key.Model) modelText = text;
+    else if (capturing === Key.Usage) usageText = text;
+    else if (capturing === Key.Error) errorText = text;
+    capturing = undefined;
+    capture = { parts: [], bytes: 0, overflow: false };
+    captureFrom = -1;
+  }
+
+  function endKey(): void {
+    const key = keyHasEscape || keyLength > MAX_KEY_BYTES ? Key.Other : (KEYS.get(keyBytes.toString('latin1', 0, keyLength)) ?? Key.Other);
+    if (depth <= MAX_TRACKED_DEPTH) lastKey[depth] = key;
+  }
+
+  function scan(chunk: Buffer): void {
+    const length = chunk.length;
+    let index = 0;
+    if (capturing !== undefined) captureFrom = 0;
+    // Next positions of the bytes the fast paths look for (-2: not searched yet, -1: none left in this chunk).
+    let nextQuote = -2;
+    let nextBackslash = -2;
+    let nextOpenBrace = -2;
+    let nextOpenBracket = -2;
+    let nextCloseBracket = -2;
+    while (index < length) {
+      if (inString && !stringIsKey && !stringCounts) {
+        // A string we neither keep nor count: jump to its closing quote with native searches.
+        if (escaped) {
+          escaped = false;
+          index += 1;
+          continue;
+        }
+        if (nextQuote !== -1 && nextQuote < index) nextQuote = chunk.indexOf(QUOTE, index);
+        if (nextBackslash !== -1 && nextBackslash < index) nextBackslash = chunk.indexOf(BACKSLASH, index);
+        if (nextQuote === -1 && nextBackslash === -1) return;
+        if (nextBackslash !== -1 && (nextQuote === -1 || nextBackslash < nextQuote)) {
+          // Skip the escaped byte (hex digits of \uXXXX are harmless here).
+          if (nextBackslash + 1 >= length) {
+            escaped = true;
+            return;
+          }
+          index = nextBackslash + 2;
+          continue;
+        }
+        inString = false;
+        index = nextQuote + 1;
+        continue;
+      }
+      if (!inString && capturing === undefined && depth >= 1 && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 0) {
+        // Inside an array (an embedding vector): only a string, a nested container or its end matter.
+        if (nextQuote !== -1 && nextQuote < index) nextQuote = chunk.indexOf(QUOTE, index);
+        if (nextOpenBrace !== -1 && nextOpenBrace < index) nextOpenBrace = chunk.indexOf(OPEN_BRACE, index);
+        if (nextOpenBracket !== -1 && nextOpenBracket < index) nextOpenBracket = chunk.indexOf(OPEN_BRACKET, index);
+        if (nextCloseBracket !== -1 && nextCloseBracket < index) nextCloseBracket = chunk.indexOf(CLOSE_BRACKET, index);
+        let stop = length;
+        if (nextQuote !== -1 && nextQuote < stop) stop = nextQuote;
+        if (nextOpenBrace !== -1 && nextOpenBrace < stop) stop = nextOpenBrace;
+        if (nextOpenBracket !== -1 && nextOpenBracket < stop) stop = nextOpenBracket;
+        if (nextCloseBracket !== -1 && nextCloseBracket < stop) stop = nextCloseBracket;
+        if (stop === length) return;
+        index = stop;
+      }
+      if (inString) {
+        // A key or a counted string: byte by byte.
+        let next = index;
+        while (next < length) {
+          const byte = chunk[next]!;
+          if (hexDigitsLeft > 0) {
+            hexDigitsLeft -= 1; // the XXXX of \uXXXX: one UTF-16 unit, counted at the u
+          } else if (escaped) {
+            escaped = false;
+            if (stringIsKey) keyHasEscape = true;
+            else if (stringCounts) outputChars += 1;
+            if (byte === 0x75 /* u */) hexDigitsLeft = 4;
+          } else if (byte === BACKSLASH) {
+            escaped = true;
+          } else if (byte === QUOTE) {
+            break;
+          } else if (stringIsKey) {
+            if (keyLength < MAX_KEY_BYTES) keyBytes[keyLength] = byte;
+            keyLength += 1;
+          } else if (stringCounts) {
+            // UTF-16 units, as String.length counts them: one per character, two for a 4-byte UTF-8 one.
+            if ((byte & 0xc0) !== 0x80) outputChars += byte >= 0xf0 ? 2 : 1;
+          }
+          next += 1;
+        }
+        if (next === length) return;
+        inString = false;
+        if (stringIsKey) endKey();
+        index = next + 1;
+        continue;
+      }
+      const byte = chunk[index]!;
+      switch (byte) {
+        case QUOTE:
+          inString = true;
+          escaped = false;
+          hexDigitsLeft = 0;
+          stringIsKey = expectKey && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1;
+          if (stringIsKey) {
+            keyLength = 0;
+            keyHasEscape = false;
+            stringCounts = false;
+          } else {
+            stringCounts = depth >= 2 && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1 && lastKey[depth] === Key.Text;
+          }
+          break;
+        case OPEN_BRACE:
+        case OPEN_BRACKET:
+          depth += 1;
+          if (depth <= MAX_TRACKED_DEPTH) {
+            isObjectAt[depth] = byte === OPEN_BRACE ? 1 : 0;
+            lastKey[depth] = Key.Other;
+          }
+          expectKey = byte === OPEN_BRACE;
+          break;
+        case CLOSE_BRACE:
+        case CLOSE_BRACKET:
+          if (depth === 1) {
+            if (capturing !== undefined) finishCapture(chunk, index);
+            topLevelClosed = true;
+          }
+          if (depth > 0) depth -= 1;
+          expectKey = false;
+          break;
+        case COMMA:
+          if (depth === 1 && capturing !== undefined) finishCapture(chunk, index);
+          expectKey = depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1;
+          break;
+        case COLON:
+          expectKey = false;
+          if (depth === 1 && !topLevelClosed && isObjectAt[1] === 1) {
+            const key = lastKey[1];
+            if (key === Key.Model || key === Key.Usage || key === Key.Error) {
+              capturing = key;
+              capture = { parts: [], bytes: 0, overflow: false };
+              captureFrom = index + 1;
+            }
+          }
+          break;
+        default:
+          break;
+      }
+      index += 1;
+    }
+  }
+
+  function parsed(text: string | undefined): unknown {
+    if (text === undefined) return undefined;
+    try {
+      return JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+  }
+
+  const report = (): UsageReport => {
+    const usageJson = parsed(usageText);
+    const model = parsed(modelText);
+    const error = parsed(errorText);
+    const usage = isObject(usageJson) ? usageFromJson(api, usageJson) : undefined;
+    return {
+      usage,
+      modelServed: typeof model === 'string' && model.length > 0 ? model : undefined,
+      estimatedOutputTokens: estimateTokens(outputChars),
+      complete: usage !== undefined && topLevelClosed,
+      providerError: errorMessageOf(error),
+    };
+  };
+
+  return {
+    push(input) {
+      if (input.length === 0 || topLevelClosed) return;
+      const chunk = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+      scan(chunk);
+      // The chunk ended inside a captured value: keep its tail.
+      if (capturing !== undefined && captureFrom >= 0) {
+        appendCapture(chunk, captureFrom, chunk.length);
+        captureFrom = -1;
+      }
+    },
+    end: report,
+    snapshot: report,
+    get retainedBytes() {
+      return capture.bytes + (usageText?.length ?? 0) + (modelText?.length ?? 0) + (errorText?.length ?? 0);
+    },
+  };
 }

@@ -221,11 +221,12 @@ function vector(seed: number, dimensions: number): number[] {
 export function* hugeEmbeddingsJson(fixture: EmbeddingsFixture & { readonly targetBytes: number; readonly chunkBytes?: number }): Generator<Buffer> {
   const dimensions = fixture.dimensions ?? 1536;
   const chunkBytes = fixture.chunkBytes ?? 64 * 1024;
+  const vectors = Array.from({ length: 8 }, (_, seed) => JSON.stringify(vector(seed, dimensions)));
   let pending = '{"object":"list","data":[';
   let written = 0;
   let index = 0;
   while (written + pending.length < fixture.targetBytes) {
-    pending += `${index === 0 ? '' : ','}${JSON.stringify({ object: 'embedding', index, embedding: vector(index, dimensions) })}`;
+    pending += `${index === 0 ? '' : ','}{"object":"embedding","index":${index},"embedding":${vectors[index % vectors.length]}}`;
     index += 1;
     while (pending.length >= chunkBytes) {
       yield Buffer.from(pending.slice(0, chunkBytes), 'latin1');
