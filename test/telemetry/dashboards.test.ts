@@ -16,7 +16,7 @@ import { createMetrics } from '../../src/telemetry/metrics.js';
 import { createGovernanceClient, type GovernanceClient } from '../support/governance-client.js';
 import { freePort, REPO_ROOT, startService, type RunningService } from '../support/index.js';
 import { referencesOf, templateLabels } from './promql-references.js';
-import { eventually, extProcDecide, scrape, tracingEnv, writePolicy, type Scrape } from './telemetry-support.js';
+import { eventually, extProcDecide, extProcExchange, scrape, tracingEnv, writePolicy, type Scrape } from './telemetry-support.js';
 
 const DASHBOARD = join(REPO_ROOT, 'deploy/grafana/genops-mesh-dashboard.json');
 const ALERTS = join(REPO_ROOT, 'deploy/prometheus/genops-mesh-alerts.yaml');
@@ -95,7 +95,7 @@ function exportedLabels(scraped: Scrape): Map<string, Set<string>> {
   for (const [family, type] of scraped.types) {
     const names = type === 'histogram' ? [`${family}_bucket`, `${family}_sum`, `${family}_count`] : [family];
     if (names.some((name) => exported.has(name))) continue;
-    // Registered, no sample yet (genops_cost_total, genops_tokens_total until usage is metered).
+    // Registered, no sample yet (e.g. genops_usage_unpriced_total while every model has a price).
     const metric = declared.registry.getSingleMetric(family) as unknown as { labelNames?: string[] } | undefined;
     if (!metric) throw new Error(`/metrics lists ${family} but createMetrics() does not define it`);
     for (const name of names) exported.set(name, new Set([...(metric.labelNames ?? []), ...(name.endsWith('_bucket') ? ['le'] : [])]));
@@ -147,6 +147,16 @@ beforeAll(async () => {
   await client.check(ctx({ 'x-genops-team': 'ml-research', 'x-genops-model': 'gpt-4o' }));
   for (let i = 0; i < 3; i++) await client.check(ctx({ 'x-genops-team': 'product-team', 'x-genops-customer-id': 'limited' }));
   await extProcDecide(client, ctx({ 'x-genops-customer-tier': 'basic' }));
+  // A whole Chat Completions exchange through ext_proc: its usage fills the cost and token panels.
+  await extProcExchange(client, {
+    headers: { ':path': '/v1/chat/completions', ...ctx({ 'x-genops-team': 'ml-research', 'x-genops-customer-tier': 'standard' }) },
+    body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] }),
+    contentType: 'application/json',
+    chunks: [
+      '{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"Hi!"},"finish_reason":"stop"}],',
+      '"usage":{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}',
+    ],
+  });
   // An empty ProcessingRequest is malformed: counted in genops_malformed_messages_total.
   const stream = (client.extProc as unknown as { Process(): import('@grpc/grpc-js').ClientDuplexStream<object, object> }).Process();
   await new Promise<void>((resolve) => {
@@ -251,15 +261,14 @@ describe('deploy/grafana and deploy/prometheus query only what the service expor
       return body.data!.result;
     }
 
-    it('parses and evaluates every query; the dashboard panels have data (cost and tokens once usage is metered)', async () => {
+    it('parses and evaluates every query; every dashboard panel has data, cost and tokens included', async () => {
       const failures: string[] = [];
       const empty: string[] = [];
       for (const entry of queries) {
         try {
           const result = await query(entry.expr);
-          const needsUsage = /genops_(cost|tokens)_total/.test(entry.expr);
           const isFilter = entry.source === 'alerts' || entry.where.startsWith('annotation');
-          if (result.length === 0 && !needsUsage && !isFilter) empty.push(`${entry.where}: ${entry.expr}`);
+          if (result.length === 0 && !isFilter) empty.push(`${entry.where}: ${entry.expr}`);
         } catch (error) {
           failures.push(`${entry.where}: ${(error as Error).message}`);
         }
@@ -267,7 +276,14 @@ describe('deploy/grafana and deploy/prometheus query only what the service expor
       expect(failures).toEqual([]);
       expect(empty).toEqual([]);
       const byTier = await query('sum by (genops_tier) (genops_requests_total)');
-      expect(Object.fromEntries(byTier.map((sample) => [sample.metric.genops_tier ?? '', Number(sample.value[1])]))).toEqual({ premium: 1, basic: 1, '': 5 });
+      expect(Object.fromEntries(byTier.map((sample) => [sample.metric.genops_tier ?? '', Number(sample.value[1])]))).toEqual({ premium: 1, basic: 1, standard: 1, '': 5 });
+      // "Cost by Team": what the service priced, per team, as Prometheus scraped it.
+      const costByTeam = await query('sum by (genops_team) (genops_cost_total)');
+      const priced = service.logs().find((line) => line.event === 'usage' && line.team === 'ml-research') as { cost: string } | undefined;
+      expect(priced?.cost).toMatch(/^0\.\d+$/);
+      expect(costByTeam.map((sample) => [sample.metric.genops_team, Number(sample.value[1])])).toEqual([['ml-research', Number(priced!.cost)]]);
+      const tokens = await query('sum by (type) (genops_tokens_total)');
+      expect(Object.fromEntries(tokens.map((sample) => [sample.metric.type, Number(sample.value[1])]))).toMatchObject({ input: 1000, output: 500 });
     });
 
     it('loads the alert rules and evaluates them without errors', async () => {

@@ -183,7 +183,8 @@ describe('decision spans', () => {
     const trace = newTraceparent();
     const reply = await extProcDecide(client, { ':method': 'POST', ':path': '/v1/embeddings?api-version=2', ...context({ 'x-genops-customer-tier': 'basic', traceparent: trace.traceparent }) });
     expect(reply.immediate_response).toBeUndefined();
-    expect(reply.request_headers?.response?.header_mutation?.set_headers?.length).toBeGreaterThan(0);
+    // An AI path: the decision is made on headers and body, and its mutations answer the body.
+    expect(reply.request_body?.response?.header_mutation?.set_headers?.length).toBeGreaterThan(0);
     const span = await spanOf(trace.traceId);
     expect(span.parentSpanId).toBe(trace.spanId);
     expect(span.attributes).toMatchObject({

@@ -53,10 +53,11 @@ export function writePolicy(text = TELEMETRY_POLICY): string {
 /** The reply to request headers as the client decodes it (any of the oneof's members may be present). */
 export interface ExtProcReply {
   readonly request_headers?: { readonly response?: { readonly header_mutation?: { readonly set_headers?: unknown[] } } };
+  /** On an AI API path the decision's mutations come with the reply to the body. */
+  readonly request_body?: { readonly response?: { readonly header_mutation?: { readonly set_headers?: unknown[] } } };
   readonly immediate_response?: { readonly status?: { readonly code?: number }; readonly body?: Buffer };
 }
 
-/** One ext_proc exchange on its own stream: request headers in, the one reply out. */
 /**
  * One ext_proc exchange up to the decision: the request headers, and on an AI API path (POST)
  * the request body too (a Chat Completions body naming x-genops-model, or claude-sonnet-4-5).
@@ -83,6 +84,39 @@ export function extProcDecide(client: GovernanceClient, headers: Record<string, 
         end_of_stream: !withBody,
       },
     });
+  });
+}
+
+/**
+ * One whole ext_proc exchange of an AI request, as Envoy sends it with the shipped config: request
+ * headers, the request body, response headers, then the response body in `chunks`. Resolves with
+ * every reply, in order.
+ */
+export function extProcExchange(client: GovernanceClient, exchange: { headers: Record<string, string>; body: string; status?: number; contentType: string; chunks: readonly string[] }): Promise<ExtProcReply[]> {
+  const stream = (client.extProc as unknown as { Process(): grpc.ClientDuplexStream<ProcessingRequest, ExtProcReply> }).Process();
+  const headerMap = (headers: Record<string, string>) => ({ headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) });
+  const messages: ProcessingRequest[] = [
+    { request_headers: { headers: headerMap({ ':method': 'POST', ...exchange.headers }) } },
+    { request_body: { body: Buffer.from(exchange.body), end_of_stream: true } },
+    { response_headers: { headers: headerMap({ ':status': String(exchange.status ?? 200), 'content-type': exchange.contentType }) } },
+    ...exchange.chunks.map((chunk, index): ProcessingRequest => ({ response_body: { body: Buffer.from(chunk), end_of_stream: index === exchange.chunks.length - 1 } })),
+  ];
+  const replies: ExtProcReply[] = [];
+  return new Promise((resolve, reject) => {
+    stream.on('data', (reply: ExtProcReply) => {
+      replies.push(reply);
+      const next = messages[replies.length];
+      if (next && !(reply as { immediate_response?: unknown }).immediate_response) {
+        stream.write(next);
+        return;
+      }
+      resolve(replies);
+      stream.end();
+    });
+    stream.on('error', (error: grpc.ServiceError) => {
+      if (error.code !== 1) reject(error);
+    });
+    stream.write(messages[0]!);
   });
 }
 
