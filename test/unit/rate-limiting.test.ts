@@ -114,6 +114,7 @@ describe('rate limiting', () => {
   it('follows each limit’s failure mode when the backend is unavailable', async () => {
     const broken: RateLimitStore = {
       take: () => Promise.reject(new GenopsError('backend_unavailable', 'redis: Connection is closed.')),
+      charge: () => Promise.reject(new GenopsError('backend_unavailable', 'redis: Connection is closed.')),
       close: async () => undefined,
     };
     const open = governorFor(policyYaml(perCustomer), broken);
