@@ -90,6 +90,14 @@ return result
 
 const REDIS_TIME_EPOCH_MS = Date.UTC(2025, 0, 1);
 
+interface CachedDenial {
+  readonly untilMs: number;
+  readonly seenAtMs: number;
+  readonly tokens: number;
+  readonly capacity: number;
+  readonly rate: number;
+}
+
 type ScriptCommand = (numKeys: number, ...args: (string | number)[]) => Promise<(string | number)[]>;
 
 export interface RedisRateLimitStoreOptions {
@@ -116,12 +124,15 @@ export interface RedisRateLimitStore extends RateLimitStore {
 export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): RedisRateLimitStore {
   const { client, clock } = options;
   const maxCachedDenials = options.maxCachedDenials ?? 100_000;
-  /** Over-limit buckets: until when, and for which bucket shape (a reloaded limit is asked again). */
-  const deniedUntil = new Map<string, { untilMs: number; capacity: number; rate: number }>();
+  /**
+   * Over-limit buckets: until when, the level seen and when (to report it as it refills), and
+   * for which bucket shape (a reloaded limit is asked again).
+   */
+  const deniedUntil = new Map<string, CachedDenial>();
   const cacheKey = (check: BucketCheck) => `${check.scope}|${check.key}`;
-  const cachedUntil = (check: BucketCheck): number | undefined => {
+  const cachedEntry = (check: BucketCheck): CachedDenial | undefined => {
     const entry = deniedUntil.get(cacheKey(check));
-    return entry && entry.capacity === check.capacity && entry.rate === refillRatePerMs(check) ? entry.untilMs : undefined;
+    return entry && entry.capacity === check.capacity && entry.rate === refillRatePerMs(check) ? entry : undefined;
   };
   client.defineCommand('genopsTakeTokens', { lua: TAKE_SCRIPT });
   client.defineCommand('genopsChargeTokens', { lua: CHARGE_SCRIPT });
@@ -137,9 +148,9 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
   const chargeTokens = commands.genopsChargeTokens.bind(client);
   const redisKey = (check: BucketCheck) => `genops:rl:{${check.scope}|${check.key}}`;
 
-  function rememberDenial(check: BucketCheck, now: number, retryAfterMs: number): void {
+  function rememberDenial(check: BucketCheck, now: number, tokens: number): void {
     if (deniedUntil.size >= maxCachedDenials) deniedUntil.delete(deniedUntil.keys().next().value as string);
-    deniedUntil.set(cacheKey(check), { untilMs: now + retryAfterMs, capacity: check.capacity, rate: refillRatePerMs(check) });
+    deniedUntil.set(cacheKey(check), { untilMs: now + msUntil(check, tokens, 1), seenAtMs: now, tokens, capacity: check.capacity, rate: refillRatePerMs(check) });
   }
 
   function cachedDenial(checks: readonly BucketCheck[], now: number): TakeResult | undefined {
@@ -147,17 +158,20 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
     let denied = false;
     for (const check of checks) {
       if (check.shadow) continue;
-      const until = cachedUntil(check);
-      if (until === undefined) continue;
-      if (until > now) denied = true;
+      const entry = cachedEntry(check);
+      if (entry === undefined) continue;
+      if (entry.untilMs > now) denied = true;
       else deniedUntil.delete(cacheKey(check));
     }
     if (!denied) return undefined;
     return {
       admitted: false,
       buckets: checks.map((check) => {
-        const until = cachedUntil(check);
-        if (until !== undefined && until > now) return { conforming: false, remaining: 0, retryAfterMs: until - now, resetMs: msUntil(check, 0, check.capacity) };
+        const entry = cachedEntry(check);
+        if (entry !== undefined && entry.untilMs > now) {
+          const tokens = entry.tokens + (now - entry.seenAtMs) * entry.rate;
+          return { conforming: false, remaining: wholeTokens(tokens), retryAfterMs: entry.untilMs - now, resetMs: msUntil(check, tokens, check.capacity) };
+        }
         // Not consulted: reported as unknown-but-conforming; nothing is charged anyway.
         return { conforming: true, remaining: check.capacity, retryAfterMs: 0, resetMs: 0 };
       }),
@@ -189,7 +203,7 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
         const tokens = Number(reply[1 + index * 2]);
         const conforming = Number(reply[2 + index * 2]) === 1;
         const result = outcome(check, tokens, conforming);
-        if (!conforming && !check.shadow) rememberDenial(check, now, result.retryAfterMs);
+        if (!conforming && !check.shadow) rememberDenial(check, now, tokens);
         return result;
       });
       return { admitted, buckets };
@@ -210,7 +224,7 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
       }
       charged.forEach(({ check }, index) => {
         const tokens = Number(reply[index]);
-        if (!check.shadow && tokens < 0.999) rememberDenial(check, now, msUntil(check, tokens, 1));
+        if (!check.shadow && tokens < 0.999) rememberDenial(check, now, tokens);
       });
     },
     async close() {
