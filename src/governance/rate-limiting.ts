@@ -185,7 +185,9 @@ export function createRateLimiter(options: {
       const charged = () => {
         if (observer.tokensCharged) debits.forEach((debit, index) => observer.tokensCharged!(names[index]!, debit.amount));
       };
-      const failed = (error: unknown) => observer.backendFailed(error instanceof Error ? error : new Error(String(error)));
+      const failed = (error: unknown): void => {
+        observer.backendFailed(error instanceof Error ? error : new Error(String(error)));
+      };
       let pending: void | Promise<void>;
       try {
         pending = store.charge(debits);
