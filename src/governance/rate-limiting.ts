@@ -44,6 +44,8 @@ interface Selected {
 /**
  * Applies the policy's rate limits after the policy decision. Only allowed
  * requests are charged, and a request denied by one limit is charged by none.
+ * Request limits are charged at admission; token limits only have to be
+ * positive then, and are charged the response's tokens by settle.
  */
 export function createRateLimiter(options: {
   store: RateLimitStore;
@@ -105,11 +107,11 @@ export function createRateLimiter(options: {
         httpStatus: 429,
         dryRun: true,
         rateLimit: reported,
-        tokenLimits,
+        ...(tokenLimits && { tokenLimits }),
       };
     }
     if (!reported && !tokenLimits) return decision;
-    return { ...decision, rateLimit: reported ?? decision.rateLimit, tokenLimits };
+    return { ...decision, rateLimit: reported ?? decision.rateLimit, ...(tokenLimits && { tokenLimits }) };
   }
 
   function onBackendFailure(decision: Decision, selected: readonly Selected[], error: Error): Decision {
