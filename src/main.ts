@@ -78,6 +78,7 @@ async function main(): Promise<void> {
   const settle = createExchangeSettlement({
     accounting: createUsageAccounting({ policy }),
     reporter: createUsageReporter({ metrics, logger, tracing, customerLabelLimit: settings.metricsCustomerLimit }),
+    rateLimiter,
     now,
   });
   let draining = false;

@@ -1,4 +1,5 @@
 import type { HeaderLookup } from '../governance/governance-context.js';
+import type { RateLimiter } from '../governance/rate-limiting.js';
 import type { FinishedExchange, UsageAccounting } from '../governance/usage-accounting.js';
 import type { UsageReporter } from './usage-reporter.js';
 
@@ -6,12 +7,17 @@ export type SettleExchange = (exchange: FinishedExchange, headers: HeaderLookup)
 
 /**
  * What happens once an allowed AI exchange has ended: its usage is priced and
- * recorded. The ext_proc session calls this exactly once per exchange.
+ * recorded, and the token rate limits that admitted it are charged its tokens
+ * (an upstream error charges nothing). The ext_proc session calls this exactly
+ * once per exchange.
  */
-export function createExchangeSettlement(options: { accounting: UsageAccounting; reporter: UsageReporter; now: () => number }): SettleExchange {
-  const { accounting, reporter, now } = options;
+export function createExchangeSettlement(options: { accounting: UsageAccounting; reporter: UsageReporter; rateLimiter?: RateLimiter | undefined; now: () => number }): SettleExchange {
+  const { accounting, reporter, rateLimiter, now } = options;
   return (exchange, headers) => {
     const record = accounting.account(exchange);
-    if (record) reporter.report(record, headers, exchange.startedAt, now());
+    if (!record) return;
+    reporter.report(record, headers, exchange.startedAt, now());
+    // Fire and forget: settle never rejects; backend failures reach the limiter's observer.
+    if (rateLimiter && record.outcome !== 'upstream_error') void rateLimiter.settle(exchange.decision, record.tokens);
   };
 }

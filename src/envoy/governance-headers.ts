@@ -38,8 +38,11 @@ export function clientHeaders(decision: Decision): [string, string][] {
   const headers: [string, string][] = [[DECISION_ID_HEADER, decision.id]];
   const limit = decision.rateLimit;
   if (limit) {
-    // draft-ietf-httpapi-ratelimit-headers: structured fields naming the policy.
-    headers.push(['ratelimit-policy', `"${limit.name}";q=${limit.quota};w=${limit.windowSeconds}`]);
+    // draft-ietf-httpapi-ratelimit-headers: structured fields naming the policy. The quota unit
+    // (qu) defaults to requests; a token limit says "tokens", a unit the draft's registry does not
+    // list yet (clients that do not know it still read q, w, r and t).
+    const unit = limit.unit === 'tokens' ? ';qu="tokens"' : '';
+    headers.push(['ratelimit-policy', `"${limit.name}";q=${limit.quota}${unit};w=${limit.windowSeconds}`]);
     headers.push(['ratelimit', `"${limit.name}";r=${limit.remaining};t=${limit.resetSeconds}`]);
   }
   return headers;

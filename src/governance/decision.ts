@@ -1,3 +1,5 @@
+import type { BucketCheck } from '../limits/rate-limit-store.js';
+import type { CountedTokens } from '../policy/policy-schema.js';
 import type { AiRequest } from '../usage/request-body.js';
 import type { GovernanceContext } from './governance-context.js';
 
@@ -41,6 +43,22 @@ export interface Decision {
   readonly rateLimit?: RateLimitStatus | undefined;
   /** On an AI API path: what the request body asked for. */
   readonly ai?: AiRequestFacts | undefined;
+  /**
+   * The token limits (unit tokens) that admitted the request, to be charged its
+   * tokens once the response's usage is known (RateLimiter.settle). Set only on
+   * decisions that let the request through; a snapshot, so a policy reload
+   * between admission and settlement charges the same buckets.
+   */
+  readonly tokenLimits?: readonly AdmittedTokenLimit[] | undefined;
+}
+
+/** A token limit a request passed, and what it will be charged. */
+export interface AdmittedTokenLimit {
+  readonly name: string;
+  /** Which billed tokens count: input + output, or one of them. */
+  readonly counts: CountedTokens;
+  /** The bucket, as the limit stood at admission. */
+  readonly check: BucketCheck;
 }
 
 /** What an AI API request body asks for, as the usage room reads it. */
@@ -49,9 +67,12 @@ export type AiRequestFacts = AiRequest;
 /** What the RateLimit, RateLimit-Policy and Retry-After headers report. */
 export interface RateLimitStatus {
   readonly name: string;
-  /** Tokens granted per window (the refill amount). */
+  /** What the quota counts: requests (absent, the default) or LLM tokens. */
+  readonly unit?: 'requests' | 'tokens' | undefined;
+  /** Requests (or LLM tokens) granted per window (the refill amount). */
   readonly quota: number;
   readonly windowSeconds: number;
+  /** Whole requests (or tokens) left; 0 for a token bucket in debt. */
   readonly remaining: number;
   /** Seconds until the bucket is full again, or until a token is available when denied. */
   readonly resetSeconds: number;

@@ -1,11 +1,11 @@
-import type { BucketCheck, BucketOutcome, RateLimitStore, TakeResult } from './rate-limit-store.js';
+import { assertDebits, type BucketCheck, type BucketDebit, type BucketOutcome, type RateLimitStore, type TakeResult } from './rate-limit-store.js';
 import { BucketTable } from './bucket-table.js';
-import { fullAtAfter, msUntil, tokensAt, wholeTokens, type BucketSpec } from './token-bucket.js';
+import { admissionCost, fullAtAfter, lowestLevel, msUntil, tokensAt, wholeTokens, type BucketSpec } from './token-bucket.js';
 
 export interface MemoryRateLimitStoreOptions {
   /** Milliseconds since the epoch; injected so tests control time. */
   readonly clock: () => number;
-  /** Hard cap on live buckets; past it the least recently used bucket of the scope is dropped. */
+  /** Hard cap on live buckets; past it the least recently used bucket of the largest scope is dropped. */
   readonly maxBuckets?: number;
   /** How many of the least recently used buckets each call looks at for forgetting. */
   readonly sweepPerCall?: number;
@@ -13,6 +13,7 @@ export interface MemoryRateLimitStoreOptions {
 
 export interface MemoryRateLimitStore extends RateLimitStore {
   take(checks: readonly BucketCheck[]): TakeResult;
+  charge(debits: readonly BucketDebit[]): void;
   size(): number;
 }
 
@@ -24,8 +25,8 @@ export interface MemoryRateLimitStore extends RateLimitStore {
  * - each call forgets a few head buckets that have refilled (a full bucket is
  *   the same as no bucket, so no answer changes), a bounded amount of work on
  *   the hot path instead of a periodic sweep of the whole table;
- * - past `maxBuckets`, the least recently used bucket is dropped (that key
- *   starts again full).
+ * - past `maxBuckets`, the least recently used bucket of the largest scope is
+ *   dropped (that key starts again full).
  * Times are kept relative to the store's start, unrounded: a limit refilling
  * faster than one token a millisecond stays exact.
  */
@@ -61,6 +62,24 @@ export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions)
     return table;
   }
 
+  /**
+   * Stores the bucket's new full-again time. Past maxBuckets the least recently
+   * used bucket of the largest scope goes: a flood of distinct customer ids
+   * evicts customers, not the few per-team buckets (and their debt) of another limit.
+   */
+  function store(table: BucketTable, key: string, fullAt: number): void {
+    const before = table.size;
+    table.set(key, fullAt);
+    size += table.size - before;
+    if (size > maxBuckets && largestTable().deleteOldest()) size--;
+  }
+
+  function largestTable(): BucketTable {
+    let largest: BucketTable | undefined;
+    for (const table of scopes.values()) if (!largest || table.size > largest.size) largest = table;
+    return largest!;
+  }
+
   return {
     take(checks: readonly BucketCheck[]): TakeResult {
       const now = clock() - epoch;
@@ -70,17 +89,27 @@ export function createMemoryRateLimitStore(options: MemoryRateLimitStoreOptions)
       const results = checks.map((check, index) => {
         const tokens = available[index]!;
         const conforming = tokens >= 1;
-        if (!admitted || !conforming) return outcome(check, tokens, conforming);
-        const table = tables[index]!;
-        const left = tokens - 1;
-        const before = table.size;
-        table.set(check.key, fullAtAfter(check, left, now));
-        size += table.size - before;
-        if (size > maxBuckets && table.deleteOldest()) size--;
+        const cost = admissionCost(check);
+        if (!admitted || !conforming || cost === 0) return outcome(check, tokens, conforming);
+        const left = tokens - cost;
+        store(tables[index]!, check.key, fullAtAfter(check, left, now));
         return outcome(check, left, true);
       });
       for (const table of tables) forgetRefilled(table, now);
       return { admitted, buckets: results };
+    },
+    charge(debits: readonly BucketDebit[]): void {
+      assertDebits(debits);
+      const now = clock() - epoch;
+      const touched = new Set<BucketTable>();
+      for (const { check, amount } of debits) {
+        if (amount === 0) continue;
+        const table = tableOf(check.scope);
+        const left = Math.max(lowestLevel(check), tokensAt(check, table.get(check.key), now) - amount);
+        store(table, check.key, fullAtAfter(check, left, now));
+        touched.add(table);
+      }
+      for (const table of touched) forgetRefilled(table, now);
     },
     async close() {
       scopes.clear();

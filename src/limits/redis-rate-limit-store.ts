@@ -1,13 +1,15 @@
 import type { Redis } from 'ioredis';
 import { GenopsError } from '../errors/genops-error.js';
-import type { BucketCheck, BucketOutcome, RateLimitStore, TakeResult } from './rate-limit-store.js';
-import { msUntil, refillRatePerMs, wholeTokens, type BucketSpec } from './token-bucket.js';
+import { assertDebits, type BucketCheck, type BucketDebit, type BucketOutcome, type RateLimitStore, type TakeResult } from './rate-limit-store.js';
+import { admissionCost, lowestLevel, msUntil, refillRatePerMs, wholeTokens, type BucketSpec } from './token-bucket.js';
 
 /**
  * All buckets of one request in one atomic round trip. Each key holds the
  * time its bucket is full again (see token-bucket.ts). ARGV[1] is the
  * caller's clock in ms, then per bucket: capacity, refill rate per ms,
- * shadow flag. Returns admitted, then per bucket: tokens after, conforming.
+ * shadow flag, lowest level (0, or -capacity for a token bucket), admission
+ * cost (1 for a request bucket, 0 for a token bucket, which only has to be
+ * positive). Returns admitted, then per bucket: tokens after, conforming.
  * A charge moves the full-again time forward from where it was, never back:
  * replicas whose clocks differ by d ms can admit at most d × rate extra
  * tokens, once, rather than drifting apart.
@@ -18,28 +20,30 @@ local count = #KEYS
 local tokens = {}
 local admitted = 1
 for i = 1, count do
-  local base = (i - 1) * 3 + 1
+  local base = (i - 1) * 5 + 1
   local capacity = tonumber(ARGV[base + 1])
   local rate = tonumber(ARGV[base + 2])
+  local lowest = tonumber(ARGV[base + 4])
   local t = capacity
   local full_at = redis.call('GET', KEYS[i])
   if full_at then
     local missing = (tonumber(full_at) - now) * rate
-    if missing > 0 then t = math.max(0, math.floor((capacity - missing) * 1e9 + 0.5) / 1e9) end
+    if missing > 0 then t = math.max(lowest, math.floor((capacity - missing) * 1e9 + 0.5) / 1e9) end
   end
   tokens[i] = t
   if t < 0.999 and ARGV[base + 3] ~= '1' then admitted = 0 end
 end
 local result = { admitted }
 for i = 1, count do
-  local base = (i - 1) * 3 + 1
+  local base = (i - 1) * 5 + 1
   local capacity = tonumber(ARGV[base + 1])
   local rate = tonumber(ARGV[base + 2])
+  local cost = tonumber(ARGV[base + 5])
   local t = tokens[i]
   local conforming = 0
   if t >= 0.999 then conforming = 1 end
-  if admitted == 1 and conforming == 1 then
-    t = t - 1
+  if admitted == 1 and conforming == 1 and cost > 0 then
+    t = t - cost
     local full_ms = (capacity - t) / rate
     redis.call('SET', KEYS[i], string.format('%.17g', now + full_ms), 'PX', math.ceil(full_ms) + 1000)
   end
@@ -49,9 +53,52 @@ end
 return result
 `;
 
+/**
+ * Debits after the fact (a response's actual tokens), all in one atomic
+ * script. ARGV[1] is the caller's clock in ms, then per bucket: capacity,
+ * refill rate per ms, lowest level, amount. The level may fall to the lowest
+ * level, no further. Without that floor the charge moves the full-again time
+ * forward by amount / rate from where it was, so it is exact whatever the
+ * replicas' clocks; at the floor it is set from this replica's clock (a skew
+ * of d ms forgives at most d × rate tokens of a debt already at its bound).
+ * Returns per bucket the tokens after.
+ */
+const CHARGE_SCRIPT = `
+local now = tonumber(ARGV[1])
+local result = {}
+for i = 1, #KEYS do
+  local base = (i - 1) * 4 + 1
+  local capacity = tonumber(ARGV[base + 1])
+  local rate = tonumber(ARGV[base + 2])
+  local lowest = tonumber(ARGV[base + 3])
+  local amount = tonumber(ARGV[base + 4])
+  local t = capacity
+  local full_at = redis.call('GET', KEYS[i])
+  if full_at then
+    local missing = (tonumber(full_at) - now) * rate
+    if missing > 0 then t = math.max(lowest, math.floor((capacity - missing) * 1e9 + 0.5) / 1e9) end
+  end
+  t = math.max(lowest, t - amount)
+  local full_ms = (capacity - t) / rate
+  if full_ms > 0 then
+    redis.call('SET', KEYS[i], string.format('%.17g', now + full_ms), 'PX', math.ceil(full_ms) + 1000)
+  end
+  result[i] = string.format('%.17g', t)
+end
+return result
+`;
+
 const REDIS_TIME_EPOCH_MS = Date.UTC(2025, 0, 1);
 
-type TakeCommand = (numKeys: number, ...args: (string | number)[]) => Promise<(string | number)[]>;
+interface CachedDenial {
+  readonly untilMs: number;
+  readonly seenAtMs: number;
+  readonly tokens: number;
+  readonly capacity: number;
+  readonly rate: number;
+}
+
+type ScriptCommand = (numKeys: number, ...args: (string | number)[]) => Promise<(string | number)[]>;
 
 export interface RedisRateLimitStoreOptions {
   readonly client: Redis;
@@ -64,48 +111,67 @@ export interface RedisRateLimitStoreOptions {
  * Token buckets shared by every replica through Redis. Keys are hash-tagged
  * per bucket ("genops:rl:{...}") so Redis Cluster can place them. A bucket
  * found empty is remembered locally until it has a token again, so a hot
- * abusive key costs no Redis call per request. Any Redis error or timeout
+ * abusive key costs no Redis call per request (a charge that leaves a token
+ * bucket in debt is remembered the same way). Any Redis error or timeout
  * throws GenopsError('backend_unavailable'); the caller applies each limit's
  * failure mode.
  */
 export interface RedisRateLimitStore extends RateLimitStore {
   take(checks: readonly BucketCheck[]): Promise<TakeResult>;
+  charge(debits: readonly BucketDebit[]): Promise<void>;
 }
 
 export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): RedisRateLimitStore {
   const { client, clock } = options;
   const maxCachedDenials = options.maxCachedDenials ?? 100_000;
-  /** Over-limit buckets: until when, and for which bucket shape (a reloaded limit is asked again). */
-  const deniedUntil = new Map<string, { untilMs: number; capacity: number; rate: number }>();
+  /**
+   * Over-limit buckets: until when, the level seen and when (to report it as it refills), and
+   * for which bucket shape (a reloaded limit is asked again).
+   */
+  const deniedUntil = new Map<string, CachedDenial>();
   const cacheKey = (check: BucketCheck) => `${check.scope}|${check.key}`;
-  const cachedUntil = (check: BucketCheck): number | undefined => {
+  const cachedEntry = (check: BucketCheck): CachedDenial | undefined => {
     const entry = deniedUntil.get(cacheKey(check));
-    return entry && entry.capacity === check.capacity && entry.rate === refillRatePerMs(check) ? entry.untilMs : undefined;
+    return entry && entry.capacity === check.capacity && entry.rate === refillRatePerMs(check) ? entry : undefined;
   };
   client.defineCommand('genopsTakeTokens', { lua: TAKE_SCRIPT });
-  // Load the script on every (re)connect, so the first burst of requests does not
+  client.defineCommand('genopsChargeTokens', { lua: CHARGE_SCRIPT });
+  // Load the scripts on every (re)connect, so the first burst of requests does not
   // each pay a NOSCRIPT round trip before falling back to EVAL.
-  const preload = () => void client.script('LOAD', TAKE_SCRIPT).catch(() => undefined);
+  const preload = () => {
+    for (const script of [TAKE_SCRIPT, CHARGE_SCRIPT]) void client.script('LOAD', script).catch(() => undefined);
+  };
   client.on('ready', preload);
   if (client.status === 'ready') preload();
-  const takeTokens = (client as unknown as { genopsTakeTokens: TakeCommand }).genopsTakeTokens.bind(client);
+  const commands = client as unknown as { genopsTakeTokens: ScriptCommand; genopsChargeTokens: ScriptCommand };
+  const takeTokens = commands.genopsTakeTokens.bind(client);
+  const chargeTokens = commands.genopsChargeTokens.bind(client);
+  const redisKey = (check: BucketCheck) => `genops:rl:{${check.scope}|${check.key}}`;
+
+  function rememberDenial(check: BucketCheck, now: number, tokens: number): void {
+    if (deniedUntil.size >= maxCachedDenials) deniedUntil.delete(deniedUntil.keys().next().value as string);
+    deniedUntil.set(cacheKey(check), { untilMs: now + msUntil(check, tokens, 1), seenAtMs: now, tokens, capacity: check.capacity, rate: refillRatePerMs(check) });
+  }
 
   function cachedDenial(checks: readonly BucketCheck[], now: number): TakeResult | undefined {
     if (deniedUntil.size === 0) return undefined;
     let denied = false;
     for (const check of checks) {
       if (check.shadow) continue;
-      const until = cachedUntil(check);
-      if (until === undefined) continue;
-      if (until > now) denied = true;
+      const entry = cachedEntry(check);
+      if (entry === undefined) continue;
+      if (entry.untilMs > now) denied = true;
       else deniedUntil.delete(cacheKey(check));
     }
     if (!denied) return undefined;
     return {
       admitted: false,
       buckets: checks.map((check) => {
-        const until = cachedUntil(check);
-        if (until !== undefined && until > now) return { conforming: false, remaining: 0, retryAfterMs: until - now, resetMs: msUntil(check, 0, check.capacity) };
+        const entry = cachedEntry(check);
+        if (entry !== undefined && entry.untilMs > now) {
+          const tokens = entry.tokens + (now - entry.seenAtMs) * entry.rate;
+          return { conforming: false, remaining: wholeTokens(tokens), retryAfterMs: entry.untilMs - now, resetMs: msUntil(check, tokens, check.capacity) };
+        }
         // Not consulted: reported as unknown-but-conforming; nothing is charged anyway.
         return { conforming: true, remaining: check.capacity, retryAfterMs: 0, resetMs: 0 };
       }),
@@ -121,11 +187,11 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
       const now = clock();
       const cached = cachedDenial(checks, now);
       if (cached) return cached;
-      const args: (string | number)[] = checks.map((check) => `genops:rl:{${check.scope}|${check.key}}`);
+      const args: (string | number)[] = checks.map(redisKey);
       // Times relative to 2025-01-01 keep sub-microsecond precision in a double
       // (absolute epoch milliseconds would lose it after a few hundred charges of a fast limit).
       args.push(now - REDIS_TIME_EPOCH_MS);
-      for (const check of checks) args.push(check.capacity, refillRatePerMs(check), check.shadow ? '1' : '0');
+      for (const check of checks) args.push(check.capacity, refillRatePerMs(check), check.shadow ? '1' : '0', lowestLevel(check), admissionCost(check));
       let reply: (string | number)[];
       try {
         reply = await takeTokens(checks.length, ...args);
@@ -137,13 +203,29 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
         const tokens = Number(reply[1 + index * 2]);
         const conforming = Number(reply[2 + index * 2]) === 1;
         const result = outcome(check, tokens, conforming);
-        if (!conforming && !check.shadow) {
-          if (deniedUntil.size >= maxCachedDenials) deniedUntil.delete(deniedUntil.keys().next().value as string);
-          deniedUntil.set(cacheKey(check), { untilMs: now + result.retryAfterMs, capacity: check.capacity, rate: refillRatePerMs(check) });
-        }
+        if (!conforming && !check.shadow) rememberDenial(check, now, tokens);
         return result;
       });
       return { admitted, buckets };
+    },
+    async charge(debits) {
+      assertDebits(debits);
+      const charged = debits.filter((debit) => debit.amount > 0);
+      if (charged.length === 0) return;
+      const now = clock();
+      const args: (string | number)[] = charged.map(({ check }) => redisKey(check));
+      args.push(now - REDIS_TIME_EPOCH_MS);
+      for (const { check, amount } of charged) args.push(check.capacity, refillRatePerMs(check), lowestLevel(check), amount);
+      let reply: (string | number)[];
+      try {
+        reply = await chargeTokens(charged.length, ...args);
+      } catch (error) {
+        throw new GenopsError('backend_unavailable', `redis: ${(error as Error).message}`, { cause: error });
+      }
+      charged.forEach(({ check }, index) => {
+        const tokens = Number(reply[index]);
+        if (!check.shadow && tokens < 0.999) rememberDenial(check, now, tokens);
+      });
     },
     async close() {
       deniedUntil.clear();

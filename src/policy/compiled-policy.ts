@@ -9,8 +9,10 @@ import type {
   ContextField,
   CustomerTier,
   PolicyDocument,
+  CountedTokens,
   PolicyMode,
   RateLimitDimension,
+  RateLimitUnit,
 } from './policy-schema.js';
 
 /** The policy in the shape the decision engine evaluates quickly. */
@@ -51,9 +53,15 @@ export interface CompiledTeam {
 
 export interface CompiledRateLimit {
   readonly name: string;
-  /** "<name>:<dimension>+<dimension>": a limit keeps its buckets across reloads while this stays the same. */
+  /**
+   * "<name>:<dimension>+<dimension>" ("…#tokens" for a token limit): a limit keeps its buckets
+   * across reloads while this stays the same, and a limit switched between units starts afresh.
+   */
   readonly scope: string;
   readonly key: readonly RateLimitDimension[];
+  readonly unit: RateLimitUnit;
+  /** What a token limit counts (undefined for a request limit). */
+  readonly counts: CountedTokens | undefined;
   readonly capacity: number;
   readonly refillAmount: number;
   readonly refillEveryMs: number;
@@ -111,8 +119,10 @@ export function compilePolicy(document: PolicyDocument, sourceText: string, sour
       const selector = rule.selector;
       return {
         name: rule.name,
-        scope: `${rule.name}:${rule.key.join('+')}`,
+        scope: `${rule.name}:${rule.key.join('+')}${rule.unit === 'tokens' ? '#tokens' : ''}`,
         key: rule.key,
+        unit: rule.unit,
+        counts: rule.unit === 'tokens' ? (rule.tokens ?? 'total') : undefined,
         capacity: rule.capacity,
         refillAmount: rule.refill.amount,
         refillEveryMs,

@@ -75,18 +75,35 @@ const selectorSchema = z.strictObject({
   paths: z.array(z.string().startsWith('/')).optional().describe('Path prefixes.'),
 });
 
-const rateLimitSchema = z.strictObject({
-  name: z.string().regex(KEBAB, 'must be kebab-case'),
-  key: z.array(z.enum(RATE_LIMIT_DIMENSIONS)).min(1).describe('Dimensions whose values make the bucket key.'),
-  capacity: z.number().int().positive().describe('Bucket size: the burst allowed.'),
-  refill: z.strictObject({
-    amount: z.number().int().positive(),
-    every: duration,
-  }),
-  selector: selectorSchema.optional().describe('Which requests this limit applies to; absent = all.'),
-  shadow: z.boolean().default(false).describe('Count what would be limited, never deny.'),
-  failureMode: z.enum(['open', 'closed']).default('open').describe('When the shared backend is unreachable: open admits, closed denies.'),
-});
+export const RATE_LIMIT_UNITS = ['requests', 'tokens'] as const;
+export const COUNTED_TOKENS = ['total', 'input', 'output'] as const;
+
+const rateLimitSchema = z
+  .strictObject({
+    name: z.string().regex(KEBAB, 'must be kebab-case'),
+    key: z.array(z.enum(RATE_LIMIT_DIMENSIONS)).min(1).describe('Dimensions whose values make the bucket key.'),
+    unit: z
+      .enum(RATE_LIMIT_UNITS)
+      .default('requests')
+      .describe('requests: each request takes one token. tokens: the bucket holds LLM tokens; a request is admitted while it is positive and charged its billed tokens once the response reports them (the bucket may go into debt, at most one capacity).'),
+    tokens: z
+      .enum(COUNTED_TOKENS)
+      .optional()
+      .describe('With unit tokens, which billed tokens count: total (default: input, cached and cache-write included, plus output, reasoning included), input or output.'),
+    capacity: z.number().int().positive().describe('Bucket size: the burst allowed (requests, or tokens with unit tokens).'),
+    refill: z.strictObject({
+      amount: z.number().int().positive(),
+      every: duration,
+    }),
+    selector: selectorSchema.optional().describe('Which requests this limit applies to; absent = all.'),
+    shadow: z.boolean().default(false).describe('Count what would be limited, never deny.'),
+    failureMode: z.enum(['open', 'closed']).default('open').describe('When the shared backend is unreachable: open admits, closed denies.'),
+  })
+  .superRefine((limit, context) => {
+    if (limit.tokens !== undefined && limit.unit !== 'tokens') {
+      context.addIssue({ code: 'custom', path: ['tokens'], message: `tokens: ${limit.tokens} picks what a token limit counts; it needs unit: tokens (this limit counts requests)` });
+    }
+  });
 
 const aiPath = z
   .string()
@@ -182,6 +199,8 @@ export type ContextField = (typeof CONTEXT_FIELDS)[number];
 export type PolicyMode = z.output<typeof mode>;
 export type RateLimitDimension = (typeof RATE_LIMIT_DIMENSIONS)[number];
 export type RateLimitRule = z.output<typeof rateLimitSchema>;
+export type RateLimitUnit = (typeof RATE_LIMIT_UNITS)[number];
+export type CountedTokens = (typeof COUNTED_TOKENS)[number];
 export type UsageSettings = z.output<typeof usageSchema>;
 export type PricingSettings = z.output<typeof pricingSchema>;
 

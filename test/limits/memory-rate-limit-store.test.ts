@@ -35,4 +35,14 @@ describe('memory rate-limit store stays bounded', () => {
     expect(store.take([{ ...spec, key: 'a' }]).buckets[0]!.remaining).toBe(97);
     expect(store.take([{ ...spec, key: 'b' }]).buckets[0]!.remaining).toBe(99); // b was evicted: starts full
   });
+
+  it('past the cap, a flood of one limit’s keys evicts that limit’s buckets, not another limit’s debt', () => {
+    const store = createMemoryRateLimitStore({ clock: () => 0, maxBuckets: 100 });
+    const team = { scope: 'tokens-per-team:team#tokens', key: 'ml-platform', capacity: 1_000, refillAmount: 1_000, refillEveryMs: 60_000, unit: 'tokens' as const, shadow: false };
+    for (let index = 0; index < 1_000; index++) store.take([{ ...spec, key: `flood-${index}` }]);
+    store.charge([{ check: team, amount: 1_500 }]);
+    for (let index = 0; index < 10; index++) store.take([{ ...spec, key: `more-${index}` }]);
+    expect(store.size()).toBe(100);
+    expect(store.take([team]).buckets[0]).toMatchObject({ conforming: false, remaining: -500 });
+  });
 });

@@ -143,3 +143,152 @@ describe.each(backends)('rate-limit store contract: $name', (backend) => {
     expect(lowered.buckets[0]!.remaining).toBe(4);
   });
 });
+
+// Token buckets (unit tokens): admission only needs a positive bucket and takes nothing; the
+// response's tokens are charged afterwards and may put the bucket into debt, down to -capacity.
+describe.each(backends)('rate-limit store contract, token buckets: $name', (backend) => {
+  async function setup() {
+    const clock = manualClock();
+    const store = await backend.create(clock.now);
+    opened.push(store);
+    const prefix = randomUUID();
+    // 1,000 tokens a minute: one token every 60 ms.
+    const bucket = (name: string, spec: Partial<BucketCheck> = {}): BucketCheck => ({
+      scope: `${prefix}:team#tokens`,
+      key: name,
+      capacity: 1_000,
+      refillAmount: 1_000,
+      refillEveryMs: 60_000,
+      unit: 'tokens',
+      shadow: false,
+      ...spec,
+    });
+    const charge = async (check: BucketCheck, amount: number) => store.charge([{ check, amount }]);
+    const level = async (check: BucketCheck) => (await store.take([check])).buckets[0]!;
+    return { clock, store, bucket, charge, level };
+  }
+
+  it('admits while the bucket is positive and takes nothing at admission', async () => {
+    const { store, bucket } = await setup();
+    const team = bucket('team=ml-platform');
+    for (let index = 0; index < 50; index++) {
+      const result = await store.take([team]);
+      expect(result.admitted, `request ${index}`).toBe(true);
+      expect(result.buckets[0]).toMatchObject({ conforming: true, remaining: 1_000, retryAfterMs: 0, resetMs: 0 });
+    }
+  });
+
+  it('charges a bucket never seen from full, and charges add up', async () => {
+    const { bucket, charge, level } = await setup();
+    const team = bucket('team=fresh');
+    await charge(team, 250);
+    expect(await level(team)).toMatchObject({ conforming: true, remaining: 750, resetMs: 15_000 });
+    await charge(team, 700);
+    expect((await level(team)).remaining).toBe(50);
+  });
+
+  it('a charge goes into debt; requests are refused until refill pays it, with the time to wait', async () => {
+    const { store, bucket, charge, clock } = await setup();
+    const team = bucket('team=debtor');
+    await charge(team, 1_500);
+    const refused = await store.take([team]);
+    expect(refused.admitted).toBe(false);
+    // 500 tokens owed, plus one whole token to be positive: 501 × 60 ms.
+    expect(refused.buckets[0]).toMatchObject({ conforming: false, remaining: -500, retryAfterMs: 30_060, resetMs: 90_000 });
+    clock.advance(30_059);
+    expect((await store.take([team])).admitted).toBe(false);
+    clock.advance(1);
+    const back = await store.take([team]);
+    expect(back.admitted).toBe(true);
+    expect(back.buckets[0]!.remaining).toBe(1);
+    // Nothing was taken at that admission either.
+    clock.advance(60);
+    expect((await store.take([team])).buckets[0]!.remaining).toBe(2);
+  });
+
+  it('bounds the debt at one capacity, however big the charge', async () => {
+    const { store, bucket, charge, clock } = await setup();
+    const team = bucket('team=huge');
+    await charge(team, 1_000_000_000);
+    const refused = await store.take([team]);
+    expect(refused.buckets[0]).toMatchObject({ conforming: false, remaining: -1_000, retryAfterMs: 60_060, resetMs: 120_000 });
+    clock.advance(60_060);
+    expect((await store.take([team])).admitted).toBe(true);
+  });
+
+  it('stays exact with big buckets and big charges', async () => {
+    const { bucket, charge, level } = await setup();
+    // 10 million tokens a day.
+    const daily = bucket('team=daily', { capacity: 10_000_000, refillAmount: 10_000_000, refillEveryMs: 86_400_000 });
+    await charge(daily, 9_999_999);
+    expect((await level(daily)).remaining).toBe(1);
+    await charge(daily, 123_457);
+    expect((await level(daily)).remaining).toBe(-123_456);
+  });
+
+  it('a charge of 0 changes nothing; an invalid amount is refused and charges nothing', async () => {
+    const { store, bucket, charge, level } = await setup();
+    const team = bucket('team=careful');
+    const other = bucket('team=other');
+    await charge(team, 0);
+    expect((await level(team)).remaining).toBe(1_000);
+    for (const amount of [-5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(Promise.resolve().then(() => store.charge([{ check: other, amount: 10 }, { check: team, amount }]))).rejects.toThrow(RangeError);
+    }
+    expect((await level(team)).remaining).toBe(1_000);
+    expect((await level(other)).remaining).toBe(1_000);
+  });
+
+  it('a request bucket and a token bucket in one call: the request bucket is charged, the token bucket only gates', async () => {
+    const { store, bucket, charge } = await setup();
+    const requests = bucket('customer=acme', { scope: 'requests-scope-' + randomUUID(), unit: 'requests', capacity: 10, refillAmount: 10 });
+    const tokens = bucket('team=both');
+    const first = await store.take([requests, tokens]);
+    expect(first.admitted).toBe(true);
+    expect(first.buckets.map((outcome) => outcome.remaining)).toEqual([9, 1_000]);
+    await charge(tokens, 1_000);
+    // The token bucket is empty (0 is not positive): refused, and the request bucket is not charged.
+    const refused = await store.take([requests, tokens]);
+    expect(refused.admitted).toBe(false);
+    expect(refused.buckets.map((outcome) => outcome.conforming)).toEqual([true, false]);
+    expect((await store.take([requests])).buckets[0]!.remaining).toBe(8);
+  });
+
+  it('charges several buckets in one call', async () => {
+    const { bucket, store, level } = await setup();
+    const team = bucket('team=multi');
+    const customer = bucket('customer=multi', { capacity: 400, refillAmount: 400 });
+    await store.charge([
+      { check: team, amount: 300 },
+      { check: customer, amount: 500 },
+    ]);
+    expect((await level(team)).remaining).toBe(700);
+    expect((await level(customer)).remaining).toBe(-100);
+  });
+
+  it('counts shadow token buckets without refusing on them', async () => {
+    const { store, bucket, charge } = await setup();
+    const shadow = bucket('team=shadow', { shadow: true });
+    const enforced = bucket('customer=enforced', { scope: 'requests-scope-' + randomUUID(), unit: 'requests', capacity: 10, refillAmount: 10 });
+    await charge(shadow, 2_000);
+    const over = await store.take([shadow, enforced]);
+    expect(over.admitted).toBe(true);
+    expect(over.buckets[0]).toMatchObject({ conforming: false, remaining: -1_000 });
+    expect(over.buckets[1]!.remaining).toBe(9);
+  });
+
+  it('parallel charges sum exactly', async () => {
+    const { store, bucket, level } = await setup();
+    const team = bucket('team=parallel', { capacity: 100_000, refillAmount: 100_000 });
+    await Promise.all(Array.from({ length: 200 }, () => store.charge([{ check: team, amount: 337 }])));
+    expect((await level(team)).remaining).toBe(100_000 - 200 * 337);
+  });
+
+  it('keeps the debt across a reload that keeps the limit, and applies a raised capacity at once', async () => {
+    const { bucket, charge, level } = await setup();
+    await charge(bucket('team=reload'), 1_200);
+    expect((await level(bucket('team=reload'))).remaining).toBe(-200);
+    // Raised to 5,000: the 1,200 tokens missing stay missing.
+    expect((await level(bucket('team=reload', { capacity: 5_000 }))).remaining).toBe(3_800);
+  });
+});

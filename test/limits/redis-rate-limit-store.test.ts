@@ -86,4 +86,48 @@ describe('redis rate-limit store', () => {
     expect(admitted).toBeLessThanOrEqual(103);
     ahead.client.disconnect();
   });
+
+  const tokenBucket = { scope: 'tokens-per-team:team#tokens', key: 'ml-platform', capacity: 100_000, refillAmount: 100_000, refillEveryMs: 60_000, unit: 'tokens' as const, shadow: false };
+
+  it('a charge into debt keeps the key until the bucket is full again, and is refused locally until it is positive', async () => {
+    redis = await startRedis();
+    const { client } = await connect(redis.url);
+    let now = Date.now();
+    store = createRedisRateLimitStore({ client, clock: () => now });
+    await store.charge([{ check: tokenBucket, amount: 150_000 }]);
+    const inspector = redis.client();
+    // 50,000 owed plus 100,000 to refill: 90 s at 100,000 a minute.
+    const ttl = await inspector.pttl('genops:rl:{tokens-per-team:team#tokens|ml-platform}');
+    expect(ttl).toBeGreaterThan(90_000 + 1_000 - 2_000);
+    expect(ttl).toBeLessThanOrEqual(91_000);
+    await redis.stop();
+    // Redis is gone, yet the team in debt is still refused, from what the charge told this replica.
+    now += 10_000;
+    const refused = await store.take([tokenBucket]);
+    expect(refused.admitted).toBe(false);
+    expect(refused.buckets[0]!.remaining).toBe(-33_334);
+    expect(refused.buckets[0]!.retryAfterMs).toBe(20_001);
+  });
+
+  it('a charge while Redis is down fails fast with backend_unavailable', async () => {
+    redis = await startRedis();
+    const { client } = await connect(redis.url);
+    store = createRedisRateLimitStore({ client, clock: () => Date.now() });
+    await redis.stop();
+    const started = Date.now();
+    await expect(store.charge([{ check: tokenBucket, amount: 10 }])).rejects.toMatchObject({ name: 'GenopsError', code: 'backend_unavailable' });
+    expect(Date.now() - started).toBeLessThan(500);
+  });
+
+  it('replicas whose clocks differ share one token bucket: their charges add up exactly', async () => {
+    redis = await startRedis();
+    const base = Date.now();
+    const [ahead, behind] = [await connect(redis.url, 1_000), await connect(redis.url, 1_000)];
+    const storeAhead = createRedisRateLimitStore({ client: ahead.client, clock: () => base + 2_000 });
+    store = createRedisRateLimitStore({ client: behind.client, clock: () => base });
+    for (let index = 0; index < 20; index++) await (index % 2 === 0 ? storeAhead : store).charge([{ check: tokenBucket, amount: 1_000 }]);
+    // Read on the clock that is ahead: exactly the 20,000 charged are missing.
+    expect((await storeAhead.take([tokenBucket])).buckets[0]!.remaining).toBe(80_000);
+    await storeAhead.close();
+  });
 });
