@@ -37,6 +37,7 @@ const PRICES: Record<string, { input: string; cachedInput?: string; cacheWrite?:
 };
 const PRICE_TABLE = 'e2e-2026-12-01';
 const MAX_BODY = 64 * 1024;
+const TOKEN_LIMITED_PROJECT = 'token-limited';
 
 interface Usage { input: number; cachedInput?: number; cacheWrite?: number; output: number; reasoning?: number }
 
@@ -63,6 +64,8 @@ function writeTestPolicy(): { path: string; dir: string } {
   const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
   policy.spec.usage = { maxRequestBodyBytes: MAX_BODY };
   policy.spec.pricing = { defaults: false, version: PRICE_TABLE, models: Object.entries(PRICES).map(([model, price]) => ({ model, ...price })) };
+  // A token rate limit for one project: 100 tokens a minute, charged when the usage is known.
+  (policy.spec.rateLimits as unknown[]).push({ name: 'tokens-per-project', key: ['project'], unit: 'tokens', capacity: 100, refill: { amount: 100, every: '60s' }, selector: { projects: [TOKEN_LIMITED_PROJECT] } });
   const dir = mkdtempSync(join(tmpdir(), 'genops-usage-'));
   const path = join(dir, 'policy.yaml');
   writeFileSync(path, stringify(policy));
@@ -340,6 +343,31 @@ describe('usage and cost through the real Envoy (ext_proc)', () => {
     // message_start carried the input count: it is kept, not estimated.
     expect(record.tokens.input).toBe(900);
     expect(record.tokens.output).toBeGreaterThan(0);
+  });
+});
+
+describe('token rate limits through the real Envoy (ext_proc)', () => {
+  const get = useUsageStack('ext-proc');
+
+  it('admits while the bucket is positive, charges the tokens the provider reported, then refuses with token headers', async () => {
+    const { stack } = get();
+    const send = (usage: Usage) =>
+      httpRequest(`${stack.url}/v1/chat/completions`, { method: 'POST', headers: { ...context({ 'x-genops-project': TOKEN_LIMITED_PROJECT }), ...json, [STUB_USAGE_HEADER]: JSON.stringify(usage) }, body: chatBody('gpt-4o') });
+    const first = await send({ input: 60, output: 30 });
+    expect(first.status, first.body).toBe(200);
+    expect(first.headers['ratelimit-policy']).toContain('"tokens-per-project";q=100');
+    // 90 of 100 tokens used: still positive, so the next request is admitted and takes the bucket into debt.
+    const second = await send({ input: 80, output: 40 });
+    expect(second.status, second.body).toBe(200);
+    const third = await eventually(async () => {
+      const response = await send({ input: 1, output: 1 });
+      return response.status === 429 ? response : undefined;
+    }, 'the token bucket to be charged');
+    const denial = JSON.parse(third.body) as { reason_code: string; message: string; retry_after_seconds: number };
+    expect(denial.reason_code).toBe('RATE_LIMITED');
+    expect(denial.message).toMatch(/^token rate limit tokens-per-project exceeded: 100 tokens per 60s/);
+    expect(Number(third.headers['retry-after'])).toBeGreaterThan(0);
+    expect(third.headers['ratelimit']).toMatch(/"tokens-per-project";r=0;/);
   });
 });
 

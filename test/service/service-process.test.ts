@@ -86,7 +86,7 @@ describe('running service', () => {
   it('hot-reloads a valid edit, and keeps the last good policy when a broken one is written (logged and counted)', async () => {
     const path = policyFile(defaultPolicy);
     const { client } = await start(path);
-    const finance = { ...allowed, 'x-genops-team': 'finance' };
+    const finance = { ...allowed, 'x-genops-team': 'finance', 'x-genops-model': 'claude-haiku-4-5' };
     expect((await client.check(finance)).denied_response).toBeDefined();
 
     writeFileSync(path, defaultPolicy.replace('  teams:', '  teams:\n    finance: { models: [claude-haiku] }'));

@@ -37,7 +37,8 @@ const context = (overrides: Record<string, string> = {}) => ({
 });
 
 async function spanOf(traceId: string): Promise<ReceivedSpan> {
-  const [span, ...more] = await receiver.waitForSpans((candidate) => candidate.traceId === traceId);
+  // The decision span (an AI request read through ext_proc also has a genops.usage span in its trace).
+  const [span, ...more] = await receiver.waitForSpans((candidate) => candidate.traceId === traceId && candidate.name === 'genops.policy.evaluate');
   expect(more).toEqual([]);
   return span!;
 }

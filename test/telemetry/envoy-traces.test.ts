@@ -50,7 +50,7 @@ describe.each<EnvoyMode>(['ext-authz', 'ext-proc'])('%s: decision spans and metr
     // Envoy (no tracer configured) forwards the client's traceparent unchanged.
     expect(upstream.requests.at(-1)?.headers.traceparent).toBe(trace.traceparent);
 
-    const [span] = await receiver.waitForSpans((candidate) => candidate.traceId === trace.traceId);
+    const [span] = await receiver.waitForSpans((candidate) => candidate.traceId === trace.traceId && candidate.name === 'genops.policy.evaluate');
     expect(span!.parentSpanId).toBe(trace.spanId);
     expect(span!.name).toBe('genops.policy.evaluate');
     expect(span!.kind).toBe('SPAN_KIND_SERVER');
@@ -68,6 +68,14 @@ describe.each<EnvoyMode>(['ext-authz', 'ext-proc'])('%s: decision spans and metr
       'genops.route': 'claude-haiku',
     });
     expect(span!.attributes).not.toHaveProperty('genops.policy.reason_code');
+    if (mode === 'ext-proc') {
+      // ext_proc read the response too: a usage span beside the decision, in the same trace. This
+      // upstream echoes instead of reporting usage, so the tokens are estimated.
+      const [usage] = await receiver.waitForSpans((candidate) => candidate.traceId === trace.traceId && candidate.name === 'genops.usage');
+      expect(usage!.parentSpanId).toBe(trace.spanId);
+      expect(usage!.attributes).toMatchObject({ 'genops.team': 'data-science', 'genops.decision.id': decisionId, 'genops.cost.model': 'claude-haiku', 'genops.cost.currency': 'USD', 'genops.usage.estimated': true, 'genops.usage.outcome': 'ended_without_usage', 'gen_ai.request.model': 'claude-haiku' });
+      expect(usage!.attributes['genops.tokens.input']).toBeGreaterThan(0);
+    }
 
     const metrics = await scrape(stack.service.adminUrl);
     expect(metrics.value('genops_requests_total', { service, decision: 'ALLOWED', genops_team: 'data-science', genops_project: `proj-${mode}`, genops_tier: 'standard' })).toBe(1);
@@ -78,8 +86,8 @@ describe.each<EnvoyMode>(['ext-authz', 'ext-proc'])('%s: decision spans and metr
     const trace = newTraceparent();
     const response = await httpRequest(`${stack.url}/v1/messages`, {
       method: 'POST',
-      headers: { traceparent: trace.traceparent, 'x-genops-team': 'product-team', 'x-genops-customer-id': 'acme', 'x-genops-project': 'bot', 'x-genops-model': 'gpt-4o', 'x-genops-customer-tier': 'basic' },
-      body: '{}',
+      headers: { traceparent: trace.traceparent, 'x-genops-team': 'product-team', 'x-genops-customer-id': 'acme', 'x-genops-project': 'bot', 'x-genops-model': 'gpt-4o', 'x-genops-customer-tier': 'basic', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }] }),
     });
     expect(response.status).toBe(403);
     const body = response.json<{ decision_id: string; reason_code: string }>();
@@ -114,7 +122,8 @@ describe.each<EnvoyMode>(['ext-authz', 'ext-proc'])('%s: decision spans and metr
   });
 
   it('every span exported through Envoy conforms to GenOps 0.1.0', () => {
-    expect(receiver.spans).toHaveLength(2);
+    // A decision span for each request, and on ext_proc a usage span for the allowed one.
+    expect(receiver.spans).toHaveLength(mode === 'ext-proc' ? 3 : 2);
     expect(receiver.spans.flatMap(genopsViolations)).toEqual([]);
   });
 });

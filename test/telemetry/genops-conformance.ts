@@ -64,7 +64,16 @@ const DOCUMENTED_EXTENSIONS = new Set([
   'genops.rate_limit.window_seconds',
   'genops.rate_limit.remaining',
   'genops.rate_limit.retry_after_seconds',
+  'genops.tokens.cached_input',
+  'genops.tokens.cache_write',
+  'genops.tokens.reasoning',
+  'genops.cost.price_table',
+  'genops.usage.estimated',
+  'genops.usage.outcome',
 ]);
+const TOKEN_COUNTS = ['genops.tokens.input', 'genops.tokens.output', 'genops.tokens.total', 'genops.tokens.cached_input', 'genops.tokens.cache_write', 'genops.tokens.reasoning'];
+/** The span of a policy evaluation (the decision); the usage span of the same request records accounting only. */
+const DECISION_SPAN = 'genops.policy.evaluate';
 
 /** Everything wrong with one span, as readable messages; empty when it conforms. */
 export function genopsViolations(span: ReceivedSpan): string[] {
@@ -79,7 +88,7 @@ export function genopsViolations(span: ReceivedSpan): string[] {
   problems.push(...decisionProblems('span', attributes));
 
   const evaluated = span.events.filter((event) => event.name === 'genops.policy.evaluated');
-  if (evaluated.length !== 1) problems.push(`expected exactly one genops.policy.evaluated event, found ${evaluated.length}`);
+  if (span.name === DECISION_SPAN ? evaluated.length !== 1 : evaluated.length > 1) problems.push(`expected ${span.name === DECISION_SPAN ? 'exactly' : 'at most'} one genops.policy.evaluated event, found ${evaluated.length}`);
   for (const event of evaluated) {
     problems.push(...decisionProblems('genops.policy.evaluated event', event.attributes));
     if (event.attributes['genops.policy.result'] !== attributes['genops.policy.result']) problems.push('the genops.policy.evaluated event and the span disagree on genops.policy.result');
@@ -100,6 +109,13 @@ export function genopsViolations(span: ReceivedSpan): string[] {
   if (reconciled && !executed) problems.push('an AWU that did not execute emitted genops.budget.reconciliation');
   for (const key of DOUBLES) {
     if (key in attributes && typeof attributes[key] !== 'number') problems.push(`${key} must be a double`);
+  }
+  for (const key of TOKEN_COUNTS) {
+    const value = attributes[key];
+    if (key in attributes && !(typeof value === 'number' && Number.isInteger(value) && value >= 0)) problems.push(`${key} must be a non-negative integer count (got ${JSON.stringify(value)})`);
+  }
+  if ('genops.tokens.total' in attributes && attributes['genops.tokens.total'] !== Number(attributes['genops.tokens.input'] ?? 0) + Number(attributes['genops.tokens.output'] ?? 0)) {
+    problems.push('genops.tokens.total is not genops.tokens.input + genops.tokens.output');
   }
   for (const key of Object.keys(attributes)) {
     if (key.startsWith('genops.') && !SPEC_ATTRIBUTES.has(key) && !DOCUMENTED_EXTENSIONS.has(key)) problems.push(`unknown genops.* attribute ${key}`);
