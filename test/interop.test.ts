@@ -45,6 +45,7 @@ interface ProcessingResponse {
   response_headers?: { response: CommonResponse };
   request_body?: { response: CommonResponse };
   immediate_response?: { status: { code: string }; headers?: HeaderMutation; body?: string; details?: string };
+  mode_override?: Record<string, string>;
 }
 interface Result {
   name: string;
@@ -248,8 +249,13 @@ describe('ext_proc Process from an Envoy go-control-plane client', () => {
     expect(kinds).toEqual([['request_headers'], ['request_body'], ['response_headers']]);
   });
 
-  it('continues an allowed request with raw_value header mutations and a cleared route cache', () => {
-    const common = extProcResponses('ext-proc-allowed')[0]!.request_headers!.response;
+  it('asks for the body of an AI request and its response chunks with a mode override on the headers reply', () => {
+    const first = extProcResponses('ext-proc-allowed')[0]!;
+    expect(first.mode_override).toMatchObject({ request_body_mode: 'BUFFERED', response_body_mode: 'STREAMED' });
+  });
+
+  it('continues an allowed request, on its body, with raw_value header mutations and a cleared route cache', () => {
+    const common = extProcResponses('ext-proc-allowed')[1]!.request_body!.response;
     expect(common.status).toBe('CONTINUE');
     expect(common.clear_route_cache).toBe(true);
     const set = common.header_mutation?.set_headers ?? [];
@@ -265,15 +271,15 @@ describe('ext_proc Process from an Envoy go-control-plane client', () => {
     expect(rawValueOf(set, 'x-genops-decision-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 
-  it('answers the request body with a body reply', () => {
-    const reply = extProcResponses('ext-proc-allowed')[1]!;
-    expect(reply.request_body).toBeDefined();
-    expect(reply.request_body!.response.status).toBe('CONTINUE');
+  it('answers the request headers of an AI request with a plain continue until its body is known', () => {
+    const reply = extProcResponses('ext-proc-allowed')[0]!;
+    expect(reply.request_headers).toBeDefined();
+    expect(reply.request_headers!.response.header_mutation).toBeUndefined();
   });
 
   it('returns the request phase decision id on the response headers', () => {
-    const [requestPhase, , responsePhase] = extProcResponses('ext-proc-allowed');
-    const decisionId = rawValueOf(requestPhase!.request_headers!.response.header_mutation?.set_headers, 'x-genops-decision-id');
+    const [, requestPhase, responsePhase] = extProcResponses('ext-proc-allowed');
+    const decisionId = rawValueOf(requestPhase!.request_body!.response.header_mutation?.set_headers, 'x-genops-decision-id');
     const set = responsePhase!.response_headers!.response.header_mutation?.set_headers;
     expect(rawValueOf(set, 'x-genops-decision-id')).toBe(decisionId);
     for (const option of set ?? []) {
@@ -284,8 +290,8 @@ describe('ext_proc Process from an Envoy go-control-plane client', () => {
 
   it('denies with an immediate_response: 403, JSON body, raw_value headers', () => {
     const responses = extProcResponses('ext-proc-denied');
-    expect(responses).toHaveLength(1);
-    const immediate = responses[0]!.immediate_response!;
+    expect(responses).toHaveLength(2);
+    const immediate = responses[1]!.immediate_response!;
     expect(immediate).toBeDefined();
     expect(immediate.status.code).toBe('Forbidden');
     const set = immediate.headers?.set_headers;
@@ -299,8 +305,8 @@ describe('ext_proc Process from an Envoy go-control-plane client', () => {
 
   it('survives a stream reset like the one Envoy ends every stream with', () => {
     const responses = extProcResponses('ext-proc-reset');
-    expect(responses).toHaveLength(1);
-    expect(rawValueOf(responses[0]!.request_headers?.response.header_mutation?.set_headers, 'x-genops-route')).toBe('claude-sonnet');
+    expect(responses).toHaveLength(2);
+    expect(rawValueOf(responses[1]!.request_body?.response.header_mutation?.set_headers, 'x-genops-route')).toBe('claude-sonnet');
     // the scenarios after it ran on the same service
     expect(results.get('ext-proc-denied')).toBeDefined();
     expect(service?.exitCode).toBeNull();

@@ -39,6 +39,7 @@ type Scenario struct {
 	Path         string            `json:"path,omitempty"`
 	Headers      map[string]string `json:"headers,omitempty"`
 	RawHeaders   bool              `json:"rawHeaders,omitempty"`   // header_map with raw_value, as with encode_raw_headers: true
+	Body         string            `json:"body,omitempty"`         // the request body, as with_request_body with pack_as_bytes sends it
 	NoAttributes bool              `json:"noAttributes,omitempty"` // an empty CheckRequest
 
 	// ext_proc: one message per step, each answered before the next is sent
@@ -130,6 +131,10 @@ func runCheck(ctx context.Context, client authv3.AuthorizationClient, s Scenario
 			Host:     "llm.example.internal",
 			Scheme:   "http",
 			Protocol: "HTTP/1.1",
+		}
+		if s.Body != "" {
+			http.RawBody = []byte(s.Body)
+			http.Size = int64(len(s.Body))
 		}
 		// Envoy puts pseudo-headers in the checked headers too.
 		headers := map[string]string{":method": s.Method, ":path": s.Path, ":authority": http.Host}
