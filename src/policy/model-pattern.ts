@@ -32,18 +32,28 @@ export function createModelMatcher(patterns: readonly string[]): ModelMatcher {
       const id = model.trim().toLowerCase();
       if (families.size > 0) {
         // Walk from the full id down through its trailing version segments: O(segments) set look-ups.
-        let candidate = id;
-        for (;;) {
-          if (families.has(candidate)) return true;
-          const shorter = withoutLastVersionSegment(candidate);
-          if (shorter === undefined) break;
-          candidate = shorter;
-        }
+        for (const candidate of modelFamilyCandidates(id)) if (families.has(candidate)) return true;
       }
       for (const glob of globs) if (glob.test(id)) return true;
       return false;
     },
   };
+}
+
+/**
+ * The family patterns that match `model`, most specific first: the lowercased id itself,
+ * then the id without each trailing version segment in turn
+ * (`claude-sonnet-4-5-20250929` → `claude-sonnet-4-5-20250929`, `claude-sonnet-4-5`, `claude-sonnet-4`, `claude-sonnet`).
+ */
+export function modelFamilyCandidates(model: string): string[] {
+  let candidate = model.trim().toLowerCase();
+  const candidates = [candidate];
+  for (;;) {
+    const shorter = withoutLastVersionSegment(candidate);
+    if (shorter === undefined) return candidates;
+    candidates.push(shorter);
+    candidate = shorter;
+  }
 }
 
 const EXACT = 2_000_000;
