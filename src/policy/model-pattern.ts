@@ -22,7 +22,7 @@ export function createModelMatcher(patterns: readonly string[]): ModelMatcher {
   for (const raw of patterns) {
     const pattern = raw.trim().toLowerCase();
     if (pattern === '*') matchesAll = true;
-    else if (pattern.includes('*')) globs.push(globToRegExp(pattern));
+    else if (pattern.includes('*')) globs.push(modelGlobToRegExp(pattern));
     else if (pattern.length > 0) families.add(pattern);
   }
   return {
@@ -71,7 +71,7 @@ export function modelPatternSpecificity(pattern: string, model: string): number 
   const id = model.trim().toLowerCase();
   if (normalizedPattern === '*') return 0;
   if (normalizedPattern.includes('*')) {
-    if (!globToRegExp(normalizedPattern).test(id)) return undefined;
+    if (!modelGlobToRegExp(normalizedPattern).test(id)) return undefined;
     return GLOB + normalizedPattern.replaceAll('*', '').length;
   }
   if (normalizedPattern.length === 0) return undefined;
@@ -102,7 +102,8 @@ function isVersionSegment(segment: string): boolean {
   return first >= 0x30 && first <= 0x39;
 }
 
-function globToRegExp(pattern: string): RegExp {
+/** A lowercased glob pattern as an anchored RegExp (`*` = any run of characters). */
+export function modelGlobToRegExp(pattern: string): RegExp {
   const body = pattern
     .split('*')
     .map((part) => part.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'))

@@ -12,7 +12,7 @@
  * matches has no price (undefined) — never a price of 0.
  */
 import { GenopsError } from '../errors/genops-error.js';
-import { modelFamilyCandidates } from '../policy/model-pattern.js';
+import { modelFamilyCandidates, modelGlobToRegExp } from '../policy/model-pattern.js';
 import { DEFAULT_PRICE_ENTRIES, DEFAULT_PRICES_VERSION } from './default-prices.js';
 import type { TokenUsage } from './token-usage.js';
 
@@ -80,7 +80,7 @@ export function createPriceTable(entries: readonly PriceEntry[], version: string
       outputPico: picoPerToken(entry.price.output, `${where}: price "output"`),
     });
     if (pattern === '*') everything = compiled;
-    else if (pattern.includes('*')) globs.push({ regexp: globToRegExp(pattern), literalLength: pattern.replaceAll('*', '').length, price: compiled });
+    else if (pattern.includes('*')) globs.push({ regexp: modelGlobToRegExp(pattern), literalLength: pattern.replaceAll('*', '').length, price: compiled });
     else families.set(pattern, compiled);
   });
   // Most literal characters first; Array.prototype.sort is stable, so equal globs keep their order.
@@ -160,14 +160,6 @@ function picoPerToken(value: unknown, where: string): bigint {
   if (sign === '-' && /[1-9]/.test(`${whole}${fraction}`)) throw new GenopsError('invalid_policy', `${where} must not be negative (got ${JSON.stringify(value)})`);
   if (fraction.length > MAX_DECIMALS) throw new GenopsError('invalid_policy', `${where} has more than ${MAX_DECIMALS} decimal places (got ${JSON.stringify(value)}); prices are exact to one micro-dollar per million tokens`);
   return BigInt(whole!) * 1_000_000n + BigInt(fraction.padEnd(MAX_DECIMALS, '0'));
-}
-
-function globToRegExp(pattern: string): RegExp {
-  const body = pattern
-    .split('*')
-    .map((part) => part.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'))
-    .join('.*');
-  return new RegExp(`^${body}$`, 's');
 }
 
 /** The shipped table (src/usage/default-prices.ts); a policy's spec.pricing replaces it. */

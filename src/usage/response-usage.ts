@@ -9,10 +9,12 @@
  *   skipping everything else — a 20 MB embeddings body costs a few hundred bytes of memory.
  *
  * Memory per stream is bounded whatever the response size: the SSE parser holds at most
- * `maxEventBytes`, the JSON scanner at most 3 × `maxJsonBytes` plus a fixed stack.
+ * `maxEventBytes` (one event), the JSON scanner at most 3 × `maxJsonBytes` plus a fixed stack.
+ * An SSE event over the bound is dropped: were it the one carrying the usage (a Responses API
+ * output over 8 MiB, whose terminal event repeats it), the report falls back to the estimate.
  */
 import type { AiApi } from './ai-api.js';
-import { createSseParser, type SseEvent } from './sse-parser.js';
+import { createSseParser, DEFAULT_MAX_EVENT_BYTES, type SseEvent } from './sse-parser.js';
 import type { TokenUsage } from './token-usage.js';
 
 export interface UsageReport {
@@ -40,13 +42,18 @@ export interface UsageMeter {
 export interface UsageMeterOptions {
   readonly api: AiApi;
   readonly contentType: string | undefined;
-  /** Largest SSE event kept (default 1 MiB); larger ones are dropped. */
+  /** Largest SSE event kept (default 1 MiB; 8 MiB for the Responses API); larger ones are dropped. */
   readonly maxEventBytes?: number;
   /** Largest top-level `usage` / `model` / `error` value captured from a JSON body (default 64 KiB). */
   readonly maxJsonBytes?: number;
 }
 
 export const DEFAULT_MAX_JSON_CAPTURE_BYTES = 64 * 1024;
+/**
+ * The Responses API's terminal event (response.completed and the others) repeats the whole output
+ * beside the usage, so it is as large as the response: its bound is higher than the other APIs' small events.
+ */
+export const DEFAULT_MAX_RESPONSES_EVENT_BYTES = 8 * 1024 * 1024;
 
 /** The text-to-token ratio of the estimate: about four characters per token for English text. */
 const CHARS_PER_TOKEN = 4;
@@ -200,7 +207,7 @@ function errorMessageOf(error: unknown): string | undefined {
 // SSE
 
 function createSseMeter(api: AiApi, maxEventBytes: number | undefined): UsageMeter {
-  const parser = createSseParser(maxEventBytes === undefined ? {} : { maxEventBytes });
+  const parser = createSseParser({ maxEventBytes: maxEventBytes ?? (api === 'openai.responses' ? DEFAULT_MAX_RESPONSES_EVENT_BYTES : DEFAULT_MAX_EVENT_BYTES) });
   let usage: TokenUsage | undefined;
   let modelServed: string | undefined;
   let outputChars = 0;

@@ -146,6 +146,16 @@ describe('OpenAI Responses', () => {
     });
   });
 
+  it('SSE: a long output (its terminal event over 1 MiB, as it repeats the text) still gives the usage', () => {
+    const deltas = Array.from({ length: 3000 }, (_, index) => `${index} ${'lorem ipsum '.repeat(60)}`);
+    const body = Buffer.from(openAiResponsesSse({ model: 'gpt-4.1', usage, deltas }));
+    const terminal = body.subarray(body.lastIndexOf('event: response.completed'));
+    expect(terminal.length).toBeGreaterThan(2 * 1024 * 1024);
+    const usageMeter = createUsageMeter({ api: 'openai.responses', contentType: SSE });
+    for (const chunk of splitAt(body, Array.from({ length: Math.ceil(body.length / 16_384) }, (_, index) => index * 16_384))) usageMeter.push(chunk);
+    expect(usageMeter.end()).toMatchObject({ usage, complete: true, estimatedOutputTokens: estimateOf(deltas.join('')) });
+  });
+
   it('SSE: response.incomplete still carries the final usage', () => {
     expect(meter('openai.responses', SSE, [Buffer.from(openAiResponsesSse({ model: 'o4-mini', usage, outcome: 'incomplete' }))])).toMatchObject({ usage, complete: true, providerError: undefined });
   });
