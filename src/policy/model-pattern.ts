@@ -22,7 +22,7 @@ export function createModelMatcher(patterns: readonly string[]): ModelMatcher {
   for (const raw of patterns) {
     const pattern = raw.trim().toLowerCase();
     if (pattern === '*') matchesAll = true;
-    else if (pattern.includes('*')) globs.push(globToRegExp(pattern));
+    else if (pattern.includes('*')) globs.push(modelGlobToRegExp(pattern));
     else if (pattern.length > 0) families.add(pattern);
   }
   return {
@@ -32,18 +32,28 @@ export function createModelMatcher(patterns: readonly string[]): ModelMatcher {
       const id = model.trim().toLowerCase();
       if (families.size > 0) {
         // Walk from the full id down through its trailing version segments: O(segments) set look-ups.
-        let candidate = id;
-        for (;;) {
-          if (families.has(candidate)) return true;
-          const shorter = withoutLastVersionSegment(candidate);
-          if (shorter === undefined) break;
-          candidate = shorter;
-        }
+        for (const candidate of modelFamilyCandidates(id)) if (families.has(candidate)) return true;
       }
       for (const glob of globs) if (glob.test(id)) return true;
       return false;
     },
   };
+}
+
+/**
+ * The family patterns that match `model`, most specific first: the lowercased id itself,
+ * then the id without each trailing version segment in turn
+ * (`claude-sonnet-4-5-20250929` → `claude-sonnet-4-5-20250929`, `claude-sonnet-4-5`, `claude-sonnet-4`, `claude-sonnet`).
+ */
+export function modelFamilyCandidates(model: string): string[] {
+  let candidate = model.trim().toLowerCase();
+  const candidates = [candidate];
+  for (;;) {
+    const shorter = withoutLastVersionSegment(candidate);
+    if (shorter === undefined) return candidates;
+    candidates.push(shorter);
+    candidate = shorter;
+  }
 }
 
 const EXACT = 2_000_000;
@@ -61,7 +71,7 @@ export function modelPatternSpecificity(pattern: string, model: string): number 
   const id = model.trim().toLowerCase();
   if (normalizedPattern === '*') return 0;
   if (normalizedPattern.includes('*')) {
-    if (!globToRegExp(normalizedPattern).test(id)) return undefined;
+    if (!modelGlobToRegExp(normalizedPattern).test(id)) return undefined;
     return GLOB + normalizedPattern.replaceAll('*', '').length;
   }
   if (normalizedPattern.length === 0) return undefined;
@@ -92,7 +102,8 @@ function isVersionSegment(segment: string): boolean {
   return first >= 0x30 && first <= 0x39;
 }
 
-function globToRegExp(pattern: string): RegExp {
+/** A lowercased glob pattern as an anchored RegExp (`*` = any run of characters). */
+export function modelGlobToRegExp(pattern: string): RegExp {
   const body = pattern
     .split('*')
     .map((part) => part.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'))

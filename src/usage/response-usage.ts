@@ -9,10 +9,13 @@
  *   skipping everything else — a 20 MB embeddings body costs a few hundred bytes of memory.
  *
  * Memory per stream is bounded whatever the response size: the SSE parser holds at most
- * `maxEventBytes`, the JSON scanner at most 3 × `maxJsonBytes` plus a fixed stack.
+ * `maxEventBytes` (one event), the JSON scanner at most 3 × `maxJsonBytes` plus a fixed stack.
+ * An SSE event over the bound is dropped: were it the one carrying the usage (a Responses API
+ * output over 8 MiB, whose terminal event repeats it), the report falls back to the estimate.
  */
+import { isAscii } from 'node:buffer';
 import type { AiApi } from './ai-api.js';
-import { createSseParser, type SseEvent } from './sse-parser.js';
+import { createSseParser, DEFAULT_MAX_EVENT_BYTES, type SseEvent } from './sse-parser.js';
 import type { TokenUsage } from './token-usage.js';
 
 export interface UsageReport {
@@ -40,13 +43,18 @@ export interface UsageMeter {
 export interface UsageMeterOptions {
   readonly api: AiApi;
   readonly contentType: string | undefined;
-  /** Largest SSE event kept (default 1 MiB); larger ones are dropped. */
+  /** Largest SSE event kept (default 1 MiB; 8 MiB for the Responses API); larger ones are dropped. */
   readonly maxEventBytes?: number;
   /** Largest top-level `usage` / `model` / `error` value captured from a JSON body (default 64 KiB). */
   readonly maxJsonBytes?: number;
 }
 
 export const DEFAULT_MAX_JSON_CAPTURE_BYTES = 64 * 1024;
+/**
+ * The Responses API's terminal event (response.completed and the others) repeats the whole output
+ * beside the usage, so it is as large as the response: its bound is higher than the other APIs' small events.
+ */
+export const DEFAULT_MAX_RESPONSES_EVENT_BYTES = 8 * 1024 * 1024;
 
 /** The text-to-token ratio of the estimate: about four characters per token for English text. */
 const CHARS_PER_TOKEN = 4;
@@ -200,7 +208,7 @@ function errorMessageOf(error: unknown): string | undefined {
 // SSE
 
 function createSseMeter(api: AiApi, maxEventBytes: number | undefined): UsageMeter {
-  const parser = createSseParser(maxEventBytes === undefined ? {} : { maxEventBytes });
+  const parser = createSseParser({ maxEventBytes: maxEventBytes ?? (api === 'openai.responses' ? DEFAULT_MAX_RESPONSES_EVENT_BYTES : DEFAULT_MAX_EVENT_BYTES) });
   let usage: TokenUsage | undefined;
   let modelServed: string | undefined;
   let outputChars = 0;
@@ -483,34 +491,63 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
         if (stop === length) return;
         index = stop;
       }
+      if (inString && stringCounts) {
+        // Generated text: count UTF-16 units, as String.length would after JSON.parse.
+        if (hexDigitsLeft > 0) {
+          // The XXXX of \uXXXX: one unit, counted at the u.
+          const skipped = Math.min(hexDigitsLeft, length - index);
+          hexDigitsLeft -= skipped;
+          index += skipped;
+          continue;
+        }
+        if (escaped) {
+          escaped = false;
+          outputChars += 1;
+          if (chunk[index] === 0x75 /* u */) hexDigitsLeft = 4;
+          index += 1;
+          continue;
+        }
+        if (nextQuote !== -1 && nextQuote < index) nextQuote = chunk.indexOf(QUOTE, index);
+        if (nextBackslash !== -1 && nextBackslash < index) nextBackslash = chunk.indexOf(BACKSLASH, index);
+        let stop = length;
+        if (nextQuote !== -1 && nextQuote < stop) stop = nextQuote;
+        if (nextBackslash !== -1 && nextBackslash < stop) stop = nextBackslash;
+        if (isAscii(chunk.subarray(index, stop))) {
+          outputChars += stop - index;
+        } else {
+          // One per character, two for a 4-byte UTF-8 one (a surrogate pair).
+          for (let at = index; at < stop; at += 1) {
+            const byte = chunk[at]!;
+            if ((byte & 0xc0) !== 0x80) outputChars += byte >= 0xf0 ? 2 : 1;
+          }
+        }
+        if (stop === length) return;
+        if (chunk[stop] === QUOTE) inString = false;
+        else escaped = true;
+        index = stop + 1;
+        continue;
+      }
       if (inString) {
-        // A key or a counted string: byte by byte.
+        // A key: byte by byte, keeping its first bytes.
         let next = index;
         while (next < length) {
           const byte = chunk[next]!;
-          if (hexDigitsLeft > 0) {
-            hexDigitsLeft -= 1; // the XXXX of \uXXXX: one UTF-16 unit, counted at the u
-          } else if (escaped) {
+          if (escaped) {
             escaped = false;
-            if (stringIsKey) keyHasEscape = true;
-            else if (stringCounts) outputChars += 1;
-            if (byte === 0x75 /* u */) hexDigitsLeft = 4;
+            keyHasEscape = true;
           } else if (byte === BACKSLASH) {
             escaped = true;
           } else if (byte === QUOTE) {
             break;
-          } else if (stringIsKey) {
+          } else {
             if (keyLength < MAX_KEY_BYTES) keyBytes[keyLength] = byte;
             keyLength += 1;
-          } else if (stringCounts) {
-            // UTF-16 units, as String.length counts them: one per character, two for a 4-byte UTF-8 one.
-            if ((byte & 0xc0) !== 0x80) outputChars += byte >= 0xf0 ? 2 : 1;
           }
           next += 1;
         }
         if (next === length) return;
         inString = false;
-        if (stringIsKey) endKey();
+        endKey();
         index = next + 1;
         continue;
       }

@@ -122,14 +122,22 @@ describe('OpenAI Chat Completions', () => {
     expect(meter('openai.chat', JSON_TYPE, [body.subarray(0, cut)])).toEqual({ usage: undefined, modelServed: 'gpt-4o', estimatedOutputTokens: 100, complete: false, providerError: undefined });
   });
 
-  it('counts escaped and non-ASCII text in JSON as the decoded string length', () => {
-    const text = 'line one\nline "two" \u00e9 日本 👋 \\ end';
-    const body = openAiChatJson({ model: 'gpt-4o', usage, text });
-    const withoutUsage = JSON.stringify({ ...JSON.parse(body), usage: undefined });
-    expect(meter('openai.chat', JSON_TYPE, [Buffer.from(withoutUsage)]).estimatedOutputTokens).toBe(estimateOf(text));
-    const unicodeEscaped = withoutUsage.replace('é', '\\u00e9').replace('👋', '\\ud83d\\udc4b');
-    expect(unicodeEscaped).not.toBe(withoutUsage);
-    expect(meter('openai.chat', JSON_TYPE, [Buffer.from(unicodeEscaped)]).estimatedOutputTokens).toBe(estimateOf(text));
+  it('counts escaped and non-ASCII text in JSON as the decoded string length, whatever the splits', () => {
+    // Four lengths in a row, so that one character too many or too few changes some estimate.
+    for (const text of ['line one\nline "two" \u00e9 日本 👋 \\ end', 'line one\nline "two" \u00e9 日本 👋 \\ end!', 'line one\nline "two" \u00e9 日本 👋 \\ end!!', 'line one\nline "two" \u00e9 日本 👋 \\ end!!!']) {
+      const body = JSON.parse(openAiChatJson({ model: 'gpt-4o', usage, text })) as Record<string, unknown>;
+      const withoutUsage = JSON.stringify({ ...body, usage: undefined });
+      const unicodeEscaped = withoutUsage.replace('é', '\\u00e9').replace('👋', '\\ud83d\\udc4b');
+      expect(unicodeEscaped).not.toBe(withoutUsage);
+      for (const variant of [withoutUsage, unicodeEscaped]) {
+        const bytes = Buffer.from(variant);
+        expect(meter('openai.chat', JSON_TYPE, [bytes]).estimatedOutputTokens).toBe(estimateOf(text));
+        for (let offset = 1; offset < bytes.length; offset += 1) {
+          const estimate = meter('openai.chat', JSON_TYPE, splitAt(bytes, [offset, offset + 3])).estimatedOutputTokens;
+          if (estimate !== estimateOf(text)) expect({ offset, estimate }).toEqual({ offset, estimate: estimateOf(text) });
+        }
+      }
+    }
   });
 });
 
@@ -144,6 +152,16 @@ describe('OpenAI Responses', () => {
       complete: true,
       providerError: undefined,
     });
+  });
+
+  it('SSE: a long output (its terminal event over 1 MiB, as it repeats the text) still gives the usage', () => {
+    const deltas = Array.from({ length: 3000 }, (_, index) => `${index} ${'lorem ipsum '.repeat(60)}`);
+    const body = Buffer.from(openAiResponsesSse({ model: 'gpt-4.1', usage, deltas }));
+    const terminal = body.subarray(body.lastIndexOf('event: response.completed'));
+    expect(terminal.length).toBeGreaterThan(2 * 1024 * 1024);
+    const usageMeter = createUsageMeter({ api: 'openai.responses', contentType: SSE });
+    for (const chunk of splitAt(body, Array.from({ length: Math.ceil(body.length / 16_384) }, (_, index) => index * 16_384))) usageMeter.push(chunk);
+    expect(usageMeter.end()).toMatchObject({ usage, complete: true, estimatedOutputTokens: estimateOf(deltas.join('')) });
   });
 
   it('SSE: response.incomplete still carries the final usage', () => {

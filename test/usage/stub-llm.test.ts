@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AiApi } from '../../src/usage/ai-api.js';
+import { createUsageMeter } from '../../src/usage/response-usage.js';
 import { startStubLlm, type StubLlm } from '../support/stub-llm.js';
 
 describe('stub LLM', () => {
@@ -34,6 +36,30 @@ describe('stub LLM', () => {
     expect(await failed.json()).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
     const reset = await post('/v1/chat/completions', { model: 'gpt-4o', stream: true, messages: [] }, { 'x-stub-behavior': 'reset-mid-stream' });
     await expect(reset.text()).rejects.toThrow();
+  });
+
+  it.each([
+    ['/v1/chat/completions', 'openai.chat', { model: 'gpt-4o', stream: true, stream_options: { include_usage: true }, messages: [] }],
+    ['/v1/chat/completions', 'openai.chat', { model: 'gpt-4o', messages: [] }],
+    ['/openai/v1/responses', 'openai.responses', { model: 'gpt-4.1', stream: true, input: 'hi' }],
+    ['/v1/responses', 'openai.responses', { model: 'gpt-4.1', input: 'hi' }],
+    ['/v1/embeddings', 'openai.embeddings', { model: 'text-embedding-3-small', input: ['a', 'b'] }],
+    ['/v1/messages', 'anthropic.messages', { model: 'claude-sonnet-4-5', max_tokens: 100, stream: true, messages: [] }],
+    ['/v1/messages', 'anthropic.messages', { model: 'claude-sonnet-4-5', max_tokens: 100, messages: [] }],
+  ] as const)('%s %j: the usage it was told, read back by the meter over HTTP chunks', async (path, api, body) => {
+    const embeddings = api === 'openai.embeddings';
+    const usage = embeddings ? { input: 321, cachedInput: 0, cacheWrite: 0, output: 0, reasoning: 0 } : { input: 321, cachedInput: 100, cacheWrite: api === 'anthropic.messages' ? 20 : 0, output: 45, reasoning: api === 'anthropic.messages' ? 0 : 9 };
+    const response = await post(path, body, { 'x-stub-usage': JSON.stringify(usage), 'x-stub-model': `${body.model}-2026-01-01` });
+    const meter = createUsageMeter({ api: api as AiApi, contentType: response.headers.get('content-type') ?? undefined });
+    for await (const chunk of response.body!) meter.push(chunk);
+    expect(meter.end()).toMatchObject({ usage, modelServed: `${body.model}-2026-01-01`, complete: true, providerError: undefined });
+  });
+
+  it('streams without the usage chunk when told to ignore include_usage', async () => {
+    const response = await post('/v1/chat/completions', { model: 'gpt-4o', stream: true, stream_options: { include_usage: true }, messages: [] }, { 'x-stub-behavior': 'ignore-include-usage' });
+    const meter = createUsageMeter({ api: 'openai.chat', contentType: response.headers.get('content-type') ?? undefined });
+    for await (const chunk of response.body!) meter.push(chunk);
+    expect(meter.end()).toMatchObject({ usage: undefined, complete: false, estimatedOutputTokens: expect.any(Number) });
   });
 
   it('echoes non-AI paths like startUpstream', async () => {
