@@ -4,7 +4,7 @@ import type { PolicyMode } from '../policy/policy-schema.js';
 import { HEADER_OF_FIELD, extractGovernanceContext, type GovernanceContext, type HeaderLookup } from './governance-context.js';
 import type { AiRequestFacts, Decision, ReasonCode } from './decision.js';
 import { MODEL_RULE } from './governance-context.js';
-import { createModelMatcher } from '../policy/model-pattern.js';
+import { createModelMatcher } from '../usage/model-pattern.js';
 
 /** What the engine needs to know about one request, free of any wire format. */
 export interface DecisionInput {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { parseDurationMs } from './duration.js';
 import { GenopsError } from '../errors/genops-error.js';
 import { createAiPathMatcher, DEFAULT_AI_PATHS, type AiPathMatcher } from '../usage/ai-api.js';
-import { createModelMatcher, type ModelMatcher } from './model-pattern.js';
+import { createModelMatcher, type ModelMatcher } from '../usage/model-pattern.js';
 import { createPriceTable, DEFAULT_PRICE_TABLE, type PriceEntry, type PriceTable } from '../usage/pricing.js';
 import { createGlobMatcher, normalizePrincipal, type GlobMatcher } from './glob-matcher.js';
 import type {

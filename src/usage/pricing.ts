@@ -12,7 +12,7 @@
  * matches has no price (undefined) — never a price of 0.
  */
 import { GenopsError } from '../errors/genops-error.js';
-import { modelFamilyCandidates, modelGlobToRegExp } from '../policy/model-pattern.js';
+import { modelFamilyCandidates, modelGlobToRegExp } from './model-pattern.js';
 import { DEFAULT_PRICE_ENTRIES, DEFAULT_PRICES_VERSION } from './default-prices.js';
 import type { TokenUsage } from './token-usage.js';
 

@@ -192,7 +192,8 @@ function parseSample(line: string): Sample {
   }
   const [valueText] = line.slice(index).trim().split(/\s+/);
   const value = valueText === '+Inf' ? Infinity : valueText === '-Inf' ? -Infinity : Number(valueText);
-  if (Number.isNaN(value) && valueText !== 'NaN') throw new Error(`bad value in: ${line}`);
+  // prom-client writes NaN as "Nan" (e.g. nodejs_eventloop_lag_mean_seconds before any sample).
+  if (Number.isNaN(value) && valueText?.toLowerCase() !== 'nan') throw new Error(`bad value in: ${line}`);
   return { name, labels, value };
 }
 

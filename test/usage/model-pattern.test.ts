@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createModelMatcher, modelPatternSpecificity } from '../../src/policy/model-pattern.js';
+import { createModelMatcher, modelPatternSpecificity } from '../../src/usage/model-pattern.js';
 
 const matches = (patterns: string[], model: string) => createModelMatcher(patterns).matches(model);
 
