@@ -3,12 +3,12 @@ import type { PriceEntry } from './pricing.js';
 /**
  * The default price table: standard (not batch, not priority) API prices in USD per million
  * tokens, as the providers' pricing pages listed them on the version date. A policy's
- * `spec.pricing` replaces the whole table.
+ * `spec.pricing.models` win over it, entry by entry; `spec.pricing.defaults: false` drops it.
  *
  * - OpenAI: `cachedInput` is the "cached input" price; OpenAI reports no cache writes.
  * - Anthropic: `cacheWrite` is the 5-minute cache write price (the default TTL; 1-hour writes cost more
  *   and are not told apart in the usage counts), `cachedInput` the "cache hits and refreshes" price.
- * - Patterns are model families (policy/model-pattern.ts): `claude-sonnet-4-5` prices
+ * - Patterns are model families (usage/model-pattern.ts): `claude-sonnet-4-5` prices
  *   `claude-sonnet-4-5-20250929`; `gpt-4o` prices `gpt-4o-2024-08-06`, never `gpt-4o-mini`.
  *   A dated id whose price differs from its family's (`gpt-4o-2024-05-13`) has its own entry.
  * - The bare families `claude-opus`, `claude-sonnet`, `claude-haiku` (the default policy's route
