@@ -119,7 +119,7 @@ function describeModelFromBody(get: () => Stack, mode: string): void {
       const testId = randomUUID();
       const response = await httpRequest(`${get().stack.url}/v1/messages`, {
         method: 'POST',
-        headers: { ...context({ 'x-genops-team': 'product-team', 'x-genops-customer-tier': 'standard' }), ...json, 'x-test-id': testId },
+        headers: { ...context({ 'x-genops-team': 'product-team', 'x-genops-customer-tier': 'standard' }), ...json, 'x-test-id': testId, 'accept-encoding': 'gzip, br' },
         body: messagesBody('claude-haiku-4-5-20251001'),
       });
       expect(response.status, response.body).toBe(200);
@@ -304,6 +304,23 @@ describe('usage and cost through the real Envoy (ext_proc)', () => {
       expect(response.status, response.body).toBe(200);
       expect(response.body, path).toBe(expected);
     }
+  });
+
+  it('counts a model with no price as unpriced, never as free, with one warning per model', async () => {
+    const { stack } = get();
+    const project = `unpriced-${randomUUID().slice(0, 8)}`;
+    const send = () => httpRequest(`${stack.url}/v1/chat/completions`, { method: 'POST', headers: { ...context({ 'x-genops-project': project }), ...json, [STUB_USAGE_HEADER]: JSON.stringify({ input: 10, output: 5 }) }, body: chatBody('mistral-large-2411') });
+    for (let index = 0; index < 3; index++) expect((await send()).status).toBe(200);
+    const records = await eventually(() => {
+      const found = stack.service.logs().filter((line) => line.event === 'usage' && line.project === project);
+      return found.length === 3 ? found : undefined;
+    }, 'three usage records');
+    for (const record of records) expect(record).toMatchObject({ cost: null, tokens: { input: 10, output: 5 }, estimated: false });
+    const metrics = await scrape(stack.service.adminUrl);
+    expect(metrics.value('genops_usage_unpriced_total', { model: 'mistral-large-2411' })).toBe(3);
+    expect(metrics.value('genops_tokens_total', { genops_project: project, type: 'input' })).toBe(30);
+    expect(metrics.find('genops_cost_total', { genops_project: project })).toEqual([]);
+    expect(stack.service.logs().filter((line) => line.event === 'model_unpriced' && line.model === 'mistral-large-2411')).toHaveLength(1);
   });
 
   it('records an upstream 5xx with its status and no charge', async () => {
