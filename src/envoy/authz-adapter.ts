@@ -8,12 +8,14 @@ import type { DecisionReporter } from './decision-reporter.js';
 import type { CheckRequest, CheckResponse, HeaderMap, HeaderValueOption, HttpRequestAttributes } from './envoy-messages.js';
 import { lookupFromHeaderMap, lookupFromRecord } from './header-lookup.js';
 import { aiUpstreamHeadersToRemove, clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
+import { JWT_AUTHN_NAMESPACE, metadataNamespace } from './struct-to-json.js';
 
 /** google.rpc.Code values Envoy reads from CheckResponse.status. */
 const RPC_OK = 0;
 const RPC_INVALID_ARGUMENT = 3;
 const RPC_PERMISSION_DENIED = 7;
 const RPC_RESOURCE_EXHAUSTED = 8;
+const RPC_UNAUTHENTICATED = 16;
 
 export interface AuthzAdapter {
   check(request: CheckRequest): CheckResponse | Promise<CheckResponse>;
@@ -43,6 +45,7 @@ export function createAuthzAdapter(options: { governor: Governor; reporter: Deci
         path,
         malformed: http ? undefined : 'CheckRequest has no attributes.request.http',
         ai: http ? aiBodyOf(http, headers, policy()) : undefined,
+        jwtMetadata: metadataNamespace(request.attributes?.metadata_context, JWT_AUTHN_NAMESPACE),
       });
       return decision instanceof Promise ? decision.then((settled) => respond(settled, startedAt, headers)) : respond(decision, startedAt, headers);
     },
@@ -96,6 +99,7 @@ export function toCheckResponse(decision: Decision): CheckResponse {
 function rpcCodeOf(httpStatus: number): number {
   if (httpStatus === 400 || httpStatus === 413) return RPC_INVALID_ARGUMENT;
   if (httpStatus === 429) return RPC_RESOURCE_EXHAUSTED;
+  if (httpStatus === 401) return RPC_UNAUTHENTICATED;
   return RPC_PERMISSION_DENIED;
 }
 

@@ -93,6 +93,7 @@ export function createDecisionReporter(options: DecisionReporterOptions): Decisi
         principal: decision.principal,
         route: decision.route,
         rate_limit: decision.rateLimit?.name,
+        identity: decision.identity,
         policy: decision.policyName,
         duration_ms: Math.round((endedAt - startedAt) * 1000) / 1000,
       }, allowed ? 'request allowed' : 'request denied');

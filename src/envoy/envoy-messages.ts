@@ -3,6 +3,7 @@
  * bytes as Buffer), trimmed to the fields the adapters read or write.
  * Only this folder knows about them.
  */
+import type { ProtoStruct } from './struct-to-json.js';
 
 export interface HeaderValue {
   key?: string;
@@ -29,11 +30,18 @@ export interface StructValue {
   fields?: Record<string, { stringValue?: string; string_value?: string; kind?: string } | undefined>;
 }
 
+/** envoy.config.core.v3.Metadata: dynamic metadata per filter namespace. */
+export interface Metadata {
+  filter_metadata?: Record<string, ProtoStruct | undefined> | null;
+}
+
 // ext_authz
 
 export interface CheckRequest {
   attributes?: {
     source?: { principal?: string };
+    /** The namespaces listed in the filter's metadata_context_namespaces. */
+    metadata_context?: Metadata | null;
     request?: { http?: HttpRequestAttributes };
   };
 }
@@ -81,6 +89,8 @@ export interface ProcessingRequest {
   response_trailers?: { trailers?: HeaderMap };
   request?: string;
   attributes?: Record<string, StructValue | undefined>;
+  /** The namespaces listed in the filter's metadata_options.forwarding_namespaces. */
+  metadata_context?: Metadata | null;
   observability_mode?: boolean;
 }
 

@@ -12,6 +12,7 @@ import type { DecisionReporter } from './decision-reporter.js';
 import { lookupFromHeaderMap } from './header-lookup.js';
 import type { CommonResponse, HeaderValueOption, ProcessingMode, ProcessingRequest, ProcessingResponse, StructValue } from './envoy-messages.js';
 import { aiUpstreamHeadersToRemove, clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
+import { JWT_AUTHN_NAMESPACE, metadataNamespace } from './struct-to-json.js';
 
 /** The attributes namespace Envoy's ext_proc filter fills from `request_attributes`. */
 const EXT_PROC_ATTRIBUTES = 'envoy.filters.http.ext_proc';
@@ -58,6 +59,7 @@ interface AwaitingBody {
   readonly headers: HeaderLookup;
   readonly principal: string | undefined;
   readonly path: string | undefined;
+  readonly jwtMetadata: Record<string, unknown> | undefined;
 }
 
 /** An allowed AI request whose response is being read. */
@@ -107,13 +109,14 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const startedAt = now();
         const path = headers(':path');
         const principal = principalOf(request.attributes);
+        const jwtMetadata = metadataNamespace(request.metadata_context, JWT_AUTHN_NAMESPACE);
         const api = headers(':method') === 'POST' ? policy().usage.paths.match(path) : undefined;
         if (api && !request.request_headers?.end_of_stream) {
-          awaitingBody = { api, startedAt, headers, principal, path };
+          awaitingBody = { api, startedAt, headers, principal, path, jwtMetadata };
           return { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
         }
         const ai: AiBodyInput | undefined = api ? readAiBody(api, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
-        const evaluated = governor.evaluate({ headers, principal, path, ai });
+        const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata });
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
           return isAllowed(settled) ? { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE } : immediateDenial(settled);
@@ -127,7 +130,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         awaitingBody = undefined;
         const read = readAiBody(pending.api, body, policy().usage, { canRewrite: true });
         const ai = read.input;
-        const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai });
+        const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai, jwtMetadata: pending.jwtMetadata });
         const reply = (settled: Decision): ProcessingResponse => {
           decided(settled, pending.startedAt, pending.headers, pending.api);
           if (!isAllowed(settled)) return immediateDenial(settled);

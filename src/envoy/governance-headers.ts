@@ -1,5 +1,6 @@
 import type { Decision } from '../governance/decision.js';
 import { CONTEXT_RULES } from '../governance/governance-context.js';
+import { bearerChallenge } from '../governance/identity-binding.js';
 
 export const ROUTE_HEADER = 'x-genops-route';
 export const DECISION_ID_HEADER = 'x-genops-decision-id';
@@ -52,5 +53,6 @@ export function denialHeaders(decision: Decision): [string, string][] {
   const headers: [string, string][] = [['content-type', 'application/json'], ...clientHeaders(decision)];
   const retryAfter = decision.rateLimit?.retryAfterSeconds;
   if (retryAfter !== undefined) headers.push(['retry-after', String(retryAfter)]);
+  if (decision.httpStatus === 401) headers.push(['www-authenticate', bearerChallenge(decision.reasonCode)]);
   return headers;
 }

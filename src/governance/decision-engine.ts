@@ -5,6 +5,7 @@ import { HEADER_OF_FIELD, extractGovernanceContext, type GovernanceContext, type
 import type { AiRequestFacts, Decision, ReasonCode } from './decision.js';
 import { MODEL_RULE } from './governance-context.js';
 import { createModelMatcher } from '../usage/model-pattern.js';
+import { bindIdentity } from './identity-binding.js';
 
 /** What the engine needs to know about one request, free of any wire format. */
 export interface DecisionInput {
@@ -16,6 +17,8 @@ export interface DecisionInput {
   readonly malformed?: string | undefined;
   /** On an AI API path: what the request body says, or why it could not be read. */
   readonly ai?: AiBodyInput | undefined;
+  /** The `envoy.filters.http.jwt_authn` dynamic-metadata namespace (verified JWT payloads), as plain JSON. */
+  readonly jwtMetadata?: Readonly<Record<string, unknown>> | undefined;
 }
 
 export type AiBodyInput =
@@ -50,12 +53,18 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
   function decide(input: DecisionInput): Decision {
     const policy = options.policy();
     const id = newDecisionId();
-    const { context, problems } = extractGovernanceContext(input.headers);
+    const extracted = extractGovernanceContext(input.headers);
+    const bound = policy.identity ? bindIdentity(extracted, input, policy.identity, policy.teams) : undefined;
+    const { context, problems } = bound ?? extracted;
     const principal = input.principal || undefined;
     const ai = input.ai?.request;
     let shadowed: Violation | undefined;
 
     const finish = (violation: Violation | undefined, route?: string): Decision => {
+      const decision = settle(violation, route);
+      return bound ? { ...decision, identity: bound.outcome } : decision;
+    };
+    const settle = (violation: Violation | undefined, route?: string): Decision => {
       if (violation && violation.mode === 'enforce') {
         return { id, result: 'BLOCKED', reasonCode: violation.reasonCode, message: violation.message, httpStatus: violation.httpStatus, dryRun: false, context, principal, route: undefined, policyName: policy.name, ai };
       }
@@ -79,6 +88,10 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
     if (bodyProblem) {
       const tooLarge = 'tooLarge' in bodyProblem && bodyProblem.tooLarge;
       return finish({ reasonCode: tooLarge ? 'x_body_too_large' : 'x_malformed_body', message: bodyProblem.message, httpStatus: tooLarge ? 413 : 400, mode: policy.mode });
+    }
+    if (bound?.violation) {
+      const decidedByIdentity = check(bound.violation);
+      if (decidedByIdentity) return decidedByIdentity;
     }
 
     const contextMode = policy.context.mode;

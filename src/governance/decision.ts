@@ -2,6 +2,7 @@ import type { BucketCheck } from '../limits/rate-limit-store.js';
 import type { CountedTokens } from '../policy/policy-schema.js';
 import type { AiRequest } from '../usage/request-body.js';
 import type { GovernanceContext } from './governance-context.js';
+import type { IdentityOutcome } from './identity-binding.js';
 
 /** GenOps spec 0.1.0 policy results. */
 export type PolicyResult = 'ALLOWED' | 'BLOCKED' | 'WARNING' | 'RATE_LIMITED';
@@ -21,6 +22,9 @@ export type ReasonCode =
   | 'x_malformed_body'
   | 'x_body_too_large'
   | 'x_model_mismatch'
+  | 'x_identity_required'
+  | 'x_identity_invalid'
+  | 'x_identity_mismatch'
   | 'x_rate_limit_unavailable';
 
 export interface Decision {
@@ -50,6 +54,8 @@ export interface Decision {
    * between admission and settlement charges the same buckets.
    */
   readonly tokenLimits?: readonly AdmittedTokenLimit[] | undefined;
+  /** How the context was bound to verified identity, when the policy binds it. */
+  readonly identity?: IdentityOutcome | undefined;
 }
 
 /** A token limit a request passed, and what it will be charged. */
@@ -98,6 +104,7 @@ export function denialBody(decision: Decision): string {
 function errorNameOf(status: number): string {
   if (status === 400) return 'bad_request';
   if (status === 413) return 'payload_too_large';
+  if (status === 401) return 'unauthorized';
   if (status === 429) return 'too_many_requests';
   if (status === 503) return 'unavailable';
   return 'forbidden';

@@ -79,3 +79,18 @@ export function extractGovernanceContext(lookup: HeaderLookup): { context: Gover
   }
   return { context: context as GovernanceContext, problems };
 }
+
+const RULE_OF_FIELD = new Map(CONTEXT_RULES.map((rule) => [rule.field, rule]));
+
+/**
+ * Validates and normalizes one value for `field` by the same rule its header
+ * follows (a value from a JWT claim or a peer identity, say).
+ */
+export function normalizeContextValue(field: ContextField, raw: string): { value: string } | { problem: string } {
+  const rule = RULE_OF_FIELD.get(field)!;
+  const trimmed = raw.trim();
+  if (trimmed === '') return { problem: 'is empty' };
+  if (trimmed.length > rule.maxLength) return { problem: `is longer than ${rule.maxLength} characters` };
+  const value = rule.lowercase ? trimmed.toLowerCase() : trimmed;
+  return rule.pattern.test(value) ? { value } : { problem: `must be ${rule.expectation}` };
+}

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { compileIdentity, type CompiledIdentity } from './compiled-identity.js';
 import { parseDurationMs } from './duration.js';
 import { GenopsError } from '../errors/genops-error.js';
 import { createAiPathMatcher, DEFAULT_AI_PATHS, type AiPathMatcher } from '../usage/ai-api.js';
@@ -29,6 +30,8 @@ export interface CompiledPolicy {
   readonly rateLimits: readonly CompiledRateLimit[];
   readonly usage: CompiledUsage;
   readonly prices: PriceTable;
+  /** Bindings of the context to verified identity; undefined = headers are taken as sent. */
+  readonly identity: CompiledIdentity | undefined;
 }
 
 export interface CompiledUsage {
@@ -114,6 +117,7 @@ export function compilePolicy(document: PolicyDocument, sourceText: string, sour
     routes: globalRoutes,
     tiers,
     teams,
+    identity: compileIdentity(spec.identity, effective),
     rateLimits: spec.rateLimits.map((rule) => {
       const refillEveryMs = parseDurationMs(rule.refill.every)!;
       const selector = rule.selector;

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { AI_APIS, type AiApi } from '../usage/ai-api.js';
 import { DURATION_PATTERN } from './duration.js';
+import { identitySchema } from './identity-schema.js';
 
 export const POLICY_API_VERSION = 'genops.ai/v1alpha1';
 export const POLICY_KIND = 'GovernancePolicy';
@@ -189,6 +190,7 @@ export const policySchema = z
             seen.add(limit.name);
           });
         }),
+      identity: identitySchema.optional().describe('Binds the governance context to verified JWT claims and the mTLS peer; absent = headers are taken as sent.'),
     }),
   })
   .describe('genops-mesh governance policy');
