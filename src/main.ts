@@ -17,6 +17,7 @@ import { createPolicyStore, loadPolicyFile, type PolicyStore } from './policy/po
 import { startAdminServer } from './server/admin-server.js';
 import { startForwardAuthServer } from './server/forward-auth-server.js';
 import { startGrpcServer } from './server/grpc-server.js';
+import { createServiceTls } from './server/service-tls.js';
 import { loadSettings } from './settings/settings.js';
 import { createLogger } from './telemetry/logger.js';
 import { createMetrics } from './telemetry/metrics.js';
@@ -82,8 +83,10 @@ async function main(): Promise<void> {
     now,
   });
   let draining = false;
+  const serviceTls = settings.tls ? await createServiceTls(settings.tls, logger) : undefined;
 
   const grpcServer = await startGrpcServer({
+    credentials: serviceTls?.grpcCredentials(),
     host: settings.listenHost,
     port: settings.grpcPort,
     authz: createAuthzAdapter({ governor, reporter, policy, now }),
@@ -92,7 +95,7 @@ async function main(): Promise<void> {
     metrics,
   });
   const forwardAuth = settings.forwardAuthPort > 0
-    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor, reporter, now }), logger })
+    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor, reporter, now }), logger, tls: serviceTls })
     : undefined;
   const admin = await startAdminServer({
     host: settings.listenHost,
@@ -101,7 +104,7 @@ async function main(): Promise<void> {
     isReady: () => !draining,
   });
   logger.info(
-    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redisUrl ? 'redis' : 'memory', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
+    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redisUrl ? 'redis' : 'memory', tls: serviceTls ? (serviceTls.mutual ? 'mutual' : 'server') : 'off', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
     `genops-mesh serving gRPC on ${settings.listenHost}:${grpcServer.port}, admin on ${settings.listenHost}:${admin.port}`,
   );
 
@@ -112,6 +115,7 @@ async function main(): Promise<void> {
     policyStore?.close();
     await Promise.all([grpcServer.drain(settings.drainTimeoutMs), forwardAuth?.close(settings.drainTimeoutMs)]);
     await admin.close();
+    serviceTls?.close();
     await rateLimitStore.close();
     await tracing?.shutdown(2_000);
     logger.info({ event: 'stopped' }, 'stopped');

@@ -1,8 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import type { ForwardAuthAdapter, ForwardAuthResponse } from '../envoy/forward-auth-adapter.js';
 import { GenopsError } from '../errors/genops-error.js';
 import type { HeaderLookup } from '../governance/governance-context.js';
 import type { Logger } from '../telemetry/logger.js';
+import type { ServiceTls } from './service-tls.js';
 
 export interface ForwardAuthServer {
   readonly port: number;
@@ -15,6 +18,8 @@ export interface ForwardAuthServerOptions {
   readonly port: number;
   readonly adapter: ForwardAuthAdapter;
   readonly logger: Logger;
+  /** Serve HTTPS (with client certificates and the allow-list when mutual); plain HTTP when absent. */
+  readonly tls?: ServiceTls | undefined;
 }
 
 const NOT_FOUND = JSON.stringify({
@@ -31,9 +36,24 @@ export async function startForwardAuthServer(options: ForwardAuthServerOptions):
   const { adapter, logger } = options;
   let closing = false;
 
-  const server: Server = createServer((request: IncomingMessage, response: ServerResponse) => {
+  const { tls } = options;
+  const allowedSockets = new WeakMap<object, boolean>();
+  const handle = (request: IncomingMessage, response: ServerResponse) => {
     // Proxies send no body (nginx: proxy_pass_request_body off); drain any so keep-alive works.
     request.resume();
+    if (tls?.allowList) {
+      const socket = request.socket as TLSSocket;
+      let allowed = allowedSockets.get(socket);
+      if (allowed === undefined) {
+        allowed = tls.allowList.allowedIdentityOf(socket.getPeerCertificate()) !== undefined;
+        allowedSockets.set(socket, allowed);
+        if (!allowed) logger.warn({ event: 'client_refused', identities: tls.allowList.identitiesOf(socket.getPeerCertificate()) }, 'forward-auth client certificate is not on GENOPS_TLS_CLIENT_ALLOW');
+      }
+      if (!allowed) {
+        response.writeHead(403, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ error: 'forbidden', message: 'this client certificate is not allowed to call genops-mesh' }));
+        return;
+      }
+    }
     const send = (answer: ForwardAuthResponse) => {
       if (response.headersSent || response.destroyed) return;
       const headers: Record<string, string> = { 'cache-control': 'no-store' };
@@ -53,7 +73,12 @@ export async function startForwardAuthServer(options: ForwardAuthServerOptions):
     } catch (error) {
       fail(error);
     }
-  });
+  };
+  const server: Server = tls
+    ? createHttpsServer({ ...tls.current(), requestCert: tls.mutual, rejectUnauthorized: tls.mutual }, handle)
+    : createServer(handle);
+  // A renewed certificate serves new connections; open ones keep their session.
+  if (tls) tls.onChange((secure) => (server as unknown as { setSecureContext(options: object): void }).setSecureContext(secure));
   // Proxies keep connections to the auth service open (nginx upstream keepalive); outlive their idle timeouts.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 10_000;

@@ -24,6 +24,8 @@ export interface GrpcServerOptions {
   readonly extProc: ExtProcSessionFactory;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** TLS / mTLS credentials (service-tls.ts); plaintext when absent. */
+  readonly credentials?: grpc.ServerCredentials | undefined;
 }
 
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
@@ -144,7 +146,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   server.addService(definitions.health, health.implementation);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${options.host}:${options.port}`, grpc.ServerCredentials.createInsecure(), (error, boundPort) => {
+    server.bindAsync(`${options.host}:${options.port}`, options.credentials ?? grpc.ServerCredentials.createInsecure(), (error, boundPort) => {
       if (error) reject(new GenopsError('invalid_settings', `cannot listen for gRPC on ${options.host}:${options.port}: ${error.message}`, { cause: error }));
       else resolve(boundPort);
     });

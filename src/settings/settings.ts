@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { GenopsError } from '../errors/genops-error.js';
 import { loadTracingSettings, type TracingSettings } from './otel-settings.js';
+import { loadTlsSettings, type TlsSettings } from './tls-settings.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -26,6 +27,8 @@ export interface Settings {
   readonly metricsCustomerLimit: number;
   /** From the standard OTEL_* variables. */
   readonly tracing: TracingSettings;
+  /** TLS (and mTLS) on the gRPC and forward-auth ports; undefined = plaintext. */
+  readonly tls: TlsSettings | undefined;
 }
 
 /** Each flag and the environment variable it overrides. */
@@ -42,6 +45,11 @@ const SOURCES = {
   'drain-timeout': 'GENOPS_DRAIN_TIMEOUT_MS',
   'metrics-customer-label': 'GENOPS_METRICS_CUSTOMER_LABEL',
   'metrics-customer-limit': 'GENOPS_METRICS_CUSTOMER_LIMIT',
+  'tls-cert': 'GENOPS_TLS_CERT',
+  'tls-key': 'GENOPS_TLS_KEY',
+  'tls-client-ca': 'GENOPS_TLS_CLIENT_CA',
+  'tls-client-allow': 'GENOPS_TLS_CLIENT_ALLOW',
+  'tls-reload-interval': 'GENOPS_TLS_RELOAD_INTERVAL_MS',
 } as const;
 type Flag = keyof typeof SOURCES;
 
@@ -87,6 +95,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     metricsCustomerLabel: boolean(read('metrics-customer-label'), false),
     metricsCustomerLimit: integer(read('metrics-customer-limit'), 100, 1, 10_000),
     tracing: loadTracingSettings(env),
+    tls: loadTlsSettings(read),
   });
 }
 
