@@ -1,3 +1,4 @@
+import type { EnvoyConfigVars } from './render-envoy-config.js';
 import { startEnvoy, type DownstreamTls, type RunningEnvoy } from './start-envoy.js';
 import { startService, type RunningService } from './start-service.js';
 
@@ -19,6 +20,9 @@ export interface StartGovernanceStackOptions {
   readonly envoyLogLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** Clients must present a certificate: its URI SAN is the principal the service sees. */
   readonly downstreamTls?: DownstreamTls;
+  /** Another deploy/envoy config for the same mode (e.g. deploy/envoy/ext-authz-jwt.yaml), with its extra placeholders. */
+  readonly config?: string;
+  readonly envoyVars?: EnvoyConfigVars;
 }
 
 export interface GovernanceStack {
@@ -40,8 +44,9 @@ export async function startGovernanceStack(options: StartGovernanceStackOptions)
   let envoy: RunningEnvoy;
   try {
     envoy = await startEnvoy({
-      config: ENVOY_CONFIGS[options.mode],
+      config: options.config ?? ENVOY_CONFIGS[options.mode],
       vars: {
+        ...options.envoyVars,
         GENOPS_HOST: service.host,
         GENOPS_PORT: service.grpcPort,
         UPSTREAM_HOST: options.upstreamHost ?? '127.0.0.1',

@@ -18,6 +18,8 @@ export interface TestPki {
   readonly serverKey: string;
   /** One client certificate per requested SPIFFE id, with that id as its URI SAN. */
   readonly clients: ReadonlyMap<string, ClientCertificate>;
+  /** A new loopback server certificate and key from the same CA (a rotation), as PEM paths. */
+  reissueServerCertificate(): { readonly cert: string; readonly key: string };
   remove(): void;
 }
 
@@ -46,6 +48,7 @@ export function createTestPki(principals: readonly string[]): TestPki {
   openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=genops-mesh test CA');
   issue('server', '/CN=localhost', 'DNS:localhost,IP:127.0.0.1');
   const clients = new Map<string, ClientCertificate>();
+  let reissued = 0;
   principals.forEach((principal, index) => {
     issue(`client-${index}`, `/CN=client-${index}`, `URI:${principal}`);
     clients.set(principal, { principal, cert: path(`client-${index}.crt`), key: path(`client-${index}.key`) });
@@ -56,6 +59,11 @@ export function createTestPki(principals: readonly string[]): TestPki {
     serverCert: path('server.crt'),
     serverKey: path('server.key'),
     clients,
+    reissueServerCertificate() {
+      const name = `server-${++reissued}`;
+      issue(name, '/CN=localhost', 'DNS:localhost,IP:127.0.0.1');
+      return { cert: path(`${name}.crt`), key: path(`${name}.key`) };
+    },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

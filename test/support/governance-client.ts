@@ -38,9 +38,8 @@ export function aiRequestBody(model = 'claude-sonnet-4-5', path = '/v1/chat/comp
 }
 
 /** A gRPC client of the service built from our protos, for process-level tests. */
-export function createGovernanceClient(address: string): GovernanceClient {
+export function createGovernanceClient(address: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()): GovernanceClient {
   const loaded = load();
-  const credentials = grpc.credentials.createInsecure();
   const authz = new loaded.envoy.service.auth.v3.Authorization(address, credentials);
   const extProc = new loaded.envoy.service.ext_proc.v3.ExternalProcessor(address, credentials);
   const healthClient = new loaded.grpc.health.v1.Health(address, credentials);
