@@ -17,6 +17,7 @@ import { REPO_ROOT, SERVICE_NODE_FLAGS } from '../src/demo/repo-root.js';
 import { startService } from '../src/demo/start-service.js';
 import { renderLatencyChart } from './lib/chart.js';
 import { ENVOY_VARIANTS, type EnvoyVariant } from './lib/envoy-configs.js';
+import { identitySteps } from './lib/identity-scenarios.js';
 import { Fixtures, type EnvoyBackend, type ServiceKind } from './lib/fixtures.js';
 import { runH2load, runLoadgen, type LoadResult } from './lib/load-tools.js';
 import { rssMb, sampleUsage } from './lib/process-stats.js';
@@ -370,7 +371,9 @@ async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
   const paths: Paths = { loadgen, checkBody: join(work, 'check.bin'), processBody: join(work, 'process.bin'), httpBody: join(work, 'chat.json'), work };
 
-  const groups = buildSteps(options, paths);
+  // Identity (issue 13): its own services, one group, run once: --scenario identity/
+  const identity = identitySteps({ durationS: options.durationS, warmupS: options.warmupS, workDir: work, policyPath: join(REPO_ROOT, 'bench/policy.yaml') });
+  const groups: Step[][] = [...buildSteps(options, paths), identity.steps];
   const selected = (id: string) => options.scenarios.length === 0 || options.scenarios.some((prefix) => id.startsWith(prefix));
   const memorySelected = selected('memory/keys');
   if (options.list) {
@@ -399,6 +402,7 @@ async function main(): Promise<void> {
   const fixtures = new Fixtures({ loadgen, workDir: join(work, 'envoy'), policyPath: join(REPO_ROOT, 'bench/policy.yaml'), serviceNodeOptions: options.nodeOptions, onNote: (message) => progress.note(message) });
   const stop = async () => {
     await fixtures.stopAll();
+    await identity.stopAll();
   };
   process.once('SIGINT', () => {
     progress.note('interrupted: stopping everything');

@@ -1,14 +1,12 @@
 /**
  * google.protobuf.Struct / Value, as protobufjs decodes them (camelCase
- * oneof members under the virtual `kind`) or as a test builds them by hand,
- * turned into plain JSON.
+ * oneof members) or as a test builds them by hand, turned into plain JSON.
  */
 export interface ProtoStruct {
   fields?: Record<string, ProtoValue | undefined> | undefined;
 }
 
 export interface ProtoValue {
-  kind?: string;
   nullValue?: unknown;
   numberValue?: number;
   stringValue?: string;
@@ -17,7 +15,6 @@ export interface ProtoValue {
   listValue?: { values?: (ProtoValue | undefined)[] } | null;
 }
 
-const MEMBERS = ['stringValue', 'numberValue', 'boolValue', 'structValue', 'listValue', 'nullValue'] as const;
 /** Deeper than any real JWT payload; bounds the work a hostile Struct can cause. */
 const MAX_DEPTH = 32;
 
@@ -31,22 +28,14 @@ export function structToJson(struct: ProtoStruct | null | undefined, depth = 0):
 
 function valueToJson(value: ProtoValue | undefined, depth: number): unknown {
   if (!value) return null;
-  // protobufjs messages carry the set member's name in `kind`; hand-built ones only the member itself.
-  const member = typeof value.kind === 'string' && (MEMBERS as readonly string[]).includes(value.kind) ? value.kind : MEMBERS.find((name) => Object.hasOwn(value, name));
-  switch (member) {
-    case 'stringValue':
-      return value.stringValue;
-    case 'numberValue':
-      return value.numberValue;
-    case 'boolValue':
-      return value.boolValue;
-    case 'structValue':
-      return structToJson(value.structValue, depth);
-    case 'listValue':
-      return depth > MAX_DEPTH ? [] : (value.listValue?.values ?? []).map((entry) => valueToJson(entry, depth + 1));
-    default:
-      return null;
-  }
+  // The set member is the message's own property (protobufjs keeps defaults on the prototype);
+  // cheaper than protobufjs's virtual `kind`, which walks every member.
+  if (Object.hasOwn(value, 'stringValue')) return value.stringValue;
+  if (Object.hasOwn(value, 'numberValue')) return value.numberValue;
+  if (Object.hasOwn(value, 'boolValue')) return value.boolValue;
+  if (Object.hasOwn(value, 'structValue')) return structToJson(value.structValue, depth);
+  if (Object.hasOwn(value, 'listValue')) return depth > MAX_DEPTH ? [] : (value.listValue?.values ?? []).map((entry) => valueToJson(entry, depth + 1));
+  return null;
 }
 
 /** The plain JSON of one dynamic-metadata namespace, or undefined when Envoy sent none. */
