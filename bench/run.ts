@@ -371,7 +371,7 @@ async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
   const paths: Paths = { loadgen, checkBody: join(work, 'check.bin'), processBody: join(work, 'process.bin'), httpBody: join(work, 'chat.json'), work };
 
-  // Identity (issue 13): its own services, one group, run once: --scenario identity/
+  // Identity (issue 13): its own services, one group in interleaved rounds: --scenario identity/
   const identity = identitySteps({ durationS: options.durationS, warmupS: options.warmupS, workDir: work, policyPath: join(REPO_ROOT, 'bench/policy.yaml') });
   const groups: Step[][] = [...buildSteps(options, paths), identity.steps];
   const selected = (id: string) => options.scenarios.length === 0 || options.scenarios.some((prefix) => id.startsWith(prefix));
@@ -385,7 +385,7 @@ async function main(): Promise<void> {
   const plan: { step: Step; round: number }[] = [];
   groups.forEach((group, index) => {
     const steps = group.filter((step) => selected(step.id));
-    const rounds = ROUND_GROUPS.has(index) ? options.rounds : 1;
+    const rounds = ROUND_GROUPS.has(index) || group === identity.steps ? options.rounds : 1;
     for (let round = 1; round <= rounds; round++) for (const step of steps) plan.push({ step, round });
   });
   if (plan.length === 0 && !memorySelected) throw new Error(`--scenario ${options.scenarios.join(',')} selects nothing; --list shows the ids`);
