@@ -164,7 +164,9 @@ function describeIdentity(mode: EnvoyMode, config: string, { full }: { full: boo
       // jwt_authn removed the token (forward: false) and wrote the verified payload header.
       expect(seen.authorization).toBeUndefined();
       expect(JSON.parse(Buffer.from(String(seen['x-jwt-payload']), 'base64url').toString())).toMatchObject({ sub: 'alice', groups: ['employees', 'ml-platform'] });
-      const decision = stack.service.logs().find((line) => line.event === 'decision' && line.decision_id === response.header('x-genops-decision-id'));
+      const logged = () => stack.service.logs().find((line) => line.event === 'decision' && line.decision_id === response.header('x-genops-decision-id'));
+      await eventually(() => logged() !== undefined, 'the decision log line');
+      const decision = logged();
       expect(decision).toMatchObject({
         result: 'ALLOWED',
         identity: {
@@ -245,7 +247,7 @@ function describeIdentity(mode: EnvoyMode, config: string, { full }: { full: boo
 
         it('refuses a certificate the CA signed whose identity is not on the allow-list: PERMISSION_DENIED', async () => {
           await expect(checkWith(ssl(OUTSIDER_IDENTITY))).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: `client identity ${OUTSIDER_IDENTITY} is not allowed to call genops-mesh` });
-          expect(stack.service.logs().some((line) => line.event === 'client_refused' && JSON.stringify(line.identities) === JSON.stringify([OUTSIDER_IDENTITY]))).toBe(true);
+          await eventually(() => stack.service.logs().some((line) => line.event === 'client_refused' && JSON.stringify(line.identities) === JSON.stringify([OUTSIDER_IDENTITY])), 'the client_refused log line');
         });
 
         it('refuses a client without a certificate, and a plaintext client', async () => {
@@ -339,3 +341,12 @@ function servedCertificate(port: number, client: { cert: string; key: string }):
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Log lines reach stdout asynchronously (pino): wait for one instead of racing it. */
+async function eventually(condition: () => boolean, what: string, timeoutMs = 3_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}

@@ -4,6 +4,7 @@
  * identity e2e test boots, and TLS for the service's ports in the kustomize
  * component and the Helm chart.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -22,6 +23,13 @@ function bootedFilters(): Loose[] {
   const config = parse(renderEnvoyConfig(read('deploy/envoy/ext-authz-jwt.yaml'), new Proxy({}, { get: () => '1' }) as Record<string, string>)) as Loose;
   return config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters as Loose[];
 }
+
+describe('verified-identity Envoy configs (deploy/envoy/*-jwt.yaml)', () => {
+  it('are their base configs plus the identity blocks, as scripts/render-identity-configs.mjs renders them', () => {
+    // Throws with the script's message when a base config changed and the variants were not re-rendered.
+    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts/render-identity-configs.mjs'), '--check'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  });
+});
 
 describe('Istio identity resources (deploy/istio/identity)', () => {
   let objects: KubeObject[];
