@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   const serviceTls = settings.tls ? await createServiceTls(settings.tls, logger) : undefined;
 
   const grpcServer = await startGrpcServer({
-    credentials: serviceTls?.grpcCredentials(),
+    ...serviceTls?.grpcBinding(),
     host: settings.listenHost,
     port: settings.grpcPort,
     authz: createAuthzAdapter({ governor, reporter, policy, now }),

@@ -45,9 +45,11 @@ export async function startForwardAuthServer(options: ForwardAuthServerOptions):
       const socket = request.socket as TLSSocket;
       let allowed = allowedSockets.get(socket);
       if (allowed === undefined) {
-        allowed = tls.allowList.allowedIdentityOf(socket.getPeerCertificate()) !== undefined;
+        // Once per connection, from the X509 object: getPeerCertificate() decodes the whole certificate.
+        const certificate = { subjectaltname: socket.getPeerX509Certificate()?.subjectAltName ?? '' };
+        allowed = tls.allowList.allowedIdentityOf(certificate) !== undefined;
         allowedSockets.set(socket, allowed);
-        if (!allowed) logger.warn({ event: 'client_refused', identities: tls.allowList.identitiesOf(socket.getPeerCertificate()) }, 'forward-auth client certificate is not on GENOPS_TLS_CLIENT_ALLOW');
+        if (!allowed) logger.warn({ event: 'client_refused', identities: tls.allowList.identitiesOf(certificate) }, 'forward-auth client certificate is not on GENOPS_TLS_CLIENT_ALLOW');
       }
       if (!allowed) {
         response.writeHead(403, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ error: 'forbidden', message: 'this client certificate is not allowed to call genops-mesh' }));

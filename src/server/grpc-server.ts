@@ -26,6 +26,14 @@ export interface GrpcServerOptions {
   readonly metrics: Metrics;
   /** TLS / mTLS credentials (service-tls.ts); plaintext when absent. */
   readonly credentials?: grpc.ServerCredentials | undefined;
+  /** Listens itself and hands accepted connections to the server (service-tls.ts, mTLS with an allow-list); replaces bindAsync. */
+  readonly listen?: ((server: grpc.Server, host: string, port: number) => Promise<GrpcListener>) | undefined;
+}
+
+export interface GrpcListener {
+  readonly port: number;
+  /** Stops accepting connections; open ones drain with the server. */
+  close(): void;
 }
 
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
@@ -145,7 +153,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   server.addService(withCodecs(definitions.externalProcessor, 'Process', decoders.processingRequest, encodeProcessingResponse), { Process: process });
   server.addService(definitions.health, health.implementation);
 
-  const port = await new Promise<number>((resolve, reject) => {
+  const listener = options.listen ? await options.listen(server, options.host, options.port) : undefined;
+  const port = listener ? listener.port : await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${options.host}:${options.port}`, options.credentials ?? grpc.ServerCredentials.createInsecure(), (error, boundPort) => {
       if (error) reject(new GenopsError('invalid_settings', `cannot listen for gRPC on ${options.host}:${options.port}: ${error.message}`, { cause: error }));
       else resolve(boundPort);
@@ -159,6 +168,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     async drain(timeoutMs) {
       health.setAll('NOT_SERVING');
       health.endWatches();
+      listener?.close();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();

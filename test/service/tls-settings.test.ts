@@ -1,11 +1,19 @@
 /**
- * TLS settings of the service's own ports: every bad combination or file
- * stops the start with one line naming the setting or file at fault.
+ * TLS on the service's own ports: every bad combination or file stops the
+ * start with one line naming the setting or file at fault; a running service
+ * serves renewed certificates on both TLS paths and still drains on SIGTERM.
  */
 import { spawnSync } from 'node:child_process';
-import { afterAll, describe, expect, it } from 'vitest';
+import { randomUUID, X509Certificate } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVICE_ENTRY } from '../../src/demo/repo-root.js';
-import { createTestPki } from '../support/index.js';
+import { createGovernanceClient } from '../support/governance-client.js';
+import { createTestPki, startService } from '../support/index.js';
 
 const pki = createTestPki(['spiffe://cluster.local/ns/genops/sa/envoy']);
 const client = [...pki.clients.values()][0]!;
@@ -41,4 +49,58 @@ describe('TLS start-up errors', () => {
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(stderr).toMatch(new RegExp(`^genops-mesh: TLS files ${pki.serverCert}, ${client.key}: .*key values mismatch`));
   });
+});
+
+describe('TLS on the gRPC port, by grpc-js credentials (no allow-list) and by the allow-list listener', () => {
+  const ENVOY = 'spiffe://cluster.local/ns/genops/sa/envoy';
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'genops-tls-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each([
+    ['mTLS without an allow-list (grpc-js certificate-provider credentials)', {}],
+    ['mTLS with an allow-list (connection-level check)', { GENOPS_TLS_CLIENT_ALLOW: ENVOY }],
+  ])('%s: serves a renewed certificate without a restart, and SIGTERM still drains to exit 0', async (_name, extra) => {
+    const cert = join(dir, `${randomUUID()}.crt`);
+    const key = join(dir, `${randomUUID()}.key`);
+    copyFileSync(pki.serverCert, cert);
+    copyFileSync(pki.serverKey, key);
+    const service = await startService({ env: { GENOPS_TLS_CERT: cert, GENOPS_TLS_KEY: key, GENOPS_TLS_CLIENT_CA: pki.ca, GENOPS_TLS_RELOAD_INTERVAL_MS: '200', ...extra } });
+    const credentials = () => grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(client.key), readFileSync(client.cert));
+    const check = async () => {
+      const governance = createGovernanceClient(`127.0.0.1:${service.grpcPort}`, credentials());
+      try {
+        return await governance.check({ 'x-genops-team': 'ml-platform', 'x-genops-customer-id': 'acme', 'x-genops-project': 'chatbot' });
+      } finally {
+        governance.close();
+      }
+    };
+    try {
+      expect((await check()).status.code).toBe(0);
+      const renewed = pki.reissueServerCertificate();
+      copyFileSync(renewed.cert, cert);
+      copyFileSync(renewed.key, key);
+      const expected = new X509Certificate(readFileSync(renewed.cert)).fingerprint256;
+      const deadline = Date.now() + 5_000;
+      while ((await servedFingerprint(service.grpcPort)) !== expected) {
+        if (Date.now() > deadline) throw new Error('the renewed certificate was not served within 5 s');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect((await check()).status.code).toBe(0);
+    } finally {
+      expect(await service.stop()).toBe(0);
+    }
+  }, 20_000);
+
+  function servedFingerprint(port: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(pki.ca), cert: readFileSync(client.cert), key: readFileSync(client.key), ALPNProtocols: ['h2'] }, () => {
+        resolve(socket.getPeerX509Certificate()?.fingerprint256 ?? '');
+        socket.destroy();
+      });
+      socket.once('error', reject);
+    });
+  }
 });
