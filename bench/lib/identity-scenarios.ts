@@ -4,13 +4,17 @@
  * metadata, as Envoy forwards it), and with TLS on the gRPC port, beside
  * the same Check on a plain service, measured back to back in one run.
  *
- * h2load cannot present a client certificate, so the TLS scenario is
- * server-side TLS; mTLS adds one allow-list check per call on top.
+ * h2load cannot present a client certificate, so the direct TLS scenario is
+ * server-side TLS; mTLS with the allow-list is measured with a real Envoy as
+ * the client (h2load → Envoy → genops-mesh), beside the same Envoy in
+ * plaintext.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { parse, stringify } from 'yaml';
+import { REPO_ROOT } from '../../src/demo/repo-root.js';
+import { startEnvoy, type RunningEnvoy } from '../../src/demo/start-envoy.js';
 import { startService, type RunningService } from '../../src/demo/start-service.js';
 import { PROTO_ROOT } from '../../src/server/proto-definitions.js';
 import { createTestPki, type TestPki } from '../../test/support/create-test-pki.js';
@@ -20,6 +24,7 @@ import type { ScenarioResult } from './report.js';
 import { delta, readCounters } from './service-metrics.js';
 
 const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
+const ENVOY_IDENTITY = 'spiffe://cluster.local/ns/genops/sa/envoy-gateway';
 const GRPC_HEADERS = ['content-type: application/grpc', 'te: trailers'];
 const HEADERS = {
   'x-genops-team': 'ml-platform',
@@ -54,7 +59,7 @@ const IDENTITY = {
   },
 };
 
-type Kind = 'plain' | 'identity' | 'tls';
+type Kind = 'plain' | 'identity' | 'tls' | 'mtls';
 
 export interface IdentityStep {
   readonly id: string;
@@ -100,9 +105,10 @@ export function identitySteps(options: { durationS: number; warmupS: number; wor
           policyPath = join(dir, 'policy-identity.yaml');
           writeFileSync(policyPath, stringify(policy));
         }
-        if (kind === 'tls') {
-          pki ??= createTestPki([]);
+        if (kind === 'tls' || kind === 'mtls') {
+          pki ??= createTestPki([ENVOY_IDENTITY]);
           Object.assign(env, { GENOPS_TLS_CERT: pki.serverCert, GENOPS_TLS_KEY: pki.serverKey });
+          if (kind === 'mtls') Object.assign(env, { GENOPS_TLS_CLIENT_CA: pki.ca, GENOPS_TLS_CLIENT_ALLOW: ENVOY_IDENTITY });
         }
         return startService({ policyPath, env });
       })();
@@ -110,6 +116,50 @@ export function identitySteps(options: { durationS: number; warmupS: number; wor
     }
     return started;
   };
+
+  const envoys = new Map<'plain' | 'mtls', Promise<RunningEnvoy>>();
+  /** Envoy in front of the plaintext or the mTLS service: the client a mesh really has. */
+  const envoy = (kind: 'plain' | 'mtls') => {
+    let started = envoys.get(kind);
+    if (!started) {
+      started = (async () => {
+        const running = await service(kind);
+        const client = kind === 'mtls' ? pki!.clients.get(ENVOY_IDENTITY)! : undefined;
+        const template = join(dir, `grpc-proxy-${kind}.yaml`);
+        writeFileSync(template, client ? withUpstreamMtls(readFileSync(join(REPO_ROOT, 'bench/envoy/grpc-proxy.yaml'), 'utf8'), { ca: pki!.ca, cert: client.cert, key: client.key }) : readFileSync(join(REPO_ROOT, 'bench/envoy/grpc-proxy.yaml'), 'utf8'));
+        return startEnvoy({ config: template, vars: { GENOPS_PORT: running.grpcPort } });
+      })();
+      envoys.set(kind, started);
+    }
+    return started;
+  };
+
+  const throughEnvoy = (kind: 'plain' | 'mtls', id: string, title: string): IdentityStep => ({
+    id,
+    section: 'direct-closed',
+    title,
+    expectedS: options.durationS + options.warmupS + 1,
+    prepare: () => envoy(kind),
+    async run() {
+      const running = await service(kind);
+      const proxy = await envoy(kind);
+      const before = await readCounters(running.adminUrl);
+      const usage = sampleUsage(running.process.pid);
+      const load: LoadResult = await runH2load({
+        url: `${proxy.url}${CHECK_PATH}`,
+        connections: 4,
+        streams: 16,
+        durationS: options.durationS,
+        warmupS: options.warmupS,
+        bodyFile: body(false),
+        headers: GRPC_HEADERS,
+        logFile: join(dir, 'h2load.log'),
+      });
+      const sampled = usage.stop();
+      const after = await readCounters(running.adminUrl);
+      return { id, section: 'direct-closed', title, load, usage: sampled, decisions: delta(after.decisions, before.decisions) };
+    },
+  });
 
   const step = (kind: Kind, id: string, title: string): IdentityStep => ({
     id,
@@ -143,8 +193,12 @@ export function identitySteps(options: { durationS: number; warmupS: number; wor
       step('plain', 'identity/service/check/closed', 'genops-mesh Check, plaintext, no spec.identity (baseline of the two below)'),
       step('identity', 'identity/service/check+claims/closed', 'genops-mesh Check with spec.identity: 4 fields bound to jwt_authn metadata claims'),
       step('tls', 'identity/service/check+tls/closed', 'genops-mesh Check over TLS on the gRPC port (server certificate; h2load sends no client certificate)'),
+      throughEnvoy('plain', 'identity/envoy/check/closed', 'genops-mesh Check through Envoy (h2load → Envoy → service), plaintext to the service'),
+      throughEnvoy('mtls', 'identity/envoy/check+mtls/closed', 'genops-mesh Check through Envoy, mTLS to the service with GENOPS_TLS_CLIENT_ALLOW'),
     ],
     async stopAll() {
+      for (const started of envoys.values()) await (await started.catch(() => undefined))?.stop().catch(() => undefined);
+      envoys.clear();
       for (const started of services.values()) await (await started.catch(() => undefined))?.stop({ timeoutMs: 15_000 }).catch(() => undefined);
       services.clear();
       pki?.remove();
@@ -189,4 +243,23 @@ function toStruct(value: Record<string, unknown>): { fields: Record<string, unkn
     return { nullValue: 0 };
   };
   return { fields: Object.fromEntries(Object.entries(value).map(([key, entry]) => [key, toValue(entry)])) };
+}
+
+/** The genops_mesh cluster of bench/envoy/grpc-proxy.yaml with the client side of mTLS, as deploy/envoy/ext-authz-jwt.yaml has it. */
+function withUpstreamMtls(template: string, files: { ca: string; cert: string; key: string }): string {
+  const anchor = '      load_assignment:\n        cluster_name: genops_mesh\n';
+  if (!template.includes(anchor)) throw new Error('bench/envoy/grpc-proxy.yaml: the genops_mesh cluster has no load_assignment to put the transport socket before');
+  const socket = [
+    '      transport_socket:',
+    '        name: envoy.transport_sockets.tls',
+    '        typed_config:',
+    '          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+    '          sni: localhost',
+    '          common_tls_context:',
+    '            alpn_protocols: [h2]',
+    `            tls_certificates: [{ certificate_chain: { filename: ${files.cert} }, private_key: { filename: ${files.key} } }]`,
+    `            validation_context: { trusted_ca: { filename: ${files.ca} }, match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: localhost } }] }`,
+    '',
+  ].join('\n');
+  return template.replace(anchor, socket + anchor);
 }
