@@ -217,8 +217,11 @@ export function encodeCheck(withClaims: boolean): Buffer {
   root.loadSync(['envoy/service/auth/v3/external_auth.proto'], { keepCase: true });
   const CheckRequest = root.lookupType('envoy.service.auth.v3.CheckRequest');
   const Struct = root.lookupType('google.protobuf.Struct');
+  // An AI API path: the body names the model, as with_request_body (pack_as_bytes) sends it.
+  const chat = Buffer.from(JSON.stringify({ model: 'claude-opus', max_tokens: 256, messages: [{ role: 'user', content: 'Summarize the ticket, please.' }] }));
+  const headers = { ...HEADERS, ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json', 'content-length': String(chat.length) };
   const attributes: Record<string, unknown> = {
-    request: { http: { method: 'POST', path: '/v1/chat/completions', host: 'ai.internal', protocol: 'HTTP/2', headers: { ...HEADERS, ':method': 'POST', ':path': '/v1/chat/completions' } } },
+    request: { http: { method: 'POST', path: '/v1/chat/completions', host: 'ai.internal', protocol: 'HTTP/2', headers, raw_body: chat } },
     source: { principal: 'spiffe://cluster.local/ns/api-gateway/sa/gateway' },
   };
   if (withClaims) {
