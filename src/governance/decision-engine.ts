@@ -16,6 +16,12 @@ export interface DecisionInput {
   readonly malformed?: string | undefined;
   /** On an AI API path: what the request body says, or why it could not be read. */
   readonly ai?: AiBodyInput | undefined;
+  /** Bytes of the request body (an upper bound of its prompt tokens, for budget reservations). */
+  readonly bodyBytes?: number | undefined;
+  /** True when the adapter sees the response and can settle a budget reservation (ext_proc). */
+  readonly settles?: boolean | undefined;
+  /** Reuse this decision id (a request decided again, e.g. with a budget's cheaper model). */
+  readonly decisionId?: string | undefined;
 }
 
 export type AiBodyInput =
@@ -49,7 +55,7 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
 
   function decide(input: DecisionInput): Decision {
     const policy = options.policy();
-    const id = newDecisionId();
+    const id = input.decisionId ?? newDecisionId();
     const { context, problems } = extractGovernanceContext(input.headers);
     const principal = input.principal || undefined;
     const ai = input.ai?.request;

@@ -23,7 +23,7 @@ export interface UsageRecord {
   readonly provider: Provider;
   readonly context: GovernanceContext;
   readonly modelRequested: string;
-  /** The response's model (OpenAI names the dated snapshot), else the model requested. */
+  /** The response's model (OpenAI names the dated snapshot), else the model sent upstream (a budget's cheaper model), else the model requested. */
   readonly modelServed: string;
   readonly stream: boolean;
   readonly tokens: TokenUsage;
@@ -69,8 +69,9 @@ export function createUsageAccounting(options: { policy: () => CompiledPolicy })
       const ai = decision.ai;
       if (!ai) return undefined;
       const prices = options.policy().prices;
-      const modelRequested = decision.context.model ?? ai.model.toLowerCase();
-      const modelServed = report?.modelServed?.toLowerCase() ?? modelRequested;
+      // The body's model; a budget downgrade sends another one upstream (context.model).
+      const modelRequested = ai.model.toLowerCase();
+      const modelServed = report?.modelServed?.toLowerCase() ?? decision.context.model ?? modelRequested;
       const { tokens, estimated } = tokensOf(outcome, report, ai.inputEstimateTokens);
       const price = prices.priceOf(modelServed) ?? prices.priceOf(modelRequested);
       const cost = outcome === 'upstream_error' ? FREE : price ? costOf(tokens, price) : undefined;
