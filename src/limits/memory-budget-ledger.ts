@@ -64,9 +64,9 @@ const EVICTION_SCAN = 64;
  * - holds past their expiry are dropped when their account is next touched,
  *   and each call sweeps a few live reservations (rotating through them) so
  *   expired ones of idle accounts go too;
- * - settled ids are kept until their retention ends (a rotating sweep) and
- *   at most `maxSettledIds` (past it the sweep's next candidate goes: a
- *   duplicate settle of that id would count twice);
+ * - settled ids are kept until their retention ends and at most
+ *   `maxSettledIds` (past it the oldest settled goes: a duplicate settle of
+ *   that id would count twice);
  * - accounts are kept in recency order; one whose state is the same as a
  *   fresh one (calendar period over + grace, rolling window empty, no holds)
  *   is forgotten from the head; past `maxAccounts` the least recently used
@@ -157,11 +157,12 @@ export function createMemoryBudgetLedger(options: MemoryBudgetLedgerOptions): Me
       if (reservation.expiresAtMs <= now) for (const key of reservation.accountKeys) releaseHold(key, id);
       else reservations.set(id, reservation);
     }
+    // Settled ids stay in the order they were settled (the cap evicts the oldest); the sweep only
+    // forgets from the head, so one long retention there delays forgetting, never the cap.
     looked = 0;
     for (const [id, until] of settled) {
-      if (looked++ >= SWEEP_PER_CALL) break;
+      if (looked++ >= SWEEP_PER_CALL || until > now) break;
       settled.delete(id);
-      if (until > now) settled.set(id, until);
     }
     looked = 0;
     for (const [key, account] of accounts) {
