@@ -110,7 +110,8 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
         observer.event(budget.name, 'blocked');
         return { ...again, message: `budget ${budget.name} is ${Math.floor(percent(state.spent + state.reserved, state.limit))}% spent and downgrades to ${budget.downgrade.model}: ${again.message}` };
       }
-      decided = { ...again, route: routeFor(current, budget.downgrade.model) ?? again.route, rateLimit: decision.rateLimit, tokenLimits: decision.tokenLimits };
+      // The request still asked for its own model (usage records say so); it is served the cheaper one.
+      decided = { ...again, ai, route: routeFor(current, budget.downgrade.model) ?? again.route, rateLimit: decision.rateLimit, tokenLimits: decision.tokenLimits };
       downgradedTo = budget.downgrade.model;
       downgradedBy = budget.name;
       observer.event(budget.name, 'downgraded');
