@@ -38,6 +38,8 @@ export interface UsageRecord {
   readonly outcome: ExchangeOutcome;
   readonly upstreamStatus: number | undefined;
   readonly providerError: string | undefined;
+  /** What the request's budgets held for it (nano-USD) and their names; undefined when nothing was reserved. */
+  readonly reservation: { readonly budgets: readonly string[]; readonly reservedNano: number } | undefined;
 }
 
 export interface FinishedExchange {
@@ -92,9 +94,15 @@ export function createUsageAccounting(options: { policy: () => CompiledPolicy })
         outcome,
         upstreamStatus,
         providerError: report?.providerError,
+        reservation: reservationOf(decision),
       };
     },
   };
+}
+
+function reservationOf(decision: Decision): UsageRecord['reservation'] {
+  const held = decision.budget?.entries.filter((entry) => entry.heldNano > 0) ?? [];
+  return held.length > 0 ? { budgets: held.map((entry) => entry.name), reservedNano: decision.budget!.worstCaseNano } : undefined;
 }
 
 function tokensOf(outcome: ExchangeOutcome, report: UsageReport | undefined, inputEstimate: number): { tokens: TokenUsage; estimated: boolean } {

@@ -19,7 +19,9 @@ import {
   type StubLlm,
 } from '../support/index.js';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
-import { eventually, scrape } from '../telemetry/telemetry-support.js';
+import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.js';
+import { genopsViolations } from '../telemetry/genops-conformance.js';
+import { eventually, newTraceparent, scrape, tracingEnv } from '../telemetry/telemetry-support.js';
 
 /**
  * claude-sonnet-4-5 at $3 / $15 per million tokens. A request body of B bytes with max_tokens 1000
@@ -62,16 +64,19 @@ const headers = (project: string, extra: Record<string, string> = {}) => ({
 describe('budgets through the real Envoy (ext_proc)', () => {
   let llm: StubLlm;
   let stack: GovernanceStack;
+  let receiver: OtlpReceiver;
   let dir: string;
   beforeAll(async () => {
     const policy = writePolicy();
     dir = policy.dir;
+    receiver = await startOtlpReceiver();
     llm = await startStubLlm({ chunkDelayMs: 100 });
-    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path });
+    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv: tracingEnv(receiver.endpoint) });
   });
   afterAll(async () => {
     await stack?.stop();
     await llm?.stop();
+    await receiver?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
   const send = (project: string, extra: Record<string, string> = {}, requestBody = body()) =>
@@ -137,6 +142,21 @@ describe('budgets through the real Envoy (ext_proc)', () => {
       return entry && entry.reserved_usd === 0 ? entry : undefined;
     }, 'the release');
     expect(account.spent_usd).toBe(0);
+  });
+
+  it('records the reservation on the decision span and its reconciliation on the usage span, GenOps-conformant', async () => {
+    const trace = newTraceparent();
+    const response = await send(`span-${randomUUID().slice(0, 6)}`, { traceparent: trace.traceparent, [STUB_USAGE_HEADER]: JSON.stringify({ input: 100, output: 200 }) });
+    expect(response.status).toBe(200);
+    const spans = await receiver.waitForSpans((span) => span.traceId === trace.traceId, { count: 2 });
+    const decision = spans.find((span) => span.name === 'genops.policy.evaluate')!;
+    const usage = spans.find((span) => span.name === 'genops.usage')!;
+    expect(decision.attributes).toMatchObject({ 'genops.budget.name': 'project-daily', 'genops.budget.allocated': 0.1, 'genops.budget.period': 'daily (UTC)', 'genops.accounting.unit': 'USD', 'genops.accounting.reserved': WORST_USD });
+    expect(decision.events.map((event) => event.name)).toEqual(['genops.policy.evaluated', 'genops.budget.reservation']);
+    // 100 × $3/M + 200 × $15/M = $0.0033
+    expect(usage.attributes).toMatchObject({ 'genops.accounting.reserved': WORST_USD, 'genops.accounting.actual': 0.0033, 'genops.accounting.unit': 'USD' });
+    expect(usage.events.map((event) => event.name)).toEqual(['genops.budget.reservation', 'genops.budget.reconciliation']);
+    expect(spans.flatMap(genopsViolations)).toEqual([]);
   });
 
   it('exposes spent, reserved and limit per budget key in /metrics', async () => {
