@@ -83,7 +83,7 @@ function cursorOver<K, V>(map: Map<K, V>): () => [K, V] | undefined {
  * The budget ledger in one process. Every call is synchronous, so each is
  * atomic by construction. Memory stays bounded:
  * - holds past their expiry are dropped when their account is next touched,
- *   and each call sweeps a few live reservations (rotating through them) so
+ *   and each call sweeps a few live reservations (a cursor cycling through them) so
  *   expired ones of idle accounts go too;
  * - settled ids are kept until their retention ends (a sweep cycling
  *   through them) and at most `maxSettledIds` (past it the one next in that
