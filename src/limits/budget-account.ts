@@ -93,6 +93,7 @@ export function assertAccounts(accounts: readonly BudgetAccount[]): void {
 }
 
 function assertDistinct(accounts: readonly BudgetAccount[], reservationId: string): void {
+  if (accounts.length < 2) return;
   const seen = new Set<string>();
   for (const account of accounts) {
     const key = accountStorageKey(account);

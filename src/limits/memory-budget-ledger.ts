@@ -36,6 +36,10 @@ interface Hold {
 }
 
 interface Account {
+  readonly key: string;
+  /** Neighbours in recency order (older, newer). */
+  older: Account | undefined;
+  newer: Account | undefined;
   /** The period as last seen (a rolling account's slot width is part of its key, its slot count is not). */
   period: BudgetAccount['period'];
   /** Calendar: the period's settled spend. */
@@ -59,15 +63,32 @@ const SWEEP_PER_CALL = 8;
 const EVICTION_SCAN = 64;
 
 /**
+ * Walks a map's entries round and round, a few per call. A persistent
+ * iterator passes each deleted slot once, where a fresh iteration from the
+ * head would walk every slot deleted there since the map last compacted.
+ */
+function cursorOver<K, V>(map: Map<K, V>): () => [K, V] | undefined {
+  let iterator = map.entries();
+  return () => {
+    let next = iterator.next();
+    if (next.done) {
+      iterator = map.entries();
+      next = iterator.next();
+    }
+    return next.done ? undefined : next.value;
+  };
+}
+
+/**
  * The budget ledger in one process. Every call is synchronous, so each is
  * atomic by construction. Memory stays bounded:
  * - holds past their expiry are dropped when their account is next touched,
- *   and each call sweeps a few live reservations (rotating through them) so
+ *   and each call sweeps a few live reservations (a cursor cycling through them) so
  *   expired ones of idle accounts go too;
- * - settled ids are kept until their retention ends and at most
- *   `maxSettledIds` (past it the oldest settled goes: a duplicate settle of
- *   that id would count twice);
- * - accounts are kept in recency order; one whose state is the same as a
+ * - settled ids are kept until their retention ends (a sweep cycling
+ *   through them) and at most `maxSettledIds` (past it the one next in that
+ *   cycle goes, roughly the oldest: a duplicate settle of it would count twice);
+ * - accounts are kept in a recency list; one whose state is the same as a
  *   fresh one (calendar period over + grace, rolling window empty, no holds)
  *   is forgotten from the head; past `maxAccounts` the least recently used
  *   account without live reservations is evicted (its spend is lost: that
@@ -80,26 +101,49 @@ export function createMemoryBudgetLedger(options: MemoryBudgetLedgerOptions): Me
   const settledRetentionMaxMs = options.settledRetentionMaxMs ?? DEFAULT_SETTLED_RETENTION_MAX_MS;
   if (!Number.isSafeInteger(maxAccounts) || maxAccounts < 1) throw new RangeError(`maxAccounts ${maxAccounts} is not valid: it must be a positive integer`);
   if (!Number.isSafeInteger(maxSettledIds) || maxSettledIds < 1) throw new RangeError(`maxSettledIds ${maxSettledIds} is not valid: it must be a positive integer`);
-  /** In recency order: the least recently used account first. */
   const accounts = new Map<string, Account>();
+  /** The recency list: least recently used first. */
+  let oldest: Account | undefined;
+  let newest: Account | undefined;
   const reservations = new Map<string, LiveReservation>();
+  const nextReservation = cursorOver(reservations);
   /** Settled reservation id → remembered until. */
   const settled = new Map<string, number>();
+  const nextSettled = cursorOver(settled);
 
-  function touch(key: string, account: Account): void {
-    accounts.delete(key);
-    accounts.set(key, account);
+  function unlink(account: Account): void {
+    if (account.older) account.older.newer = account.newer;
+    else oldest = account.newer;
+    if (account.newer) account.newer.older = account.older;
+    else newest = account.older;
+    account.older = account.newer = undefined;
+  }
+
+  function append(account: Account): void {
+    account.older = newest;
+    if (newest) newest.newer = account;
+    else oldest = account;
+    newest = account;
+  }
+
+  function forget(account: Account): void {
+    unlink(account);
+    accounts.delete(account.key);
   }
 
   function accountFor(budget: BudgetAccount, key: string): Account {
     let account = accounts.get(key);
     if (account) {
-      touch(key, account);
+      if (account !== newest) {
+        unlink(account);
+        append(account);
+      }
       account.period = budget.period;
       return account;
     }
-    account = { period: budget.period, spent: 0, slots: new Map(), holds: new Map(), reserved: 0, nextExpiryMs: Number.POSITIVE_INFINITY };
+    account = { key, older: undefined, newer: undefined, period: budget.period, spent: 0, slots: new Map(), holds: new Map(), reserved: 0, nextExpiryMs: Number.POSITIVE_INFINITY };
     accounts.set(key, account);
+    append(account);
     return account;
   }
 
@@ -150,42 +194,35 @@ export function createMemoryBudgetLedger(options: MemoryBudgetLedgerOptions): Me
   }
 
   function sweep(now: number): void {
-    let looked = 0;
-    for (const [id, reservation] of reservations) {
-      if (looked++ >= SWEEP_PER_CALL) break;
+    const reservationsToLook = Math.min(SWEEP_PER_CALL, reservations.size);
+    for (let looked = 0; looked < reservationsToLook; looked++) {
+      const [id, reservation] = nextReservation()!;
+      if (reservation.expiresAtMs > now) continue;
       reservations.delete(id);
-      if (reservation.expiresAtMs <= now) for (const key of reservation.accountKeys) releaseHold(key, id);
-      else reservations.set(id, reservation);
+      for (const key of reservation.accountKeys) releaseHold(key, id);
     }
-    // Settled ids stay in the order they were settled (the cap evicts the oldest); the sweep only
-    // forgets from the head, so one long retention there delays forgetting, never the cap.
-    looked = 0;
-    for (const [id, until] of settled) {
-      if (looked++ >= SWEEP_PER_CALL || until > now) break;
-      settled.delete(id);
+    const settledToLook = Math.min(SWEEP_PER_CALL, settled.size);
+    for (let looked = 0; looked < settledToLook; looked++) {
+      const [id, until] = nextSettled()!;
+      if (until <= now) settled.delete(id);
     }
-    looked = 0;
-    for (const [key, account] of accounts) {
-      if (looked++ >= SWEEP_PER_CALL || !isForgettable(account, now)) break;
-      accounts.delete(key);
-    }
+    for (let looked = 0; looked < SWEEP_PER_CALL && oldest && isForgettable(oldest, now); looked++) forget(oldest);
   }
 
   function enforceBounds(now: number): void {
-    while (accounts.size > maxAccounts) {
-      let victim: string | undefined;
-      let looked = 0;
-      for (const [key, account] of accounts) {
-        if (looked++ >= EVICTION_SCAN) break;
-        releaseExpired(account, now);
-        if (account.holds.size === 0) {
-          victim = key;
+    while (accounts.size > maxAccounts && oldest) {
+      let victim = oldest;
+      let candidate: Account | undefined = oldest;
+      for (let looked = 0; candidate && looked < EVICTION_SCAN; looked++, candidate = candidate.newer) {
+        releaseExpired(candidate, now);
+        if (candidate.holds.size === 0) {
+          victim = candidate;
           break;
         }
       }
-      accounts.delete(victim ?? (accounts.keys().next().value as string));
+      forget(victim);
     }
-    while (settled.size > maxSettledIds) settled.delete(settled.keys().next().value as string);
+    while (settled.size > maxSettledIds) settled.delete(nextSettled()![0]);
   }
 
   function isSettled(reservationId: string, now: number): boolean {
@@ -276,6 +313,7 @@ export function createMemoryBudgetLedger(options: MemoryBudgetLedgerOptions): Me
 
     async close() {
       accounts.clear();
+      oldest = newest = undefined;
       reservations.clear();
       settled.clear();
     },

@@ -49,9 +49,14 @@ export interface RedisBudgetLedger extends BudgetLedger {
  * ~10^5/s; the per-customer rate limits, which are hot and many, keep their own per-bucket tags.
  *
  * Time: the scripts use the calling replica's clock (ARGV), as the rate-limit scripts do, so tests
- * can inject time; TTLs are set relative to it (PX / PEXPIRE). Replicas whose clocks differ by d ms
- * disagree by d about when a hold expires and at which instant a calendar period or a rolling slot
- * turns over; they never disagree about amounts, so spent + reserved <= limit holds whatever the skew.
+ * can inject time; TTLs are set relative to it (PX / PEXPIRE), so Redis's own clock does not matter.
+ * Replicas whose clocks differ by d ms disagree by d about when a calendar period or a rolling slot
+ * turns over, and a replica ahead by d releases another's hold d ms before its expiry: keep
+ * reservation lifetimes (minutes) far above the skew (NTP keeps it to milliseconds). Amounts are
+ * never in doubt: every check and change of a request happens inside one script.
+ *
+ * Redis must not evict these keys (maxmemory-policy noeviction or volatile-*, with room): an evicted
+ * account starts again from zero.
  */
 
 const LUA_HELPERS = `
