@@ -1,15 +1,19 @@
 import { performance } from 'node:perf_hooks';
 import { createAuthzAdapter } from './envoy/authz-adapter.js';
 import { createDecisionReporter } from './envoy/decision-reporter.js';
+import { createBudgetTracker } from './envoy/budget-tracker.js';
 import { createExchangeSettlement } from './envoy/exchange-settlement.js';
 import { createExtProcSessionFactory } from './envoy/ext-proc-session.js';
 import { createUsageReporter } from './envoy/usage-reporter.js';
 import { createForwardAuthAdapter } from './envoy/forward-auth-adapter.js';
 import { isGenopsError } from './errors/genops-error.js';
 import { createDecisionEngine } from './governance/decision-engine.js';
+import { createBudgeter } from './governance/budgeting.js';
 import { createGovernor } from './governance/governor.js';
 import { createRateLimiter } from './governance/rate-limiting.js';
 import { createUsageAccounting } from './governance/usage-accounting.js';
+import type { BudgetLedger } from './limits/budget-ledger.js';
+import { createMemoryBudgetLedger } from './limits/memory-budget-ledger.js';
 import { createMemoryRateLimitStore } from './limits/memory-rate-limit-store.js';
 import type { RateLimitStore } from './limits/rate-limit-store.js';
 import { DEFAULT_POLICY_PATH } from './policy/default-policy.js';
@@ -57,6 +61,7 @@ async function main(): Promise<void> {
   };
   const clock = () => Date.now();
   let rateLimitStore: RateLimitStore;
+  let ledger: BudgetLedger;
   if (settings.redisUrl) {
     const { connectRedis, waitForRedis } = await import('./limits/redis-connection.js');
     const { createRedisRateLimitStore } = await import('./limits/redis-rate-limit-store.js');
@@ -64,8 +69,11 @@ async function main(): Promise<void> {
     // Serve either way: until Redis answers, each limit follows its failure mode.
     if (!(await waitForRedis(client, 2_000))) logger.warn({ event: 'backend_not_ready', backend: 'redis' }, 'redis is not reachable yet; rate limits follow their failure mode until it is');
     rateLimitStore = createRedisRateLimitStore({ client, clock });
+    const { createRedisBudgetLedger } = await import('./limits/redis-budget-ledger.js');
+    ledger = createRedisBudgetLedger({ client, clock });
   } else {
     rateLimitStore = createMemoryRateLimitStore({ clock, maxBuckets: settings.rateLimitMaxBuckets });
+    ledger = createMemoryBudgetLedger({ clock });
   }
   const rateLimiter = createRateLimiter({
     store: rateLimitStore,
@@ -75,8 +83,11 @@ async function main(): Promise<void> {
       backendFailed: onBackendError,
     },
   });
-  const governor = createGovernor({ engine, rateLimiter });
+  const budgetTracker = createBudgetTracker({ metrics, logger, ledger, policy, clock });
+  const budgeter = createBudgeter({ ledger, policy, clock, observer: budgetTracker });
+  const governor = createGovernor({ engine, rateLimiter, budgeter });
   const settle = createExchangeSettlement({
+    budgeter,
     accounting: createUsageAccounting({ policy }),
     reporter: createUsageReporter({ metrics, logger, tracing, customerLabelLimit: settings.metricsCustomerLimit }),
     rateLimiter,
@@ -102,6 +113,7 @@ async function main(): Promise<void> {
     port: settings.adminPort,
     metrics,
     isReady: () => !draining,
+    budgets: () => budgetTracker.snapshot(),
   });
   logger.info(
     { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redisUrl ? 'redis' : 'memory', tls: serviceTls ? (serviceTls.mutual ? 'mutual' : 'server') : 'off', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
@@ -117,6 +129,7 @@ async function main(): Promise<void> {
     await admin.close();
     serviceTls?.close();
     await rateLimitStore.close();
+    await ledger.close();
     await tracing?.shutdown(2_000);
     logger.info({ event: 'stopped' }, 'stopped');
     logger.flush();

@@ -86,6 +86,19 @@ export function createDecisionSpans(options: { tracing: Tracing }): DecisionSpan
         attributes[A.rateLimitRemaining] = limit.remaining;
         if (limit.retryAfterSeconds !== undefined) attributes[A.rateLimitRetryAfterSeconds] = limit.retryAfterSeconds;
       }
+      const budget = decision.budget;
+      if (budget?.status) {
+        attributes[A.budgetName] = budget.status.name;
+        attributes[A.budgetAllocated] = budget.status.limitNano / 1e9;
+        attributes[A.budgetConsumed] = budget.status.consumedNano / 1e9;
+        attributes[A.budgetRemaining] = budget.status.remainingNano / 1e9;
+        attributes[A.budgetPeriod] = budget.status.periodText;
+      }
+      const reserved = budget && budget.entries.some((entry) => entry.heldNano > 0);
+      if (reserved) {
+        attributes[A.accountingReserved] = budget.worstCaseNano / 1e9;
+        attributes[A.accountingUnit] = 'USD';
+      }
       const rpc = RPC[service];
       if (rpc) {
         attributes[O.rpcSystem] = 'grpc';
@@ -100,6 +113,7 @@ export function createDecisionSpans(options: { tracing: Tracing }): DecisionSpan
           : { [A.policyResult]: decision.result, [A.policyReasonCode]: decision.reasonCode, [A.policyName]: decision.policyName, [A.policyReason]: decision.message },
         endedAt,
       );
+      if (reserved) span.addEvent(GenopsEvents.budgetReservation, { [A.budgetName]: budget.entries.filter((entry) => entry.heldNano > 0).map((entry) => entry.name).join(','), [A.accountingReserved]: budget.worstCaseNano / 1e9, [A.accountingUnit]: 'USD' }, endedAt);
       // A denial is a correct answer, not a failure of the service; only a
       // decision the service could not make properly (503) marks the span.
       if (!allowed && decision.httpStatus >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: decision.reasonCode ?? 'unavailable' });

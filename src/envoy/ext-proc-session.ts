@@ -130,11 +130,11 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         awaitingBody = undefined;
         const read = readAiBody(pending.api, body, policy().usage, { canRewrite: true });
         const ai = read.input;
-        const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai, jwtMetadata: pending.jwtMetadata });
+        const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
         const reply = (settled: Decision): ProcessingResponse => {
           decided(settled, pending.startedAt, pending.headers, pending.api);
           if (!isAllowed(settled)) return immediateDenial(settled);
-          return { request_body: { response: continueUpstream(settled, read.rewrite()) } };
+          return { request_body: { response: continueUpstream(settled, read.rewrite(settled)) } };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
       }

@@ -1,4 +1,5 @@
 import type { Decision } from '../governance/decision.js';
+import { formatUsd } from '../governance/budgeting.js';
 import { CONTEXT_RULES } from '../governance/governance-context.js';
 import { bearerChallenge } from '../governance/identity-binding.js';
 
@@ -34,9 +35,18 @@ export function headersToRemove(decision: Decision): string[] {
   return decision.route === undefined ? [ROUTE_HEADER] : [];
 }
 
+export const BUDGET_WARNING_HEADER = 'x-budget-warning';
+export const MODEL_SERVED_HEADER = 'x-genops-model-served';
+
 /** Headers for the client, on allowed and denied responses alike. */
 export function clientHeaders(decision: Decision): [string, string][] {
   const headers: [string, string][] = [[DECISION_ID_HEADER, decision.id]];
+  const budget = decision.budget;
+  if (budget?.status?.warned) {
+    const { status } = budget;
+    headers.push([BUDGET_WARNING_HEADER, `"${status.name}";remaining=${formatUsd(status.remainingNano)};limit=${formatUsd(status.limitNano)};currency="USD";reset="${new Date(status.resetMs).toISOString()}"`]);
+  }
+  if (budget?.downgradedTo) headers.push([MODEL_SERVED_HEADER, budget.downgradedTo]);
   const limit = decision.rateLimit;
   if (limit) {
     // draft-ietf-httpapi-ratelimit-headers: structured fields naming the policy. The quota unit
@@ -51,7 +61,7 @@ export function clientHeaders(decision: Decision): [string, string][] {
 
 export function denialHeaders(decision: Decision): [string, string][] {
   const headers: [string, string][] = [['content-type', 'application/json'], ...clientHeaders(decision)];
-  const retryAfter = decision.rateLimit?.retryAfterSeconds;
+  const retryAfter = decision.rateLimit?.retryAfterSeconds ?? decision.budget?.status?.retryAfterSeconds;
   if (retryAfter !== undefined) headers.push(['retry-after', String(retryAfter)]);
   if (decision.httpStatus === 401) headers.push(['www-authenticate', bearerChallenge(decision.reasonCode)]);
   return headers;

@@ -8,6 +8,7 @@ import type { Metrics, UsageLabel } from '../telemetry/metrics.js';
 import {
   GENOPS_SPEC_VERSION,
   GenopsAttributes as A,
+  GenopsEvents,
   OtelAttributes as O,
   UNKNOWN,
   USAGE_SPAN_NAME,
@@ -102,6 +103,8 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
         outcome: record.outcome,
         upstream_status: record.upstreamStatus,
         provider_error: record.providerError,
+        budgets: record.reservation?.budgets,
+        reserved: record.reservation ? record.reservation.reservedNano / 1e9 : undefined,
       }, 'ai request usage');
     },
   };
@@ -147,6 +150,17 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
     if (context.costCenter !== undefined) attributes[A.costCenter] = context.costCenter;
     if (context.customerTier !== undefined) attributes[A.customerTier] = context.customerTier;
     if (record.upstreamStatus !== undefined) attributes[O.responseStatusCode] = record.upstreamStatus;
+    const { reservation } = record;
+    if (reservation) {
+      // The reservation made before the call, settled to the actual cost (0 on an upstream error).
+      const actual = record.outcome === 'upstream_error' ? 0 : record.cost ? picoToUsdNumber(record.cost.pico) : reservation.reservedNano / 1e9;
+      attributes[A.budgetName] = reservation.budgets.join(',');
+      attributes[A.accountingReserved] = reservation.reservedNano / 1e9;
+      attributes[A.accountingActual] = actual;
+      attributes[A.accountingUnit] = 'USD';
+      span.addEvent(GenopsEvents.budgetReservation, { [A.budgetName]: reservation.budgets.join(','), [A.accountingReserved]: reservation.reservedNano / 1e9, [A.accountingUnit]: 'USD' }, startedAt);
+      span.addEvent(GenopsEvents.budgetReconciliation, { [A.budgetName]: reservation.budgets.join(','), [A.accountingReserved]: reservation.reservedNano / 1e9, [A.accountingActual]: actual, [A.accountingUnit]: 'USD' }, endedAt);
+    }
     span.setAttributes(attributes);
     span.end(endedAt);
     return span.spanContext();

@@ -1,13 +1,17 @@
 import type { CompiledUsage } from '../policy/compiled-policy.js';
 import type { AiApi } from '../usage/ai-api.js';
-import { parseAiRequestBody, rewriteAiRequestBody } from '../usage/request-body.js';
+import { parseAiRequestBody, rewriteAiRequestBody, type RequestBodyChanges } from '../usage/request-body.js';
 import type { AiBodyInput } from './decision-engine.js';
+import type { Decision } from './decision.js';
 
 export interface ReadAiBody {
   /** What the decision engine is told about the body. */
   readonly input: AiBodyInput;
-  /** The body to forward instead of the client's, when the service must change it (include_usage); undefined = unchanged. */
-  rewrite(): Buffer | undefined;
+  /**
+   * The body to forward instead of the client's, when the service must change it: include_usage
+   * turned on, a budget's output cap set, a budget's cheaper model; undefined = unchanged.
+   */
+  rewrite(decision: Decision): Buffer | undefined;
 }
 
 const UNCHANGED = () => undefined;
@@ -20,9 +24,16 @@ export function readAiBody(api: AiApi, body: Uint8Array, usage: CompiledUsage, o
   }
   const parsed = parseAiRequestBody(api, body);
   if (!parsed.ok) return { input: { problem: { tooLarge: false, message: parsed.problem.message } }, rewrite: UNCHANGED };
-  const injectUsage = options.canRewrite && usage.injectStreamUsage && parsed.request.needsIncludeUsage;
+  if (!options.canRewrite) return { input: { request: parsed.request }, rewrite: UNCHANGED };
+  const injectUsage = usage.injectStreamUsage && parsed.request.needsIncludeUsage;
   return {
     input: { request: parsed.request },
-    rewrite: injectUsage ? () => rewriteAiRequestBody(api, parsed.json, { includeUsage: true }) : UNCHANGED,
+    rewrite(decision) {
+      const changes: { -readonly [K in keyof RequestBodyChanges]: RequestBodyChanges[K] } = {};
+      if (injectUsage) changes.includeUsage = true;
+      if (decision.budget?.outputCap !== undefined) changes.outputCap = decision.budget.outputCap;
+      if (decision.budget?.downgradedTo !== undefined) changes.model = decision.budget.downgradedTo;
+      return Object.keys(changes).length > 0 ? rewriteAiRequestBody(api, parsed.json, changes) : undefined;
+    },
   };
 }

@@ -19,6 +19,12 @@ export interface DecisionInput {
   readonly ai?: AiBodyInput | undefined;
   /** The `envoy.filters.http.jwt_authn` dynamic-metadata namespace (verified JWT payloads), as plain JSON. */
   readonly jwtMetadata?: Readonly<Record<string, unknown>> | undefined;
+  /** Bytes of the request body (an upper bound of its prompt tokens, for budget reservations). */
+  readonly bodyBytes?: number | undefined;
+  /** True when the adapter sees the response and can settle a budget reservation (ext_proc). */
+  readonly settles?: boolean | undefined;
+  /** Reuse this decision id (a request decided again, e.g. with a budget's cheaper model). */
+  readonly decisionId?: string | undefined;
 }
 
 export type AiBodyInput =
@@ -52,7 +58,7 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
 
   function decide(input: DecisionInput): Decision {
     const policy = options.policy();
-    const id = newDecisionId();
+    const id = input.decisionId ?? newDecisionId();
     const extracted = extractGovernanceContext(input.headers);
     const bound = policy.identity ? bindIdentity(extracted, input, policy.identity, policy.teams) : undefined;
     const { context, problems } = bound ?? extracted;

@@ -1,6 +1,7 @@
 import type { BucketCheck } from '../limits/rate-limit-store.js';
 import type { CountedTokens } from '../policy/policy-schema.js';
 import type { AiRequest } from '../usage/request-body.js';
+import type { BudgetOutcome } from './budgeting.js';
 import type { GovernanceContext } from './governance-context.js';
 import type { IdentityOutcome } from './identity-binding.js';
 
@@ -47,6 +48,8 @@ export interface Decision {
   readonly rateLimit?: RateLimitStatus | undefined;
   /** On an AI API path: what the request body asked for. */
   readonly ai?: AiRequestFacts | undefined;
+  /** What the budgets that select the request reserved, and where they stand. */
+  readonly budget?: BudgetOutcome | undefined;
   /**
    * The token limits (unit tokens) that admitted the request, to be charged its
    * tokens once the response's usage is known (RateLimiter.settle). Set only on
@@ -98,6 +101,9 @@ export function denialBody(decision: Decision): string {
     message: decision.message,
     decision_id: decision.id,
     ...(decision.rateLimit?.retryAfterSeconds !== undefined ? { retry_after_seconds: decision.rateLimit.retryAfterSeconds } : {}),
+    ...(decision.reasonCode === 'BUDGET_EXCEEDED' && decision.budget?.status
+      ? { budget: decision.budget.status.name, consumed: decision.budget.status.consumedNano / 1e9, limit: decision.budget.status.limitNano / 1e9, currency: 'USD', reset_date: new Date(decision.budget.status.resetMs).toISOString() }
+      : {}),
   });
 }
 

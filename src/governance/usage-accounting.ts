@@ -23,7 +23,7 @@ export interface UsageRecord {
   readonly provider: Provider;
   readonly context: GovernanceContext;
   readonly modelRequested: string;
-  /** The response's model (OpenAI names the dated snapshot), else the model requested. */
+  /** The response's model (OpenAI names the dated snapshot), else the model sent upstream (a budget's cheaper model), else the model requested. */
   readonly modelServed: string;
   readonly stream: boolean;
   readonly tokens: TokenUsage;
@@ -38,6 +38,8 @@ export interface UsageRecord {
   readonly outcome: ExchangeOutcome;
   readonly upstreamStatus: number | undefined;
   readonly providerError: string | undefined;
+  /** What the request's budgets held for it (nano-USD) and their names; undefined when nothing was reserved. */
+  readonly reservation: { readonly budgets: readonly string[]; readonly reservedNano: number } | undefined;
 }
 
 export interface FinishedExchange {
@@ -69,8 +71,9 @@ export function createUsageAccounting(options: { policy: () => CompiledPolicy })
       const ai = decision.ai;
       if (!ai) return undefined;
       const prices = options.policy().prices;
-      const modelRequested = decision.context.model ?? ai.model.toLowerCase();
-      const modelServed = report?.modelServed?.toLowerCase() ?? modelRequested;
+      // The body's model; a budget downgrade sends another one upstream (context.model).
+      const modelRequested = ai.model.toLowerCase();
+      const modelServed = report?.modelServed?.toLowerCase() ?? decision.context.model ?? modelRequested;
       const { tokens, estimated } = tokensOf(outcome, report, ai.inputEstimateTokens);
       const price = prices.priceOf(modelServed) ?? prices.priceOf(modelRequested);
       const cost = outcome === 'upstream_error' ? FREE : price ? costOf(tokens, price) : undefined;
@@ -91,9 +94,15 @@ export function createUsageAccounting(options: { policy: () => CompiledPolicy })
         outcome,
         upstreamStatus,
         providerError: report?.providerError,
+        reservation: reservationOf(decision),
       };
     },
   };
+}
+
+function reservationOf(decision: Decision): UsageRecord['reservation'] {
+  const held = decision.budget?.entries.filter((entry) => entry.heldNano > 0) ?? [];
+  return held.length > 0 ? { budgets: held.map((entry) => entry.name), reservedNano: decision.budget!.worstCaseNano } : undefined;
 }
 
 function tokensOf(outcome: ExchangeOutcome, report: UsageReport | undefined, inputEstimate: number): { tokens: TokenUsage; estimated: boolean } {

@@ -6,7 +6,9 @@ import { createAiPathMatcher, DEFAULT_AI_PATHS, type AiPathMatcher } from '../us
 import { createModelMatcher, type ModelMatcher } from '../usage/model-pattern.js';
 import { createPriceTable, DEFAULT_PRICE_TABLE, type PriceEntry, type PriceTable } from '../usage/pricing.js';
 import { createGlobMatcher, normalizePrincipal, type GlobMatcher } from './glob-matcher.js';
+import { ROLLING_SLOTS, type BudgetPeriod } from './budget-periods.js';
 import type {
+  BudgetDimension,
   ContextField,
   CustomerTier,
   PolicyDocument,
@@ -28,10 +30,28 @@ export interface CompiledPolicy {
   readonly tiers: ReadonlyMap<CustomerTier, { readonly models: ModelMatcher; readonly mode: PolicyMode }>;
   readonly teams: ReadonlyMap<string, CompiledTeam>;
   readonly rateLimits: readonly CompiledRateLimit[];
+  readonly budgets: readonly CompiledBudget[];
   readonly usage: CompiledUsage;
   readonly prices: PriceTable;
   /** Bindings of the context to verified identity; undefined = headers are taken as sent. */
   readonly identity: CompiledIdentity | undefined;
+}
+
+export interface CompiledBudget {
+  readonly name: string;
+  readonly key: readonly BudgetDimension[];
+  readonly selector: CompiledSelector | undefined;
+  /** The amount per account and period, in nano-USD. */
+  readonly limitNano: number;
+  readonly amountUsd: string;
+  readonly period: BudgetPeriod;
+  /** "monthly (UTC)", "rolling 24h". */
+  readonly periodText: string;
+  readonly warnAt: number | undefined;
+  readonly downgrade: { readonly at: number; readonly model: string } | undefined;
+  readonly maxOutputTokens: number;
+  readonly failureMode: 'open' | 'closed';
+  readonly mode: PolicyMode;
 }
 
 export interface CompiledUsage {
@@ -132,18 +152,25 @@ export function compilePolicy(document: PolicyDocument, sourceText: string, sour
         refillEveryMs,
         shadow: rule.shadow || globalMode === 'dry-run',
         failureMode: rule.failureMode,
-        selector: selector
-          ? {
-              teams: selector.teams ? new Set(selector.teams) : undefined,
-              tiers: selector.tiers ? new Set(selector.tiers) : undefined,
-              projects: selector.projects ? new Set(selector.projects) : undefined,
-              models: selector.models ? createModelMatcher(selector.models) : undefined,
-              principals: selector.principals ? createGlobMatcher(selector.principals, normalizePrincipal) : undefined,
-              paths: selector.paths,
-            }
-          : undefined,
+        selector: compileSelector(selector),
       };
     }),
+    budgets: spec.budgets.map((rule): CompiledBudget => ({
+      name: rule.name,
+      key: rule.key,
+      selector: compileSelector(rule.selector),
+      limitNano: usdToNano(rule.amount),
+      amountUsd: String(rule.amount),
+      period: rule.period === 'daily' || rule.period === 'weekly' || rule.period === 'monthly'
+        ? { kind: 'calendar', unit: rule.period, timeZone: rule.timeZone }
+        : { kind: 'rolling', windowMs: parseDurationMs(rule.period)!, slots: ROLLING_SLOTS },
+      periodText: rule.period === 'daily' || rule.period === 'weekly' || rule.period === 'monthly' ? `${rule.period} (${rule.timeZone})` : `rolling ${rule.period}`,
+      warnAt: rule.warnAt,
+      downgrade: rule.downgrade,
+      maxOutputTokens: rule.maxOutputTokens,
+      failureMode: rule.failureMode,
+      mode: effective(rule.mode),
+    })),
     usage: {
       paths: createAiPathMatcher({ ...DEFAULT_AI_PATHS, ...spec.usage.paths }),
       maxRequestBodyBytes: spec.usage.maxRequestBodyBytes,
@@ -166,6 +193,25 @@ function compilePrices(document: PolicyDocument, source: string): PriceTable {
   } catch (error) {
     throw new GenopsError('invalid_policy', `${source}: spec.pricing: ${(error as Error).message}`, { cause: error });
   }
+}
+
+function compileSelector(selector: PolicyDocument['spec']['rateLimits'][number]['selector']): CompiledSelector | undefined {
+  if (!selector) return undefined;
+  return {
+    teams: selector.teams ? new Set(selector.teams) : undefined,
+    tiers: selector.tiers ? new Set(selector.tiers) : undefined,
+    projects: selector.projects ? new Set(selector.projects) : undefined,
+    models: selector.models ? createModelMatcher(selector.models) : undefined,
+    principals: selector.principals ? createGlobMatcher(selector.principals, normalizePrincipal) : undefined,
+    paths: selector.paths,
+  };
+}
+
+/** USD (a decimal string or a number, at most 9 decimals) as integer nano-USD. */
+export function usdToNano(amount: string | number): number {
+  const text = typeof amount === 'number' ? (Number.isInteger(amount) ? String(amount) : amount.toFixed(9)) : amount;
+  const [whole = '0', fraction = ''] = text.split('.');
+  return Number(whole) * 1e9 + Number((fraction + '000000000').slice(0, 9));
 }
 
 function compileRoutes(

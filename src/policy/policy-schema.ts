@@ -150,6 +150,44 @@ const pricingSchema = z
   })
   .describe('Token prices in USD per million tokens.');
 
+const BUDGET_DIMENSIONS = ['team', 'customerId', 'project', 'costCenter', 'customerTier', 'environment', 'feature', 'model', 'principal'] as const;
+const usd = z
+  .union([z.number().positive(), z.string().regex(/^\d+(\.\d{1,9})?$/, 'must be a decimal amount such as "500" or "12.50" (at most 9 decimals)')])
+  .describe('USD.');
+const percent = z.number().gt(0).lt(100);
+const budgetSchema = z
+  .strictObject({
+    name: z.string().regex(KEBAB, 'must be kebab-case'),
+    description: z.string().optional(),
+    key: z.array(z.enum(BUDGET_DIMENSIONS)).min(1).describe('Governance fields whose values make the budget account (one budget per team, per customer, …).'),
+    selector: selectorSchema.optional().describe('Which requests spend from this budget; absent = all AI requests.'),
+    amount: usd.describe('What one account may spend per period, in USD.'),
+    period: z
+      .union([z.enum(['daily', 'weekly', 'monthly']), z.string().regex(DURATION_PATTERN, 'must be daily, weekly, monthly or a rolling duration such as 24h or 7d')])
+      .describe('Calendar period (daily, weekly from Monday, monthly) in timeZone, or a rolling window such as 24h.'),
+    timeZone: z.string().default('UTC').describe('IANA time zone of calendar periods, e.g. Europe/Berlin.'),
+    warnAt: percent.optional().describe('Percent spent (with reservations) past which responses carry X-Budget-Warning.'),
+    downgrade: z
+      .strictObject({
+        at: percent.describe('Percent spent past which requests go to the cheaper model.'),
+        model: z.string().regex(/^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?$/, 'must be a model id').describe('The cheaper model (checked against the team and tier rules like any other).'),
+      })
+      .optional(),
+    maxOutputTokens: z.number().int().positive().default(4096).describe('The output cap set on a request that names none is what the remaining budget can pay for, at most this.'),
+    failureMode: z.enum(['open', 'closed']).default('open').describe('When the shared ledger is unreachable: open admits (and records spend when it can), closed refuses with 503.'),
+    mode: mode.optional(),
+  })
+  .superRefine((budget, context) => {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: budget.timeZone });
+    } catch {
+      context.addIssue({ code: 'custom', path: ['timeZone'], message: `unknown time zone "${budget.timeZone}" (use an IANA name such as UTC or Europe/Berlin)` });
+    }
+    if (budget.warnAt !== undefined && budget.downgrade && budget.warnAt > budget.downgrade.at) {
+      context.addIssue({ code: 'custom', path: ['warnAt'], message: `warnAt (${budget.warnAt}%) must not be above downgrade.at (${budget.downgrade.at}%): thresholds go warn, downgrade, then block at 100%` });
+    }
+  });
+
 export const policySchema = z
   .strictObject({
     apiVersion: z.literal(POLICY_API_VERSION),
@@ -180,6 +218,17 @@ export const policySchema = z
         .describe('Teams allowed to call AI services; a team not listed is refused.'),
       usage: usageSchema.default({ maxRequestBodyBytes: 4 * 1024 * 1024, injectStreamUsage: true }),
       pricing: pricingSchema.default({ defaults: true, models: [] }),
+      budgets: z
+        .array(budgetSchema)
+        .default([])
+        .superRefine((budgets, context) => {
+          const seen = new Set<string>();
+          budgets.forEach((budget, index) => {
+            if (seen.has(budget.name)) context.addIssue({ code: 'custom', path: [index, 'name'], message: `duplicate budget name "${budget.name}": names identify accounts and must be unique` });
+            seen.add(budget.name);
+          });
+        })
+        .describe('Spending limits in USD per key and period: reserved before each AI call, settled after it.'),
       rateLimits: z
         .array(rateLimitSchema)
         .default([])
@@ -204,6 +253,8 @@ export type RateLimitRule = z.output<typeof rateLimitSchema>;
 export type RateLimitUnit = (typeof RATE_LIMIT_UNITS)[number];
 export type CountedTokens = (typeof COUNTED_TOKENS)[number];
 export type UsageSettings = z.output<typeof usageSchema>;
+export type BudgetRule = z.output<typeof budgetSchema>;
+export type BudgetDimension = (typeof BUDGET_DIMENSIONS)[number];
 export type PricingSettings = z.output<typeof pricingSchema>;
 
 export function policyJsonSchema(): Record<string, unknown> {

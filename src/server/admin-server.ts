@@ -13,11 +13,13 @@ export interface AdminServerOptions {
   readonly metrics: Metrics;
   /** Ready to take traffic: listening, policy loaded, not draining. */
   readonly isReady: () => boolean;
+  /** The /budgets document (JSON). */
+  readonly budgets?: (() => Promise<unknown>) | undefined;
 }
 
-/** Admin HTTP: /metrics (Prometheus), /healthz (alive), /readyz (ready for traffic). */
+/** Admin HTTP: /metrics (Prometheus), /budgets (budget accounts, JSON), /healthz (alive), /readyz (ready for traffic). */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
-  const { metrics, isReady } = options;
+  const { metrics, isReady, budgets } = options;
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?', 1)[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -34,8 +36,13 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         (text) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
         (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${error.message}\n`),
       );
+    } else if (path === '/budgets' && budgets) {
+      budgets().then(
+        (document) => response.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(document, null, 2)}\n`),
+        (error: Error) => response.writeHead(503, { 'content-type': 'application/json' }).end(`${JSON.stringify({ error: 'budget ledger unavailable', message: error.message })}\n`),
+      );
     } else {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /budgets, /healthz or /readyz\n');
     }
   });
   server.keepAliveTimeout = 65_000;

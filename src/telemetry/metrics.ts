@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type ServiceName = 'authz' | 'ext_proc' | 'forward_auth';
 
@@ -26,6 +26,12 @@ export interface Metrics {
   readonly backendErrors: Counter<'backend' | 'kind'>;
   readonly malformedMessages: Counter<'service'>;
   readonly rateLimitChecks: Counter<'limit' | 'outcome'>;
+  /** Budget decisions: reserved, warned, downgraded, blocked, unavailable, settled, released. */
+  readonly budgetDecisions: Counter<'budget' | 'outcome'>;
+  readonly budgetSpent: Gauge<'budget' | 'key'>;
+  readonly budgetReserved: Gauge<'budget' | 'key'>;
+  readonly budgetLimit: Gauge<'budget' | 'key'>;
+  readonly budgetOvershoot: Counter<'budget'>;
   readonly spansExported: Counter<never>;
   readonly spansDropped: Counter<'reason'>;
 }
@@ -128,6 +134,36 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'genops_rate_limit_checks_total',
       help: 'Rate-limit checks by limit and outcome (ok, over_limit, shadow_over_limit, backend_error).',
       labelNames: ['limit', 'outcome'],
+      registers: [registry],
+    }),
+    budgetDecisions: new Counter({
+      name: 'genops_budget_decisions_total',
+      help: 'Budget decisions by budget and outcome (reserved, warned, downgraded, blocked, unavailable, settled, released).',
+      labelNames: ['budget', 'outcome'],
+      registers: [registry],
+    }),
+    budgetSpent: new Gauge({
+      name: 'genops_budget_spent_usd',
+      help: 'Settled spend of a budget account in its current period, USD (accounts this replica has seen, capped).',
+      labelNames: ['budget', 'key'],
+      registers: [registry],
+    }),
+    budgetReserved: new Gauge({
+      name: 'genops_budget_reserved_usd',
+      help: 'Money held by reservations of requests still running, USD.',
+      labelNames: ['budget', 'key'],
+      registers: [registry],
+    }),
+    budgetLimit: new Gauge({
+      name: 'genops_budget_limit_usd',
+      help: 'The amount a budget account may spend per period, USD.',
+      labelNames: ['budget', 'key'],
+      registers: [registry],
+    }),
+    budgetOvershoot: new Counter({
+      name: 'genops_budget_overshoot_total',
+      help: 'Requests that cost more than their reservation (a provider that ignored the output cap).',
+      labelNames: ['budget'],
       registers: [registry],
     }),
     spansExported: new Counter({

@@ -63,6 +63,15 @@ export const GenopsAttributes = {
   usageEstimated: 'genops.usage.estimated',
   usageOutcome: 'genops.usage.outcome',
   priceTableVersion: 'genops.cost.price_table',
+  // Budgets and accounting (spec §7.1 conditional, §7.3 optional).
+  budgetName: 'genops.budget.name',
+  budgetAllocated: 'genops.budget.allocated',
+  budgetConsumed: 'genops.budget.consumed',
+  budgetRemaining: 'genops.budget.remaining',
+  budgetPeriod: 'genops.budget.period',
+  accountingReserved: 'genops.accounting.reserved',
+  accountingActual: 'genops.accounting.actual',
+  accountingUnit: 'genops.accounting.unit',
 } as const;
 
 /** The keys GenOps 0.1.0 requires on every span that did not reach a budget reservation. */

@@ -187,6 +187,7 @@ describe('deploy/grafana and deploy/prometheus query only what the service expor
       'alert GenopsMeshBackendErrors',
       'alert GenopsMeshSpansDropped',
       'alert GenopsMeshMalformedMessages',
+      'alert GenopsMeshBudgetNearlySpent',
     ]);
   });
 
@@ -213,7 +214,7 @@ describe('deploy/grafana and deploy/prometheus query only what the service expor
     const promtool = findTool('promtool');
     const check = spawnSync(promtool, ['check', 'rules', ALERTS], { encoding: 'utf8' });
     expect(check.status, check.stdout + check.stderr).toBe(0);
-    expect(check.stdout).toContain('SUCCESS: 8 rules found');
+    expect(check.stdout).toContain('SUCCESS: 9 rules found');
     const unit = spawnSync(promtool, ['test', 'rules', ALERT_TESTS], { encoding: 'utf8' });
     expect(unit.status, unit.stdout + unit.stderr).toBe(0);
   });
@@ -290,7 +291,7 @@ describe('deploy/grafana and deploy/prometheus query only what the service expor
       const rules = await eventually(async () => {
         const response = (await (await fetch(`${url}/api/v1/rules`)).json()) as { data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] } };
         const all = response.data.groups.flatMap((group) => group.rules);
-        return all.length === 8 && all.every((rule) => rule.health !== 'unknown') ? all : undefined;
+        return all.length === 9 && all.every((rule) => rule.health !== 'unknown') ? all : undefined;
       }, 'the rules to be evaluated', 20_000);
       expect(rules.filter((rule) => rule.health !== 'ok')).toEqual([]);
     });

@@ -42,6 +42,12 @@ spec:
       capacity: 2
       refill: { amount: 1, every: 3600s }
       selector: { teams: [product-team] }
+  budgets:
+    - name: team-monthly
+      key: [team]
+      amount: 100
+      period: monthly
+      warnAt: 80
 `;
 
 export function writePolicy(text = TELEMETRY_POLICY): string {

@@ -1,0 +1,114 @@
+import type { BudgetEventKind, BudgetObserver } from '../governance/budgeting.js';
+import type { AccountState, BudgetAccount, BudgetLedger } from '../limits/budget-ledger.js';
+import type { CompiledPolicy } from '../policy/compiled-policy.js';
+import { periodWindow } from '../policy/budget-periods.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+/** Budget accounts with series of their own in /metrics and entries in /budgets; later ones are counted, not listed. */
+export const TRACKED_ACCOUNTS_LIMIT = 1000;
+
+export interface BudgetTracker extends BudgetObserver {
+  /** The /budgets document: every budget of the policy and the accounts this replica has seen, read fresh from the ledger. */
+  snapshot(): Promise<BudgetSnapshot>;
+}
+
+export interface BudgetSnapshot {
+  readonly budgets: readonly {
+    readonly name: string;
+    readonly amount_usd: number;
+    readonly period: string;
+    readonly key: readonly string[];
+    readonly warn_at: number | undefined;
+    readonly downgrade: { readonly at: number; readonly model: string } | undefined;
+    readonly mode: string;
+    readonly accounts: readonly { readonly key: string; readonly spent_usd: number; readonly reserved_usd: number; readonly limit_usd: number; readonly remaining_usd: number; readonly percent_used: number; readonly reset: string }[];
+  }[];
+  readonly untracked_accounts: number;
+}
+
+/**
+ * Turns budget events into metrics and log lines, and keeps the accounts this replica has seen
+ * (bounded) for the gauges and the admin endpoint. Label values are budget names from the policy
+ * and key values of accounts admitted by it, capped at TRACKED_ACCOUNTS_LIMIT.
+ */
+export function createBudgetTracker(options: { metrics: Metrics; logger: Logger; ledger: BudgetLedger; policy: () => CompiledPolicy; clock: () => number }): BudgetTracker {
+  const { metrics, logger, ledger, policy, clock } = options;
+  const accounts = new Map<string, { budget: string; key: string; account: BudgetAccount }>();
+  let untracked = 0;
+
+  const track = (budget: string, account: BudgetAccount): { budget: string; key: string } | undefined => {
+    const known = accounts.get(account.id);
+    if (known) {
+      known.account = account;
+      return known;
+    }
+    if (accounts.size >= TRACKED_ACCOUNTS_LIMIT) {
+      untracked++;
+      return undefined;
+    }
+    const entry = { budget, key: account.id.slice(budget.length + 1), account };
+    accounts.set(account.id, entry);
+    return entry;
+  };
+
+  return {
+    event(budget: string, kind: BudgetEventKind) {
+      metrics.budgetDecisions.inc({ budget, outcome: kind });
+    },
+    account(budget: string, account: BudgetAccount, state: AccountState) {
+      const tracked = track(budget, account);
+      if (!tracked) return;
+      const labels = { budget, key: tracked.key };
+      metrics.budgetSpent.set(labels, state.spent / 1e9);
+      metrics.budgetReserved.set(labels, state.reserved / 1e9);
+      metrics.budgetLimit.set(labels, state.limit / 1e9);
+    },
+    backendFailed(error: Error) {
+      metrics.backendErrors.inc({ backend: 'redis', kind: 'budget' });
+      logger.warn({ event: 'backend_error', backend: 'budget_ledger', err: error.message }, 'budget ledger error; budgets follow their failure mode');
+    },
+    overshoot(budget: string, reservedNano: number, actualNano: number, decisionId: string) {
+      metrics.budgetOvershoot.inc({ budget });
+      logger.warn({ event: 'budget_overshoot', budget, decision_id: decisionId, reserved_usd: reservedNano / 1e9, actual_usd: actualNano / 1e9 }, `budget ${budget}: a request cost more than its reservation (the provider ignored the output cap)`);
+    },
+    async snapshot() {
+      const current = policy();
+      const nowMs = clock();
+      const budgets = [];
+      for (const budget of current.budgets) {
+        const own = [...accounts.values()].filter((entry) => entry.budget === budget.name);
+        // Today's period for calendar budgets: an account seen last month starts afresh.
+        const window = periodWindow(budget.period, nowMs);
+        const fresh = own.map((entry) => ({
+          ...entry,
+          account: { ...entry.account, limit: budget.limitNano, period: entry.account.period.kind === 'calendar' ? { kind: 'calendar' as const, startMs: window.startMs, endMs: window.endMs } : entry.account.period },
+        }));
+        const states = fresh.length > 0 ? await ledger.state(fresh.map((entry) => entry.account)) : [];
+        budgets.push({
+          name: budget.name,
+          amount_usd: budget.limitNano / 1e9,
+          period: budget.periodText,
+          key: budget.key,
+          warn_at: budget.warnAt,
+          downgrade: budget.downgrade,
+          mode: budget.mode,
+          accounts: fresh.map((entry, index) => {
+            const state = states[index]!;
+            const consumed = state.spent + state.reserved;
+            return {
+              key: entry.key,
+              spent_usd: state.spent / 1e9,
+              reserved_usd: state.reserved / 1e9,
+              limit_usd: state.limit / 1e9,
+              remaining_usd: Math.max(0, state.limit - consumed) / 1e9,
+              percent_used: state.limit > 0 ? Math.round((consumed / state.limit) * 10_000) / 100 : 100,
+              reset: new Date(window.endMs).toISOString(),
+            };
+          }),
+        });
+      }
+      return { budgets, untracked_accounts: untracked };
+    },
+  };
+}

@@ -1,0 +1,354 @@
+import { isGenopsError } from '../errors/genops-error.js';
+import type { AccountState, BudgetAccount, BudgetLedger } from '../limits/budget-ledger.js';
+import { periodWindow } from '../policy/budget-periods.js';
+import type { CompiledBudget, CompiledPolicy, CompiledSelector } from '../policy/compiled-policy.js';
+import { createModelMatcher } from '../usage/model-pattern.js';
+import { isAllowed, type Decision } from './decision.js';
+import type { UsageRecord } from './usage-accounting.js';
+
+/** What a budget did to one request, for headers, the deny body, spans and metrics. */
+export interface BudgetStatus {
+  readonly name: string;
+  readonly periodText: string;
+  readonly limitNano: number;
+  /** Spent plus reserved, this request's reservation included. */
+  readonly consumedNano: number;
+  readonly remainingNano: number;
+  /** When the period resets (calendar) or the oldest spend drops out (rolling). */
+  readonly resetMs: number;
+  readonly warned: boolean;
+  /** Seconds until the reset, on a refusal (Retry-After). */
+  readonly retryAfterSeconds?: number | undefined;
+}
+
+export interface ReservedBudget {
+  readonly name: string;
+  readonly account: BudgetAccount;
+  /** nano-USD held for the request; 0 when nothing is held (dry-run, or the ledger unreachable and the budget fails open). */
+  readonly heldNano: number;
+}
+
+/** Set on an allowed AI request that budgets select. */
+export interface BudgetOutcome {
+  readonly reservationId: string;
+  readonly entries: readonly ReservedBudget[];
+  /** The worst case reserved: input bound × input price + output cap × output price, nano-USD. */
+  readonly worstCaseNano: number;
+  /** The tightest budget after reserving. */
+  readonly status: BudgetStatus | undefined;
+  /** The output cap the service sets in the forwarded body (the request named none). */
+  readonly outputCap: number | undefined;
+  /** The cheaper model a downgrade threshold sent the request to. */
+  readonly downgradedTo: string | undefined;
+  readonly downgradedBy: string | undefined;
+}
+
+export type BudgetEventKind = 'reserved' | 'warned' | 'downgraded' | 'blocked' | 'unavailable' | 'overshoot' | 'settled' | 'released';
+
+export interface BudgetObserver {
+  event(budget: string, kind: BudgetEventKind): void;
+  /** Current state of one account, after a reservation or a settlement. */
+  account(budget: string, account: BudgetAccount, state: AccountState): void;
+  backendFailed(error: Error): void;
+  overshoot(budget: string, reservedNano: number, actualNano: number, decisionId: string): void;
+}
+
+export interface Budgeter {
+  /**
+   * After policy and rate limits: reserves the worst case of an allowed AI request on every
+   * budget that selects it (all or none), downgrades or refuses it. `recheck` decides the
+   * request again with another model (a downgrade is checked like any model).
+   */
+  apply(decision: Decision, request: BudgetRequest): Decision | Promise<Decision>;
+  /** Turns the reservation into the actual cost, exactly once. Never rejects. */
+  settle(decision: Decision, record: UsageRecord): Promise<void>;
+}
+
+export interface BudgetRequest {
+  /** Bytes of the request body: an upper bound of its prompt tokens (every token covers at least one byte). */
+  readonly bodyBytes: number;
+  readonly recheck: (model: string) => Decision;
+}
+
+/** A reservation that is never settled (a crashed replica, a stream that never ended) is released after this. */
+export const RESERVATION_TTL_MS = 15 * 60_000;
+
+interface Selected {
+  readonly budget: CompiledBudget;
+  readonly account: BudgetAccount;
+  readonly resetMs: number;
+}
+
+export function createBudgeter(options: { ledger: BudgetLedger; policy: () => CompiledPolicy; clock: () => number; observer: BudgetObserver }): Budgeter {
+  const { ledger, policy, clock, observer } = options;
+
+  async function apply(decision: Decision, request: BudgetRequest): Promise<Decision> {
+    const current = policy();
+    const nowMs = clock();
+    const selected = select(current.budgets, decision, nowMs);
+    if (selected.length === 0) return decision;
+    const ai = decision.ai!;
+    let states: readonly AccountState[];
+    try {
+      states = await ledger.state(selected.map(({ account }) => account));
+    } catch (error) {
+      return unavailable(decision, selected, error);
+    }
+
+    // Downgrade: the first budget past its threshold sends the request to its cheaper model.
+    let decided = decision;
+    let downgradedTo: string | undefined;
+    let downgradedBy: string | undefined;
+    const model = decision.context.model ?? ai.model.toLowerCase();
+    for (const [index, { budget }] of selected.entries()) {
+      const state = states[index]!;
+      if (!budget.downgrade || budget.mode !== 'enforce') continue;
+      if (percent(state.spent + state.reserved, state.limit) < budget.downgrade.at) continue;
+      if (budget.downgrade.model === model) break;
+      const again = request.recheck(budget.downgrade.model);
+      if (!isAllowed(again)) {
+        observer.event(budget.name, 'blocked');
+        return { ...again, message: `budget ${budget.name} is ${Math.floor(percent(state.spent + state.reserved, state.limit))}% spent and downgrades to ${budget.downgrade.model}: ${again.message}` };
+      }
+      // The request still asked for its own model (usage records say so); it is served the cheaper one.
+      decided = { ...again, ai, route: routeFor(current, budget.downgrade.model) ?? again.route, rateLimit: decision.rateLimit, tokenLimits: decision.tokenLimits };
+      downgradedTo = budget.downgrade.model;
+      downgradedBy = budget.name;
+      observer.event(budget.name, 'downgraded');
+      break;
+    }
+
+    const servedModel = downgradedTo ?? model;
+    const price = current.prices.priceOf(servedModel);
+    if (!price) {
+      const enforced = selected.find(({ budget }) => budget.mode === 'enforce');
+      if (enforced) {
+        observer.event(enforced.budget.name, 'blocked');
+        return refuse(decided, 'BUDGET_RESERVATION_FAILED', 403, `model ${servedModel} has no price, so budget ${enforced.budget.name} cannot reserve for it`, undefined);
+      }
+      return { ...decided, budget: outcome(decided.id, selected, [], 0, undefined, undefined, downgradedTo, downgradedBy) };
+    }
+
+    // The output cap: the request's own, or what the tightest budget can still pay for.
+    const inputNano = ceilDiv(BigInt(request.bodyBytes) * price.inputPico, 1000n);
+    const choices = Math.max(1, ai.n);
+    let outputCap = ai.outputCap;
+    let injectedCap: number | undefined;
+    if (outputCap === undefined && ai.api !== 'openai.embeddings') {
+      const remaining = Math.min(...selected.map((_, index) => states[index]!.limit - states[index]!.spent - states[index]!.reserved));
+      const affordable = price.outputPico > 0n ? Number((BigInt(Math.max(0, remaining)) * 1000n - inputNano * 1000n) / (price.outputPico * BigInt(choices))) : Number.MAX_SAFE_INTEGER;
+      const maximum = Math.min(...selected.map(({ budget }) => budget.maxOutputTokens));
+      injectedCap = Math.max(0, Math.min(maximum, affordable));
+      outputCap = injectedCap;
+    }
+    const worstCaseNano = Number(inputNano + ceilDiv(BigInt((outputCap ?? 0) * choices) * price.outputPico, 1000n));
+
+    const enforced = selected.filter(({ budget }) => budget.mode === 'enforce');
+    const tracked = selected.filter(({ budget }) => budget.mode !== 'enforce');
+    // Dry-run budgets decide and count, never hold money or deny.
+    let warning: Decision | undefined;
+    for (const entry of tracked) {
+      const state = states[selected.indexOf(entry)]!;
+      if (state.spent + state.reserved + worstCaseNano > state.limit && !warning) {
+        observer.event(entry.budget.name, 'blocked');
+        warning = warn(decided, entry, state, worstCaseNano);
+      }
+    }
+    if (enforced.length === 0) return { ...(warning ?? decided), budget: outcome(decided.id, selected, [], worstCaseNano, statusOf(selected, states, worstCaseNano, false), injectedCap, downgradedTo, downgradedBy) };
+    if (injectedCap !== undefined && injectedCap < 1) {
+      const tightest = tightestIndex(selected, states);
+      observer.event(selected[tightest]!.budget.name, 'blocked');
+      return exceeded(decided, selected[tightest]!, states[tightest]!, nowMs);
+    }
+
+    let reserved: Awaited<ReturnType<BudgetLedger['reserve']>>;
+    try {
+      reserved = await ledger.reserve({ reservationId: decided.id, entries: enforced.map(({ account }) => ({ account, amount: worstCaseNano })), expiresAtMs: nowMs + RESERVATION_TTL_MS });
+    } catch (error) {
+      return unavailable(decided, selected, error);
+    }
+    if (!reserved.ok) {
+      const failed = enforced[reserved.failedIndex]!;
+      observer.event(failed.budget.name, 'blocked');
+      return exceeded(decided, failed, reserved.states[reserved.failedIndex]!, nowMs);
+    }
+    const after = selected.map((entry, index) => {
+      const enforcedIndex = enforced.indexOf(entry);
+      return enforcedIndex === -1 ? states[index]! : reserved.states[enforcedIndex]!;
+    });
+    selected.forEach((entry, index) => observer.account(entry.budget.name, entry.account, after[index]!));
+    let warned = false;
+    for (const [index, entry] of selected.entries()) {
+      observer.event(entry.budget.name, 'reserved');
+      if (entry.budget.warnAt !== undefined && percent(after[index]!.spent + after[index]!.reserved, after[index]!.limit) >= entry.budget.warnAt) {
+        warned = true;
+        observer.event(entry.budget.name, 'warned');
+      }
+    }
+    const status = statusOf(selected, after, 0, warned);
+    return { ...(warning ?? decided), budget: outcome(decided.id, selected, enforced, worstCaseNano, status, injectedCap, downgradedTo, downgradedBy) };
+  }
+
+  function unavailable(decision: Decision, selected: readonly Selected[], error: unknown): Decision {
+    if (!isGenopsError(error, 'backend_unavailable')) throw error;
+    observer.backendFailed(error);
+    for (const { budget } of selected) observer.event(budget.name, 'unavailable');
+    const closed = selected.find(({ budget }) => budget.failureMode === 'closed' && budget.mode === 'enforce');
+    if (closed) return refuse(decision, 'BUDGET_RESERVATION_FAILED', 503, `budget ${closed.budget.name} cannot be checked (ledger unavailable) and fails closed`, undefined);
+    // Fail open: admitted without a hold; the spend is still recorded when the ledger answers again.
+    return { ...decision, budget: outcome(decision.id, selected, [], 0, undefined, undefined, undefined, undefined) };
+  }
+
+  return {
+    apply(decision, request) {
+      if (!isAllowed(decision) || !decision.ai || policy().budgets.length === 0) return decision;
+      return apply(decision, request);
+    },
+    async settle(decision, record) {
+      const budget = decision.budget;
+      if (!budget || budget.entries.length === 0) return;
+      const actualNano = record.outcome === 'upstream_error' ? 0 : record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) : budget.worstCaseNano;
+      const held = budget.entries.filter((entry) => entry.heldNano > 0);
+      const untracked = budget.entries.filter((entry) => entry.heldNano === 0);
+      try {
+        if (held.length > 0) {
+          const settled = await ledger.settle({ reservationId: budget.reservationId, entries: held.map(({ account }) => ({ account, actual: actualNano })) });
+          if (settled.applied) {
+            held.forEach((entry, index) => {
+              observer.account(entry.name, entry.account, settled.states[index]!);
+              observer.event(entry.name, actualNano === 0 ? 'released' : 'settled');
+              if (actualNano > entry.heldNano) observer.overshoot(entry.name, entry.heldNano, actualNano, decision.id);
+            });
+          }
+        }
+        if (untracked.length > 0 && actualNano > 0) {
+          // Never held (dry-run, or admitted while the ledger was down): the spend still counts.
+          const settled = await ledger.settle({ reservationId: `${budget.reservationId}#untracked`, entries: untracked.map(({ account }) => ({ account, actual: actualNano })) });
+          untracked.forEach((entry, index) => observer.account(entry.name, entry.account, settled.states[index]!));
+        }
+      } catch (error) {
+        // The reservation expires on its own; the actual cost is lost to this budget period only if the ledger stays down.
+        observer.backendFailed(error as Error);
+      }
+    },
+  };
+}
+
+function outcome(reservationId: string, selected: readonly Selected[], held: readonly Selected[], worstCaseNano: number, status: BudgetStatus | undefined, outputCap: number | undefined, downgradedTo: string | undefined, downgradedBy: string | undefined): BudgetOutcome {
+  return {
+    reservationId,
+    entries: selected.map((entry) => ({ name: entry.budget.name, account: entry.account, heldNano: held.includes(entry) ? worstCaseNano : 0 })),
+    worstCaseNano,
+    status,
+    outputCap,
+    downgradedTo,
+    downgradedBy,
+  };
+}
+
+function select(budgets: readonly CompiledBudget[], decision: Decision, nowMs: number): Selected[] {
+  const selected: Selected[] = [];
+  for (const budget of budgets) {
+    if (budget.selector && !selects(budget.selector, decision)) continue;
+    const values: string[] = [];
+    for (const dimension of budget.key) {
+      const value = dimension === 'principal' ? decision.principal : decision.context[dimension];
+      if (value === undefined) break;
+      values.push(value);
+    }
+    // A request without one of the key's fields is not governed by that budget (list it in context.required).
+    if (values.length !== budget.key.length) continue;
+    const window = periodWindow(budget.period, nowMs);
+    const period = budget.period.kind === 'calendar'
+      ? { kind: 'calendar' as const, startMs: window.startMs, endMs: window.endMs }
+      : { kind: 'rolling' as const, windowMs: budget.period.windowMs, slots: budget.period.slots };
+    selected.push({ budget, account: { id: `${budget.name}|${values.join('|')}`, limit: budget.limitNano, period }, resetMs: window.endMs });
+  }
+  return selected;
+}
+
+function selects(selector: CompiledSelector, decision: Decision): boolean {
+  const { context } = decision;
+  if (selector.teams && !(context.team && selector.teams.has(context.team))) return false;
+  if (selector.tiers && !(context.customerTier && selector.tiers.has(context.customerTier))) return false;
+  if (selector.projects && !(context.project && selector.projects.has(context.project))) return false;
+  if (selector.models && !(context.model && selector.models.matches(context.model))) return false;
+  if (selector.principals && !(decision.principal && selector.principals.matches(decision.principal))) return false;
+  return true;
+}
+
+/** The route a downgraded model goes to: the policy route whose name is the model's family (claude-haiku for claude-haiku-4-5). */
+function routeFor(policy: CompiledPolicy, model: string): string | undefined {
+  const routes = new Set<string>([...policy.routes.byTier.values(), ...(policy.routes.default ? [policy.routes.default] : [])]);
+  for (const team of policy.teams.values()) for (const route of team.routes.byTier.values()) routes.add(route);
+  let best: string | undefined;
+  for (const route of routes) if (createModelMatcher([route]).matches(model) && (!best || route.length > best.length)) best = route;
+  return best;
+}
+
+function percent(consumed: number, limit: number): number {
+  return limit <= 0 ? 100 : (consumed / limit) * 100;
+}
+
+function ceilDiv(value: bigint, divisor: bigint): bigint {
+  return (value + divisor - 1n) / divisor;
+}
+
+function tightestIndex(selected: readonly Selected[], states: readonly AccountState[]): number {
+  let best = 0;
+  selected.forEach((_, index) => {
+    const remaining = states[index]!.limit - states[index]!.spent - states[index]!.reserved;
+    const bestRemaining = states[best]!.limit - states[best]!.spent - states[best]!.reserved;
+    if (remaining < bestRemaining) best = index;
+  });
+  return best;
+}
+
+function statusOf(selected: readonly Selected[], states: readonly AccountState[], extraNano: number, warned: boolean): BudgetStatus | undefined {
+  if (selected.length === 0) return undefined;
+  const index = tightestIndex(selected, states);
+  const entry = selected[index]!;
+  const state = states[index]!;
+  const consumedNano = state.spent + state.reserved + extraNano;
+  return { name: entry.budget.name, periodText: entry.budget.periodText, limitNano: state.limit, consumedNano, remainingNano: Math.max(0, state.limit - consumedNano), resetMs: entry.resetMs, warned };
+}
+
+function exceeded(decision: Decision, entry: Selected, state: AccountState, nowMs: number): Decision {
+  const consumedNano = state.spent + state.reserved;
+  const retryAfterSeconds = Math.max(1, Math.ceil((entry.resetMs - nowMs) / 1000));
+  const status: BudgetStatus = { name: entry.budget.name, periodText: entry.budget.periodText, limitNano: state.limit, consumedNano, remainingNano: Math.max(0, state.limit - consumedNano), resetMs: entry.resetMs, warned: false, retryAfterSeconds };
+  return refuse(decision, 'BUDGET_EXCEEDED', 429, `budget ${entry.budget.name} (${formatUsd(state.limit)} USD ${entry.budget.periodText}) cannot pay for this request: ${formatUsd(consumedNano)} USD spent or reserved`, status);
+}
+
+function warn(decision: Decision, entry: Selected, state: AccountState, worstCaseNano: number): Decision {
+  const consumedNano = state.spent + state.reserved;
+  return {
+    ...decision,
+    result: decision.result === 'ALLOWED' ? 'WARNING' : decision.result,
+    reasonCode: decision.reasonCode ?? 'BUDGET_EXCEEDED',
+    message: decision.reasonCode ? decision.message : `dry-run: budget ${entry.budget.name} (${formatUsd(state.limit)} USD ${entry.budget.periodText}) cannot pay for this request (${formatUsd(consumedNano + worstCaseNano)} USD with it)`,
+    httpStatus: decision.reasonCode ? decision.httpStatus : 429,
+    dryRun: true,
+  };
+}
+
+function refuse(decision: Decision, reasonCode: 'BUDGET_EXCEEDED' | 'BUDGET_RESERVATION_FAILED', httpStatus: number, message: string, status: BudgetStatus | undefined): Decision {
+  return {
+    ...decision,
+    result: 'BLOCKED',
+    reasonCode,
+    message,
+    httpStatus,
+    dryRun: false,
+    route: undefined,
+    budget: status ? { reservationId: decision.id, entries: [], worstCaseNano: 0, status, outputCap: undefined, downgradedTo: undefined, downgradedBy: undefined } : undefined,
+  };
+}
+
+/** nano-USD as a decimal USD string, trailing zeros trimmed. */
+export function formatUsd(nano: number): string {
+  const whole = Math.floor(nano / 1e9);
+  const fraction = String(nano % 1e9).padStart(9, '0').replace(/0+$/, '');
+  return fraction ? `${whole}.${fraction}` : String(whole);
+}
+

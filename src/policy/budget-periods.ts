@@ -1,0 +1,99 @@
+/**
+ * Budget periods: calendar days, weeks (from Monday) and months in an IANA time zone, or rolling
+ * windows. Pure: the clock is an argument.
+ */
+export type CalendarUnit = 'daily' | 'weekly' | 'monthly';
+
+export type BudgetPeriod =
+  | { readonly kind: 'calendar'; readonly unit: CalendarUnit; readonly timeZone: string }
+  | { readonly kind: 'rolling'; readonly windowMs: number; readonly slots: number };
+
+export interface PeriodWindow {
+  readonly startMs: number;
+  /** When the period resets (calendar), or when the oldest spend in the window starts to drop out (rolling). */
+  readonly endMs: number;
+}
+
+/** Rolling windows are counted in this many slots (24h → hourly). */
+export const ROLLING_SLOTS = 24;
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatterFor(timeZone: string): Intl.DateTimeFormat {
+  let formatter = formatters.get(timeZone);
+  if (!formatter) {
+    formatter = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric', weekday: 'short' });
+    formatters.set(timeZone, formatter);
+  }
+  return formatter;
+}
+
+interface WallClock {
+  readonly year: number;
+  readonly month: number; // 1-12
+  readonly day: number;
+  readonly weekday: number; // 0 = Monday
+  readonly hour: number;
+  readonly minute: number;
+  readonly second: number;
+}
+
+const WEEKDAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
+
+function wallClock(ms: number, timeZone: string): WallClock {
+  const parts: Record<string, string> = {};
+  for (const part of formatterFor(timeZone).formatToParts(ms)) parts[part.type] = part.value;
+  return {
+    year: Number(parts.year),
+    month: Number(parts.month),
+    day: Number(parts.day),
+    weekday: WEEKDAYS.indexOf(parts.weekday ?? 'Mon'),
+    hour: Number(parts.hour),
+    minute: Number(parts.minute),
+    second: Number(parts.second),
+  };
+}
+
+/** The instant at which the wall clock of `timeZone` shows midnight of the given local date. */
+function zonedMidnight(year: number, month: number, day: number, timeZone: string): number {
+  const asUtc = Date.UTC(year, month - 1, day);
+  let guess = asUtc;
+  // Two passes settle the offset, DST changes included.
+  for (let pass = 0; pass < 2; pass++) {
+    const wall = wallClock(guess, timeZone);
+    const wallAsUtc = Date.UTC(wall.year, wall.month - 1, wall.day, wall.hour, wall.minute, wall.second);
+    guess = asUtc - (wallAsUtc - guess);
+  }
+  return guess;
+}
+
+/** The period that contains `nowMs`. */
+export function periodWindow(period: BudgetPeriod, nowMs: number): PeriodWindow {
+  if (period.kind === 'rolling') {
+    const slotMs = period.windowMs / period.slots;
+    const slotStart = Math.floor(nowMs / slotMs) * slotMs;
+    return { startMs: slotStart - period.windowMs + slotMs, endMs: slotStart + slotMs };
+  }
+  const { timeZone } = period;
+  const now = wallClock(nowMs, timeZone);
+  if (period.unit === 'daily') {
+    const startMs = zonedMidnight(now.year, now.month, now.day, timeZone);
+    const next = new Date(Date.UTC(now.year, now.month - 1, now.day + 1));
+    return { startMs, endMs: zonedMidnight(next.getUTCFullYear(), next.getUTCMonth() + 1, next.getUTCDate(), timeZone) };
+  }
+  if (period.unit === 'weekly') {
+    const monday = new Date(Date.UTC(now.year, now.month - 1, now.day - now.weekday));
+    const nextMonday = new Date(Date.UTC(now.year, now.month - 1, now.day - now.weekday + 7));
+    return {
+      startMs: zonedMidnight(monday.getUTCFullYear(), monday.getUTCMonth() + 1, monday.getUTCDate(), timeZone),
+      endMs: zonedMidnight(nextMonday.getUTCFullYear(), nextMonday.getUTCMonth() + 1, nextMonday.getUTCDate(), timeZone),
+    };
+  }
+  const nextMonth = now.month === 12 ? { year: now.year + 1, month: 1 } : { year: now.year, month: now.month + 1 };
+  return { startMs: zonedMidnight(now.year, now.month, 1, timeZone), endMs: zonedMidnight(nextMonth.year, nextMonth.month, 1, timeZone) };
+}
+
+/** "monthly (Europe/Berlin)" or "rolling 24h": how the period reads in headers, spans and the admin endpoint. */
+export function describePeriod(period: BudgetPeriod, source: string): string {
+  return period.kind === 'calendar' ? `${period.unit} (${period.timeZone})` : `rolling ${source}`;
+}
