@@ -3,6 +3,7 @@
  * before the call, settled after it, exact under concurrency, shared by two replicas through Redis.
  */
 import { randomUUID } from 'node:crypto';
+import { request as httpRequestRaw } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -142,6 +143,36 @@ describe('budgets through the real Envoy (ext_proc)', () => {
       return entry && entry.reserved_usd === 0 ? entry : undefined;
     }, 'the release');
     expect(account.spent_usd).toBe(0);
+  });
+
+  it('charges a stream the client cancels its estimate, and frees the rest of its reservation', async () => {
+    const project = `cancel-${randomUUID().slice(0, 6)}`;
+    const url = new URL(`${stack.url}/v1/messages`);
+    const requestBody = body();
+    await new Promise<void>((resolve, reject) => {
+      const request = httpRequestRaw({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { ...headers(project, { [STUB_USAGE_HEADER]: JSON.stringify({ input: 40, output: 900 }) }), 'content-length': Buffer.byteLength(requestBody) } }, (response) => {
+        let chunks = 0;
+        response.on('data', () => {
+          if (++chunks === 2) {
+            request.destroy();
+            resolve();
+          }
+        });
+        response.on('error', () => undefined);
+      });
+      request.on('error', (error) => (/socket hang up|aborted/.test(error.message) ? undefined : reject(error)));
+      request.end(requestBody);
+    });
+    const account = await eventually(async () => {
+      const document = (await (await fetch(`${stack.service.adminUrl}/budgets`)).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
+      const entry = document.budgets.flatMap((budget) => budget.accounts).find((candidate) => candidate.key === project);
+      return entry && entry.reserved_usd === 0 && entry.spent_usd > 0 ? entry : undefined;
+    }, 'the cancelled stream to be settled', 15_000);
+    // message_start said 40 input tokens; the output is what was streamed before the client left.
+    expect(account.spent_usd).toBeGreaterThan(40 * 3e-6);
+    expect(account.spent_usd).toBeLessThan(40 * 3e-6 + 900 * 15e-6);
+    const record = stack.service.logs().find((line) => line.event === 'usage' && line.project === project);
+    expect(record).toMatchObject({ estimated: true, outcome: 'interrupted' });
   });
 
   it('records the reservation on the decision span and its reconciliation on the usage span, GenOps-conformant', async () => {

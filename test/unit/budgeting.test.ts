@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { GenopsError } from '../../src/errors/genops-error.js';
 import { createBudgeter, type BudgetEventKind } from '../../src/governance/budgeting.js';
 import { createDecisionEngine, type DecisionInput } from '../../src/governance/decision-engine.js';
 import { createGovernor } from '../../src/governance/governor.js';
@@ -190,5 +191,34 @@ describe('budget periods', () => {
     const bad = POLICY.replace('timeZone: Europe/Berlin', 'timeZone: Mars/Olympus').replace('warnAt: 50', 'warnAt: 90');
     expect(() => loadPolicyText(bad, 'budgets.yaml')).toThrow(/budgets\.yaml:\d+:\d+: spec\.budgets\[0\]\.timeZone: unknown time zone "Mars\/Olympus"/);
     expect(() => loadPolicyText(bad, 'budgets.yaml')).toThrow(/warnAt \(90%\) must not be above downgrade\.at \(80%\)/);
+  });
+});
+
+describe('budgets when the ledger is unreachable', () => {
+  function withDeadLedger(failureMode: 'open' | 'closed') {
+    const policy = loadPolicyText(POLICY.replace('maxOutputTokens: 1000', `maxOutputTokens: 1000\n      failureMode: ${failureMode}`), 'budgets.yaml');
+    const dead = { reserve: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), settle: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), state: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), close: async () => undefined };
+    const failures: string[] = [];
+    const budgeter = createBudgeter({ ledger: dead, policy: () => policy, clock: () => Date.UTC(2026, 11, 1), observer: { event: () => undefined, account: () => undefined, backendFailed: (error) => failures.push(error.message), overshoot: () => undefined } });
+    const engine = createDecisionEngine({ policy: () => policy, newDecisionId: () => 'd-1' });
+    const governor = createGovernor({ engine, budgeter });
+    const decide = () => Promise.resolve(governor.evaluate({ headers: (name) => ({ 'x-genops-team': 'ml-platform' })[name], ai: { request: { api: 'anthropic.messages', model: 'claude-sonnet-4-5', stream: false, outputCap: 100, n: 1, inputEstimateTokens: 10, needsIncludeUsage: false } }, bodyBytes: 100, settles: true }));
+    return { decide, failures, budgeter };
+  }
+
+  it('fails closed with 503 BUDGET_RESERVATION_FAILED when the budget says so', async () => {
+    const { decide, failures } = withDeadLedger('closed');
+    expect(await decide()).toMatchObject({ result: 'BLOCKED', reasonCode: 'BUDGET_RESERVATION_FAILED', httpStatus: 503, message: 'budget team-daily cannot be checked (ledger unavailable) and fails closed' });
+    expect(failures).toEqual(['redis timed out']);
+  });
+
+  it('fails open: admitted without a hold, and settling later never throws', async () => {
+    const { decide, budgeter } = withDeadLedger('open');
+    const decision = await decide();
+    expect(decision.result).toBe('ALLOWED');
+    expect(decision.budget?.entries.map((entry) => entry.heldNano)).toEqual([0]);
+    const accounting = createUsageAccounting({ policy: () => loadPolicyText(POLICY, 'budgets.yaml') });
+    const record = accounting.account({ decision, startedAt: 0, report: { usage: { input: 10, cachedInput: 0, cacheWrite: 0, output: 10, reasoning: 0 }, modelServed: undefined, estimatedOutputTokens: 0, complete: true, providerError: undefined }, upstreamStatus: 200, outcome: 'completed' })!;
+    await expect(budgeter.settle(decision, record)).resolves.toBeUndefined();
   });
 });
