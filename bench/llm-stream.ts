@@ -75,7 +75,7 @@ async function startUpstream(): Promise<{ port: number; close(): void }> {
   return { port: typeof address === 'object' && address ? address.port : 0, close: () => server.close() };
 }
 
-interface Timing { firstByteMs: number; lastByteMs: number; bytes: number }
+interface Timing { firstByteMs: number; lastByteMs: number; bytes: number; status: number }
 
 function once(url: URL, agent: Agent): Promise<Timing> {
   const body = JSON.stringify({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, max_tokens: 512, messages: [{ role: 'user', content: 'Tell me about Paris.' }] });
@@ -85,14 +85,18 @@ function once(url: URL, agent: Agent): Promise<Timing> {
     let first = 0;
     let bytes = 0;
     const request = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers, agent }, (response) => {
-      if (response.statusCode !== 200) reject(new Error(`${url.pathname}: status ${response.statusCode}`));
       response.on('data', (chunk: Buffer) => {
         if (first === 0) first = performance.now();
         bytes += chunk.length;
       });
-      response.on('end', () => resolve({ firstByteMs: first - started, lastByteMs: performance.now() - started, bytes }));
+      const done = (status: number) => resolve({ firstByteMs: first - started, lastByteMs: performance.now() - started, bytes, status });
+      response.on('end', () => done(response.statusCode ?? 0));
+      // A stream cut short (a reset, a 504 mid-way) counts as failed, never hangs the run.
+      response.on('close', () => done(response.complete ? (response.statusCode ?? 0) : 0));
+      response.on('error', () => done(0));
     });
-    request.on('error', reject);
+    request.setTimeout(10_000, () => request.destroy(new Error('timed out')));
+    request.on('error', () => resolve({ firstByteMs: 0, lastByteMs: 0, bytes: 0, status: 0 }));
     request.end(body);
   });
 }
@@ -123,10 +127,14 @@ function cpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-const summary = (timings: Timing[]) => ({
+const summary = (all: Timing[]) => {
+  const timings = all.filter((timing) => timing.status === 200);
+  return {
+  failed: all.length - timings.length,
   ttfb: [50, 90, 99].map((p) => percentile(timings.map((t) => t.firstByteMs), p)),
   ttlb: [50, 90, 99].map((p) => percentile(timings.map((t) => t.lastByteMs), p)),
-});
+  };
+};
 const fmt = (values: number[]) => values.map((value) => value.toFixed(2)).join(' / ');
 
 async function main(): Promise<void> {
@@ -155,11 +163,11 @@ async function main(): Promise<void> {
       results.set(name, entry);
     }
   }
-  console.log('\n| path | TTFB p50 / p90 / p99 ms | TTLB p50 / p90 / p99 ms | service CPU per response |');
-  console.log('|---|---|---|---|');
+  console.log('\n| path | TTFB p50 / p90 / p99 ms | TTLB p50 / p90 / p99 ms | service CPU per response | not 200 |');
+  console.log('|---|---|---|---|---|');
   for (const [name, { timings, cpu, count }] of results) {
-    const { ttfb, ttlb } = summary(timings);
-    console.log(`| ${name} | ${fmt(ttfb)} | ${fmt(ttlb)} | ${cpu > 0 ? `${((cpu / count) * 1000).toFixed(0)} µs` : '—'} |`);
+    const { ttfb, ttlb, failed } = summary(timings);
+    console.log(`| ${name} | ${fmt(ttfb)} | ${fmt(ttlb)} | ${cpu > 0 ? `${((cpu / count) * 1000).toFixed(0)} µs` : '—'} | ${failed} |`);
   }
   const headersOnly = summary(results.get(variants[1]![0])!.timings);
   const body = summary(results.get(variants[2]![0])!.timings);
