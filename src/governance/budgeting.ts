@@ -1,9 +1,10 @@
 import { isGenopsError } from '../errors/genops-error.js';
 import type { AccountState, BudgetAccount, BudgetLedger } from '../limits/budget-ledger.js';
 import { periodWindow } from '../policy/budget-periods.js';
-import type { CompiledBudget, CompiledPolicy, CompiledSelector } from '../policy/compiled-policy.js';
+import type { CompiledBudget, CompiledPolicy } from '../policy/compiled-policy.js';
 import { createModelMatcher } from '../usage/model-pattern.js';
 import { isAllowed, type Decision } from './decision.js';
+import { selects } from './selector.js';
 import type { UsageRecord } from './usage-accounting.js';
 
 /** What a budget did to one request, for headers, the deny body, spans and metrics. */
@@ -67,6 +68,7 @@ export interface Budgeter {
 export interface BudgetRequest {
   /** Bytes of the request body: an upper bound of its prompt tokens (every token covers at least one byte). */
   readonly bodyBytes: number;
+  readonly path: string | undefined;
   readonly recheck: (model: string) => Decision;
 }
 
@@ -85,7 +87,7 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
   async function apply(decision: Decision, request: BudgetRequest): Promise<Decision> {
     const current = policy();
     const nowMs = clock();
-    const selected = select(current.budgets, decision, nowMs);
+    const selected = select(current.budgets, decision, request.path, nowMs);
     if (selected.length === 0) return decision;
     const ai = decision.ai!;
     let states: readonly AccountState[];
@@ -246,10 +248,10 @@ function outcome(reservationId: string, selected: readonly Selected[], held: rea
   };
 }
 
-function select(budgets: readonly CompiledBudget[], decision: Decision, nowMs: number): Selected[] {
+function select(budgets: readonly CompiledBudget[], decision: Decision, path: string | undefined, nowMs: number): Selected[] {
   const selected: Selected[] = [];
   for (const budget of budgets) {
-    if (budget.selector && !selects(budget.selector, decision)) continue;
+    if (budget.selector && !selects(budget.selector, decision, path)) continue;
     const values: string[] = [];
     for (const dimension of budget.key) {
       const value = dimension === 'principal' ? decision.principal : decision.context[dimension];
@@ -267,15 +269,6 @@ function select(budgets: readonly CompiledBudget[], decision: Decision, nowMs: n
   return selected;
 }
 
-function selects(selector: CompiledSelector, decision: Decision): boolean {
-  const { context } = decision;
-  if (selector.teams && !(context.team && selector.teams.has(context.team))) return false;
-  if (selector.tiers && !(context.customerTier && selector.tiers.has(context.customerTier))) return false;
-  if (selector.projects && !(context.project && selector.projects.has(context.project))) return false;
-  if (selector.models && !(context.model && selector.models.matches(context.model))) return false;
-  if (selector.principals && !(decision.principal && selector.principals.matches(decision.principal))) return false;
-  return true;
-}
 
 /** The route a downgraded model goes to: the policy route whose name is the model's family (claude-haiku for claude-haiku-4-5). */
 function routeFor(policy: CompiledPolicy, model: string): string | undefined {

@@ -16,6 +16,7 @@ export function createGovernor(options: { engine: DecisionEngine; rateLimiter?: 
     const ai = decision.ai;
     return budgeter.apply(decision, {
       bodyBytes: input.bodyBytes ?? 0,
+      path: input.path,
       recheck: (model) => engine.decide({ ...input, decisionId: decision.id, headers: withoutModelHeader(input.headers), ai: { request: { ...ai, model } } }),
     });
   };

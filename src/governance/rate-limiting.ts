@@ -1,7 +1,8 @@
 import { isGenopsError } from '../errors/genops-error.js';
 import type { BucketCheck, BucketDebit, RateLimitStore, TakeResult } from '../limits/rate-limit-store.js';
-import type { CompiledPolicy, CompiledRateLimit, CompiledSelector } from '../policy/compiled-policy.js';
+import type { CompiledPolicy, CompiledRateLimit } from '../policy/compiled-policy.js';
 import type { CountedTokens, RateLimitDimension } from '../policy/policy-schema.js';
+import { selects } from './selector.js';
 import { isAllowed, type AdmittedTokenLimit, type Decision, type RateLimitStatus } from './decision.js';
 
 export type RateLimitOutcome = 'ok' | 'over_limit' | 'shadow_over_limit' | 'backend_error';
@@ -258,15 +259,4 @@ function bucketKey(limit: CompiledRateLimit, decision: Decision, path: string | 
     values.push(value);
   }
   return values.join('|');
-}
-
-function selects(selector: CompiledSelector, decision: Decision, path: string | undefined): boolean {
-  const { context } = decision;
-  if (selector.teams && !(context.team && selector.teams.has(context.team))) return false;
-  if (selector.tiers && !(context.customerTier && selector.tiers.has(context.customerTier))) return false;
-  if (selector.projects && !(context.project && selector.projects.has(context.project))) return false;
-  if (selector.models && !(context.model && selector.models.matches(context.model))) return false;
-  if (selector.principals && !(decision.principal && selector.principals.matches(decision.principal))) return false;
-  if (selector.paths && !(path && selector.paths.some((prefix) => path.startsWith(prefix)))) return false;
-  return true;
 }
