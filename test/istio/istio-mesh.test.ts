@@ -1,0 +1,227 @@
+/**
+ * Istio for real, with no cluster: Istio's discovery server (the istiod harness on the pinned
+ * istio.io/istio) is fed the shipped deploy/istio resources and mesh config unchanged, plus
+ * what a cluster would provide (test/istio/fixtures/cluster.yaml), and programs two stock
+ * Envoys over ADS: the ingress gateway and the claude-haiku workload's sidecar. Requests go
+ * through them to genops-mesh (dist/) and two model workloads.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpRequest, type HttpResponse } from '../support/index.js';
+import { context, UUID } from '../support/request-context.js';
+import { EAST_WEST_CALLER, GATEWAY_PRINCIPAL, GENOPS_CLUSTER, RATE_LIMIT_CAPACITY, startIstioMesh, type IstioGovernance, type IstioMesh } from './support/istio-mesh.js';
+import { httpFilters, type EnvoyListener, type IstioProxy } from './support/start-istio-proxy.js';
+
+const CHAT = '/v1/chat/completions';
+const chatBody = (model = 'claude-sonnet-4-5') =>
+  JSON.stringify({ model, max_tokens: 64, messages: [{ role: 'user', content: 'Summarize ticket #4711 in one sentence.' }] });
+const aiHeaders = (overrides: Record<string, string | undefined> = {}): Record<string, string> => ({ 'content-type': 'application/json', ...context(overrides) });
+
+function expectJsonDenial(response: HttpResponse, status: number, reasonCode: string): void {
+  expect(response.status, response.body).toBe(status);
+  expect(response.header('content-type')).toMatch(/^application\/json/);
+  expect(response.json()).toMatchObject({ reason_code: reasonCode, decision_id: expect.stringMatching(UUID) });
+  expect(response.header('x-genops-decision-id')).toBe(response.json<{ decision_id: string }>().decision_id);
+}
+
+/** What istiod put in a proxy's listeners for genops-mesh. */
+function governance(listeners: EnvoyListener[]) {
+  const filters = listeners.flatMap((listener) => httpFilters(listener).map((filter) => ({ listener: listener.name as string, filter })));
+  return {
+    extAuthz: filters.filter(({ filter }) => filter.name === 'envoy.filters.http.ext_authz'),
+    extProc: filters.filter(({ filter }) => filter.name === 'envoy.filters.http.ext_proc'),
+    // A CUSTOM policy istiod could not resolve becomes enforcing RBAC rules; a resolved one only shadow rules.
+    enforcingRbac: filters.filter(({ filter }) => filter.name === 'envoy.filters.http.rbac' && filter.typed_config.rules !== undefined),
+  };
+}
+
+const listenerOnPort = async (proxy: IstioProxy, port: number) =>
+  (await proxy.listeners()).filter((listener) => listener.address?.socket_address?.port_value === port);
+
+async function eventually<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await probe();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+describe.each<IstioGovernance>(['ext-authz', 'ext-proc'])('Istio with genops-mesh as %s, programmed by a real istiod', (variant) => {
+  let mesh: IstioMesh;
+  beforeAll(async () => {
+    mesh = await startIstioMesh(variant);
+  }, 120_000);
+  afterAll(async () => {
+    await mesh?.stop();
+  });
+
+  it(`gives the gateway and the sidecar's inbound listener genops-mesh's ${variant} filter, not a deny-all RBAC`, async () => {
+    for (const [proxy, port] of [[mesh.gateway, mesh.gatewayPort], [mesh.sidecar, mesh.sidecarPort]] as const) {
+      const listeners = await listenerOnPort(proxy, port);
+      expect(listeners, `a listener on port ${port}`).toHaveLength(1);
+      const found = governance(listeners);
+      expect(found.enforcingRbac).toEqual([]);
+      if (variant === 'ext-authz') {
+        expect(found.extProc).toEqual([]);
+        expect(found.extAuthz.length).toBeGreaterThan(0);
+        for (const { filter } of found.extAuthz) {
+          expect(filter.typed_config).toMatchObject({ grpc_service: { envoy_grpc: { cluster_name: GENOPS_CLUSTER }, timeout: '0.250s' }, status_on_error: { code: 'ServiceUnavailable' }, clear_route_cache: true });
+          expect(filter.typed_config.failure_mode_allow ?? false).toBe(false);
+        }
+      } else {
+        expect(found.extAuthz).toEqual([]);
+        expect(found.extProc.length).toBeGreaterThan(0);
+        for (const listener of listeners) {
+          const names = httpFilters(listener).map((filter) => filter.name as string);
+          expect(names.indexOf('envoy.filters.http.ext_proc')).toBe(names.indexOf('envoy.filters.http.router') - 1);
+        }
+        for (const { filter } of found.extProc) expect(filter.typed_config).toMatchObject({ grpc_service: { envoy_grpc: { cluster_name: GENOPS_CLUSTER } }, failure_mode_allow: false });
+      }
+    }
+    // The sidecar's outbound side never decides: a call out of the workload is governed where it lands.
+    const outbound = (await mesh.sidecar.listeners()).filter((listener) => listener.address?.socket_address?.port_value !== mesh.sidecarPort);
+    expect(outbound.length).toBeGreaterThan(0);
+    expect(governance(outbound).extAuthz).toEqual([]);
+    expect(governance(outbound).extProc).toEqual([]);
+  });
+
+  it('sends an allowed premium request through the gateway to the claude-opus workload (x-genops-route picks the subset)', async () => {
+    const testId = randomUUID();
+    const headers: Record<string, string> = { ...aiHeaders({ 'x-genops-customer-tier': 'Premium' }), 'x-test-id': testId };
+    const response = await mesh.throughGateway(CHAT, headers, chatBody());
+
+    expect(response.status, response.body).toBe(200);
+    const [received, ...more] = mesh.opus.requestsWith('x-test-id', testId);
+    expect(more).toHaveLength(0);
+    expect(received?.headers).toMatchObject({ 'x-genops-route': 'claude-opus', 'x-genops-customer-tier': 'premium', 'x-genops-decision-id': expect.stringMatching(UUID) });
+    expect(JSON.parse(received!.body)).toMatchObject({ model: 'claude-sonnet-4-5', max_tokens: 64 });
+    expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(0);
+    expect(response.header('x-genops-decision-id')).toBe(received?.headers['x-genops-decision-id']);
+  });
+
+  it('sends a standard request to the claude-haiku workload through its sidecar over mTLS, governed once', async () => {
+    const testId = randomUUID();
+    const headers: Record<string, string> = { ...aiHeaders({ 'x-genops-customer-tier': 'standard' }), 'x-test-id': testId };
+    const response = await mesh.throughGateway(CHAT, headers, chatBody());
+
+    expect(response.status, response.body).toBe(200);
+    const [received, ...more] = mesh.haiku.requestsWith('x-test-id', testId);
+    expect(more).toHaveLength(0);
+    expect(received?.headers).toMatchObject({ 'x-genops-route': 'claude-haiku', 'x-genops-decision-id': expect.stringMatching(UUID) });
+    // The sidecar saw the gateway's identity (Istio mTLS) and let the gateway's decision stand.
+    expect(received?.headers['x-forwarded-client-cert']).toContain(`URI=${GATEWAY_PRINCIPAL}`);
+    expect(mesh.opus.requestsWith('x-test-id', testId)).toHaveLength(0);
+    const decisions = await eventually(async () => {
+      const found = mesh.decisionsFor(headers['x-genops-customer-id']!);
+      return found.length > 0 ? found : undefined;
+    }, 'the decision log line');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(mesh.decisionsFor(headers['x-genops-customer-id']!)).toHaveLength(1);
+    expect(decisions[0]).toMatchObject({ decision_id: received?.headers['x-genops-decision-id'], result: 'ALLOWED' });
+  });
+
+  it('refuses an unknown team at the gateway with the JSON 403; no model workload sees it', async () => {
+    const testId = randomUUID();
+    const response = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-team': 'marketing' }), 'x-test-id': testId }, chatBody());
+    expectJsonDenial(response, 403, 'x_team_not_allowed');
+    expect(mesh.opus.requestsWith('x-test-id', testId)).toHaveLength(0);
+    expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(0);
+  });
+
+  it('answers 429 with the RateLimit headers once a customer has used its bucket', async () => {
+    const testId = randomUUID();
+    const headers: Record<string, string> = { ...aiHeaders({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId };
+    for (let index = 0; index < RATE_LIMIT_CAPACITY; index++) {
+      const allowed = await mesh.throughGateway(CHAT, headers, chatBody());
+      expect(allowed.status, allowed.body).toBe(200);
+      expect(allowed.header('ratelimit')).toBe(`"per-customer";r=${RATE_LIMIT_CAPACITY - 1 - index};t=${allowed.header('ratelimit')?.split('t=')[1]}`);
+    }
+    const limited = await mesh.throughGateway(CHAT, headers, chatBody());
+    expectJsonDenial(limited, 429, 'RATE_LIMITED');
+    expect(Number(limited.header('retry-after'))).toBeGreaterThan(0);
+    expect(limited.header('ratelimit-policy')).toBe(`"per-customer";q=${RATE_LIMIT_CAPACITY};w=60`);
+    expect(limited.header('ratelimit')).toMatch(/^"per-customer";r=0;t=\d+$/);
+    expect(mesh.opus.requestsWith('x-test-id', testId)).toHaveLength(RATE_LIMIT_CAPACITY);
+  });
+
+  it('governs an east-west call from a meshed workload at the sidecar, once', async () => {
+    const testId = randomUUID();
+    const headers: Record<string, string> = { ...aiHeaders({ 'x-genops-customer-tier': 'standard' }), 'x-test-id': testId };
+    const response = await mesh.eastWest(CHAT, headers, chatBody());
+
+    expect(response.status, response.body).toBe(200);
+    const [received, ...more] = mesh.haiku.requestsWith('x-test-id', testId);
+    expect(more).toHaveLength(0);
+    expect(received?.headers).toMatchObject({ 'x-genops-route': 'claude-haiku', 'x-genops-decision-id': expect.stringMatching(UUID) });
+    expect(received?.headers['x-forwarded-client-cert']).toContain(`URI=${EAST_WEST_CALLER}`);
+    await eventually(async () => (mesh.decisionsFor(headers['x-genops-customer-id']!).length > 0 ? true : undefined), 'the decision log line');
+    expect(mesh.decisionsFor(headers['x-genops-customer-id']!)).toHaveLength(1);
+
+    const denied = await mesh.eastWest(CHAT, { ...aiHeaders({ 'x-genops-team': 'marketing' }), 'x-test-id': testId }, chatBody());
+    expectJsonDenial(denied, 403, 'x_team_not_allowed');
+    expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(1);
+  });
+
+  it('keeps callers without a mesh identity out of the workload (PeerAuthentication STRICT)', async () => {
+    const testId = randomUUID();
+    await expect(httpRequest(`http://127.0.0.3:${mesh.sidecarPort}${CHAT}`, { method: 'POST', headers: { ...aiHeaders(), 'x-test-id': testId }, body: chatBody() })).rejects.toThrow();
+    expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(0);
+  });
+});
+
+describe('Istio config edits reach the proxies through istiod, without restarts', () => {
+  let mesh: IstioMesh;
+  beforeAll(async () => {
+    mesh = await startIstioMesh('ext-authz');
+  }, 120_000);
+  afterAll(async () => {
+    await mesh?.stop();
+  });
+
+  const premium = (testId: string) => ({ ...aiHeaders({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId });
+  const editGatewayPolicy = (edit: (spec: Record<string, any>) => void) => // eslint-disable-line @typescript-eslint/no-explicit-any
+    mesh.applyEdit('deploy/istio/authorization-policy.yaml', (objects) => {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      edit((objects.find((object) => (object.metadata as { name: string }).name === 'genops-governance-gateway') as Record<string, any>).spec);
+    });
+
+  it('governs a newly added path once the AuthorizationPolicy names it', async () => {
+    const before = await mesh.gateway.listenerUpdates();
+    const ungoverned = randomUUID();
+    const response = await mesh.throughGateway('/openai/v1/chat/completions', premium(ungoverned), chatBody());
+    // Not governed: no decision, no x-genops-route, so the VirtualService's default (claude-sonnet, no workload here).
+    expect(response.header('x-genops-decision-id')).toBeUndefined();
+    expect(mesh.opus.requestsWith('x-test-id', ungoverned)).toHaveLength(0);
+
+    editGatewayPolicy((spec) => spec.rules[0].to[0].operation.paths.push('/openai/*'));
+    await eventually(async () => ((await mesh.gateway.listenerUpdates()) > before ? true : undefined), 'a listener push to the gateway');
+    const governed = randomUUID();
+    const after = await eventually(async () => {
+      const attempt = await mesh.throughGateway('/openai/v1/chat/completions', premium(governed), chatBody());
+      return attempt.status === 200 ? attempt : undefined;
+    }, 'the edited policy to take effect');
+    expect(mesh.opus.requestsWith('x-test-id', governed).at(-1)?.headers).toMatchObject({ 'x-genops-route': 'claude-opus', 'x-genops-decision-id': after.header('x-genops-decision-id') });
+    for (const part of [mesh.istiod.process, mesh.gateway.envoy.process, mesh.sidecar.envoy.process, mesh.service.process]) expect(part.exitCode, part.name).toBeUndefined();
+  });
+
+  it('shows the deny-all RBAC istiod silently makes of a CUSTOM policy whose provider it cannot resolve', async () => {
+    editGatewayPolicy((spec) => (spec.provider.name = 'genops-mesh-typo'));
+    const denyAll = await eventually(async () => {
+      const found = governance(await listenerOnPort(mesh.gateway, mesh.gatewayPort));
+      return found.enforcingRbac.length > 0 ? found : undefined;
+    }, 'istiod to push the edited policy');
+    expect(denyAll.extAuthz).toEqual([]);
+    const testId = randomUUID();
+    const response = await mesh.throughGateway(CHAT, premium(testId), chatBody());
+    expect(response.status).toBe(403);
+    expect(response.body).toBe('RBAC: access denied');
+    expect(mesh.opus.requestsWith('x-test-id', testId)).toHaveLength(0);
+
+    editGatewayPolicy((spec) => (spec.provider.name = 'genops-mesh'));
+    await eventually(async () => (governance(await listenerOnPort(mesh.gateway, mesh.gatewayPort)).extAuthz.length > 0 ? true : undefined), 'the fix to be pushed');
+    const fixed = await mesh.throughGateway(CHAT, premium(randomUUID()), chatBody());
+    expect(fixed.status, fixed.body).toBe(200);
+  });
+});

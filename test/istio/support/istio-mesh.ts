@@ -1,0 +1,164 @@
+import { randomUUID } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import {
+  createTestPki,
+  freePort,
+  httpRequest,
+  renderEnvoyConfig,
+  REPO_ROOT,
+  startService,
+  startUpstream,
+  type HttpResponse,
+  type RunningService,
+  type TestPki,
+  type Upstream,
+} from '../../support/index.js';
+import { startIstiod, type RunningIstiod } from './start-istiod.js';
+import { startIstioProxy, type IstioProxy } from './start-istio-proxy.js';
+
+/** How genops-mesh is wired in: the CUSTOM AuthorizationPolicies, or the ext_proc EnvoyFilter. */
+export type IstioGovernance = 'ext-authz' | 'ext-proc';
+
+export const GATEWAY_PRINCIPAL = 'spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account';
+export const MODEL_PRINCIPAL = 'spiffe://cluster.local/ns/genops/sa/ai-inference';
+/** A workload inside the mesh that calls the model directly (east-west), not through the gateway. */
+export const EAST_WEST_CALLER = 'spiffe://cluster.local/ns/genops/sa/support-bot';
+export const GATEWAY_HOST = 'ai.example.com';
+export const MODEL_HOST = 'ai-inference.genops.svc.cluster.local';
+export const GENOPS_CLUSTER = 'outbound|9001||genops-mesh.genops.svc.cluster.local';
+/** Each proxy its own "pod IP" on loopback, so istiod can tell them apart. */
+const GATEWAY_IP = '127.0.0.2';
+const SIDECAR_IP = '127.0.0.3';
+/** The test policy: the default one with a per-customer bucket small enough to exhaust. */
+export const RATE_LIMIT_CAPACITY = 5;
+
+export interface IstioMesh {
+  readonly governance: IstioGovernance;
+  readonly istiod: RunningIstiod;
+  readonly gateway: IstioProxy;
+  readonly sidecar: IstioProxy;
+  readonly service: RunningService;
+  /** The claude-opus workload (no sidecar) and the claude-haiku one (behind `sidecar`). */
+  readonly opus: Upstream;
+  readonly haiku: Upstream;
+  readonly gatewayPort: number;
+  readonly sidecarPort: number;
+  /** North-south: a client calling https://ai.example.com through the ingress gateway. */
+  throughGateway(path: string, headers: Record<string, string>, body?: string): Promise<HttpResponse>;
+  /** East-west: a meshed caller (mTLS as EAST_WEST_CALLER) calling the claude-haiku workload directly. */
+  eastWest(path: string, headers: Record<string, string>, body?: string): Promise<HttpResponse>;
+  /** The allowed and denied decisions genops-mesh logged for one customer id. */
+  decisionsFor(customerId: string): Record<string, unknown>[];
+  /** Replaces one of the applied Istio resources files (as `kubectl apply` of an edited copy would). */
+  applyEdit(file: string, edit: (objects: Record<string, unknown>[]) => void): void;
+  stop(): Promise<void>;
+}
+
+/** The files a kustomization lists, read from deploy/. */
+function kustomizationResources(dir: string): string[] {
+  const kustomization = parse(readFileSync(join(REPO_ROOT, dir, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
+  return kustomization.resources.map((resource) => join(dir, resource));
+}
+
+/**
+ * The whole Istio data path for one governance variant: genops-mesh (dist/), two model
+ * workloads, the istiod harness fed the shipped deploy/istio resources (what `kubectl apply -k`
+ * puts in a cluster) plus test/istio/fixtures/cluster.yaml, and two stock Envoys as the
+ * ingress gateway and the claude-haiku workload's sidecar.
+ */
+export async function startIstioMesh(governance: IstioGovernance): Promise<IstioMesh> {
+  const cleanups: (() => Promise<unknown> | void)[] = [];
+  const stopAll = async () => {
+    for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
+  };
+  try {
+    const pki: TestPki = createTestPki([EAST_WEST_CALLER]);
+    cleanups.push(() => pki.remove());
+    const work = mkdtempSync(join(tmpdir(), 'genops-istio-'));
+    cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+
+    const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: { rateLimits: { capacity: number; refill: { amount: number } }[] } };
+    policy.spec.rateLimits[0]!.capacity = RATE_LIMIT_CAPACITY;
+    policy.spec.rateLimits[0]!.refill.amount = RATE_LIMIT_CAPACITY;
+    const policyPath = join(work, 'policy.yaml');
+    writeFileSync(policyPath, stringify(policy));
+    const service = await startService({ policyPath, env: { LOG_LEVEL: 'debug' } });
+    cleanups.push(() => service.stop());
+    const [opus, haiku] = await Promise.all([startUpstream(), startUpstream()]);
+    cleanups.push(() => opus.stop(), () => haiku.stop());
+
+    const gatewayPort = await freePort('0.0.0.0');
+    const sidecarPort = await freePort(SIDECAR_IP);
+    const gatewayLabels = { istio: 'ingressgateway', ...(governance === 'ext-proc' ? { 'genops.ai/governance': 'ext-proc' } : {}) };
+    const sidecarLabels = { app: 'ai-inference', model: 'claude-haiku', 'genops.ai/governance': governance, 'security.istio.io/tlsMode': 'istio' };
+
+    const clusterDir = join(work, 'cluster');
+    const appliedDir = join(work, 'applied');
+    for (const dir of [clusterDir, appliedDir]) mkdirSync(dir);
+    writeFileSync(
+      join(clusterDir, 'cluster.yaml'),
+      renderEnvoyConfig(readFileSync(join(REPO_ROOT, 'test/istio/fixtures/cluster.yaml'), 'utf8'), {
+        GENOPS_PORT: service.grpcPort,
+        OTLP_PORT: await freePort(),
+        GATEWAY_IP,
+        GATEWAY_PORT: gatewayPort,
+        GATEWAY_LABELS: JSON.stringify(gatewayLabels),
+        OPUS_PORT: opus.port,
+        HAIKU_PORT: haiku.port,
+        SIDECAR_IP,
+        SIDECAR_PORT: sidecarPort,
+        SIDECAR_LABELS: JSON.stringify(sidecarLabels),
+      }),
+    );
+    // What `kubectl apply -k deploy/istio` (or `-k deploy/istio/ext-proc` instead of the CUSTOM policies) leaves in the cluster, byte for byte.
+    const shipped = kustomizationResources('deploy/istio').filter((file) => governance === 'ext-authz' || !file.endsWith('authorization-policy.yaml'));
+    if (governance === 'ext-proc') shipped.push(...kustomizationResources('deploy/istio/ext-proc'));
+    for (const file of shipped) copyFileSync(join(REPO_ROOT, file), join(appliedDir, file.replaceAll('/', '_')));
+
+    const istiod = await startIstiod({ meshConfig: join(REPO_ROOT, 'deploy/istio/mesh-config.yaml'), configDirs: [appliedDir, clusterDir], caCert: pki.ca, caKey: join(dirname(pki.ca), 'ca.key') });
+    cleanups.push(() => istiod.stop());
+    const [gateway, sidecar] = await Promise.all([
+      startIstioProxy({ istiod, type: 'router', ip: GATEWAY_IP, pod: 'istio-ingressgateway-0', namespace: 'istio-system', serviceAccount: 'istio-ingressgateway-service-account', labels: gatewayLabels }),
+      startIstioProxy({ istiod, type: 'sidecar', ip: SIDECAR_IP, pod: 'claude-haiku-0', namespace: 'genops', serviceAccount: 'ai-inference', labels: sidecarLabels }),
+    ]);
+    cleanups.push(() => gateway.stop(), () => sidecar.stop());
+
+    const caller = pki.clients.get(EAST_WEST_CALLER)!;
+    const post = (body: string | undefined) => (body === undefined ? { method: 'GET' } : { method: 'POST', body });
+    return {
+      governance,
+      istiod,
+      gateway,
+      sidecar,
+      service,
+      opus,
+      haiku,
+      gatewayPort,
+      sidecarPort,
+      throughGateway: (path, headers, body) => httpRequest(`http://${GATEWAY_IP}:${gatewayPort}${path}`, { ...post(body), headers: { host: GATEWAY_HOST, ...headers } }),
+      eastWest: (path, headers, body) =>
+        httpRequest(`https://${SIDECAR_IP}:${sidecarPort}${path}`, {
+          ...post(body),
+          headers: { host: MODEL_HOST, ...headers },
+          tls: { ca: pki.ca, cert: caller.cert, key: caller.key, serverIdentity: MODEL_PRINCIPAL },
+        }),
+      decisionsFor: (customerId) => service.logs().filter((line) => line.event === 'decision' && JSON.stringify(line).includes(customerId)),
+      applyEdit: (file, edit) => {
+        const path = join(appliedDir, file.replaceAll('/', '_'));
+        const objects = readFileSync(path, 'utf8').split(/^---$/m).map((document) => parse(document) as Record<string, unknown>).filter(Boolean);
+        edit(objects);
+        // Written beside it and renamed, so istiod never reads half a file (it reads only *.yaml).
+        const staged = `${path}.${randomUUID()}.tmp`;
+        writeFileSync(staged, objects.map((object) => stringify(object)).join('---\n'));
+        renameSync(staged, path);
+      },
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
