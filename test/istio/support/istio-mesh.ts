@@ -114,7 +114,8 @@ export async function startIstioMesh(governance: IstioGovernance): Promise<Istio
       }),
     );
     // What `kubectl apply -k deploy/istio` (or `-k deploy/istio/ext-proc` instead of the CUSTOM policies) leaves in the cluster, byte for byte.
-    const shipped = kustomizationResources('deploy/istio').filter((file) => governance === 'ext-authz' || !file.endsWith('authorization-policy.yaml'));
+    const extAuthzOnly = ['deploy/istio/authorization-policy.yaml', 'deploy/istio/gateway-route-cache.yaml'];
+    const shipped = kustomizationResources('deploy/istio').filter((file) => governance === 'ext-authz' || !extAuthzOnly.includes(file));
     if (governance === 'ext-proc') shipped.push(...kustomizationResources('deploy/istio/ext-proc'));
     for (const file of shipped) copyFileSync(join(REPO_ROOT, file), join(appliedDir, file.replaceAll('/', '_')));
 
