@@ -29,7 +29,8 @@ function governance(listeners: EnvoyListener[]) {
   const filters = listeners.flatMap((listener) => httpFilters(listener).map((filter) => ({ listener: listener.name as string, filter })));
   return {
     extAuthz: filters.filter(({ filter }) => filter.name === 'envoy.filters.http.ext_authz'),
-    extProc: filters.filter(({ filter }) => filter.name === 'envoy.filters.http.ext_proc'),
+    // The sidecar's is wrapped in a matcher that skips it for calls from the gateway.
+    extProc: filters.filter(({ filter }) => filter.name === 'envoy.filters.http.ext_proc').map(({ listener, filter }) => ({ listener, filter: filter.typed_config.extension_config ?? filter })),
     // A CUSTOM policy istiod could not resolve becomes enforcing RBAC rules; a resolved one only shadow rules.
     enforcingRbac: filters.filter(({ filter }) => filter.name === 'envoy.filters.http.rbac' && filter.typed_config.rules !== undefined),
   };
@@ -79,7 +80,10 @@ describe.each<IstioGovernance>(['ext-authz', 'ext-proc'])('Istio with genops-mes
           const names = httpFilters(listener).map((filter) => filter.name as string);
           expect(names.indexOf('envoy.filters.http.ext_proc')).toBe(names.indexOf('envoy.filters.http.router') - 1);
         }
-        for (const { filter } of found.extProc) expect(filter.typed_config).toMatchObject({ grpc_service: { envoy_grpc: { cluster_name: GENOPS_CLUSTER } }, failure_mode_allow: false });
+        for (const { filter } of found.extProc) {
+          expect(filter.typed_config).toMatchObject({ grpc_service: { envoy_grpc: { cluster_name: GENOPS_CLUSTER } }, status_on_error: { code: 'ServiceUnavailable' } });
+          expect(filter.typed_config.failure_mode_allow ?? false).toBe(false);
+        }
       }
     }
     // The sidecar's outbound side never decides: a call out of the workload is governed where it lands.

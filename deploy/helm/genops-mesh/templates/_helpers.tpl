@@ -26,3 +26,31 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "genops-mesh.redisSecret" -}}
 {{- .Values.redis.existingSecret | default (printf "%s-redis" (include "genops-mesh.fullname" .)) -}}
 {{- end -}}
+
+{{/* genops-mesh's ext_proc filter config (Istio EnvoyFilter variant). */}}
+{{- define "genops-mesh.extProcConfig" -}}
+"@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+grpc_service:
+  envoy_grpc:
+    cluster_name: "outbound|{{ .Values.grpcPort }}||{{ include "genops-mesh.host" . }}"
+    authority: {{ include "genops-mesh.host" . }}
+message_timeout: 0.2s
+failure_mode_allow: false
+status_on_error: { code: ServiceUnavailable }
+processing_mode:
+  request_header_mode: SEND
+  response_header_mode: SEND
+  request_body_mode: NONE
+  response_body_mode: NONE
+  request_trailer_mode: SKIP
+  response_trailer_mode: SKIP
+allow_mode_override: false
+request_attributes: [connection.uri_san_peer_certificate]
+forward_rules:
+  disallowed_headers:
+    patterns:
+      - { exact: authorization }
+      - { exact: proxy-authorization }
+      - { exact: cookie }
+      - { exact: x-api-key }
+{{- end -}}
