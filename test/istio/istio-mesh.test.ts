@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, type HttpResponse } from '../support/index.js';
 import { context, UUID } from '../support/request-context.js';
-import { EAST_WEST_CALLER, GATEWAY_PRINCIPAL, GENOPS_CLUSTER, RATE_LIMIT_CAPACITY, startIstioMesh, type IstioGovernance, type IstioMesh } from './support/istio-mesh.js';
+import { EAST_WEST_CALLER, GATEWAY_PRINCIPAL, OTHER_CALLER, GENOPS_CLUSTER, RATE_LIMIT_CAPACITY, startIstioMesh, type IstioGovernance, type IstioMesh } from './support/istio-mesh.js';
 import { httpFilters, type EnvoyListener, type IstioProxy } from './support/start-istio-proxy.js';
 
 const CHAT = '/v1/chat/completions';
@@ -168,6 +168,25 @@ describe.each<IstioGovernance>(['ext-authz', 'ext-proc'])('Istio with genops-mes
     const denied = await mesh.eastWest(CHAT, { ...aiHeaders({ 'x-genops-team': 'marketing' }), 'x-test-id': testId }, chatBody());
     expectJsonDenial(denied, 403, 'x_team_not_allowed');
     expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(1);
+  });
+
+  it("hands genops-mesh the caller's mesh identity: a team bound to one workload refuses another", async () => {
+    const testId = randomUUID();
+    const team = { 'x-genops-team': 'data-science', 'x-genops-customer-tier': 'standard' };
+    const allowed = await mesh.eastWest(CHAT, { ...aiHeaders(team), 'x-test-id': testId }, chatBody());
+    expect(allowed.status, allowed.body).toBe(200);
+    const refused = await mesh.eastWest(CHAT, { ...aiHeaders(team), 'x-test-id': testId }, chatBody(), OTHER_CALLER);
+    expectJsonDenial(refused, 403, 'x_principal_not_allowed');
+    expect(refused.json<{ message: string }>().message).toContain(OTHER_CALLER.replace('spiffe://', ''));
+    expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(1);
+  });
+
+  it('never asks genops-mesh about paths the policy rules leave out (health checks)', async () => {
+    const testId = randomUUID();
+    const response = await mesh.eastWest('/healthz', { 'x-test-id': testId });
+    expect(response.status, response.body).toBe(200);
+    expect(response.header('x-genops-decision-id')).toBeUndefined();
+    expect(mesh.haiku.requestsWith('x-test-id', testId)[0]?.headers['x-genops-route']).toBeUndefined();
   });
 
   it('keeps callers without a mesh identity out of the workload (PeerAuthentication STRICT)', async () => {

@@ -63,20 +63,24 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
     const policies = all(objects, 'AuthorizationPolicy');
     expect(policies.map((policy) => policy.metadata.namespace ?? 'genops').sort()).toEqual(['genops', 'istio-system']);
     for (const policy of policies) expect(policy.spec).toMatchObject({ action: 'CUSTOM', provider: { name: 'genops-mesh' }, rules: [expect.objectContaining({ to: [{ operation: { paths: ['/v1/*'] } }] })] });
-    expect(find(policies, 'AuthorizationPolicy', 'genops-mesh-workloads').spec.rules[0].from[0].source.notPrincipals).toEqual(['cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account']);
+    // Not for calls from the gateway: CUSTOM rules cannot name principals, so by the peer the sidecar appends to XFCC.
+    expect(find(policies, 'AuthorizationPolicy', 'genops-mesh-workloads').spec.rules[0].when).toEqual([
+      { key: 'request.headers[x-forwarded-client-cert]', notValues: ['*;URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account'] },
+    ]);
+    expect(find(policies, 'AuthorizationPolicy', 'genops-mesh-workloads').spec).toEqual(parseObjects(read('deploy/istio/authorization-policy.yaml'))[1]!.spec);
     const tags = find(objects, 'Telemetry').spec.tracing[0].customTags as Record<string, { header: { name: string } }>;
     expect(tags['genops.route']?.header.name).toBe('x-genops-route');
     expect(tags['genops.decision_id']?.header.name).toBe('x-genops-decision-id');
     expect(Object.keys(tags)).toHaveLength(10);
-    expect(all(objects, 'EnvoyFilter')).toHaveLength(0);
+    // The one EnvoyFilter: the gateway re-routes on x-genops-route (istiod drops meshConfig clearRouteCache), as deploy/istio ships it.
+    const [routeCache] = parseObjects(read('deploy/istio/gateway-route-cache.yaml'));
+    expect(all(objects, 'EnvoyFilter').map((filter) => [filter.metadata.namespace, filter.spec])).toEqual([['istio-system', routeCache!.spec]]);
 
-    // The alternative: ext_proc through an EnvoyFilter, the same filter the kustomize manifests ship.
+    // The alternative: ext_proc through EnvoyFilters (sidecars here, the gateway in its namespace), the ones the kustomize manifests ship.
     const extProc = await template('mesh.mode=istio', 'istio.governance=ext-proc');
     expect(all(extProc, 'AuthorizationPolicy')).toHaveLength(0);
-    const filter = find(extProc, 'EnvoyFilter');
-    const [shipped] = parseObjects(read('deploy/istio/ext-proc/envoy-filter.yaml'));
-    expect(filter.spec.configPatches).toEqual(shipped!.spec.configPatches);
-    expect(filter.spec.workloadSelector).toEqual(shipped!.spec.workloadSelector);
+    const shipped = parseObjects(read('deploy/istio/ext-proc/envoy-filter.yaml'));
+    expect(all(extProc, 'EnvoyFilter').map((filter) => [filter.metadata.namespace ?? 'genops', filter.spec])).toEqual(shipped.map((filter) => [filter.metadata.namespace, filter.spec]));
   });
 
   it('mode linkerd: meshed service and a meshed Envoy gateway running the ext_authz config for this release', () => {

@@ -26,13 +26,18 @@ export const GATEWAY_PRINCIPAL = 'spiffe://cluster.local/ns/istio-system/sa/isti
 export const MODEL_PRINCIPAL = 'spiffe://cluster.local/ns/genops/sa/ai-inference';
 /** A workload inside the mesh that calls the model directly (east-west), not through the gateway. */
 export const EAST_WEST_CALLER = 'spiffe://cluster.local/ns/genops/sa/support-bot';
+/** Another meshed workload, which the test policy does not let act for data-science. */
+export const OTHER_CALLER = 'spiffe://cluster.local/ns/batch/sa/jobs';
 export const GATEWAY_HOST = 'ai.example.com';
 export const MODEL_HOST = 'ai-inference.genops.svc.cluster.local';
 export const GENOPS_CLUSTER = 'outbound|9001||genops-mesh.genops.svc.cluster.local';
 /** Each proxy its own "pod IP" on loopback, so istiod can tell them apart. */
 const GATEWAY_IP = '127.0.0.2';
 const SIDECAR_IP = '127.0.0.3';
-/** The test policy: the default one with a per-customer bucket small enough to exhaust. */
+/**
+ * The test policy: the default one with a per-customer bucket small enough to exhaust, and the
+ * data-science team bound to the support-bot workload's identity (as Istio names principals).
+ */
 export const RATE_LIMIT_CAPACITY = 5;
 
 export interface IstioMesh {
@@ -48,8 +53,8 @@ export interface IstioMesh {
   readonly sidecarPort: number;
   /** North-south: a client calling https://ai.example.com through the ingress gateway. */
   throughGateway(path: string, headers: Record<string, string>, body?: string): Promise<HttpResponse>;
-  /** East-west: a meshed caller (mTLS as EAST_WEST_CALLER) calling the claude-haiku workload directly. */
-  eastWest(path: string, headers: Record<string, string>, body?: string): Promise<HttpResponse>;
+  /** East-west: a meshed caller (mTLS as EAST_WEST_CALLER, or `as`) calling the claude-haiku workload directly. */
+  eastWest(path: string, headers: Record<string, string>, body?: string, as?: string): Promise<HttpResponse>;
   /** The allowed and denied decisions genops-mesh logged for one customer id. */
   decisionsFor(customerId: string): Record<string, unknown>[];
   /** Replaces one of the applied Istio resources files (as `kubectl apply` of an edited copy would). */
@@ -75,12 +80,15 @@ export async function startIstioMesh(governance: IstioGovernance): Promise<Istio
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
   };
   try {
-    const pki: TestPki = createTestPki([EAST_WEST_CALLER]);
+    const pki: TestPki = createTestPki([EAST_WEST_CALLER, OTHER_CALLER]);
     cleanups.push(() => pki.remove());
     const work = mkdtempSync(join(tmpdir(), 'genops-istio-'));
     cleanups.push(() => rmSync(work, { recursive: true, force: true }));
 
-    const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: { rateLimits: { capacity: number; refill: { amount: number } }[] } };
+    const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as {
+      spec: { rateLimits: { capacity: number; refill: { amount: number } }[]; teams: Record<string, Record<string, unknown>> };
+    };
+    policy.spec.teams['data-science'] = { ...policy.spec.teams['data-science'], principals: [EAST_WEST_CALLER.replace('spiffe://', '')] };
     policy.spec.rateLimits[0]!.capacity = RATE_LIMIT_CAPACITY;
     policy.spec.rateLimits[0]!.refill.amount = RATE_LIMIT_CAPACITY;
     const policyPath = join(work, 'policy.yaml');
@@ -127,7 +135,6 @@ export async function startIstioMesh(governance: IstioGovernance): Promise<Istio
     ]);
     cleanups.push(() => gateway.stop(), () => sidecar.stop());
 
-    const caller = pki.clients.get(EAST_WEST_CALLER)!;
     const post = (body: string | undefined) => (body === undefined ? { method: 'GET' } : { method: 'POST', body });
     return {
       governance,
@@ -140,12 +147,14 @@ export async function startIstioMesh(governance: IstioGovernance): Promise<Istio
       gatewayPort,
       sidecarPort,
       throughGateway: (path, headers, body) => httpRequest(`http://${GATEWAY_IP}:${gatewayPort}${path}`, { ...post(body), headers: { host: GATEWAY_HOST, ...headers } }),
-      eastWest: (path, headers, body) =>
-        httpRequest(`https://${SIDECAR_IP}:${sidecarPort}${path}`, {
+      eastWest: (path, headers, body, as = EAST_WEST_CALLER) => {
+        const caller = pki.clients.get(as)!;
+        return httpRequest(`https://${SIDECAR_IP}:${sidecarPort}${path}`, {
           ...post(body),
           headers: { host: MODEL_HOST, ...headers },
           tls: { ca: pki.ca, cert: caller.cert, key: caller.key, serverIdentity: MODEL_PRINCIPAL },
-        }),
+        });
+      },
       decisionsFor: (customerId) => service.logs().filter((line) => line.event === 'decision' && JSON.stringify(line).includes(customerId)),
       applyEdit: (file, edit) => {
         const path = join(appliedDir, file.replaceAll('/', '_'));

@@ -54,3 +54,26 @@ forward_rules:
       - { exact: cookie }
       - { exact: x-api-key }
 {{- end -}}
+
+{{/*
+The matchers that skip genops-mesh's ext_proc filter: requests outside istio.paths (as the CUSTOM
+policies' rules do) and, at sidecars (.skipGateway), calls from the ingress gateway, governed
+there: the last x-forwarded-client-cert entry is the mTLS peer the sidecar appended itself.
+*/}}
+{{- define "genops-mesh.extProcSkipMatchers" -}}
+{{- $paths := list -}}
+{{- range .root.Values.istio.paths -}}
+{{- $input := dict "name" "path" "typed_config" (dict "@type" "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput" "header_name" ":path") -}}
+{{- $match := ternary (dict "prefix" (trimSuffix "*" .)) (dict "exact" .) (hasSuffix "*" .) -}}
+{{- $paths = append $paths (dict "single_predicate" (dict "input" $input "value_match" $match)) -}}
+{{- end -}}
+{{- $skip := dict "action" (dict "name" "skip" "typed_config" (dict "@type" "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter")) -}}
+{{- $outside := ternary (first $paths) (dict "or_matcher" (dict "predicate" $paths)) (eq (len $paths) 1) -}}
+{{- $matchers := list (dict "predicate" (dict "not_matcher" $outside) "on_match" $skip) -}}
+{{- if .skipGateway -}}
+{{- $xfcc := dict "name" "peer-identity" "typed_config" (dict "@type" "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput" "header_name" "x-forwarded-client-cert") -}}
+{{- $fromGateway := dict "single_predicate" (dict "input" $xfcc "value_match" (dict "suffix" (printf ";URI=spiffe://%s" .root.Values.istio.gateway.principal))) -}}
+{{- $matchers = append $matchers (dict "predicate" $fromGateway "on_match" $skip) -}}
+{{- end -}}
+{{- toYaml (dict "matcher_list" (dict "matchers" $matchers)) -}}
+{{- end -}}
