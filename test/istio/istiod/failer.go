@@ -13,14 +13,14 @@ type failer struct {
 	cleanups []func()
 }
 
-func (f *failer) Fail()                     { f.FailNow() }
-func (f *failer) FailNow()                  { fail("fatal error in the discovery server") }
-func (f *failer) Fatal(args ...any)         { fail("%s", fmt.Sprint(args...)) }
+func (f *failer) Fail()                             { f.FailNow() }
+func (f *failer) FailNow()                          { fail("fatal error in the discovery server") }
+func (f *failer) Fatal(args ...any)                 { fail("%s", fmt.Sprint(args...)) }
 func (f *failer) Fatalf(format string, args ...any) { fail(format, args...) }
-func (f *failer) Log(args ...any)           { fmt.Fprintln(os.Stderr, args...) }
-func (f *failer) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-func (f *failer) Helper()                   {}
-func (f *failer) Skip(args ...any)          { f.Fatal(args...) }
+func (f *failer) Log(args ...any)                   { fmt.Fprintln(os.Stderr, args...) }
+func (f *failer) Logf(format string, args ...any)   { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (f *failer) Helper()                           {}
+func (f *failer) Skip(args ...any)                  { f.Fatal(args...) }
 
 func (f *failer) TempDir() string {
 	dir, err := os.MkdirTemp("", "istiod-")
