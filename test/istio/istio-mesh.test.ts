@@ -5,7 +5,7 @@
  * Envoys over ADS: the ingress gateway and the claude-haiku workload's sidecar. Requests go
  * through them to genops-mesh (dist/) and two model workloads.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, type HttpResponse } from '../support/index.js';
 import { context, UUID } from '../support/request-context.js';
@@ -126,6 +126,26 @@ describe.each<IstioGovernance>(['ext-authz', 'ext-proc'])('Istio with genops-mes
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(mesh.decisionsFor(headers['x-genops-customer-id']!)).toHaveLength(1);
     expect(decisions[0]).toMatchObject({ decision_id: received?.headers['x-genops-decision-id'], result: 'ALLOWED' });
+  });
+
+  it("puts the governance headers on the gateway's and the sidecar's spans (telemetry.yaml), after the decision set them", async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const headers: Record<string, string> = { ...aiHeaders({ 'x-genops-customer-tier': 'standard' }), traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01`, 'x-client-trace-id': randomUUID() };
+    const response = await mesh.throughGateway(CHAT, headers, chatBody());
+    expect(response.status, response.body).toBe(200);
+    // Sampled on the client's request (x-client-trace-id; the mesh's random sampling is Istio's 1 %).
+    const spans = await mesh.collector.waitForSpans((span) => span.traceId === traceId && span.kind === 'SPAN_KIND_SERVER', { count: 2, timeoutMs: 15_000 });
+    for (const span of spans) {
+      expect(span.attributes).toMatchObject({
+        'genops.team': 'ml-platform',
+        'genops.project': 'support-bot',
+        'genops.customer_id': headers['x-genops-customer-id'],
+        'genops.customer_tier': 'standard',
+        'genops.route': 'claude-haiku',
+        'genops.decision_id': response.header('x-genops-decision-id'),
+      });
+    }
+    expect(spans.map((span) => span.resource['service.name']).sort()).toEqual(['claude-haiku-0.genops', 'istio-ingressgateway-0.istio-system']);
   });
 
   it('refuses an unknown team at the gateway with the JSON 403; no model workload sees it', async () => {

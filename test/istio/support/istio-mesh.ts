@@ -16,6 +16,7 @@ import {
   type TestPki,
   type Upstream,
 } from '../../support/index.js';
+import { startOtlpReceiver, type OtlpReceiver } from '../../support/otlp-receiver.js';
 import { startIstiod, type RunningIstiod } from './start-istiod.js';
 import { startIstioProxy, type IstioProxy } from './start-istio-proxy.js';
 
@@ -49,6 +50,8 @@ export interface IstioMesh {
   /** The claude-opus workload (no sidecar) and the claude-haiku one (behind `sidecar`). */
   readonly opus: Upstream;
   readonly haiku: Upstream;
+  /** The otel-collector the Telemetry resources send the proxies' spans to. */
+  readonly collector: OtlpReceiver;
   readonly gatewayPort: number;
   readonly sidecarPort: number;
   /** North-south: a client calling https://ai.example.com through the ingress gateway. */
@@ -97,6 +100,8 @@ export async function startIstioMesh(governance: IstioGovernance): Promise<Istio
     cleanups.push(() => service.stop());
     const [opus, haiku] = await Promise.all([startUpstream(), startUpstream()]);
     cleanups.push(() => opus.stop(), () => haiku.stop());
+    const collector = await startOtlpReceiver();
+    cleanups.push(() => collector.stop());
 
     const gatewayPort = await freePort('0.0.0.0');
     const sidecarPort = await freePort(SIDECAR_IP);
@@ -110,7 +115,7 @@ export async function startIstioMesh(governance: IstioGovernance): Promise<Istio
       join(clusterDir, 'cluster.yaml'),
       renderEnvoyConfig(readFileSync(join(REPO_ROOT, 'test/istio/fixtures/cluster.yaml'), 'utf8'), {
         GENOPS_PORT: service.grpcPort,
-        OTLP_PORT: await freePort(),
+        OTLP_PORT: collector.port,
         GATEWAY_IP,
         GATEWAY_PORT: gatewayPort,
         GATEWAY_LABELS: JSON.stringify(gatewayLabels),
@@ -144,6 +149,7 @@ export async function startIstioMesh(governance: IstioGovernance): Promise<Istio
       service,
       opus,
       haiku,
+      collector,
       gatewayPort,
       sidecarPort,
       throughGateway: (path, headers, body) => httpRequest(`http://${GATEWAY_IP}:${gatewayPort}${path}`, { ...post(body), headers: { host: GATEWAY_HOST, ...headers } }),
