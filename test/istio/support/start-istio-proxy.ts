@@ -67,7 +67,10 @@ export async function startIstioProxy(options: IstioProxyOptions): Promise<Istio
   return {
     envoy,
     listeners: async () => {
-      const dump = JSON.parse(await adminGet(`${envoy.adminUrl}/config_dump?resource=dynamic_listeners`)) as { configs: { name: string; active_state?: { listener: EnvoyListener } }[] };
+      const text = await adminGet(`${envoy.adminUrl}/config_dump?resource=dynamic_listeners`);
+      // Envoy answers in plain text when it has accepted no listener at all.
+      if (!text.startsWith('{')) throw new Error(`${options.pod}: no listeners from istiod (${text.trim().slice(0, 200)}):\n${envoy.process.stderrTail().slice(-2000)}`);
+      const dump = JSON.parse(text) as { configs: { name: string; active_state?: { listener: EnvoyListener } }[] };
       return dump.configs.flatMap((entry) => (entry.active_state ? [entry.active_state.listener] : []));
     },
     listenerUpdates: async () => {
