@@ -156,6 +156,14 @@ describe.each<IstioGovernance>(['ext-authz', 'ext-proc'])('Istio with genops-mes
     expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(0);
   });
 
+  it('decides on the model the JSON body asks for (the body reaches genops-mesh through Istio)', async () => {
+    const testId = randomUUID();
+    const refused = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'standard' }), 'x-test-id': testId }, chatBody('claude-opus-4-1'));
+    expectJsonDenial(refused, 403, 'POLICY_DENY_MODEL');
+    expect(refused.json<{ message: string }>().message).toContain('claude-opus-4-1');
+    expect([...mesh.opus.requestsWith('x-test-id', testId), ...mesh.haiku.requestsWith('x-test-id', testId)]).toHaveLength(0);
+  });
+
   it('answers 429 with the RateLimit headers once a customer has used its bucket', async () => {
     const testId = randomUUID();
     const headers: Record<string, string> = { ...aiHeaders({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId };

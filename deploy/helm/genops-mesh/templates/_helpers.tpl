@@ -40,11 +40,11 @@ status_on_error: { code: ServiceUnavailable }
 processing_mode:
   request_header_mode: SEND
   response_header_mode: SEND
-  request_body_mode: NONE
+  request_body_mode: BUFFERED
   response_body_mode: NONE
   request_trailer_mode: SKIP
   response_trailer_mode: SKIP
-allow_mode_override: false
+allow_mode_override: true
 request_attributes: [connection.uri_san_peer_certificate]
 forward_rules:
   disallowed_headers:
