@@ -1,0 +1,107 @@
+import { mkdirSync, mkdtempSync, copyFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '../../src/demo/free-port.js';
+import { spawnManaged, waitUntilReady, type ManagedProcess } from '../../src/demo/managed-process.js';
+import { REPO_ROOT } from '../../src/demo/repo-root.js';
+
+/** Where scripts/build-peers.sh puts the peers (pinned there). */
+export const OPA_ENVOY_BINARY = join(REPO_ROOT, '.tools/bin/opa-envoy-plugin');
+export const RATELIMIT_BINARY = join(REPO_ROOT, '.tools/bin/ratelimit');
+/** The Rego twin of bench/policy-peers.yaml. */
+export const OPA_POLICY = join(REPO_ROOT, 'bench/opa/policy.rego');
+/** envoyproxy/ratelimit's own config: domain genops, 100 requests a minute per customer. */
+export const RATELIMIT_CONFIG = join(REPO_ROOT, 'bench/envoy/ratelimit-config.yaml');
+
+export interface RunningPeer {
+  /** The gRPC port Envoy (or a client) calls. */
+  readonly grpcPort: number;
+  /** HTTP endpoint with the peer's own Prometheus metrics, when it has one. */
+  readonly metricsUrl: string | undefined;
+  readonly process: ManagedProcess;
+  stop(): Promise<void>;
+}
+
+function requireBinary(path: string, what: string): void {
+  if (!existsSync(path)) throw new Error(`${path} is missing: run \`bash scripts/build-peers.sh\` (npm run bench does) to build ${what}`);
+}
+
+/**
+ * The OPA Envoy plugin serving envoy.service.auth.v3.Authorization on a free
+ * loopback port with `policy` (package envoy.authz, rule `result`). Decision
+ * logs, the version check and telemetry off: it does what genops-mesh does
+ * per request and nothing more. Ready when /health?plugins answers 200.
+ */
+export async function startOpaEnvoy(options: { policyPath?: string; binary?: string } = {}): Promise<RunningPeer> {
+  const binary = options.binary ?? OPA_ENVOY_BINARY;
+  requireBinary(binary, 'the OPA Envoy plugin');
+  const [apiPort, diagnosticPort, grpcPort] = [await freePort(), await freePort(), await freePort()];
+  const child = spawnManaged('opa-envoy-plugin', binary, [
+    'run', '--server',
+    `--addr=127.0.0.1:${apiPort}`,
+    `--diagnostic-addr=127.0.0.1:${diagnosticPort}`,
+    '--disable-telemetry',
+    '--log-level=error',
+    `--set=plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
+    '--set=plugins.envoy_ext_authz_grpc.path=envoy/authz/result',
+    '--set=decision_logs.console=false',
+    options.policyPath ?? OPA_POLICY,
+  ], process.env);
+  try {
+    await waitUntilReady(child, `http://127.0.0.1:${diagnosticPort}/health?plugins`, 20_000);
+  } catch (error) {
+    await child.stop({ signal: 'SIGKILL' }).catch(() => undefined);
+    throw error;
+  }
+  return {
+    grpcPort,
+    metricsUrl: `http://127.0.0.1:${diagnosticPort}/metrics`,
+    process: child,
+    stop: async () => void (await child.stop({ timeoutMs: 5_000 }).catch(() => undefined)),
+  };
+}
+
+/**
+ * envoyproxy/ratelimit on Redis (`redisUrl` host:port) with
+ * bench/envoy/ratelimit-config.yaml. Its defaults bind 0.0.0.0 and expect
+ * statsd and a unix socket to Redis: everything is set to loopback, TCP and
+ * no statsd here (DESIGN §4). Ready when /healthcheck answers 200.
+ */
+export async function startRatelimit(options: { redisAddress: string; binary?: string; configPath?: string }): Promise<RunningPeer> {
+  const binary = options.binary ?? RATELIMIT_BINARY;
+  requireBinary(binary, 'envoyproxy/ratelimit');
+  const runtimeRoot = mkdtempSync(join(tmpdir(), 'genops-ratelimit-'));
+  mkdirSync(join(runtimeRoot, 'ratelimit/config'), { recursive: true });
+  copyFileSync(options.configPath ?? RATELIMIT_CONFIG, join(runtimeRoot, 'ratelimit/config/config.yaml'));
+  const [httpPort, grpcPort, debugPort] = [await freePort(), await freePort(), await freePort()];
+  const child = spawnManaged('ratelimit', binary, [], {
+    ...process.env,
+    HOST: '127.0.0.1',
+    PORT: String(httpPort),
+    GRPC_HOST: '127.0.0.1',
+    GRPC_PORT: String(grpcPort),
+    DEBUG_HOST: '127.0.0.1',
+    DEBUG_PORT: String(debugPort),
+    USE_STATSD: 'false',
+    LOG_LEVEL: 'error',
+    BACKEND_TYPE: 'redis',
+    REDIS_SOCKET_TYPE: 'tcp',
+    REDIS_URL: options.redisAddress,
+    RUNTIME_ROOT: runtimeRoot,
+    RUNTIME_SUBDIRECTORY: 'ratelimit',
+    RUNTIME_WATCH_ROOT: 'false',
+    RUNTIME_IGNOREDOTFILES: 'true',
+  });
+  try {
+    await waitUntilReady(child, `http://127.0.0.1:${httpPort}/healthcheck`, 20_000);
+  } catch (error) {
+    await child.stop({ signal: 'SIGKILL' }).catch(() => undefined);
+    throw error;
+  }
+  return {
+    grpcPort,
+    metricsUrl: undefined,
+    process: child,
+    stop: async () => void (await child.stop({ timeoutMs: 5_000 }).catch(() => undefined)),
+  };
+}
