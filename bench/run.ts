@@ -23,6 +23,8 @@ import { runH2load, runLoadgen, type LoadResult } from './lib/load-tools.js';
 import { rssMb, sampleUsage } from './lib/process-stats.js';
 import { createProgress } from './lib/progress.js';
 import { evaluateTargets, mergeRounds, renderMarkdown, withAddedLatency, type BenchReport, type MemoryResult, type ScenarioResult, type Section } from './lib/report.js';
+import { evaluatePeerTargets, renderPeerMarkdown } from './lib/peer-report.js';
+import { peerVersions } from './lib/peer-processes.js';
 import { buildPeerSteps } from './lib/peer-scenarios.js';
 import { delta, readCounters } from './lib/service-metrics.js';
 import { readRuntime, runtimeWindow } from './lib/runtime-stats.js';
@@ -446,18 +448,19 @@ async function main(): Promise<void> {
         h2load: version('h2load', ['--version'], /(nghttp2\/[\d.]+)/),
         'genops-mesh': gitRevision(),
         'genops-mesh node flags': [...SERVICE_NODE_FLAGS, ...(options.nodeOptions ? [`NODE_OPTIONS="${options.nodeOptions}"`] : [])].join(' '),
+        ...peerVersions(),
       },
       options: { ...options, out: undefined },
     },
     results,
     memory,
-    targets: evaluateTargets(results, memory, options.envoyRate),
+    targets: [...evaluateTargets(results, memory, options.envoyRate), ...evaluatePeerTargets(results, options.envoyRate)],
   };
 
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   const dir = join(options.out, stamp);
   mkdirSync(dir, { recursive: true });
-  const markdown = renderMarkdown(report);
+  const markdown = renderMarkdown(report) + renderPeerMarkdown(report, options.envoyRate);
   writeFileSync(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(dir, 'report.md'), `# genops-mesh bench\n\n${markdown}\n![latency percentiles](report.svg)\n`);
   writeFileSync(join(dir, 'report.svg'), renderLatencyChart(results, `genops-mesh latency percentiles (${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC)`));

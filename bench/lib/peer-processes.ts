@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, copyFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../src/demo/free-port.js';
@@ -104,4 +105,35 @@ export async function startRatelimit(options: { redisAddress: string; binary?: s
     process: child,
     stop: async () => void (await child.stop({ timeoutMs: 5_000 }).catch(() => undefined)),
   };
+}
+
+/**
+ * Versions of the peers (their build stamps) and the CPU placement every
+ * process of the run shares: none gets a taskset or nice of its own, so all
+ * inherit the harness's affinity and nice value, read here from /proc.
+ */
+export function peerVersions(): Record<string, string> {
+  const stamp = (name: string) => {
+    try {
+      return readFileSync(join(REPO_ROOT, `.tools/bin/${name}.version`), 'utf8').trim();
+    } catch {
+      return 'not built';
+    }
+  };
+  let redis = 'unknown';
+  try {
+    redis = /v=([\d.]+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ?? 'unknown';
+  } catch {
+    // reported as unknown
+  }
+  let placement = 'unknown';
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const nice = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16];
+    placement = `every process on CPUs ${/Cpus_allowed_list:\s+(\S+)/.exec(status)?.[1] ?? '?'} at nice ${nice} (inherited from the harness; no taskset or nice per process)`;
+  } catch {
+    // reported as unknown
+  }
+  return { 'opa-envoy-plugin': stamp('opa-envoy-plugin'), 'envoyproxy/ratelimit': stamp('ratelimit'), redis, placement };
 }

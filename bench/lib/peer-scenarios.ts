@@ -6,7 +6,7 @@
  * groups; peer-report.ts turns the results into the side-by-side table.
  */
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../src/demo/repo-root.js';
+import { REPO_ROOT, SERVICE_NODE_FLAGS } from '../../src/demo/repo-root.js';
 import { startService, type RunningService } from '../../src/demo/start-service.js';
 import { startPortServer, type PortServer } from './fixtures.js';
 import type { LoadResult } from './load-tools.js';
@@ -173,7 +173,10 @@ export function buildPeerSteps(tools: PeerStepTools): PeerSteps {
     },
   });
   const tail: Step[] = [
-    tailStep(`tail/trivial/check/open@${TAIL_RATE}`, 'trivial grpc-js server', async () => nodeProbe(await startPortServer('trivial-server', process.execPath, ['--trace-gc-nvp', '--import', join(REPO_ROOT, 'bench/register-ts.mjs'), join(REPO_ROOT, 'bench/trivial-server.ts')]))),
+    // With the service's own V8 flags, so that GC counts compare young generations of one size.
+    tailStep(`tail/trivial/check/open@${TAIL_RATE}`, `trivial grpc-js server (${SERVICE_NODE_FLAGS.join(' ')})`, async () =>
+      nodeProbe(await startPortServer('trivial-server', process.execPath, [...SERVICE_NODE_FLAGS, '--trace-gc-nvp', '--import', join(REPO_ROOT, 'bench/register-ts.mjs'), join(REPO_ROOT, 'bench/trivial-server.ts')])),
+    ),
     tailStep(`tail/service/check/open@${TAIL_RATE}`, 'genops-mesh (bench/policy.yaml)', async () =>
       nodeProbe(await startService({ policyPath: join(REPO_ROOT, 'bench/policy.yaml'), nodeFlags: ['--trace-gc-nvp'], env: { LOG_LEVEL: 'info', NODE_OPTIONS: tools.nodeOptions } })),
     ),

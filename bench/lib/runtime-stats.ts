@@ -6,7 +6,7 @@
 export interface RuntimeSnapshot {
   /** genops_gc_pause_seconds by kind: count, sum (s) and cumulative bucket counts by upper bound. */
   readonly gc: Record<string, { count: number; sumS: number; buckets: Map<number, number> }>;
-  /** prom-client's event-loop delay gauges: since the previous scrape of /metrics. */
+  /** prom-client's event-loop gauges since the previous scrape of /metrics, less the monitor's 10 ms interval (they read the interval, not the delay). */
   readonly eventLoop: { p50S: number; p99S: number; maxS: number };
 }
 
@@ -63,7 +63,7 @@ export function runtimeWindow(before: RuntimeSnapshot, after: RuntimeSnapshot, s
   return {
     gc,
     gcPausePercent: round2((pausedS / seconds) * 100),
-    eventLoopDelayMs: { p50: round2(after.eventLoop.p50S * 1000), p99: round2(after.eventLoop.p99S * 1000), max: round2(after.eventLoop.maxS * 1000) },
+    eventLoopDelayMs: { p50: delayMs(after.eventLoop.p50S), p99: delayMs(after.eventLoop.p99S), max: delayMs(after.eventLoop.maxS) },
   };
 }
 
@@ -89,6 +89,13 @@ export function mergeRuntimeWindows(windows: readonly RuntimeWindow[]): RuntimeW
     gcPausePercent: round2(windows.reduce((sum, window) => sum + window.gcPausePercent, 0) / windows.length),
     eventLoopDelayMs: { p50: worst((w) => w.eventLoopDelayMs.p50), p99: worst((w) => w.eventLoopDelayMs.p99), max: worst((w) => w.eventLoopDelayMs.max) },
   };
+}
+
+/** prom-client samples with monitorEventLoopDelay at 10 ms (its default eventLoopMonitoringPrecision). */
+const MONITOR_INTERVAL_S = 0.01;
+
+function delayMs(intervalS: number): number {
+  return round2(Math.max(0, intervalS - MONITOR_INTERVAL_S) * 1000);
 }
 
 function round2(value: number): number {

@@ -58,16 +58,17 @@ export function createRuntimeMetrics(options: RuntimeMetricsOptions): RuntimeMet
   });
   observer.observe({ entryTypes: ['gc'] });
 
-  const monitor: IntervalHistogram = monitorEventLoopDelay({ resolution: options.eventLoopResolutionMs ?? 10 });
+  const resolutionMs = options.eventLoopResolutionMs ?? 10;
+  const monitor: IntervalHistogram = monitorEventLoopDelay({ resolution: resolutionMs });
   monitor.enable();
   const eventLoopDelay: Histogram<never> = new Histogram({
     name: 'genops_eventloop_delay_seconds',
-    help: 'How late the event loop ran, sampled every 10 ms by perf_hooks.monitorEventLoopDelay; cumulative.',
+    help: 'How late the event loop ran: a timer every 10 ms (perf_hooks.monitorEventLoopDelay), its delay past that interval.',
     buckets: EVENT_LOOP_DELAY_BUCKETS,
     registers: [registry],
     // Moves the samples recorded since the last scrape into the histogram.
     collect() {
-      drainInto(monitor, eventLoopDelay);
+      drainInto(monitor, eventLoopDelay, resolutionMs * 1e6);
     },
   });
 
@@ -82,22 +83,24 @@ export function createRuntimeMetrics(options: RuntimeMetricsOptions): RuntimeMet
 }
 
 /**
- * The monitor keeps an HDR histogram of its samples (ns, 3 significant
- * digits). For each bucket bound, the share of samples at or below it is
- * found by bisecting percentile(); the samples of each bucket are then
- * observed at the value of the percentile in the middle of their range, so
- * the bucket counts are those of the monitor and the sum is close to it.
+ * The monitor keeps an HDR histogram (ns, 3 significant digits) of the
+ * intervals between its timer's runs, so an idle loop reads ~10 ms: the
+ * delay is the interval minus the resolution. For each bucket bound, the
+ * share of samples at or below it is found by bisecting percentile(); the
+ * samples of each bucket are then observed at the percentile in the middle
+ * of their range, so the bucket counts are the monitor's and the sum is
+ * close to it.
  */
-function drainInto(monitor: IntervalHistogram, histogram: Histogram<never>): void {
+function drainInto(monitor: IntervalHistogram, histogram: Histogram<never>, resolutionNs: number): void {
   const count = monitor.count;
   if (count === 0) return;
   let emitted = 0;
   let fromPercentile = 0;
   for (const bound of [...EVENT_LOOP_DELAY_BUCKETS, Infinity]) {
-    const toPercentile = bound === Infinity ? 100 : shareAtOrBelow(monitor, bound * 1e9);
+    const toPercentile = bound === Infinity ? 100 : shareAtOrBelow(monitor, bound * 1e9 + resolutionNs);
     const upTo = bound === Infinity ? count : Math.round((count * toPercentile) / 100);
     if (upTo > emitted) {
-      const seconds = Math.min(monitor.percentile(Math.max((fromPercentile + toPercentile) / 2, 1e-9)) / 1e9, bound);
+      const seconds = Math.min(Math.max(0, monitor.percentile(Math.max((fromPercentile + toPercentile) / 2, 1e-9)) - resolutionNs) / 1e9, bound);
       for (; emitted < upTo; emitted++) histogram.observe(seconds);
     }
     fromPercentile = toPercentile;
