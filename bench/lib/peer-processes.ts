@@ -30,8 +30,8 @@ function requireBinary(path: string, what: string): void {
 /**
  * The OPA Envoy plugin serving envoy.service.auth.v3.Authorization on a free
  * loopback port with `policy` (package envoy.authz, rule `result`). Decision
- * logs, the version check and telemetry off: it does what genops-mesh does
- * per request and nothing more. Ready when /health?plugins answers 200.
+ * logs, telemetry and body parsing off: it does what genops-mesh does per
+ * request with bench/policy-peers.yaml and nothing more. Ready when /health?plugins answers 200.
  */
 export async function startOpaEnvoy(options: { policyPath?: string; binary?: string } = {}): Promise<RunningPeer> {
   const binary = options.binary ?? OPA_ENVOY_BINARY;
@@ -45,6 +45,8 @@ export async function startOpaEnvoy(options: { policyPath?: string; binary?: str
     '--log-level=error',
     `--set=plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
     '--set=plugins.envoy_ext_authz_grpc.path=envoy/authz/result',
+    // The policy reads no body: OPA need not parse the one Envoy sends (with_request_body).
+    '--set=plugins.envoy_ext_authz_grpc.skip-request-body-parse=true',
     '--set=decision_logs.console=false',
     options.policyPath ?? OPA_POLICY,
   ], process.env);

@@ -139,7 +139,9 @@ afterAll(async () => {
 });
 
 async function both(headers: Record<string, string> | undefined): Promise<{ genops: Verdict; opa: Verdict }> {
-  const request = headers ? { attributes: { request: { http: { method: 'POST', path: '/v1/chat/completions', headers } } } } : { attributes: {} };
+  // The body Envoy sends with with_request_body: both policies decide on the headers alone.
+  const body = '{"model":"claude-opus","messages":[{"role":"user","content":"Summarize the ticket, please."}]}';
+  const request = headers ? { attributes: { request: { http: { method: 'POST', path: '/v1/chat/completions', headers, body } } } } : { attributes: {} };
   const [fromGenops, fromOpa] = await Promise.all([genopsClient.checkRaw(request), opaClient.checkRaw(request)]);
   return { genops: verdictOf(fromGenops), opa: verdictOf(fromOpa) };
 }
