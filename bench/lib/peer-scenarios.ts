@@ -262,7 +262,8 @@ export function parseCommandStats(info: string): Record<string, number> {
   const calls: Record<string, number> = {};
   for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
     const command = match[1]!;
-    if (command === 'config' || command === 'info') continue; // the bench's own
+    // The bench's own CONFIG RESETSTAT and INFO, and the clients' health-check PINGs, are no request's.
+    if (command.startsWith('config') || command === 'info' || command === 'ping') continue;
     calls[command] = Number(match[2]);
   }
   return calls;
