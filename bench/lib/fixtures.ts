@@ -77,6 +77,11 @@ export class Fixtures {
     return this.once(key, start, stop);
   }
 
+  /** A line on the run's progress display. */
+  note(message: string): void {
+    this.options.onNote(message);
+  }
+
   /** The trivial fixed-reply server (bench/trivial-server.ts) on this same Node. */
   trivial(instance = 'main'): Promise<PortServer> {
     return this.once(

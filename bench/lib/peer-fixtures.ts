@@ -29,6 +29,9 @@ export interface PeerFixtures {
   envoyRatelimit(): Promise<RunningEnvoy>;
   /** Envoy with deploy/envoy/ext-authz.yaml calling genops-mesh with Redis limits. */
   envoyServiceLimits(): Promise<RunningEnvoy>;
+  /** The trivial grpc-js server the Envoy variants share, and an ext_authz Envoy of its own calling it. */
+  trivial(): Promise<{ grpcPort: number; process: { pid: number } }>;
+  envoyTrivial(): Promise<RunningEnvoy>;
 }
 
 /**
@@ -38,12 +41,13 @@ export interface PeerFixtures {
  * child of the harness with its CPU affinity (all cores) and nice value;
  * the report reads both from /proc for each.
  */
-export function createPeerFixtures(fixtures: Fixtures, options: { workDir: string; serviceNodeOptions: string; onNote: (message: string) => void }): PeerFixtures {
+export function createPeerFixtures(fixtures: Fixtures, options: { workDir: string; serviceNodeOptions: string }): PeerFixtures {
+  const note = (message: string) => fixtures.note(message);
   const envoyCalling = (name: string, template: () => string, backend: () => Promise<{ grpcPort: number }>) =>
     fixtures.shared(
       `envoy:peer:${name}`,
       async () => {
-        options.onNote(`starting Envoy: ${name}`);
+        note(`starting Envoy: ${name}`);
         const [upstream, server] = [await fixtures.upstream(), await backend()];
         return startEnvoy({ config: template(), vars: { UPSTREAM_PORT: upstream.port, GENOPS_HOST: '127.0.0.1', GENOPS_PORT: server.grpcPort } });
       },
@@ -54,7 +58,7 @@ export function createPeerFixtures(fixtures: Fixtures, options: { workDir: strin
       fixtures.shared(
         'peer:opa',
         () => {
-          options.onNote('starting the OPA Envoy plugin (bench/opa/policy.rego)');
+          note('starting the OPA Envoy plugin (bench/opa/policy.rego)');
           return startOpaEnvoy();
         },
         (peer) => peer.stop(),
@@ -63,7 +67,7 @@ export function createPeerFixtures(fixtures: Fixtures, options: { workDir: strin
       fixtures.shared(
         'peer:redis',
         () => {
-          options.onNote('starting redis-server');
+          note('starting redis-server');
           return startRedis();
         },
         (redis) => redis.stop().catch(() => undefined),
@@ -73,7 +77,7 @@ export function createPeerFixtures(fixtures: Fixtures, options: { workDir: strin
         'peer:ratelimit',
         async () => {
           const redis = await peers.redis();
-          options.onNote('starting envoyproxy/ratelimit (bench/envoy/ratelimit-config.yaml) on Redis');
+          note('starting envoyproxy/ratelimit (bench/envoy/ratelimit-config.yaml) on Redis');
           return startRatelimit({ redisAddress: `127.0.0.1:${redis.port}` });
         },
         (peer) => peer.stop(),
@@ -84,7 +88,7 @@ export function createPeerFixtures(fixtures: Fixtures, options: { workDir: strin
         async () => {
           const env: Record<string, string> = { LOG_LEVEL: 'info', NODE_OPTIONS: options.serviceNodeOptions };
           if (policy === 'peers-limits') env.GENOPS_REDIS_URL = (await peers.redis()).url;
-          options.onNote(`starting genops-mesh for ${instance} (bench/${policy === 'peers' ? 'policy-peers.yaml' : 'policy-peers-limits.yaml, buckets in Redis'})`);
+          note(`starting genops-mesh for ${instance} (bench/${policy === 'peers' ? 'policy-peers.yaml' : 'policy-peers-limits.yaml, buckets in Redis'})`);
           return startService({ policyPath: POLICY_FILES[policy], env });
         },
         (service) => service.stop({ timeoutMs: 15_000 }).catch(() => undefined),
@@ -92,6 +96,11 @@ export function createPeerFixtures(fixtures: Fixtures, options: { workDir: strin
     envoyOpa: () => envoyCalling('ext_authz → OPA Envoy plugin', () => writeEnvoyTemplate('ext-authz', options.workDir), () => peers.opa()),
     envoyRatelimit: () => envoyCalling('ratelimit filter → envoyproxy/ratelimit', () => writeRatelimitEnvoyTemplate(options.workDir), () => peers.ratelimit()),
     envoyServiceLimits: () => envoyCalling('ext_authz → genops-mesh with Redis limits', () => writeEnvoyTemplate('ext-authz', options.workDir), () => peers.service('peers-limits', 'envoy-limits')),
+    trivial: async () => {
+      const server = await fixtures.trivial('envoy');
+      return { grpcPort: server.port, process: server.process };
+    },
+    envoyTrivial: () => envoyCalling('ext_authz → trivial grpc-js server (shared limits floor)', () => writeEnvoyTemplate('ext-authz', options.workDir), () => peers.trivial()),
   };
   return peers;
 }

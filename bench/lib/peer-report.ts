@@ -17,6 +17,7 @@ const ids = (rate: number) => ({
   envoyOpa: `envoy/ext-authz+opa/open@${rate}`,
   ratelimit: 'limits/ratelimit/closed',
   genopsLimits: 'limits/service-redis/closed',
+  trivialLimits: 'limits/trivial/closed',
   tailTrivial: 'tail/trivial/check/open@1000',
   tailGenops: 'tail/service/check/open@1000',
   tailOpa: 'tail/opa-envoy/check/open@1000',
@@ -129,9 +130,11 @@ export function renderPeerMarkdown(report: BenchReport, envoyRate: number): stri
       lines.push(`| through Envoy at ${int(envoyRate)}/s, added ${percentile} (median of rounds), genops-mesh ${label} vs OPA ext_authz | ${own === undefined ? '–' : ms(own)} | ${theirs === undefined ? '–' : ms(theirs)} | – | – | ${over(own, theirs)} | – |`);
     }
   }
-  const [ratelimit, limits] = [get('ratelimit'), get('genopsLimits')];
-  lines.push(`| shared limits on Redis, closed loop 64 in flight, req/s | ${rps(limits)} | – | ${rps(ratelimit)} | – | ${over(throughput(limits), throughput(ratelimit))} | – |`);
-  lines.push(`| shared limits, p99 | ${limits ? `${(limits.load.latencyUs.p99 / 1000).toFixed(2)} ms` : '–'} | – | ${ratelimit ? `${(ratelimit.load.latencyUs.p99 / 1000).toFixed(2)} ms` : '–'} | – | ${over(limits?.load.latencyUs.p99, ratelimit?.load.latencyUs.p99)} | – |`);
+  const [ratelimit, limits, floor] = [get('ratelimit'), get('genopsLimits'), get('trivialLimits')];
+  const p99 = (result: ScenarioResult | undefined) => (result ? `${(result.load.latencyUs.p99 / 1000).toFixed(2)} ms` : '–');
+  lines.push(`| shared limits on Redis through Envoy, closed loop 64 in flight, req/s (trivial: ext_authz → trivial server, no limit) | ${rps(limits)} | – | ${rps(ratelimit)} | ${rps(floor)} | ${over(throughput(limits), throughput(ratelimit))} | ${over(throughput(limits), throughput(floor))} |`);
+  lines.push(`| shared limits, p99 | ${p99(limits)} | – | ${p99(ratelimit)} | ${p99(floor)} | ${over(limits?.load.latencyUs.p99, ratelimit?.load.latencyUs.p99)} | ${over(limits?.load.latencyUs.p99, floor?.load.latencyUs.p99)} |`);
+  lines.push(`| shared limits, CPU per request of the service | ${cpu(limits)} | – | ${cpu(ratelimit)} | ${cpu(floor)} | ${over(cpuOf(limits), cpuOf(ratelimit))} | ${over(cpuOf(limits), cpuOf(floor))} |`);
   const redisCalls = (result: ScenarioResult | undefined) =>
     result?.redis ? `${result.redis.commandsPerRequest.toFixed(2)} (${Object.entries(result.redis.calls).map(([command, calls]) => `${command} ${(calls / Math.max(1, result.redis!.requests)).toFixed(2)}`).join(', ')})` : '–';
   lines.push(`| shared limits, Redis commands per request (INFO commandstats) | ${redisCalls(limits)} | – | ${redisCalls(ratelimit)} | – | – | – |`);

@@ -48,9 +48,8 @@ const TAIL_RATE = 1000;
 
 export function buildPeerSteps(tools: PeerStepTools): PeerSteps {
   const measured = tools.durationS + tools.warmupS + 1;
-  const peersOf = (context: StepContext): PeerFixtures =>
-    createPeerFixtures(context.fixtures, { workDir: tools.workDir, serviceNodeOptions: tools.nodeOptions, onNote: () => undefined });
-  const notePeers = (fixtures: StepContext['fixtures']) => createPeerFixtures(fixtures, { workDir: tools.workDir, serviceNodeOptions: tools.nodeOptions, onNote: (message) => process.stderr.write(`bench: ${message}\n`) });
+  const peersOf = (context: StepContext): PeerFixtures => notePeers(context.fixtures);
+  const notePeers = (fixtures: StepContext['fixtures']) => createPeerFixtures(fixtures, { workDir: tools.workDir, serviceNodeOptions: tools.nodeOptions });
 
   const direct: Step[] = [
     {
@@ -132,6 +131,11 @@ export function buildPeerSteps(tools: PeerStepTools): PeerSteps {
     limitsStep('limits/service-redis/closed', 'Envoy + ext_authz → genops-mesh → Redis (bench/policy-peers-limits.yaml, 100/min per customer)', async (peers) => {
       const [envoy, service] = [await peers.envoyServiceLimits(), await peers.service('peers-limits', 'envoy-limits')];
       return { envoyUrl: envoy.url, envoyAdmin: envoy.adminUrl, envoyPid: envoy.process.pid, pid: service.process.pid, adminUrl: service.adminUrl };
+    }),
+    // The floor of this load for any Node service behind ext_authz: the trivial grpc-js server, no Redis.
+    limitsStep('limits/trivial/closed', 'Envoy + ext_authz → trivial grpc-js server (no limit: the Node floor of this load)', async (peers) => {
+      const [envoy, trivial] = [await peers.envoyTrivial(), await peers.trivial()];
+      return { envoyUrl: envoy.url, envoyAdmin: envoy.adminUrl, envoyPid: envoy.process.pid, pid: trivial.process.pid };
     }),
   ];
 
