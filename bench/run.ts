@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findEnvoy } from '../src/demo/find-envoy.js';
@@ -395,6 +395,7 @@ async function main(): Promise<void> {
   const estimate = plan.reduce((sum, { step }) => sum + step.expectedS, 0) + (memorySelected ? options.keys / 12_000 + SETTLE_S + 5 : 0);
   progress.note(`${total} steps, about ${Math.ceil(estimate / 60)} min plus start-up`);
   const startedAt = new Date();
+  const loadAtStart = loadavg().map((value) => value.toFixed(2)).join(' ');
   const fixtures = new Fixtures({ loadgen, workDir: join(work, 'envoy'), policyPath: join(REPO_ROOT, 'bench/policy.yaml'), serviceNodeOptions: options.nodeOptions, onNote: (message) => progress.note(message) });
   const stop = async () => {
     await fixtures.stopAll();
@@ -441,7 +442,7 @@ async function main(): Promise<void> {
       command: `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
-      machine: { nproc: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', memory: `${Math.round(totalmem() / 1024 ** 3)} GiB`, kernel: release() },
+      machine: { nproc: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', memory: `${Math.round(totalmem() / 1024 ** 3)} GiB`, kernel: release(), 'load average (1/5/15 min) at start': loadAtStart, 'at end': loadavg().map((value) => value.toFixed(2)).join(' ') },
       versions: {
         node: process.version,
         envoy: version(envoyBin, ['--version'], /version: [0-9a-f]+\/([0-9.]+)/),
