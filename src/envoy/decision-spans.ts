@@ -1,4 +1,4 @@
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type SpanContext } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type SpanContext } from '@opentelemetry/api';
 import type { Decision } from '../governance/decision.js';
 import type { ServiceName } from '../telemetry/metrics.js';
 import {
@@ -40,6 +40,18 @@ const noHeaders: HeaderReader = () => undefined;
 export function createDecisionSpans(options: { tracing: Tracing }): DecisionSpans {
   const { tracer, deploymentEnvironment } = options.tracing;
   const defaultEnvironment = deploymentEnvironment ?? UNKNOWN;
+  // The event of an allowed decision depends on the policy alone: one frozen object per policy name
+  // (the SDK copies it into the event), not one per span.
+  const allowedEvents = new Map<string, Readonly<Attributes>>();
+  const allowedEventOf = (policyName: string): Readonly<Attributes> => {
+    let attributes = allowedEvents.get(policyName);
+    if (!attributes) {
+      if (allowedEvents.size >= 16) allowedEvents.clear();
+      attributes = Object.freeze({ [A.policyResult]: 'ALLOWED', [A.policyName]: policyName });
+      allowedEvents.set(policyName, attributes);
+    }
+    return attributes;
+  };
   return {
     record(service, decision, startedAt, endedAt, headers = noHeaders) {
       const parent = remoteParentOf(headers);
@@ -108,7 +120,7 @@ export function createDecisionSpans(options: { tracing: Tracing }): DecisionSpan
       span.addEvent(
         GenopsEvents.policyEvaluated,
         allowed
-          ? { [A.policyResult]: decision.result, [A.policyName]: decision.policyName }
+          ? allowedEventOf(decision.policyName)
           : { [A.policyResult]: decision.result, [A.policyReasonCode]: decision.reasonCode, [A.policyName]: decision.policyName, [A.policyReason]: decision.message },
         endedAt,
       );
