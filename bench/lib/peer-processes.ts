@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../src/demo/free-port.js';
@@ -105,7 +105,10 @@ export async function startRatelimit(options: { redisAddress: string; binary?: s
     grpcPort,
     metricsUrl: undefined,
     process: child,
-    stop: async () => void (await child.stop({ timeoutMs: 5_000 }).catch(() => undefined)),
+    stop: async () => {
+      await child.stop({ timeoutMs: 5_000 }).catch(() => undefined);
+      rmSync(runtimeRoot, { recursive: true, force: true });
+    },
   };
 }
 
