@@ -100,16 +100,16 @@ export function createDecisionSpans(options: { tracing: Tracing }): DecisionSpan
       }
       const budget = decision.budget;
       if (budget?.status) {
-        attributes[A.budgetName] = budget.status.name;
-        attributes[A.budgetAllocated] = budget.status.limitNano / 1e9;
-        attributes[A.budgetConsumed] = budget.status.consumedNano / 1e9;
-        attributes[A.budgetRemaining] = budget.status.remainingNano / 1e9;
-        attributes[A.budgetPeriod] = budget.status.periodText;
+        span.setAttribute(A.budgetName, budget.status.name);
+        span.setAttribute(A.budgetAllocated, budget.status.limitNano / 1e9);
+        span.setAttribute(A.budgetConsumed, budget.status.consumedNano / 1e9);
+        span.setAttribute(A.budgetRemaining, budget.status.remainingNano / 1e9);
+        span.setAttribute(A.budgetPeriod, budget.status.periodText);
       }
       const reserved = budget && budget.entries.some((entry) => entry.heldNano > 0);
       if (reserved) {
-        attributes[A.accountingReserved] = budget.worstCaseNano / 1e9;
-        attributes[A.accountingUnit] = 'USD';
+        span.setAttribute(A.accountingReserved, budget.worstCaseNano / 1e9);
+        span.setAttribute(A.accountingUnit, 'USD');
       }
       const rpc = RPC[service];
       if (rpc) {
