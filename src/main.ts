@@ -24,6 +24,7 @@ import { startGrpcServer } from './server/grpc-server.js';
 import { createServiceTls } from './server/service-tls.js';
 import { loadSettings } from './settings/settings.js';
 import { createLogger } from './telemetry/logger.js';
+import { createCounterChildren } from './telemetry/labelled-children.js';
 import { createMetrics } from './telemetry/metrics.js';
 
 async function main(): Promise<void> {
@@ -75,11 +76,12 @@ async function main(): Promise<void> {
     rateLimitStore = createMemoryRateLimitStore({ clock, maxBuckets: settings.rateLimitMaxBuckets });
     ledger = createMemoryBudgetLedger({ clock });
   }
+  const countLimitCheck = createCounterChildren(metrics.rateLimitChecks);
   const rateLimiter = createRateLimiter({
     store: rateLimitStore,
     policy,
     observer: {
-      limitChecked: (limit, outcome) => metrics.rateLimitChecks.inc({ limit, outcome }),
+      limitChecked: (limit, outcome) => countLimitCheck({ limit, outcome }),
       backendFailed: onBackendError,
     },
   });

@@ -12,7 +12,7 @@ export interface PortServer {
   stop(): Promise<void>;
 }
 
-async function startPortServer(name: string, command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<PortServer> {
+export async function startPortServer(name: string, command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<PortServer> {
   const child = spawnManaged(name, command, args, env);
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
@@ -67,6 +67,19 @@ export class Fixtures {
       this.stoppers.push({ key, stop: async () => stop(await promise!) });
     }
     return promise;
+  }
+
+  /**
+   * Starts what `start` makes once per `key`, shares it, and stops it in
+   * stopAll(); keys starting with "envoy:" stop first (they call the rest).
+   */
+  shared<T>(key: string, start: () => Promise<T>, stop: (value: T) => Promise<unknown>): Promise<T> {
+    return this.once(key, start, stop);
+  }
+
+  /** A line on the run's progress display. */
+  note(message: string): void {
+    this.options.onNote(message);
   }
 
   /** The trivial fixed-reply server (bench/trivial-server.ts) on this same Node. */

@@ -1,5 +1,6 @@
 import type { LoadResult } from './load-tools.js';
 import type { ProcessUsage } from './process-stats.js';
+import { mergeRuntimeWindows, type RuntimeWindow } from './runtime-stats.js';
 
 /** Tables of the report, in order. */
 export const SECTIONS = {
@@ -7,6 +8,8 @@ export const SECTIONS = {
   'direct-open': 'Direct gRPC, open loop: latency at fixed rates (genops-loadgen, 4 connections; latency from the scheduled send time)',
   'envoy-open': 'Through a real Envoy (1 worker), open loop: latency at a fixed rate (genops-loadgen, HTTP/1.1)',
   'envoy-closed': 'Through a real Envoy (1 worker), closed loop: maximum throughput (h2load h2c, 4 connections × 16 streams)',
+  'shared-limits': 'Shared limits through a real Envoy (1 worker), closed loop on Redis (genops-loadgen, HTTP/1.1, 64 in flight, 10,000 customers)',
+  'tail': 'Allocation per decision: direct Check, open loop at 1,000/s, each server fresh (genops-loadgen, 4 connections)',
 } as const;
 export type Section = keyof typeof SECTIONS;
 
@@ -27,6 +30,14 @@ export interface ScenarioResult {
   /** Added latency against this scenario's id (Envoy alone at the same rate). */
   readonly baselineId?: string;
   readonly addedUs?: { readonly p50: number; readonly p99: number };
+  /** p50 and p99 of each round, when the scenario ran in several (µs). */
+  readonly roundsLatencyUs?: { readonly p50: readonly number[]; readonly p99: readonly number[] };
+  /** GC pauses and event-loop delay of genops-mesh during the scenario (its own /metrics). */
+  readonly runtime?: RuntimeWindow | undefined;
+  /** Redis during the scenario: commands per request (INFO commandstats) and its CPU. */
+  readonly redis?: { readonly commandsPerRequest: number; readonly calls: Record<string, number>; readonly requests: number; readonly cpuPercent: number | undefined };
+  /** Heap allocation per decision (Node: --trace-gc-nvp; Go: go_memstats_alloc_bytes_total). */
+  readonly allocation?: { readonly bytesPerRequest: number; readonly promotedBytesPerRequest: number | undefined; readonly gcPausesPerSecond: number; readonly gcPauseMsPerSecond: number; readonly source: string };
 }
 
 export interface MemoryResult {
@@ -91,10 +102,18 @@ export function mergeRounds(rounds: readonly ScenarioResult[]): ScenarioResult {
       curve: first.load.curve.map(([p], index) => [p, mean((r) => r.load.curve[index]?.[1] ?? 0)] as const),
     },
     roundsRps: rounds.map((r) => r.load.throughputRps),
+    roundsLatencyUs: { p50: rounds.map((r) => r.load.latencyUs.p50), p99: rounds.map((r) => r.load.latencyUs.p99) },
+    runtime: mergeRuntimeWindows(rounds.flatMap((r) => (r.runtime ? [r.runtime] : []))),
     usage: usage((r) => r.usage),
     envoyUsage: usage((r) => r.envoyUsage),
   };
   if (first.decisions) (merged as { decisions?: Record<string, number> }).decisions = sumRecords(rounds.map((r) => r.decisions ?? {}));
+  if (first.redis) {
+    const calls = sumRecords(rounds.map((r) => r.redis?.calls ?? {}));
+    const requests = sum((r) => r.redis?.requests ?? 0);
+    const cpu = rounds.every((r) => r.redis?.cpuPercent !== undefined) ? mean((r) => r.redis!.cpuPercent!) : undefined;
+    (merged as { redis?: ScenarioResult['redis'] }).redis = { calls, requests, commandsPerRequest: requests > 0 ? round2(Object.values(calls).reduce((a, b) => a + b, 0) / requests) : 0, cpuPercent: cpu };
+  }
   if (first.spans) (merged as { spans?: ScenarioResult['spans'] }).spans = { exported: sum((r) => r.spans?.exported ?? 0), dropped: sumRecords(rounds.map((r) => r.spans?.dropped ?? {})) };
   return merged;
 }
@@ -168,6 +187,10 @@ export function evaluateTargets(results: readonly ScenarioResult[], memory: Memo
 
 function round1(value: number): number {
   return Math.round(value * 10) / 10;
+}
+
+function round2(value: number): number {
+  return Math.round(value * 100) / 100;
 }
 
 function fmtInt(value: number): string {

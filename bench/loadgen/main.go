@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
@@ -166,6 +167,7 @@ func runGrpc(args []string) {
 		}
 		fixed := shape.RequestHeaders(0)
 		responseHeaders := ResponseHeaders()
+		requestBody := RequestBody()
 		op = func(ctx context.Context, i int) (Outcome, string) {
 			request := fixed
 			if shape.Keys > 0 {
@@ -190,6 +192,22 @@ func runGrpc(args []string) {
 			}
 			if first.GetRequestHeaders() == nil {
 				return Failed, "out_of_order_reply"
+			}
+			// An AI path: the service asks for the buffered body and decides on it, as Envoy sends it.
+			if first.GetModeOverride().GetRequestBodyMode() == extprocfilterv3.ProcessingMode_BUFFERED {
+				if err := stream.Send(requestBody); err != nil {
+					return Failed, "send_" + status.Code(err).String()
+				}
+				reply, err := stream.Recv()
+				if err != nil {
+					return Failed, "grpc_" + status.Code(err).String() + debugMsg(err)
+				}
+				if immediate := reply.GetImmediateResponse(); immediate != nil {
+					return Denied, fmt.Sprintf("http_%d", immediate.GetStatus().GetCode())
+				}
+				if reply.GetRequestBody() == nil {
+					return Failed, "out_of_order_reply"
+				}
 			}
 			if err := stream.Send(responseHeaders); err != nil {
 				return Failed, "send_" + status.Code(err).String()
@@ -237,7 +255,7 @@ func runHTTP(args []string) {
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 	}
 	client := &http.Client{Transport: transport}
-	body := []byte(`{"model":"claude-opus","messages":[{"role":"user","content":"Summarize the ticket, please."}]}`)
+	body := []byte(ChatBody)
 	fixed := shape.GovernanceHeaders(0)
 	op := func(ctx context.Context, i int) (Outcome, string) {
 		request, err := http.NewRequestWithContext(ctx, http.MethodPost, *url, bytes.NewReader(body))
@@ -286,9 +304,10 @@ func runEncode(args []string) {
 	case "check":
 		messages = []proto.Message{shape.CheckRequest(0)}
 	case "process":
-		// Both messages of a headers-only exchange, then END_STREAM: the
-		// service answers each in order, then ends the stream.
-		messages = []proto.Message{shape.RequestHeaders(0), ResponseHeaders()}
+		// The messages of an exchange on an AI path as Envoy sends them — request
+		// headers, the buffered request body, the response headers — then
+		// END_STREAM: the service answers each in order, then ends the stream.
+		messages = []proto.Message{shape.RequestHeaders(0), RequestBody(), ResponseHeaders()}
 	default:
 		fail(fmt.Errorf("unknown -kind %q", *kind))
 	}

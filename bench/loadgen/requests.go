@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -41,7 +42,10 @@ func defaultShape() Shape {
 }
 
 const (
-	benchPath      = "/v1/chat/completions"
+	benchPath = "/v1/chat/completions"
+	// ChatBody is the body of every bench request: an OpenAI Chat Completions call, which
+	// genops-mesh reads on an AI path (the model it names is the model governed).
+	ChatBody       = `{"model":"claude-opus","messages":[{"role":"user","content":"Summarize the ticket, please."}]}`
 	benchAuthority = "ai-gateway.bench.local"
 )
 
@@ -86,7 +90,7 @@ func (s Shape) envoyHeaders(i int) []header {
 		{":method", "POST"},
 		{":scheme", "http"},
 		{"content-type", "application/json"},
-		{"content-length", "96"},
+		{"content-length", strconv.Itoa(len(ChatBody))},
 		{"user-agent", "genops-bench/1.0"},
 		{"accept", "*/*"},
 	}
@@ -122,10 +126,13 @@ func (s Shape) CheckRequest(i int) *authv3.CheckRequest {
 			Request: &authv3.AttributeContext_Request{
 				Time: timestamppb.Now(),
 				Http: &authv3.AttributeContext_HttpRequest{
-					Id:       headers["x-request-id"],
-					Method:   "POST",
-					Headers:  headers,
-					Path:     benchPath,
+					Id:      headers["x-request-id"],
+					Method:  "POST",
+					Headers: headers,
+					Path:    benchPath,
+					// with_request_body, as deploy/envoy/ext-authz.yaml asks for on AI paths.
+					Body:     ChatBody,
+					Size:     int64(len(ChatBody)),
 					Host:     benchAuthority,
 					Scheme:   "http",
 					Protocol: "HTTP/1.1",
@@ -148,7 +155,17 @@ func (s Shape) RequestHeaders(i int) *extprocv3.ProcessingRequest {
 	}
 }
 
-// ResponseHeaders is the second message of a headers-only ext_proc stream.
+// RequestBody is the buffered request body, sent when the service asks for it
+// (mode_override request_body_mode BUFFERED, as genops-mesh does on AI paths).
+func RequestBody() *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{
+		Request: &extprocv3.ProcessingRequest_RequestBody{
+			RequestBody: &extprocv3.HttpBody{Body: []byte(ChatBody), EndOfStream: true},
+		},
+	}
+}
+
+// ResponseHeaders is the last message of an exchange: the upstream's response headers.
 func ResponseHeaders() *extprocv3.ProcessingRequest {
 	return &extprocv3.ProcessingRequest{
 		Request: &extprocv3.ProcessingRequest_ResponseHeaders{

@@ -10,6 +10,8 @@ export interface StartServiceOptions {
   readonly env?: Readonly<Record<string, string>>;
   readonly host?: string;
   readonly readyTimeoutMs?: number;
+  /** Node flags after SERVICE_NODE_FLAGS, e.g. --trace-gc-nvp (the bench; most V8 flags are refused in NODE_OPTIONS). */
+  readonly nodeFlags?: readonly string[];
 }
 
 export interface RunningService {
@@ -48,7 +50,7 @@ export async function startService(options: StartServiceOptions = {}): Promise<R
     ...(options.policyPath ? { GENOPS_POLICY: options.policyPath } : {}),
     ...options.env,
   });
-  const child = spawnManaged('genops-mesh', process.execPath, [...SERVICE_NODE_FLAGS, SERVICE_ENTRY], env);
+  const child = spawnManaged('genops-mesh', process.execPath, [...SERVICE_NODE_FLAGS, ...(options.nodeFlags ?? []), SERVICE_ENTRY], env);
   const adminUrl = `http://${host}:${adminPort}`;
   try {
     await waitUntilReady(child, `${adminUrl}/readyz`, options.readyTimeoutMs ?? 15_000);

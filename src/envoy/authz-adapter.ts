@@ -103,9 +103,12 @@ function rpcCodeOf(httpStatus: number): number {
   return RPC_PERMISSION_DENIED;
 }
 
+/** One shared BoolValue: only read by the encoder, it need not be made per header. */
+const APPEND_FALSE = Object.freeze({ value: false });
+
 /** ext_authz reads HeaderValue.value; append:false overwrites on every Envoy version. */
 function overwrite([key, value]: [string, string]): HeaderValueOption {
-  return { header: { key, value }, append: { value: false } };
+  return { header: { key, value }, append: APPEND_FALSE };
 }
 
 function headerLookupOf(headers: Record<string, string> | undefined, headerMap: HeaderMap | undefined): HeaderLookup {

@@ -2,6 +2,7 @@ import type { SpanContext } from '@opentelemetry/api';
 import type { Decision } from '../governance/decision.js';
 import { isAllowed } from '../governance/decision.js';
 import { createBoundedLabel } from '../telemetry/bounded-label.js';
+import { createCounterChildren, createHistogramChildren } from '../telemetry/labelled-children.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, RequestLabel, ServiceName } from '../telemetry/metrics.js';
 import { remoteParentOf, type HeaderReader } from '../telemetry/trace-context.js';
@@ -46,11 +47,13 @@ export function createDecisionReporter(options: DecisionReporterOptions): Decisi
   const modelLabel = createBoundedLabel(100);
   const customerLabel = metrics.customerLabel ? createBoundedLabel(options.customerLabelLimit ?? 100) : undefined;
   const spans = options.tracing ? createDecisionSpans({ tracing: options.tracing }) : undefined;
+  const countRequest = createCounterChildren(metrics.requests);
+  const observeDuration = createHistogramChildren(metrics.decisionDuration);
   return {
     report(service, decision, startedAt, headers) {
       const endedAt = now();
       const { context } = decision;
-      metrics.decisionDuration.observe({ service }, (endedAt - startedAt) / 1000);
+      observeDuration({ service }, (endedAt - startedAt) / 1000);
       // Only requests from a team the policy lists may add new label values: a
       // client inventing team, project or model names cannot fill the series budget.
       const listedTeam = context.team !== undefined && !UNLISTED_TEAM_REASONS.has(decision.reasonCode);
@@ -65,7 +68,7 @@ export function createDecisionReporter(options: DecisionReporterOptions): Decisi
         dry_run: decision.dryRun ? 'true' : 'false',
       };
       if (customerLabel) labels.genops_customer_id = customerLabel(context.customerId, listedTeam);
-      metrics.requests.inc(labels);
+      countRequest(labels);
 
       const span = spans?.record(service, decision, startedAt, endedAt, headers);
 

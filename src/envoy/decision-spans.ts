@@ -40,6 +40,18 @@ const noHeaders: HeaderReader = () => undefined;
 export function createDecisionSpans(options: { tracing: Tracing }): DecisionSpans {
   const { tracer, deploymentEnvironment } = options.tracing;
   const defaultEnvironment = deploymentEnvironment ?? UNKNOWN;
+  // The event of an allowed decision depends on the policy alone: one frozen object per policy name
+  // (the SDK copies it into the event), not one per span.
+  const allowedEvents = new Map<string, Readonly<Attributes>>();
+  const allowedEventOf = (policyName: string): Readonly<Attributes> => {
+    let attributes = allowedEvents.get(policyName);
+    if (!attributes) {
+      if (allowedEvents.size >= 16) allowedEvents.clear();
+      attributes = Object.freeze({ [A.policyResult]: 'ALLOWED', [A.policyName]: policyName });
+      allowedEvents.set(policyName, attributes);
+    }
+    return attributes;
+  };
   return {
     record(service, decision, startedAt, endedAt, headers = noHeaders) {
       const parent = remoteParentOf(headers);
@@ -55,61 +67,60 @@ export function createDecisionSpans(options: { tracing: Tracing }): DecisionSpan
       const { context } = decision;
       const allowed = decision.result === 'ALLOWED';
       const path = headers(':path');
-      const attributes: Attributes = {
-        [A.specVersion]: GENOPS_SPEC_VERSION,
-        [A.team]: context.team ?? UNKNOWN,
-        [A.project]: context.project ?? UNKNOWN,
-        [A.environment]: context.environment ?? defaultEnvironment,
-        [A.operationName]: operationNameOf(context.feature, headers(':method'), path),
-        [A.operationType]: operationTypeOf(path),
-        [A.policyResult]: decision.result,
-        [A.policyName]: decision.policyName,
-        [A.decisionId]: decision.id,
-      };
+      // Set one by one on the span: an attributes object built first and handed to setAttributes()
+      // was a dictionary-mode object of ~25 keys, 3.5 KB of garbage a span (bench/RESULTS.md, tracing).
+      span.setAttribute(A.specVersion, GENOPS_SPEC_VERSION);
+      span.setAttribute(A.team, context.team ?? UNKNOWN);
+      span.setAttribute(A.project, context.project ?? UNKNOWN);
+      span.setAttribute(A.environment, context.environment ?? defaultEnvironment);
+      span.setAttribute(A.operationName, operationNameOf(context.feature, headers(':method'), path));
+      span.setAttribute(A.operationType, operationTypeOf(path));
+      span.setAttribute(A.policyResult, decision.result);
+      span.setAttribute(A.policyName, decision.policyName);
+      span.setAttribute(A.decisionId, decision.id);
       if (!allowed) {
-        attributes[A.policyReasonCode] = decision.reasonCode;
-        attributes[A.policyReason] = decision.message;
+        span.setAttribute(A.policyReasonCode, decision.reasonCode);
+        span.setAttribute(A.policyReason, decision.message);
       }
-      if (decision.dryRun) attributes[A.dryRun] = true;
-      if (context.customerId !== undefined) attributes[A.customerId] = context.customerId;
-      if (context.costCenter !== undefined) attributes[A.costCenter] = context.costCenter;
-      if (context.customerTier !== undefined) attributes[A.customerTier] = context.customerTier;
-      if (context.feature !== undefined) attributes[A.feature] = context.feature;
-      if (context.model !== undefined) attributes[O.requestModel] = context.model;
-      if (decision.route !== undefined) attributes[A.route] = decision.route;
-      if (decision.principal !== undefined) attributes[A.principal] = decision.principal;
+      if (decision.dryRun) span.setAttribute(A.dryRun, true);
+      if (context.customerId !== undefined) span.setAttribute(A.customerId, context.customerId);
+      if (context.costCenter !== undefined) span.setAttribute(A.costCenter, context.costCenter);
+      if (context.customerTier !== undefined) span.setAttribute(A.customerTier, context.customerTier);
+      if (context.feature !== undefined) span.setAttribute(A.feature, context.feature);
+      if (context.model !== undefined) span.setAttribute(O.requestModel, context.model);
+      if (decision.route !== undefined) span.setAttribute(A.route, decision.route);
+      if (decision.principal !== undefined) span.setAttribute(A.principal, decision.principal);
       const limit = decision.rateLimit;
       if (limit) {
-        attributes[A.rateLimitName] = limit.name;
-        attributes[A.rateLimitQuota] = limit.quota;
-        attributes[A.rateLimitWindowSeconds] = limit.windowSeconds;
-        attributes[A.rateLimitRemaining] = limit.remaining;
-        if (limit.retryAfterSeconds !== undefined) attributes[A.rateLimitRetryAfterSeconds] = limit.retryAfterSeconds;
+        span.setAttribute(A.rateLimitName, limit.name);
+        span.setAttribute(A.rateLimitQuota, limit.quota);
+        span.setAttribute(A.rateLimitWindowSeconds, limit.windowSeconds);
+        span.setAttribute(A.rateLimitRemaining, limit.remaining);
+        if (limit.retryAfterSeconds !== undefined) span.setAttribute(A.rateLimitRetryAfterSeconds, limit.retryAfterSeconds);
       }
       const budget = decision.budget;
       if (budget?.status) {
-        attributes[A.budgetName] = budget.status.name;
-        attributes[A.budgetAllocated] = budget.status.limitNano / 1e9;
-        attributes[A.budgetConsumed] = budget.status.consumedNano / 1e9;
-        attributes[A.budgetRemaining] = budget.status.remainingNano / 1e9;
-        attributes[A.budgetPeriod] = budget.status.periodText;
+        span.setAttribute(A.budgetName, budget.status.name);
+        span.setAttribute(A.budgetAllocated, budget.status.limitNano / 1e9);
+        span.setAttribute(A.budgetConsumed, budget.status.consumedNano / 1e9);
+        span.setAttribute(A.budgetRemaining, budget.status.remainingNano / 1e9);
+        span.setAttribute(A.budgetPeriod, budget.status.periodText);
       }
       const reserved = budget && budget.entries.some((entry) => entry.heldNano > 0);
       if (reserved) {
-        attributes[A.accountingReserved] = budget.worstCaseNano / 1e9;
-        attributes[A.accountingUnit] = 'USD';
+        span.setAttribute(A.accountingReserved, budget.worstCaseNano / 1e9);
+        span.setAttribute(A.accountingUnit, 'USD');
       }
       const rpc = RPC[service];
       if (rpc) {
-        attributes[O.rpcSystem] = 'grpc';
-        attributes[O.rpcService] = rpc.service;
-        attributes[O.rpcMethod] = rpc.method;
+        span.setAttribute(O.rpcSystem, 'grpc');
+        span.setAttribute(O.rpcService, rpc.service);
+        span.setAttribute(O.rpcMethod, rpc.method);
       }
-      span.setAttributes(attributes);
       span.addEvent(
         GenopsEvents.policyEvaluated,
         allowed
-          ? { [A.policyResult]: decision.result, [A.policyName]: decision.policyName }
+          ? allowedEventOf(decision.policyName)
           : { [A.policyResult]: decision.result, [A.policyReasonCode]: decision.reasonCode, [A.policyName]: decision.policyName, [A.policyReason]: decision.message },
         endedAt,
       );

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { createRuntimeMetrics } from './runtime-metrics.js';
 
 export type ServiceName = 'authz' | 'ext_proc' | 'forward_auth';
 
@@ -37,7 +38,7 @@ export interface Metrics {
 }
 
 export interface MetricsOptions {
-  /** Process and Node.js runtime metrics (process_*, nodejs_*). Default true. */
+  /** Process and Node.js runtime metrics (process_*, nodejs_*, genops_gc_pause_seconds, genops_eventloop_delay_seconds). Default true. */
   readonly defaultMetrics?: boolean;
   /** Adds the genops_customer_id label (opt-in: the caller caps its values). Default false. */
   readonly customerLabel?: boolean;
@@ -55,7 +56,10 @@ export const DECISION_LATENCY_BUCKETS = [
  */
 export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  if (options.defaultMetrics ?? true) {
+    collectDefaultMetrics({ register: registry });
+    createRuntimeMetrics({ registry });
+  }
   const customerLabel = options.customerLabel ?? false;
   const customer = customerLabel ? (['genops_customer_id'] as const) : [];
   const usageLabels: UsageLabel[] = ['genops_team', 'genops_project', 'genops_tier', 'model', ...customer];

@@ -195,9 +195,23 @@ class CountingExporter implements SpanExporter {
  * and drops (and counts) a span that would overflow it, so the queue bound
  * is enforced where it can be observed. The batch processor applies the same
  * bound, so it never drops on its own.
+ *
+ * Ended spans reach the batch processor in one hand-over per event-loop
+ * turn (setImmediate), not from span.end(): the batch processor exports —
+ * serializes the whole batch — synchronously inside the onEnd() that fills
+ * it, which put a 512-span serialization on one unlucky decision's path
+ * before its reply was written (bench/RESULTS.md, tracing).
  */
 class BoundedQueueProcessor implements SpanProcessor {
   private queued = 0;
+  private pending: ReadableSpan[] = [];
+  private handOverScheduled = false;
+  private readonly handOver = () => {
+    this.handOverScheduled = false;
+    const spans = this.pending;
+    this.pending = [];
+    for (const span of spans) this.inner.onEnd(span);
+  };
 
   constructor(
     private readonly inner: SpanProcessor,
@@ -220,14 +234,24 @@ class BoundedQueueProcessor implements SpanProcessor {
       return;
     }
     this.queued++;
-    this.inner.onEnd(span);
+    this.pending.push(span);
+    if (!this.handOverScheduled) {
+      this.handOverScheduled = true;
+      setImmediate(this.handOver);
+    }
   }
 
   forceFlush(): Promise<void> {
+    this.handOverNow();
     return this.inner.forceFlush();
   }
 
   shutdown(): Promise<void> {
+    this.handOverNow();
     return this.inner.shutdown();
+  }
+
+  private handOverNow(): void {
+    if (this.pending.length > 0) this.handOver();
   }
 }
