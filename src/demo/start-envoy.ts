@@ -49,6 +49,19 @@ export interface RunningEnvoy {
  * Throws when Envoy is not installed: a caller never skips.
  */
 export async function startEnvoy(options: StartEnvoyOptions): Promise<RunningEnvoy> {
+  // A free port can be taken by another process between being picked and being bound (parallel
+  // test files): when Envoy could not bind a port it was given none of, pick new ones and retry.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEnvoyOnce(options);
+    } catch (error) {
+      const portsChosenHere = options.vars.LISTENER_PORT === undefined || options.vars.ADMIN_PORT === undefined;
+      if (attempt >= 3 || !portsChosenHere || !/Address already in use/.test(String((error as Error).message))) throw error;
+    }
+  }
+}
+
+async function startEnvoyOnce(options: StartEnvoyOptions): Promise<RunningEnvoy> {
   const envoy = findEnvoy();
   const templatePath = isAbsolute(options.config) ? options.config : join(REPO_ROOT, options.config);
   const vars: Record<string, string | number> = {

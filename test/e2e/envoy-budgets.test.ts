@@ -171,7 +171,7 @@ describe('budgets through the real Envoy (ext_proc)', () => {
     // message_start said 40 input tokens; the output is what was streamed before the client left.
     expect(account.spent_usd).toBeGreaterThan(40 * 3e-6);
     expect(account.spent_usd).toBeLessThan(40 * 3e-6 + 900 * 15e-6);
-    const record = stack.service.logs().find((line) => line.event === 'usage' && line.project === project);
+    const record = await eventually(() => stack.service.logs().find((line) => line.event === 'usage' && line.project === project), 'the usage record');
     expect(record).toMatchObject({ estimated: true, outcome: 'interrupted' });
   });
 
