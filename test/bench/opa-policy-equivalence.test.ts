@@ -19,6 +19,7 @@ import type { CheckResponse } from '../../src/envoy/envoy-messages.js';
 import { OPA_ENVOY_BINARY, startOpaEnvoy, type RunningPeer } from '../../bench/lib/peer-processes.js';
 import { createGovernanceClient, type GovernanceClient } from '../support/governance-client.js';
 import { REPO_ROOT, startService, type RunningService } from '../support/index.js';
+import { seededRandom as seeded } from '../support/seeded-random.js';
 
 const BUILD_TIMEOUT_MS = 20 * 60_000;
 
@@ -45,17 +46,6 @@ function verdictOf(response: CheckResponse): Verdict {
   return { allowed: false, httpStatus: response.denied_response?.status?.code ?? 0, reasonCode: reason, upstream: undefined, removed: undefined };
 }
 
-/** mulberry32: a small seeded generator, so a failure names a reproducible case. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ABSENT = Symbol('absent');
 type Pool = readonly (string | typeof ABSENT)[];

@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BucketTable } from '../../src/limits/bucket-table.js';
+import { seededRandom } from '../support/seeded-random.js';
 
-/** A small deterministic PRNG so a failure replays the same operations. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** The same operations on a Map kept in recency order: the behaviour the table must match. */
 class ReferenceTable {

@@ -365,17 +365,6 @@ export function splitAt(bytes: Uint8Array, offsets: readonly number[]): Buffer[]
   return chunks;
 }
 
-/** A deterministic pseudo-random generator (mulberry32) so split points are reproducible from a seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /** `count` random split offsets inside `length` bytes. */
 export function randomOffsets(random: () => number, length: number, count: number): number[] {
@@ -388,3 +377,5 @@ export function offsetsInsideMultibyteCharacters(bytes: Uint8Array): number[] {
   for (let index = 0; index < bytes.length; index += 1) if ((bytes[index]! & 0xc0) === 0x80) offsets.push(index);
   return offsets;
 }
+
+export { seededRandom } from './seeded-random.js';
