@@ -60,7 +60,8 @@ async function main(): Promise<void> {
     metrics.backendErrors.inc({ backend: 'redis', kind: error.name === 'GenopsError' ? 'command' : 'connection' });
     if (backendErrorLog()) logger.warn({ event: 'backend_error', backend: 'redis', err: error.message }, 'rate-limit backend error; limits follow their failure mode');
   };
-  const clock = () => Date.now();
+  const { clockOffsetMs } = settings;
+  const clock = clockOffsetMs === 0 ? () => Date.now() : () => Date.now() + clockOffsetMs;
   let rateLimitStore: RateLimitStore;
   let ledger: BudgetLedger;
   if (settings.redisUrl) {

@@ -29,6 +29,8 @@ export interface Settings {
   readonly tracing: TracingSettings;
   /** TLS (and mTLS) on the gRPC and forward-auth ports; undefined = plaintext. */
   readonly tls: TlsSettings | undefined;
+  /** Added to the wall clock that rate limits and budget periods read (tests of a period rollover). */
+  readonly clockOffsetMs: number;
 }
 
 /** Each flag and the environment variable it overrides. */
@@ -50,6 +52,7 @@ const SOURCES = {
   'tls-client-ca': 'GENOPS_TLS_CLIENT_CA',
   'tls-client-allow': 'GENOPS_TLS_CLIENT_ALLOW',
   'tls-reload-interval': 'GENOPS_TLS_RELOAD_INTERVAL_MS',
+  'clock-offset': 'GENOPS_CLOCK_OFFSET_MS',
 } as const;
 type Flag = keyof typeof SOURCES;
 
@@ -96,6 +99,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     metricsCustomerLimit: integer(read('metrics-customer-limit'), 100, 1, 10_000),
     tracing: loadTracingSettings(env),
     tls: loadTlsSettings(read),
+    clockOffsetMs: integer(read('clock-offset'), 0, -366 * 86_400_000, 366 * 86_400_000),
   });
 }
 
@@ -113,7 +117,7 @@ function port(source: { value: string | undefined; name: string }, fallback: num
 function integer(source: { value: string | undefined; name: string }, fallback: number, min: number, max: number): number {
   if (source.value === undefined) return fallback;
   const value = Number(source.value);
-  if (!/^\d+$/.test(source.value.trim()) || value < min || value > max) {
+  if (!(min < 0 ? /^-?\d+$/ : /^\d+$/).test(source.value.trim()) || value < min || value > max) {
     throw new GenopsError('invalid_settings', `${source.name}=${source.value}: must be an integer from ${min} to ${max}`);
   }
   return value;

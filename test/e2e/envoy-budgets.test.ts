@@ -232,3 +232,47 @@ describe('budgets shared by two replicas through Redis', () => {
     expect(responses.filter((response) => response.status === 429)).toHaveLength(12 - passed);
   });
 });
+
+describe('a budget period rolls over (the service clock injected a few seconds before midnight UTC)', () => {
+  let llm: StubLlm;
+  let stack: GovernanceStack;
+  let dir: string;
+  let offsetMs: number;
+  beforeAll(async () => {
+    const policy = writePolicy();
+    dir = policy.dir;
+    llm = await startStubLlm({ chunkDelayMs: 5 });
+    const now = Date.now();
+    const midnight = Math.ceil(now / 86_400_000) * 86_400_000;
+    // The service believes it is 6 s before midnight UTC once it is up.
+    offsetMs = midnight - now - 6_000;
+    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv: { GENOPS_CLOCK_OFFSET_MS: String(offsetMs) } });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await llm?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses once the day is spent, with Retry-After to midnight, and admits again in the new day', async () => {
+    const project = `day-${randomUUID().slice(0, 6)}`;
+    // Each call costs 100 × $3/M + 1000 × $15/M = $0.0153 (within its reservation): six spend $0.0918.
+    const send = () => httpRequest(`${stack.url}/v1/messages`, { method: 'POST', headers: headers(project, { 'x-genops-team': 'data-science', [STUB_USAGE_HEADER]: JSON.stringify({ input: 100, output: 1000 }) }), body: body() });
+    for (let call = 0; call < 6; call++) expect((await send()).status).toBe(200);
+    const refused = await send();
+    expect(refused.status, refused.body).toBe(429);
+    const denial = JSON.parse(refused.body) as { reset_date: string };
+    const resetMs = Date.parse(denial.reset_date);
+    expect(resetMs % 86_400_000).toBe(0);
+    const serviceNow = Date.now() + offsetMs;
+    // Seconds to the service's midnight, read at decision time (a moment before serviceNow).
+    const retryAfter = Number(refused.headers['retry-after']);
+    expect(retryAfter).toBeGreaterThanOrEqual(Math.max(1, Math.ceil((resetMs - serviceNow) / 1000)));
+    expect(retryAfter).toBeLessThanOrEqual(Math.ceil((resetMs - serviceNow) / 1000) + 1);
+    expect(retryAfter).toBeLessThanOrEqual(7);
+    // Wait for the service's midnight: a new period is a new account.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, resetMs - serviceNow) + 250));
+    const nextDay = await send();
+    expect(nextDay.status, nextDay.body).toBe(200);
+  });
+});
