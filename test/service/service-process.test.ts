@@ -48,6 +48,7 @@ describe('start-up errors', () => {
     [{ GENOPS_REDIS_URL: 'localhost:6379' }, [], 'GENOPS_REDIS_URL=localhost:6379: must be a redis:// or rediss:// URL'],
     [{}, ['--admin-port', '70000'], '--admin-port=70000: must be an integer from 0 to 65535'],
     [{}, ['--polcy', 'x.yaml'], "Unknown option '--polcy'"],
+    [{ GENOPS_CLOCK_OFFSET_MS: '1d' }, [], 'GENOPS_CLOCK_OFFSET_MS=1d: must be an integer from -31622400000 to 31622400000'],
   ])('a bad setting %j %j exits non-zero naming it', (env, args, message) => {
     const { status, stderr } = startFailing(env as Record<string, string>, args);
     expect(status).toBe(2);
