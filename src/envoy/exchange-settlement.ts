@@ -1,7 +1,7 @@
 import type { HeaderLookup } from '../governance/governance-context.js';
 import type { Budgeter } from '../governance/budgeting.js';
 import type { RateLimiter } from '../governance/rate-limiting.js';
-import type { FinishedExchange, UsageAccounting } from '../governance/usage-accounting.js';
+import { isFree, type FinishedExchange, type UsageAccounting } from '../governance/usage-accounting.js';
 import type { UsageReporter } from './usage-reporter.js';
 
 export type SettleExchange = (exchange: FinishedExchange, headers: HeaderLookup) => void;
@@ -19,7 +19,7 @@ export function createExchangeSettlement(options: { accounting: UsageAccounting;
     if (!record) return;
     reporter.report(record, headers, exchange.startedAt, now());
     // Fire and forget: settle never rejects; backend failures reach the limiter's observer.
-    if (rateLimiter && record.outcome !== 'upstream_error') void rateLimiter.settle(exchange.decision, record.tokens);
+    if (rateLimiter && !isFree(record.outcome)) void rateLimiter.settle(exchange.decision, record.tokens);
     // The budgets' reservation becomes the actual cost (an upstream error releases it); never rejects.
     if (budgeter) void budgeter.settle(exchange.decision, record);
   };

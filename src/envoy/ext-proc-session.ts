@@ -101,7 +101,12 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
       function decided(settled: Decision, startedAt: number, headers: HeaderLookup, api: AiApi | undefined): Decision {
         decision = settled;
         reporter.report('ext_proc', settled, startedAt, headers);
-        if (api && !ended && isAllowed(settled) && settled.ai) exchange = { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined };
+        if (api && isAllowed(settled) && settled.ai) {
+          // Envoy reset the stream while the decision was being made: the request never went upstream,
+          // but what was reserved for it must be released now, not when the reservation expires.
+          if (ended) settle?.({ decision: settled, startedAt, report: undefined, upstreamStatus: undefined, outcome: 'not_sent' }, headers);
+          else exchange = { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined };
+        }
         return settled;
       }
 

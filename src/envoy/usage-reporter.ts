@@ -1,5 +1,5 @@
 import { ROOT_CONTEXT, SpanKind, trace, type Attributes } from '@opentelemetry/api';
-import type { UsageRecord } from '../governance/usage-accounting.js';
+import { isFree, type UsageRecord } from '../governance/usage-accounting.js';
 import { picoToUsdNumber } from '../usage/pricing.js';
 import { TOKEN_TYPES, tokensByType } from '../usage/token-usage.js';
 import { createBoundedLabel } from '../telemetry/bounded-label.js';
@@ -153,7 +153,7 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
     const { reservation } = record;
     if (reservation) {
       // The reservation made before the call, settled to the actual cost (0 on an upstream error).
-      const actual = record.outcome === 'upstream_error' ? 0 : record.cost ? picoToUsdNumber(record.cost.pico) : reservation.reservedNano / 1e9;
+      const actual = isFree(record.outcome) ? 0 : record.cost ? picoToUsdNumber(record.cost.pico) : reservation.reservedNano / 1e9;
       attributes[A.budgetName] = reservation.budgets.join(',');
       attributes[A.accountingReserved] = reservation.reservedNano / 1e9;
       attributes[A.accountingActual] = actual;

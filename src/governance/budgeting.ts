@@ -5,7 +5,7 @@ import type { CompiledBudget, CompiledPolicy } from '../policy/compiled-policy.j
 import { createModelMatcher } from '../usage/model-pattern.js';
 import { isAllowed, type Decision } from './decision.js';
 import { selects } from './selector.js';
-import type { UsageRecord } from './usage-accounting.js';
+import { isFree, type UsageRecord } from './usage-accounting.js';
 
 /** What a budget did to one request, for headers, the deny body, spans and metrics. */
 export interface BudgetStatus {
@@ -209,7 +209,7 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
     async settle(decision, record) {
       const budget = decision.budget;
       if (!budget || budget.entries.length === 0) return;
-      const actualNano = record.outcome === 'upstream_error' ? 0 : record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) : budget.worstCaseNano;
+      const actualNano = isFree(record.outcome) ? 0 : record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) : budget.worstCaseNano;
       const held = budget.entries.filter((entry) => entry.heldNano > 0);
       const untracked = budget.entries.filter((entry) => entry.heldNano === 0);
       try {

@@ -12,9 +12,15 @@ import type { GovernanceContext } from './governance-context.js';
  * - ended_without_usage: the response ended but never said what it used (estimated);
  * - interrupted: the client went away or the upstream reset mid-response (estimated);
  * - no_response: the stream ended before any response arrived (input estimated);
- * - upstream_error: the provider answered 4xx/5xx (no charge).
+ * - upstream_error: the provider answered 4xx/5xx (no charge);
+ * - not_sent: the stream ended before its decision was delivered, so nothing reached the provider (no charge).
  */
-export type ExchangeOutcome = 'completed' | 'ended_without_usage' | 'interrupted' | 'no_response' | 'upstream_error';
+export type ExchangeOutcome = 'completed' | 'ended_without_usage' | 'interrupted' | 'no_response' | 'upstream_error' | 'not_sent';
+
+/** Outcomes that cost nothing: the provider did not bill the request. */
+export function isFree(outcome: ExchangeOutcome): boolean {
+  return outcome === 'upstream_error' || outcome === 'not_sent';
+}
 
 /** One completed AI request, as the decision log and the cost metrics see it. */
 export interface UsageRecord {
@@ -76,7 +82,7 @@ export function createUsageAccounting(options: { policy: () => CompiledPolicy })
       const modelServed = report?.modelServed?.toLowerCase() ?? decision.context.model ?? modelRequested;
       const { tokens, estimated } = tokensOf(outcome, report, ai.inputEstimateTokens);
       const price = prices.priceOf(modelServed) ?? prices.priceOf(modelRequested);
-      const cost = outcome === 'upstream_error' ? FREE : price ? costOf(tokens, price) : undefined;
+      const cost = isFree(outcome) ? FREE : price ? costOf(tokens, price) : undefined;
       return {
         decisionId: decision.id,
         api: ai.api,
@@ -106,7 +112,7 @@ function reservationOf(decision: Decision): UsageRecord['reservation'] {
 }
 
 function tokensOf(outcome: ExchangeOutcome, report: UsageReport | undefined, inputEstimate: number): { tokens: TokenUsage; estimated: boolean } {
-  if (outcome === 'upstream_error') return { tokens: NO_USAGE, estimated: false };
+  if (isFree(outcome)) return { tokens: NO_USAGE, estimated: false };
   const usage = report?.usage;
   if (usage && report.complete) return { tokens: usage, estimated: false };
   // Anthropic reports input at the start of a stream: keep what the provider said, estimate the rest.

@@ -99,7 +99,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     usageRecords: new Counter({
       name: 'genops_usage_records_total',
-      help: 'Completed AI requests by API, outcome (completed, ended_without_usage, interrupted, no_response, upstream_error) and estimated (true when the provider never reported usage).',
+      help: 'Completed AI requests by API, outcome (completed, ended_without_usage, interrupted, no_response, upstream_error, not_sent) and estimated (true when the provider never reported usage).',
       labelNames: ['api', 'outcome', 'estimated'],
       registers: [registry],
     }),

@@ -140,3 +140,34 @@ describe('ext_proc session', () => {
     expect(() => session.handle({})).toThrow('ProcessingRequest carries none of the request kinds this service knows');
   });
 });
+
+describe('ext_proc session: an exchange ends exactly once', () => {
+  it('releases (settles as not_sent) a decision that resolves after Envoy ended the stream', async () => {
+    const { reporter } = parts();
+    let release: (decision: Decision) => void = () => undefined;
+    const slowGovernor = { evaluate: (input: Parameters<ReturnType<typeof createGovernor>['evaluate']>[0]) => new Promise<Decision>((resolve) => { release = (decision) => resolve(decision); void input; }) };
+    const settled: string[] = [];
+    const session = createExtProcSessionFactory({ governor: slowGovernor, reporter, now: () => 0, policy: () => policy, settle: (exchange) => settled.push(exchange.outcome) }).open();
+    await session.handle({ request_headers: { headers: headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', ...allowedHeaders }) } });
+    const pending = session.handle({ request_body: { body: Buffer.from('{"model":"claude-sonnet-4-5","messages":[]}'), end_of_stream: true } });
+    session.close();
+    const engine = createDecisionEngine({ policy: () => policy, newDecisionId: () => 'late' });
+    release(engine.decide({ headers: (name) => (allowedHeaders as Record<string, string>)[name], ai: { request: { api: 'openai.chat', model: 'claude-sonnet-4-5', stream: false, outputCap: undefined, n: 1, inputEstimateTokens: 1, needsIncludeUsage: false } } }));
+    await pending;
+    session.close();
+    expect(settled).toEqual(['not_sent']);
+  });
+
+  it('settles a completed exchange once, however the stream ends afterwards', async () => {
+    const { governor, reporter } = parts();
+    const settled: string[] = [];
+    const session = createExtProcSessionFactory({ governor, reporter, now: () => 0, policy: () => policy, settle: (exchange) => settled.push(exchange.outcome) }).open();
+    await session.handle({ request_headers: { headers: headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', ...allowedHeaders }) } });
+    await session.handle({ request_body: { body: Buffer.from('{"model":"claude-sonnet-4-5","messages":[]}'), end_of_stream: true } });
+    await session.handle({ response_headers: { headers: headerMap({ ':status': '200', 'content-type': 'application/json' }) } });
+    await session.handle({ response_body: { body: Buffer.from('{"model":"claude-sonnet-4-5","usage":{"prompt_tokens":5,"completion_tokens":2}}'), end_of_stream: true } });
+    session.close();
+    session.close();
+    expect(settled).toEqual(['completed']);
+  });
+});
