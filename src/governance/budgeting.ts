@@ -131,22 +131,32 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
       return { ...decided, budget: outcome(decided.id, selected, [], 0, undefined, undefined, downgradedTo, downgradedBy) };
     }
 
-    // The output cap: the request's own, or what the tightest budget can still pay for.
+    // The output cap: the request's own, or what the tightest enforced budget can still pay for
+    // (dry-run budgets never change traffic).
+    const enforced = selected.filter(({ budget }) => budget.mode === 'enforce');
+    const tracked = selected.filter(({ budget }) => budget.mode !== 'enforce');
     const inputNano = ceilDiv(BigInt(request.bodyBytes) * price.inputPico, 1000n);
     const choices = Math.max(1, ai.n);
     let outputCap = ai.outputCap;
     let injectedCap: number | undefined;
-    if (outputCap === undefined && ai.api !== 'openai.embeddings') {
-      const remaining = Math.min(...selected.map((_, index) => states[index]!.limit - states[index]!.spent - states[index]!.reserved));
-      const affordable = price.outputPico > 0n ? Number((BigInt(Math.max(0, remaining)) * 1000n - inputNano * 1000n) / (price.outputPico * BigInt(choices))) : Number.MAX_SAFE_INTEGER;
-      const maximum = Math.min(...selected.map(({ budget }) => budget.maxOutputTokens));
-      injectedCap = Math.max(0, Math.min(maximum, affordable));
+    if (outputCap === undefined && ai.api !== 'openai.embeddings' && enforced.length > 0) {
+      const remaining = Math.min(...enforced.map((entry) => remainingOf(states[selected.indexOf(entry)]!)));
+      const affordable = price.outputPico > 0n ? (BigInt(Math.max(0, remaining)) * 1000n - inputNano * 1000n) / (price.outputPico * BigInt(choices)) : BigInt(Number.MAX_SAFE_INTEGER);
+      const maximum = Math.min(...enforced.map(({ budget }) => budget.maxOutputTokens));
+      injectedCap = Math.max(0, Math.min(maximum, Number(affordable < 0n ? 0n : affordable)));
       outputCap = injectedCap;
     }
-    const worstCaseNano = Number(inputNano + ceilDiv(BigInt((outputCap ?? 0) * choices) * price.outputPico, 1000n));
+    const worstCase = inputNano + ceilDiv(BigInt(outputCap ?? 0) * BigInt(choices) * price.outputPico, 1000n);
+    // An enforced budget that cannot pay for the worst case refuses before anything is reserved
+    // (also keeps absurd caps, beyond any budget, out of the ledger's integer range).
+    const unaffordable = enforced.find((entry) => worstCase > BigInt(Math.max(0, remainingOf(states[selected.indexOf(entry)]!))));
+    if (unaffordable || (injectedCap !== undefined && injectedCap < 1)) {
+      const entry = unaffordable ?? enforced[0]!;
+      observer.event(entry.budget.name, 'blocked');
+      return exceeded(decided, entry, states[selected.indexOf(entry)]!, nowMs);
+    }
+    const worstCaseNano = Number(worstCase > BigInt(Number.MAX_SAFE_INTEGER) ? BigInt(Number.MAX_SAFE_INTEGER) : worstCase);
 
-    const enforced = selected.filter(({ budget }) => budget.mode === 'enforce');
-    const tracked = selected.filter(({ budget }) => budget.mode !== 'enforce');
     // Dry-run budgets decide and count, never hold money or deny.
     let warning: Decision | undefined;
     for (const entry of tracked) {
@@ -157,11 +167,6 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
       }
     }
     if (enforced.length === 0) return { ...(warning ?? decided), budget: outcome(decided.id, selected, [], worstCaseNano, statusOf(selected, states, worstCaseNano, false), injectedCap, downgradedTo, downgradedBy) };
-    if (injectedCap !== undefined && injectedCap < 1) {
-      const tightest = tightestIndex(selected, states);
-      observer.event(selected[tightest]!.budget.name, 'blocked');
-      return exceeded(decided, selected[tightest]!, states[tightest]!, nowMs);
-    }
 
     let reserved: Awaited<ReturnType<BudgetLedger['reserve']>>;
     try {
@@ -277,6 +282,10 @@ function routeFor(policy: CompiledPolicy, model: string): string | undefined {
   let best: string | undefined;
   for (const route of routes) if (createModelMatcher([route]).matches(model) && (!best || route.length > best.length)) best = route;
   return best;
+}
+
+function remainingOf(state: AccountState): number {
+  return state.limit - state.spent - state.reserved;
 }
 
 function percent(consumed: number, limit: number): number {

@@ -64,6 +64,13 @@ function zonedMidnight(year: number, month: number, day: number, timeZone: strin
     const wallAsUtc = Date.UTC(wall.year, wall.month - 1, wall.day, wall.hour, wall.minute, wall.second);
     guess = asUtc - (wallAsUtc - guess);
   }
+  // Where midnight does not exist (a DST jump at 00:00, e.g. America/Santiago), the day starts at
+  // the first instant its wall clock shows the date: step to the next whole hour until it does.
+  for (let step = 0; step < 3; step++) {
+    const wall = wallClock(guess, timeZone);
+    if (Date.UTC(wall.year, wall.month - 1, wall.day) >= asUtc) break;
+    guess += (60 - wall.minute) * 60_000 - wall.second * 1000;
+  }
   return guess;
 }
 

@@ -161,7 +161,9 @@ const budgetSchema = z
     description: z.string().optional(),
     key: z.array(z.enum(BUDGET_DIMENSIONS)).min(1).describe('Governance fields whose values make the budget account (one budget per team, per customer, …).'),
     selector: selectorSchema.optional().describe('Which requests spend from this budget; absent = all AI requests.'),
-    amount: usd.describe('What one account may spend per period, in USD.'),
+    amount: usd
+      .refine((value) => Number(value) >= 1e-9 && Number(value) <= 9_000_000, 'must be between 0.000000001 and 9000000 USD (budgets count in nano-dollars)')
+      .describe('What one account may spend per period, in USD.'),
     period: z
       .union([z.enum(['daily', 'weekly', 'monthly']), z.string().regex(DURATION_PATTERN, 'must be daily, weekly, monthly or a rolling duration such as 24h or 7d')])
       .describe('Calendar period (daily, weekly from Monday, monthly) in timeZone, or a rolling window such as 24h.'),

@@ -40,7 +40,8 @@ export function createAiPathMatcher(paths: Readonly<Partial<Record<AiApi, readon
     match(rawPath) {
       if (rawPath === undefined || rawPath.length === 0) return undefined;
       const query = rawPath.search(/[?#]/);
-      const path = stripTrailingSlash(query === -1 ? rawPath : rawPath.slice(0, query));
+      // Repeated slashes are one (as Envoy's merge_slashes and most servers treat them).
+      const path = stripTrailingSlash((query === -1 ? rawPath : rawPath.slice(0, query)).replace(/\/{2,}/g, '/'));
       for (const suffix of suffixes) {
         // A configured path always starts with '/', so endsWith lands on a segment boundary by itself.
         if (path.endsWith(suffix.path)) return suffix.api;

@@ -143,9 +143,11 @@ export function rewriteAiRequestBody(api: AiApi, json: Record<string, unknown>, 
   if (changes.outputCap !== undefined) {
     switch (api) {
       case 'openai.chat': {
-        const usesCompletion = isPresent(json.max_completion_tokens);
-        if (usesCompletion) patched.max_completion_tokens = changes.outputCap;
-        if (!usesCompletion || isPresent(json.max_tokens)) patched.max_tokens = changes.outputCap;
+        // max_completion_tokens is what every current chat model takes (reasoning models refuse
+        // max_tokens); a body that used max_tokens keeps it, changed.
+        const usesLegacy = isPresent(json.max_tokens);
+        if (usesLegacy) patched.max_tokens = changes.outputCap;
+        if (!usesLegacy || isPresent(json.max_completion_tokens)) patched.max_completion_tokens = changes.outputCap;
         break;
       }
       case 'openai.responses':

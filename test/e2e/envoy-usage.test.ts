@@ -143,6 +143,12 @@ function describeModelFromBody(get: () => Stack, mode: string): void {
       expect(get().llm.received(testId)).toEqual([]);
     });
 
+    it('reads the body of an AI path spelt with repeated slashes too', async () => {
+      const response = await httpRequest(`${get().stack.url}/v1//chat//completions`, { method: 'POST', headers: { ...context({ 'x-genops-team': 'product-team' }), ...json }, body: chatBody('claude-opus-4-1') });
+      expect(response.status, response.body).toBe(403);
+      expect(JSON.parse(response.body).reason_code).toBe('POLICY_DENY_MODEL');
+    });
+
     it('keeps gpt-4o and gpt-4o-mini apart: a tier allowed gpt-4o-mini only may not call gpt-4o', async () => {
       const basic = context({ 'x-genops-team': 'ml-research', 'x-genops-customer-tier': 'basic' });
       const denied = await httpRequest(`${get().stack.url}/v1/chat/completions`, { method: 'POST', headers: { ...basic, ...json }, body: chatBody('gpt-4o-2024-08-06') });

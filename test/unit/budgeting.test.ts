@@ -222,3 +222,44 @@ describe('budgets when the ledger is unreachable', () => {
     await expect(budgeter.settle(decision, record)).resolves.toBeUndefined();
   });
 });
+
+describe('budgets: limits of the arithmetic and dry-run budgets', () => {
+  const withShadow = POLICY.replace('  budgets:\n', `  budgets:
+    - name: shadow
+      key: [team]
+      amount: "0.000001"
+      period: daily
+      mode: dry-run
+`);
+
+  it('never lets a dry-run budget shorten or refuse a request', async () => {
+    const policy = loadPolicyText(withShadow, 'budgets.yaml');
+    const ledger = createMemoryBudgetLedger({ clock: () => Date.UTC(2026, 11, 1) });
+    const budgeter = createBudgeter({ ledger, policy: () => policy, clock: () => Date.UTC(2026, 11, 1), observer: { event: () => undefined, account: () => undefined, backendFailed: () => undefined, overshoot: () => undefined } });
+    const engine = createDecisionEngine({ policy: () => policy, newDecisionId: () => 'd-1' });
+    const governor = createGovernor({ engine, budgeter });
+    const decision = await Promise.resolve(governor.evaluate({ headers: (name) => ({ 'x-genops-team': 'ml-platform' })[name], ai: { request: { api: 'openai.chat', model: 'claude-sonnet-4-5', stream: false, outputCap: undefined, n: 1, inputEstimateTokens: 10, needsIncludeUsage: false } }, bodyBytes: 100, settles: true }));
+    // The enforced budget ($0.10) sets the cap; the exhausted dry-run one only warns.
+    expect(decision).toMatchObject({ result: 'WARNING', reasonCode: 'BUDGET_EXCEEDED', dryRun: true });
+    expect(decision.budget?.outputCap).toBe(1000);
+  });
+
+  it('refuses an absurd output cap with BUDGET_EXCEEDED instead of failing', async () => {
+    const { request } = setup();
+    const decision = await request('ml-platform', { outputCap: 1_000_000_000_000 });
+    expect(decision).toMatchObject({ result: 'BLOCKED', reasonCode: 'BUDGET_EXCEEDED', httpStatus: 429 });
+  });
+
+  it('refuses budget amounts the nano-dollar ledger cannot hold, at load time', () => {
+    expect(() => loadPolicyText(POLICY.replace('amount: "0.10"', 'amount: 10000000'), 'budgets.yaml')).toThrow(/spec\.budgets\[0\]\.amount: must be between 0\.000000001 and 9000000 USD/);
+  });
+});
+
+describe('budget periods where midnight does not exist', () => {
+  it('starts the day at the first instant its wall clock shows the date (America/Santiago, DST at 00:00)', () => {
+    // 2026-09-06: clocks in Santiago jump from 00:00 to 01:00 (UTC-4 → UTC-3).
+    const window = periodWindow({ kind: 'calendar', unit: 'daily', timeZone: 'America/Santiago' }, Date.parse('2026-09-05T12:00:00Z'));
+    expect(new Date(window.endMs).toISOString()).toBe('2026-09-06T04:00:00.000Z');
+    expect(window.endMs).toBeGreaterThan(Date.parse('2026-09-05T12:00:00Z'));
+  });
+});

@@ -51,3 +51,12 @@ describe('AI path matcher', () => {
     expect(PROVIDER_OF['anthropic.messages']).toBe('anthropic');
   });
 });
+
+describe('AI paths with repeated slashes', () => {
+  it('are the same AI path (a header decision must never skip the body model)', async () => {
+    const { createAiPathMatcher, DEFAULT_AI_PATHS } = await import('../../src/usage/ai-api.js');
+    const matcher = createAiPathMatcher(DEFAULT_AI_PATHS);
+    expect(matcher.match('/v1//chat/completions')).toBe('openai.chat');
+    expect(matcher.match('//openai//v1/messages//')).toBe('anthropic.messages');
+  });
+});

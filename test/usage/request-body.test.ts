@@ -174,7 +174,8 @@ describe('rewriting the forwarded body', () => {
   it('sets the output cap in each API\u2019s own field', () => {
     expect(JSON.parse(rewrite('openai.chat', { model: 'gpt-4o', max_completion_tokens: 4000 }, { outputCap: 256 }))).toEqual({ model: 'gpt-4o', max_completion_tokens: 256 });
     expect(JSON.parse(rewrite('openai.chat', { model: 'gpt-4o', max_tokens: 4000 }, { outputCap: 256 }))).toEqual({ model: 'gpt-4o', max_tokens: 256 });
-    expect(JSON.parse(rewrite('openai.chat', { model: 'gpt-4o' }, { outputCap: 256 }))).toEqual({ model: 'gpt-4o', max_tokens: 256 });
+    // No cap named: max_completion_tokens, the field reasoning models (o-series, gpt-5) accept.
+    expect(JSON.parse(rewrite('openai.chat', { model: 'o4-mini' }, { outputCap: 256 }))).toEqual({ model: 'o4-mini', max_completion_tokens: 256 });
     expect(JSON.parse(rewrite('openai.chat', { model: 'gpt-4o', max_tokens: 9, max_completion_tokens: 9 }, { outputCap: 5 }))).toEqual({ model: 'gpt-4o', max_tokens: 5, max_completion_tokens: 5 });
     expect(JSON.parse(rewrite('openai.responses', { model: 'gpt-4.1', input: 'x' }, { outputCap: 300 }))).toEqual({ model: 'gpt-4.1', input: 'x', max_output_tokens: 300 });
     expect(JSON.parse(rewrite('anthropic.messages', { max_tokens: 8192, model: 'claude-opus-4-1' }, { outputCap: 1000 }))).toEqual({ max_tokens: 1000, model: 'claude-opus-4-1' });
