@@ -6,7 +6,8 @@
  * ext_proc (inserted before the router) runs after Istio's jwt_authn and binds claims. The CUSTOM
  * ext_authz filter runs before it: istiod's listener builder adds CUSTOM authz, then authn — so
  * genops-mesh never sees a verified payload there. Both are asserted, so the README's account of
- * the limitation fails loudly the day Istio changes the order.
+ * the limitation fails loudly the day Istio changes the order. (With the CUSTOM governance the
+ * identity resources reach only the gateway: their sidecar selectors name ext_proc workloads.)
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -111,6 +112,16 @@ describe.each<IstioGovernance>(['ext-proc', 'ext-authz'])('deploy/istio/identity
       expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(0);
     });
 
+    it("binds claims at the sidecar for east-west callers too (the workload's own jwt_authn, then ext_proc)", async () => {
+      const testId = randomUUID();
+      const bearer = { authorization: `Bearer ${await token()}`, 'x-test-id': testId };
+      const allowed = await mesh.eastWest(CHAT, headers('ml-platform', bearer), chatBody);
+      expect(allowed.status, allowed.body).toBe(200);
+      expectJsonDenial(await mesh.eastWest(CHAT, headers('product-team', bearer), chatBody), 403, 'x_identity_mismatch');
+      expectJsonDenial(await mesh.eastWest(CHAT, headers('ml-platform', { 'x-jwt-payload': base64url(claims), 'x-test-id': testId }), chatBody), 401, 'x_identity_required');
+      expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(1);
+    });
+
     it("leaves a bad token to Istio's jwt_authn (401 from the proxy, genops-mesh never asked)", async () => {
       const { privateKey: strangerKey } = await generateKeyPair('RS256');
       const forgedToken = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'istio-test' }).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('10m').sign(strangerKey);
@@ -124,11 +135,6 @@ describe.each<IstioGovernance>(['ext-proc', 'ext-authz'])('deploy/istio/identity
       const names = await gatewayFilterNames(mesh);
       expect(names).toContain('envoy.filters.http.jwt_authn');
       expect(names.indexOf('envoy.filters.http.ext_authz')).toBeLessThan(names.indexOf('envoy.filters.http.jwt_authn'));
-      const sidecarNames = (await mesh.sidecar.listeners())
-        .filter((listener) => listener.address?.socket_address?.port_value === mesh.sidecarPort)
-        .flatMap((listener) => httpFilters(listener).map((filter) => filter.name as string));
-      expect(sidecarNames.indexOf('envoy.filters.http.ext_authz')).toBeLessThan(sidecarNames.indexOf('envoy.filters.http.jwt_authn'));
-
       const testId = randomUUID();
       const response = await mesh.throughGateway(CHAT, headers('ml-platform', { authorization: `Bearer ${await token()}`, 'x-test-id': testId }), chatBody);
       expectJsonDenial(response, 401, 'x_identity_required');
