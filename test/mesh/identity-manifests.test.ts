@@ -37,38 +37,40 @@ describe('Istio identity resources (deploy/istio/identity)', () => {
     objects = await kustomize('deploy/istio/identity');
   });
 
-  it('puts the user\'s RequestAuthentication on every proxy where genops-mesh decides, with the payload header', async () => {
-    const governed = all(await kustomize('deploy/istio'), 'AuthorizationPolicy').map((policy) => ({ namespace: policy.metadata.namespace, selector: policy.spec.selector }));
+  it("puts the user's RequestAuthentication on every proxy where genops-mesh binds claims (the ext_proc governance), with the payload header", async () => {
+    const extProcTargets = all(await kustomize('deploy/istio/ext-proc'), 'EnvoyFilter').map((filter) => ({ namespace: filter.metadata.namespace, labels: filter.spec.workloadSelector.labels as Record<string, string> }));
     const authentications = all(objects, 'RequestAuthentication');
-    expect(authentications.map((resource) => ({ namespace: resource.metadata.namespace, selector: resource.spec.selector })).sort((a, b) => a.namespace!.localeCompare(b.namespace!))).toEqual(
-      governed.sort((a, b) => a.namespace!.localeCompare(b.namespace!)),
-    );
+    expect(authentications.map((resource) => resource.metadata.namespace).sort()).toEqual(extProcTargets.map((target) => target.namespace).sort());
     for (const resource of authentications) {
+      // Each selects (at least) every proxy the ext_proc filter of its namespace is on.
+      const target = extProcTargets.find((candidate) => candidate.namespace === resource.metadata.namespace)!;
+      expect(target.labels).toMatchObject(resource.spec.selector.matchLabels);
       expect(resource.spec.jwtRules).toEqual([
         { issuer: 'https://auth.example.com', jwksUri: 'https://auth.example.com/.well-known/jwks.json', audiences: ['genops-ai-api'], forwardOriginalToken: true, outputPayloadToHeader: 'x-jwt-payload' },
       ]);
     }
   });
 
-  it('strips client-sent payload headers before jwt_authn and forwards its metadata to ext_authz, as the booted config does', () => {
+  it('strips client-sent payload headers before jwt_authn, and the ext_proc filter forwards its metadata, as the booted configs do', async () => {
     const filters = bootedFilters();
     const names = filters.map((filter) => filter.name);
     expect(names.indexOf('envoy.filters.http.header_mutation')).toBeLessThan(names.indexOf('envoy.filters.http.jwt_authn'));
-    const booted = {
-      strip: filters.find((filter) => filter.name === 'envoy.filters.http.header_mutation')!.typed_config,
-      namespaces: filters.find((filter) => filter.name === 'envoy.filters.http.ext_authz')!.typed_config.metadata_context_namespaces,
-    };
+    const strip = filters.find((filter) => filter.name === 'envoy.filters.http.header_mutation')!.typed_config;
     const envoyFilters = all(objects, 'EnvoyFilter');
     expect(envoyFilters.map((filter) => filter.metadata.namespace).sort()).toEqual(['genops', 'istio-system']);
     for (const filter of envoyFilters) {
       const patches = filter.spec.configPatches as Loose[];
-      const strip = patches.find((patch) => patch.patch.operation === 'INSERT_BEFORE')!;
-      expect(strip.match.listener.filterChain.filter.subFilter.name).toBe('envoy.filters.http.jwt_authn');
-      expect(strip.patch.value.typed_config).toEqual(booted.strip);
-      const merge = patches.find((patch) => patch.patch.operation === 'MERGE')!;
-      expect(merge.match.listener.filterChain.filter.subFilter.name).toBe('envoy.filters.http.ext_authz');
-      expect(merge.patch.value.typed_config.metadata_context_namespaces).toEqual(booted.namespaces);
-      expect(strip.match.context).toBe(filter.metadata.namespace === 'istio-system' ? 'GATEWAY' : 'SIDECAR_INBOUND');
+      const [patch, ...more] = patches;
+      expect(more).toHaveLength(0);
+      expect(patch!.patch.operation).toBe('INSERT_BEFORE');
+      expect(patch!.match.listener.filterChain.filter.subFilter.name).toBe('envoy.filters.http.jwt_authn');
+      expect(patch!.patch.value.typed_config).toEqual(strip);
+      expect(patch!.match.context).toBe(filter.metadata.namespace === 'istio-system' ? 'GATEWAY' : 'SIDECAR_INBOUND');
+    }
+    const bootedExtProc = parse(renderEnvoyConfig(read('deploy/envoy/ext-proc-jwt.yaml'), new Proxy({}, { get: () => '1' }) as Record<string, string>)) as Loose;
+    const bootedMetadata = (bootedExtProc.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters as Loose[]).find((filter) => filter.name === 'envoy.filters.http.ext_proc')!.typed_config.metadata_options;
+    for (const extProc of all(await kustomize('deploy/istio/ext-proc'), 'EnvoyFilter')) {
+      expect((extProc.spec.configPatches as Loose[])[0]!.patch.value.typed_config.extension_config.typed_config.metadata_options).toEqual(bootedMetadata);
     }
   });
 

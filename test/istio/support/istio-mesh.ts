@@ -23,6 +23,17 @@ import { startIstioProxy, type IstioProxy } from './start-istio-proxy.js';
 /** How genops-mesh is wired in: the CUSTOM AuthorizationPolicies, or the ext_proc EnvoyFilter. */
 export type IstioGovernance = 'ext-authz' | 'ext-proc';
 
+/**
+ * deploy/istio/identity applied too: its RequestAuthentications with the issuer's keys inline
+ * (`jwks` for `jwksUri`, as the issuer's endpoint is not reachable here), and the policy given
+ * `spec.identity`.
+ */
+export interface IstioIdentityOptions {
+  /** The issuer's JWKS, JSON. */
+  readonly jwks: string;
+  readonly policyIdentity: Record<string, unknown>;
+}
+
 export const GATEWAY_PRINCIPAL = 'spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account';
 export const MODEL_PRINCIPAL = 'spiffe://cluster.local/ns/genops/sa/ai-inference';
 /** A workload inside the mesh that calls the model directly (east-west), not through the gateway. */
@@ -77,7 +88,7 @@ function kustomizationResources(dir: string): string[] {
  * puts in a cluster) plus test/istio/fixtures/cluster.yaml, and two stock Envoys as the
  * ingress gateway and the claude-haiku workload's sidecar.
  */
-export async function startIstioMesh(governance: IstioGovernance): Promise<IstioMesh> {
+export async function startIstioMesh(governance: IstioGovernance, identity?: IstioIdentityOptions): Promise<IstioMesh> {
   const cleanups: (() => Promise<unknown> | void)[] = [];
   const stopAll = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
@@ -89,8 +100,9 @@ export async function startIstioMesh(governance: IstioGovernance): Promise<Istio
     cleanups.push(() => rmSync(work, { recursive: true, force: true }));
 
     const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as {
-      spec: { rateLimits: { capacity: number; refill: { amount: number } }[]; teams: Record<string, Record<string, unknown>> };
+      spec: { rateLimits: { capacity: number; refill: { amount: number } }[]; teams: Record<string, Record<string, unknown>>; identity?: Record<string, unknown> };
     };
+    if (identity) policy.spec.identity = identity.policyIdentity;
     policy.spec.teams['data-science'] = { ...policy.spec.teams['data-science'], principals: [EAST_WEST_CALLER.replace('spiffe://', '')] };
     policy.spec.rateLimits[0]!.capacity = RATE_LIMIT_CAPACITY;
     policy.spec.rateLimits[0]!.refill.amount = RATE_LIMIT_CAPACITY;
@@ -131,6 +143,19 @@ export async function startIstioMesh(governance: IstioGovernance): Promise<Istio
     const shipped = kustomizationResources('deploy/istio').filter((file) => governance === 'ext-authz' || !extAuthzOnly.includes(file));
     if (governance === 'ext-proc') shipped.push(...kustomizationResources('deploy/istio/ext-proc'));
     for (const file of shipped) copyFileSync(join(REPO_ROOT, file), join(appliedDir, file.replaceAll('/', '_')));
+    if (identity) {
+      for (const file of kustomizationResources('deploy/istio/identity')) {
+        const objects = readFileSync(join(REPO_ROOT, file), 'utf8').split(/^---$/m).map((document) => parse(document) as Record<string, any>).filter(Boolean); // eslint-disable-line @typescript-eslint/no-explicit-any
+        for (const object of objects) {
+          if (object.kind !== 'RequestAuthentication') continue;
+          for (const rule of object.spec.jwtRules) {
+            delete rule.jwksUri;
+            rule.jwks = identity.jwks;
+          }
+        }
+        writeFileSync(join(appliedDir, file.replaceAll('/', '_')), objects.map((object) => stringify(object)).join('---\n'));
+      }
+    }
 
     const istiod = await startIstiod({ meshConfig: join(REPO_ROOT, 'deploy/istio/mesh-config.yaml'), configDirs: [appliedDir, clusterDir], caCert: pki.ca, caKey: join(dirname(pki.ca), 'ca.key') });
     cleanups.push(() => istiod.stop());

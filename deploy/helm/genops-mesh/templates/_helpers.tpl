@@ -46,6 +46,10 @@ processing_mode:
   response_trailer_mode: SKIP
 allow_mode_override: true
 request_attributes: [connection.uri_san_peer_certificate]
+# The verified JWT payload of Istio's jwt_authn (deploy/istio/identity), which runs before this filter.
+metadata_options:
+  forwarding_namespaces:
+    untyped: [envoy.filters.http.jwt_authn]
 forward_rules:
   disallowed_headers:
     patterns:
