@@ -3,7 +3,6 @@
  * before the call, settled after it, exact under concurrency, shared by two replicas through Redis.
  */
 import { randomUUID } from 'node:crypto';
-import { request as httpRequestRaw } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import {
   type GovernanceStack,
   type StubLlm,
 } from '../support/index.js';
+import { disconnectMidResponse } from '../support/disconnect-mid-response.js';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.js';
 import { genopsViolations } from '../telemetry/genops-conformance.js';
@@ -147,22 +147,7 @@ describe('budgets through the real Envoy (ext_proc)', () => {
 
   it('charges a stream the client cancels its estimate, and frees the rest of its reservation', async () => {
     const project = `cancel-${randomUUID().slice(0, 6)}`;
-    const url = new URL(`${stack.url}/v1/messages`);
-    const requestBody = body();
-    await new Promise<void>((resolve, reject) => {
-      const request = httpRequestRaw({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { ...headers(project, { [STUB_USAGE_HEADER]: JSON.stringify({ input: 40, output: 900 }) }), 'content-length': Buffer.byteLength(requestBody) } }, (response) => {
-        let chunks = 0;
-        response.on('data', () => {
-          if (++chunks === 2) {
-            request.destroy();
-            resolve();
-          }
-        });
-        response.on('error', () => undefined);
-      });
-      request.on('error', (error) => (/socket hang up|aborted/.test(error.message) ? undefined : reject(error)));
-      request.end(requestBody);
-    });
+    await disconnectMidResponse(`${stack.url}/v1/messages`, { headers: headers(project, { [STUB_USAGE_HEADER]: JSON.stringify({ input: 40, output: 900 }) }), body: body() });
     const account = await eventually(async () => {
       const document = (await (await fetch(`${stack.service.adminUrl}/budgets`)).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
       const entry = document.budgets.flatMap((budget) => budget.accounts).find((candidate) => candidate.key === project);

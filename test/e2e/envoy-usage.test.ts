@@ -5,7 +5,6 @@
  * priced exactly, visible in /metrics and in the usage records of the decision log.
  */
 import { randomUUID } from 'node:crypto';
-import { request as httpRequestRaw } from 'node:http';
 import { rmSync, writeFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +22,7 @@ import {
   type GovernanceStack,
   type StubLlm,
 } from '../support/index.js';
+import { disconnectMidResponse } from '../support/disconnect-mid-response.js';
 import { context } from '../support/request-context.js';
 import { eventually, scrape } from '../telemetry/telemetry-support.js';
 
@@ -403,23 +403,9 @@ describe('usage when the client goes away mid-stream (ext_proc)', () => {
   it('charges the output streamed so far, estimated, once', async () => {
     const { stack } = get();
     const project = `gone-${randomUUID().slice(0, 8)}`;
-    const url = new URL(`${stack.url}/v1/messages`);
     const body = messagesBody('claude-sonnet-4-5', { stream: true });
-    await new Promise<void>((resolve, reject) => {
-      const request = httpRequestRaw({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { ...context({ 'x-genops-project': project }), ...json, 'content-length': Buffer.byteLength(body), [STUB_USAGE_HEADER]: JSON.stringify({ input: 1500, output: 600 }) } }, (response) => {
-        expect(response.statusCode).toBe(200);
-        let chunks = 0;
-        response.on('data', () => {
-          if (++chunks === 2) {
-            request.destroy();
-            resolve();
-          }
-        });
-        response.on('error', () => undefined);
-      });
-      request.on('error', (error) => (error.message.includes('socket hang up') || error.message.includes('aborted') ? undefined : reject(error)));
-      request.end(body);
-    });
+    const status = await disconnectMidResponse(`${stack.url}/v1/messages`, { headers: { ...context({ 'x-genops-project': project }), ...json, [STUB_USAGE_HEADER]: JSON.stringify({ input: 1500, output: 600 }) }, body });
+    expect(status).toBe(200);
     const record = await eventually(() => stack.service.logs().find((line) => line.event === 'usage' && line.project === project), 'the usage record', 15_000) as { tokens: { input: number; output: number }; estimated: boolean; outcome: string };
     expect(record).toMatchObject({ estimated: true, outcome: 'interrupted' });
     expect(record.tokens.input).toBe(1500);
