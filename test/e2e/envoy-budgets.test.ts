@@ -196,6 +196,13 @@ describe('budgets shared by two replicas through Redis', () => {
     llm = await startStubLlm({ chunkDelayMs: 100 });
     redis = await startRedis();
     stacks = await Promise.all([0, 1].map(() => startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv: { GENOPS_REDIS_URL: redis.url } })));
+    // Until a replica's Redis connection is up its budgets fail open (no hold): wait until each one reserves.
+    for (const stack of stacks) {
+      await eventually(async () => {
+        await httpRequest(`${stack.url}/v1/messages`, { method: 'POST', headers: headers(`warm-${randomUUID().slice(0, 6)}`, { 'x-genops-team': 'data-science' }), body: body() });
+        return (await scrape(stack.service.adminUrl)).value('genops_budget_decisions_total', { budget: 'science-daily', outcome: 'reserved' }) > 0 || undefined;
+      }, 'the replica to reserve through Redis');
+    }
   });
   afterAll(async () => {
     for (const stack of stacks) await stack.stop();
