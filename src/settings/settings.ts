@@ -31,6 +31,8 @@ export interface Settings {
   readonly tls: TlsSettings | undefined;
   /** Added to the wall clock that rate limits and budget periods read (tests of a period rollover). */
   readonly clockOffsetMs: number;
+  /** Worker processes sharing the gRPC and forward-auth ports (1 = this process serves alone). */
+  readonly workers: number;
 }
 
 /** Each flag and the environment variable it overrides. */
@@ -53,6 +55,7 @@ const SOURCES = {
   'tls-client-allow': 'GENOPS_TLS_CLIENT_ALLOW',
   'tls-reload-interval': 'GENOPS_TLS_RELOAD_INTERVAL_MS',
   'clock-offset': 'GENOPS_CLOCK_OFFSET_MS',
+  workers: 'GENOPS_WORKERS',
 } as const;
 type Flag = keyof typeof SOURCES;
 
@@ -90,7 +93,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     grpcPort: port(read('grpc-port'), 9001),
     adminPort: port(read('admin-port'), 9464),
     forwardAuthPort: port(read('forward-auth-port'), 0),
-    redisUrl: redis.value,
+    redisUrl: withRedisPassword(redis, env.GENOPS_REDIS_PASSWORD),
     redisTimeoutMs: integer(read('redis-timeout'), 50, 1, 60_000),
     rateLimitMaxBuckets: integer(read('rate-limit-max-buckets'), 1_000_000, 1, 100_000_000),
     logLevel: level as LogLevel,
@@ -100,6 +103,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     tracing: loadTracingSettings(env),
     tls: loadTlsSettings(read),
     clockOffsetMs: integer(read('clock-offset'), 0, -366 * 86_400_000, 366 * 86_400_000),
+    workers: integer(read('workers'), 1, 1, 64),
   });
 }
 
@@ -121,4 +125,21 @@ function integer(source: { value: string | undefined; name: string }, fallback: 
     throw new GenopsError('invalid_settings', `${source.name}=${source.value}: must be an integer from ${min} to ${max}`);
   }
   return value;
+}
+
+/**
+ * GENOPS_REDIS_PASSWORD (environment only: a flag would show in `ps`), written into the URL's
+ * user-info percent-encoded, so a Kubernetes Secret can hold the password alone and the URL
+ * stays a plain value. A URL that already carries a password and this setting is ambiguous.
+ */
+function withRedisPassword(redis: { value: string | undefined; name: string }, password: string | undefined): string | undefined {
+  if (password === undefined || password === '') return redis.value;
+  if (redis.value === undefined) throw new GenopsError('invalid_settings', 'GENOPS_REDIS_PASSWORD is set but GENOPS_REDIS_URL is not: set the URL of the Redis it opens');
+  if (password.length > 512 || /[\u0000-\u001f\u007f]/.test(password)) throw new GenopsError('invalid_settings', 'GENOPS_REDIS_PASSWORD: must be 1 to 512 characters without control characters');
+  const scheme = redis.value.indexOf('://') + 3;
+  const authority = redis.value.slice(scheme).split(/[/?#]/, 1)[0]!;
+  const userInfo = authority.includes('@') ? authority.slice(0, authority.lastIndexOf('@')) : undefined;
+  if (userInfo !== undefined && userInfo.includes(':')) throw new GenopsError('invalid_settings', `${redis.name} already carries a password and GENOPS_REDIS_PASSWORD is set: use one of them`);
+  const rest = userInfo === undefined ? redis.value.slice(scheme) : redis.value.slice(scheme + userInfo.length + 1);
+  return `${redis.value.slice(0, scheme)}${userInfo ?? ''}:${encodeURIComponent(password)}@${rest}`;
 }
