@@ -6,14 +6,14 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPolicyFile } from '../../src/policy/policy-store.js';
 import { findEnvoy, renderEnvoyConfig, REPO_ROOT } from '../support/index.js';
 import { all, find, kustomize, type KubeObject } from './support/kube-tools.js';
-import { containerOf, expectGovernanceDeployment, expectGovernanceService } from './support/manifest-expectations.js';
+import { containerOf, expectGovernanceDeployment, expectGovernanceService, expectSharedStore } from './support/manifest-expectations.js';
 
 const read = (path: string) => readFileSync(join(REPO_ROOT, path), 'utf8');
 const OVERLAYS = ['standalone', 'istio', 'linkerd', 'consul'] as const;
@@ -47,9 +47,13 @@ describe('Kubernetes manifests (kustomize)', () => {
       expect(find(list, 'PodDisruptionBudget', 'genops-mesh').spec).toMatchObject({ minAvailable: 1, selector: { matchLabels: { app: 'genops-mesh' } } });
       expect(find(list, 'HorizontalPodAutoscaler', 'genops-mesh').spec).toMatchObject({ scaleTargetRef: { kind: 'Deployment', name: 'genops-mesh' }, minReplicas: 2 });
       expect(find(list, 'Namespace', 'genops')).toBeDefined();
-      const base = ['Deployment', 'Service', 'ServiceAccount', 'ConfigMap', 'PodDisruptionBudget', 'HorizontalPodAutoscaler'];
+      const base = ['Deployment', 'Service', 'ServiceAccount', 'ConfigMap', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'StatefulSet', 'Secret', 'NetworkPolicy'];
       for (const object of list.filter((candidate) => base.includes(candidate.kind))) expect(object.metadata.namespace, `${object.kind}/${object.metadata.name}`).toBe('genops');
       expect(containerOf(find(list, 'Deployment', 'genops-mesh')).image).toBe('genops-mesh:0.1.0');
+    });
+
+    it('ships the shared store (Redis-compatible, noeviction, password from a Secret) and points every replica at it', () => {
+      expectSharedStore(objects(overlay), { store: 'genops-redis', secret: 'genops-redis', genopsPods: { app: 'genops-mesh' } });
     });
 
     it('ships the default policy, which the service loads', () => {
@@ -63,6 +67,28 @@ describe('Kubernetes manifests (kustomize)', () => {
         rmSync(dir, { recursive: true, force: true });
       }
     });
+  });
+
+  it('an overlay replaces the placeholder store password, and both the store and the service read the new one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'genops-k8s-overlay-'));
+    try {
+      writeFileSync(join(dir, 'kustomization.yaml'), [
+        'apiVersion: kustomize.config.k8s.io/v1beta1',
+        'kind: Kustomization',
+        `resources: [${relative(dir, join(REPO_ROOT, 'deploy/kubernetes/overlays/standalone'))}]`,
+        'secretGenerator:',
+        '  - { name: genops-redis, behavior: replace, literals: [password=s3cret-from-overlay] }',
+      ].join('\n'));
+      const list = await kustomize(relative(REPO_ROOT, dir));
+      const secrets = all(list, 'Secret');
+      expect(secrets).toHaveLength(1);
+      expect(Buffer.from(secrets[0]!.data.password, 'base64').toString()).toBe('s3cret-from-overlay');
+      expectSharedStore(list, { store: 'genops-redis', secret: secrets[0]!.metadata.name, genopsPods: { app: 'genops-mesh' } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const shipped = all(objects('standalone'), 'Secret')[0]!;
+    expect(Buffer.from(shipped.data.password, 'base64').toString(), 'the base ships an obvious placeholder').toBe('change-me-in-your-overlay');
   });
 
   it('standalone: opts the pods out of every mesh', () => {
