@@ -87,6 +87,12 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     throw new GenopsError('invalid_settings', `${redis.name}=${redis.value}: must be a redis:// or rediss:// URL`);
   }
 
+  const workers = read('workers');
+  const workerCount = integer(workers, 1, 1, 64);
+  if (workerCount > 1 && redis.value === undefined) {
+    throw new GenopsError('invalid_settings', `${workers.name}=${workerCount} needs GENOPS_REDIS_URL: in memory each worker would enforce its own rate limits and budgets (${workerCount} x each); set GENOPS_REDIS_URL or run one worker`);
+  }
+
   return Object.freeze({
     policyPath: read('policy').value,
     listenHost: read('host').value ?? '0.0.0.0',
@@ -103,7 +109,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     tracing: loadTracingSettings(env),
     tls: loadTlsSettings(read),
     clockOffsetMs: integer(read('clock-offset'), 0, -366 * 86_400_000, 366 * 86_400_000),
-    workers: integer(read('workers'), 1, 1, 64),
+    workers: workerCount,
   });
 }
 
