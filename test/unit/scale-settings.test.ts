@@ -25,9 +25,16 @@ describe('GENOPS_REDIS_PASSWORD', () => {
 
 describe('GENOPS_WORKERS', () => {
   it('defaults to 1, takes --workers over the variable, and refuses what is not 1 to 64', () => {
+    const redis = { GENOPS_REDIS_URL: 'redis://h:1' };
     expect(load({}).workers).toBe(1);
-    expect(load({ GENOPS_WORKERS: '4' }).workers).toBe(4);
-    expect(load({ GENOPS_WORKERS: '4' }, ['--workers', '2']).workers).toBe(2);
-    for (const bad of ['0', '65', 'two', '1.5']) expect(() => load({ GENOPS_WORKERS: bad })).toThrow(`GENOPS_WORKERS=${bad}: must be an integer from 1 to 64`);
+    expect(load({ ...redis, GENOPS_WORKERS: '4' }).workers).toBe(4);
+    expect(load({ ...redis, GENOPS_WORKERS: '4' }, ['--workers', '2']).workers).toBe(2);
+    for (const bad of ['0', '65', 'two', '1.5']) expect(() => load({ ...redis, GENOPS_WORKERS: bad })).toThrow(`GENOPS_WORKERS=${bad}: must be an integer from 1 to 64`);
+  });
+
+  it('refuses more than one worker with in-memory limits and budgets, naming the setting at fault', () => {
+    expect(() => load({ GENOPS_WORKERS: '3' })).toThrow('GENOPS_WORKERS=3 needs GENOPS_REDIS_URL: in memory each worker would enforce its own rate limits and budgets (3 x each); set GENOPS_REDIS_URL or run one worker');
+    expect(() => load({}, ['--workers', '2'])).toThrow(/^--workers=2 needs GENOPS_REDIS_URL/);
+    expect(load({ GENOPS_WORKERS: '1' }).workers).toBe(1);
   });
 });
