@@ -3,7 +3,8 @@
  * through a real Redis, one admin endpoint on the primary (metrics aggregated, readiness of all),
  * a worker that dies replaced, SIGTERM draining every worker, the policy hot-reloaded in each.
  */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -29,6 +30,8 @@ spec:
       selector: { paths: ["/limited"] }
       capacity: 10
       refill: { amount: 10, every: 1h }
+  budgets:
+    - { name: customer-daily, key: [customerId], amount: "100", period: daily }
 `;
 
 const alive = (pid: number) => {
@@ -45,6 +48,27 @@ describe('GENOPS_WORKERS', () => {
     const result = spawnSync(process.execPath, [...SERVICE_NODE_FLAGS, SERVICE_ENTRY], { env: { PATH: process.env.PATH, GENOPS_WORKERS: '2', OTEL_SDK_DISABLED: 'true' }, encoding: 'utf8', timeout: 15_000 });
     expect(result.status).toBe(2);
     expect(result.stderr).toBe('genops-mesh: GENOPS_WORKERS=2 needs GENOPS_REDIS_URL: in memory each worker would enforce its own rate limits and budgets (2 x each); set GENOPS_REDIS_URL or run one worker\n');
+  });
+
+  it('stops with exit code 2 and the worker\'s one line when a worker cannot listen', async () => {
+    const taken = createServer();
+    const port = await new Promise<number>((resolve) => taken.listen(0, '127.0.0.1', () => resolve((taken.address() as AddressInfo).port)));
+    try {
+      const redis = await startRedis();
+      try {
+        const env = { PATH: process.env.PATH, GENOPS_WORKERS: '2', GENOPS_REDIS_URL: redis.url, GENOPS_LISTEN_HOST: '127.0.0.1', GENOPS_GRPC_PORT: String(await freePort()), GENOPS_ADMIN_PORT: String(await freePort()), GENOPS_FORWARD_AUTH_PORT: String(port), OTEL_SDK_DISABLED: 'true' };
+        const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+          execFile(process.execPath, [...SERVICE_NODE_FLAGS, SERVICE_ENTRY], { env, timeout: 20_000 }, (error, stdout, stderr) => resolve({ code: error ? (error.code as number | null) : 0, stdout, stderr }));
+        });
+        expect(result.code).toBe(2);
+        expect(result.stderr).toContain(`genops-mesh: cannot listen for forward-auth HTTP on 127.0.0.1:${port}: `);
+        expect(result.stdout).toContain('"event":"worker_failed_to_start"');
+      } finally {
+        await redis.stop();
+      }
+    } finally {
+      taken.close();
+    }
   });
 
   describe('two workers on one port', () => {
@@ -118,6 +142,10 @@ describe('GENOPS_WORKERS', () => {
       expect(after.value('genops_worker_restarts_total', {})).toBe(0);
       // One nodejs_version_info series, not one per worker.
       expect(after.find('nodejs_version_info')).toHaveLength(1);
+      // /budgets is served by the primary too, merged from the workers.
+      const budgets = await fetch(`${service.adminUrl}/budgets`);
+      expect(budgets.status).toBe(200);
+      expect(((await budgets.json()) as { budgets: { name: string }[] }).budgets.map((budget) => budget.name)).toEqual(['customer-daily']);
     });
 
     it('shares rate limits through Redis: both workers together admit one bucket', async () => {
