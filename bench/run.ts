@@ -376,7 +376,7 @@ async function main(): Promise<void> {
   // Identity (issue 13): its own services, one group in interleaved rounds: --scenario identity/
   const identity = identitySteps({ durationS: options.durationS, warmupS: options.warmupS, workDir: work, policyPath: join(REPO_ROOT, 'bench/policy.yaml') });
   // GENOPS_WORKERS (issue 19): one group in interleaved rounds: --scenario workers/
-  const workers = workerSteps({ durationS: options.durationS, warmupS: options.warmupS, workDir: work, policyPath: join(REPO_ROOT, 'bench/policy.yaml'), workers: options.workers });
+  const workers = workerSteps({ durationS: options.durationS, warmupS: options.warmupS, workDir: work, policyPath: join(REPO_ROOT, 'bench/policy.yaml'), workers: options.workers, httpBody: paths.httpBody, httpHeaders: HTTP_HEADERS });
   const groups: Step[][] = [...buildSteps(options, paths), identity.steps, workers.steps];
   const selected = (id: string) => options.scenarios.length === 0 || options.scenarios.some((prefix) => id.startsWith(prefix));
   const memorySelected = selected('memory/keys');

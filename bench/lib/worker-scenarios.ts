@@ -1,10 +1,16 @@
 /**
- * GENOPS_WORKERS scenarios (issue 19): direct Check, closed loop, with one worker and with two,
- * both on the same real Redis (two workers need it), measured back to back in one run.
+ * GENOPS_WORKERS scenarios (issue 19), with one worker and with N, all on the same real Redis
+ * (more than one worker needs it), measured in interleaved rounds of one run:
+ * - workers/<n>/check/closed: direct Check, h2load 4 connections × 16 streams;
+ * - workers/<n>/envoy-ext-proc/closed: the AI exchange through Envoy (deploy/envoy/ext-proc.yaml,
+ *   `--concurrency 2`, so two connections to the service) to the bench's Go upstream.
  * `npm run bench -- --scenario workers/`. CPU and RSS are the sum over the primary and its workers.
  */
 import { join } from 'node:path';
+import { startEnvoy, type RunningEnvoy } from '../../src/demo/start-envoy.js';
 import { startService, type RunningService } from '../../src/demo/start-service.js';
+import { writeEnvoyTemplate } from './envoy-configs.js';
+import type { Fixtures } from './fixtures.js';
 import { startRedis, type RunningRedis } from '../../test/support/start-redis.js';
 import { encodeCheck } from './identity-scenarios.js';
 import { runH2load } from './load-tools.js';
@@ -21,11 +27,22 @@ export interface WorkerStep {
   readonly section: 'direct-closed';
   readonly title: string;
   readonly expectedS: number;
-  prepare(): Promise<unknown>;
-  run(): Promise<ScenarioResult>;
+  prepare(fixtures: Fixtures): Promise<unknown>;
+  run(context: { fixtures: Fixtures }): Promise<ScenarioResult>;
 }
 
-export function workerSteps(options: { durationS: number; warmupS: number; workDir: string; policyPath: string; workers: readonly number[] }): { steps: WorkerStep[]; stopAll(): Promise<void> } {
+export interface WorkerStepOptions {
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly workDir: string;
+  readonly policyPath: string;
+  readonly workers: readonly number[];
+  /** The AI request h2load sends through Envoy: body file and headers. */
+  readonly httpBody: string;
+  readonly httpHeaders: readonly string[];
+}
+
+export function workerSteps(options: WorkerStepOptions): { steps: WorkerStep[]; stopAll(): Promise<void> } {
   const dir = join(options.workDir, 'workers');
   let redis: Promise<RunningRedis> | undefined;
   const services = new Map<number, Promise<RunningService>>();
@@ -57,9 +74,8 @@ export function workerSteps(options: { durationS: number; warmupS: number; workD
     prepare: () => service(workers),
     async run() {
       const running = await service(workers);
-      const pids = [running.process.pid, ...running.logs().filter((line) => line.event === 'listening').map((line) => Number(line.pid))];
       const before = await readCounters(running.adminUrl);
-      const samplers = [...new Set(pids)].map((pid) => sampleUsage(pid));
+      const samplers = servicePids(running).map((pid) => sampleUsage(pid));
       const load = await runH2load({ url: `http://127.0.0.1:${running.grpcPort}${CHECK_PATH}`, connections: 4, streams: 16, durationS: options.durationS, warmupS: options.warmupS, bodyFile: body(), headers: GRPC_HEADERS, logFile: join(dir, 'h2load.log') });
       const usage = sumUsage(samplers.map((sampler) => sampler.stop()));
       const after = await readCounters(running.adminUrl);
@@ -67,15 +83,54 @@ export function workerSteps(options: { durationS: number; warmupS: number; workD
     },
   });
 
+  const envoys = new Map<number, Promise<RunningEnvoy>>();
+  const envoy = (workers: number, fixtures: Fixtures) => {
+    let started = envoys.get(workers);
+    if (!started) {
+      started = (async () => {
+        const [running, upstream] = [await service(workers), await fixtures.upstream()];
+        return startEnvoy({ config: writeEnvoyTemplate('ext-proc', dir), vars: { GENOPS_HOST: running.host, GENOPS_PORT: running.grpcPort, UPSTREAM_PORT: upstream.port }, concurrency: 2 });
+      })();
+      envoys.set(workers, started);
+    }
+    return started;
+  };
+
+  const throughEnvoy = (workers: number): WorkerStep => ({
+    id: `workers/${workers}/envoy-ext-proc/closed`,
+    section: 'direct-closed',
+    title: `AI exchange through Envoy --concurrency 2 + ext_proc, GENOPS_WORKERS=${workers} (h2load: 4 connections × 16 streams)`,
+    expectedS: options.durationS + options.warmupS + 1,
+    prepare: (fixtures) => envoy(workers, fixtures),
+    async run(context) {
+      const running = await service(workers);
+      const proxy = await envoy(workers, context.fixtures);
+      const before = await readCounters(running.adminUrl);
+      const samplers = servicePids(running).map((pid) => sampleUsage(pid));
+      const envoyUsage = sampleUsage(proxy.process.pid);
+      const load = await runH2load({ url: `${proxy.url}/v1/chat/completions`, connections: 4, streams: 16, durationS: options.durationS, warmupS: options.warmupS, bodyFile: options.httpBody, headers: options.httpHeaders, logFile: join(dir, 'h2load.log') });
+      const usage = sumUsage(samplers.map((sampler) => sampler.stop()));
+      const after = await readCounters(running.adminUrl);
+      return { id: this.id, section: 'direct-closed', title: this.title, load, usage, envoyUsage: envoyUsage.stop(), decisions: delta(after.decisions, before.decisions) };
+    },
+  });
+
   return {
-    steps: options.workers.map(step),
+    steps: [...options.workers.map(step), ...options.workers.map(throughEnvoy)],
     async stopAll() {
+      for (const started of envoys.values()) await (await started.catch(() => undefined))?.stop().catch(() => undefined);
+      envoys.clear();
       for (const started of services.values()) await (await started.catch(() => undefined))?.stop({ timeoutMs: 15_000 }).catch(() => undefined);
       services.clear();
       await (await redis?.catch(() => undefined))?.stop();
       redis = undefined;
     },
   };
+}
+
+/** The service's process and, with workers, each worker's (from their `listening` log lines). */
+function servicePids(running: RunningService): number[] {
+  return [...new Set([running.process.pid, ...running.logs().filter((line) => line.event === 'listening').map((line) => Number(line.pid))])];
 }
 
 function sumUsage(usages: readonly (ProcessUsage | undefined)[]): ProcessUsage | undefined {
