@@ -53,6 +53,15 @@ export const PROVIDER_OF: Readonly<Record<AiApi, Provider>> = Object.freeze({
   'bedrock.converse-stream': 'bedrock',
 });
 
+/** The OpenTelemetry GenAI conventions' gen_ai.provider.name of each provider. */
+export const GEN_AI_PROVIDER_NAME: Readonly<Record<Provider, string>> = Object.freeze({
+  openai: 'openai',
+  azure: 'azure.ai.openai',
+  anthropic: 'anthropic',
+  google: 'gcp.gemini',
+  bedrock: 'aws.bedrock',
+});
+
 /**
  * The body and response format of each API. Azure OpenAI speaks OpenAI's formats; Gemini's
  * two methods share one body; Bedrock's two share one body (the stream is told by its content type).
