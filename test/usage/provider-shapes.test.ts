@@ -380,4 +380,25 @@ spec:
     // 1000 bytes × $1/M + 100 × $5/M = $0.0015
     expect(allowed.budget?.worstCaseNano).toBe(1_500_000);
   });
+
+  it('a budget past its downgrade threshold leaves a path model (and an Azure deployment) alone: reserved at its own price', async () => {
+    const policy = loadPolicyText(POLICY.replace('period: daily, selector', 'period: daily, downgrade: { at: 0.01, model: claude-haiku-4-5 }, selector'), 'downgrade.yaml');
+    const engine = createDecisionEngine({ policy: () => policy });
+    const budgeter = createBudgeter({ ledger: createMemoryBudgetLedger({ clock: () => 0 }), policy: () => policy, clock: () => Date.UTC(2026, 11, 1), observer: { event() {}, account() {}, backendFailed() {}, overshoot() {} } });
+    const governor = createGovernor({ engine, budgeter });
+    const decide = (ai: AiRequest) => Promise.resolve(governor.evaluate({ headers: (name) => ({ 'x-genops-team': 'product-team' })[name], ai: { request: ai }, bodyBytes: 1000, settles: true }));
+    // The first request holds $0.0045 of $10: past the 0.01 % threshold for every later one.
+    const first = await decide(parsed('anthropic.messages', { model: 'claude-sonnet-4-5', max_tokens: 100, messages: [] }));
+    expect(first.budget?.downgradedTo).toBeUndefined();
+    const body = await decide(parsed('anthropic.messages', { model: 'claude-sonnet-4-5', max_tokens: 100, messages: [] }));
+    expect(body.budget?.downgradedTo).toBe('claude-haiku-4-5');
+    const bedrock = await decide(parsed('bedrock.converse', { messages: [], inferenceConfig: { maxTokens: 100 } }, 'us.anthropic.claude-sonnet-4-5-20250929-v1:0'));
+    expect(bedrock).toMatchObject({ result: 'ALLOWED', context: { model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0' } });
+    expect(bedrock.budget?.downgradedTo).toBeUndefined();
+    // 1000 bytes × $3/M + 100 × $15/M = $0.0045, the Sonnet price
+    expect(bedrock.budget?.worstCaseNano).toBe(4_500_000);
+    const azure = await decide(parsed('azure.responses', { model: 'claude-sonnet-4-5', input: 'x', max_output_tokens: 100 }));
+    expect(azure.result).toBe('ALLOWED');
+    expect(azure.budget?.downgradedTo).toBeUndefined();
+  });
 });
