@@ -117,7 +117,6 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const principal = principalOf(request.attributes);
         const jwtMetadata = metadataNamespace(request.metadata_context, JWT_AUTHN_NAMESPACE);
         const route = headers(':method') === 'POST' ? policy().usage.paths.route(path) : undefined;
-        const api = route?.api;
         if (route && !request.request_headers?.end_of_stream) {
           awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata };
           return { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
