@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     metrics,
   });
   const forwardAuth = settings.forwardAuthPort > 0
-    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('forward_auth')), reporter, now }), logger, tls: serviceTls })
+    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('forward_auth'), { withoutJwtMetadata: true }), reporter, now }), logger, tls: serviceTls })
     : undefined;
   const admin = await startAdminServer({
     host: settings.listenHost,

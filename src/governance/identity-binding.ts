@@ -18,6 +18,8 @@ export interface IdentityEvidence {
    * verifying (GENOPS_TRUST_PAYLOAD_HEADER). Without it the header is never read.
    */
   readonly payloadHeaderTrusted?: boolean | undefined;
+  /** The adapter carries no jwt_authn metadata at all (forward auth): a named metadata key cannot apply. */
+  readonly withoutJwtMetadata?: boolean | undefined;
 }
 
 export interface IdentityViolation {
@@ -201,13 +203,13 @@ export function bearerChallenge(reasonCode: string | undefined): string {
 type Claims = Readonly<Record<string, unknown>>;
 
 /**
- * The verified payload, from the one source the policy names: the jwt_authn metadata (a channel
- * a client cannot write; its absence means no token, never "look at a header"), or else the
- * payload header, and that only where the adapter vouches that its proxy strips client copies.
- * `ignored` explains a header that was sent but not read.
+ * The verified payload. Where the adapter carries jwt_authn metadata and the policy names a key,
+ * only from there (a channel a client cannot write; its absence means no token, never "look at a
+ * header"); otherwise from the payload header, and that only where the adapter vouches that its
+ * proxy strips client copies. `ignored` explains a header that was sent but not read.
  */
 function readPayload(evidence: IdentityEvidence, identity: CompiledIdentity): { claims?: Claims; source: IdentityOutcome['source']; error?: string; ignored?: string } {
-  if (identity.metadataKey !== undefined) {
+  if (identity.metadataKey !== undefined && !evidence.withoutJwtMetadata) {
     const fromMetadata = evidence.jwtMetadata?.[identity.metadataKey];
     return isObject(fromMetadata) ? { claims: fromMetadata, source: 'jwt_metadata' } : { source: 'none' };
   }
@@ -215,7 +217,7 @@ function readPayload(evidence: IdentityEvidence, identity: CompiledIdentity): { 
   const header = evidence.headers(identity.payloadHeader);
   if (header === undefined || header.trim() === '') return { source: 'none' };
   if (!evidence.payloadHeaderTrusted) {
-    return { source: 'none', ignored: ` (${identity.payloadHeader} is not read here: GENOPS_TRUST_PAYLOAD_HEADER does not name this proxy as one that removes client-sent copies)` };
+    return { source: 'none', ignored: ` (${identity.payloadHeader} is not read here: GENOPS_TRUST_PAYLOAD_HEADER does not name this adapter as one whose proxy removes client-sent copies)` };
   }
   try {
     const decoded: unknown = JSON.parse(Buffer.from(header.trim(), 'base64url').toString('utf8'));

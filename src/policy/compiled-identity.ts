@@ -3,7 +3,7 @@ import type { PolicyMode } from './policy-schema.js';
 
 /** `spec.identity` in the shape the identity binding evaluates. */
 export interface CompiledIdentity {
-  /** The one source of claims: a jwt_authn metadata key, or else a payload header (read only where the adapter trusts it). */
+  /** The jwt_authn metadata key: the only source on adapters that carry metadata. Undefined when only a payload header is named. */
   readonly metadataKey: string | undefined;
   readonly payloadHeader: string | undefined;
   readonly issuers: ReadonlySet<string> | undefined;
@@ -40,7 +40,7 @@ export function compileIdentity(identity: IdentityPolicy | undefined, effective:
   }
   const required = identity.required;
   return {
-    metadataKey: identity.jwt.payloadHeader === undefined ? (identity.jwt.metadataKey ?? DEFAULT_METADATA_KEY) : undefined,
+    metadataKey: identity.jwt.metadataKey ?? (identity.jwt.payloadHeader === undefined ? DEFAULT_METADATA_KEY : undefined),
     payloadHeader: identity.jwt.payloadHeader,
     issuers: identity.jwt.issuers ? new Set(identity.jwt.issuers) : undefined,
     audiences: identity.jwt.audiences ? new Set(identity.jwt.audiences) : undefined,

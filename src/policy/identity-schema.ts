@@ -41,18 +41,14 @@ const jwtSchema = z
       .string()
       .min(1)
       .optional()
-      .describe('The key jwt_authn writes the verified payload under (payload_in_metadata) in the dynamic-metadata namespace envoy.filters.http.jwt_authn. The only source of claims when named, and the default (jwt_payload) when payloadHeader is not named: its absence is no token, never a reason to read a header.'),
+      .describe('The key jwt_authn writes the verified payload under (payload_in_metadata) in the dynamic-metadata namespace envoy.filters.http.jwt_authn; default jwt_payload unless only payloadHeader is named. On ext_authz and ext_proc, which carry the metadata, it is the only source: no metadata is no token, never a reason to read a header.'),
     payloadHeader: z
       .string()
       .regex(/^[a-z0-9-]+$/, 'must be a lowercase header name')
       .optional()
-      .describe('Read the payload from this header instead (base64url JSON, as jwt_authn forward_payload_header and Istio outputPayloadToHeader write it), for proxies that cannot forward the metadata (forward auth). Read only on the adapters GENOPS_TRUST_PAYLOAD_HEADER names, whose proxy removes any client-sent copy before verifying; elsewhere ignored.'),
+      .describe('The payload as a header (base64url JSON, as jwt_authn forward_payload_header and Istio outputPayloadToHeader write it): read only on the adapters GENOPS_TRUST_PAYLOAD_HEADER names (their proxy removes client-sent copies before verifying), and there only when no metadataKey is named or the adapter carries no metadata (forward auth).'),
     issuers: z.array(z.string().min(1)).min(1).optional().describe('Accepted "iss" values; absent = any issuer Envoy verified.'),
     audiences: z.array(z.string().min(1)).min(1).optional().describe('The payload "aud" must contain one of these; absent = no audience rule.'),
-  })
-  .refine((jwt) => jwt.metadataKey === undefined || jwt.payloadHeader === undefined, {
-    message: 'name one source of the verified payload: metadataKey (ext_authz, ext_proc: the channel a client cannot write) or payloadHeader (forward auth, with GENOPS_TRUST_PAYLOAD_HEADER), not both',
-    path: ['payloadHeader'],
   });
 
 export const identitySchema = z

@@ -49,13 +49,14 @@ claims:
 
 const token = (claims: Record<string, unknown>) => ({ jwt_payload: { iss: 'https://issuer.test', sub: 'user-7', ...claims } });
 const headersOf = (headers: Record<string, string>) => (name: string) => headers[name];
-function decide(identity: string, input: { headers?: Record<string, string>; claims?: Record<string, unknown>; principal?: string; path?: string; trusted?: boolean }): Decision {
+function decide(identity: string, input: { headers?: Record<string, string>; claims?: Record<string, unknown>; principal?: string; path?: string; trusted?: boolean; forwardAuth?: boolean }): Decision {
   const decisionInput: DecisionInput = {
     headers: headersOf(input.headers ?? {}),
     principal: input.principal,
     path: input.path ?? '/v1/messages',
     jwtMetadata: input.claims ? token(input.claims) : undefined,
     payloadHeaderTrusted: input.trusted,
+    withoutJwtMetadata: input.forwardAuth,
   };
   return engineFor(identity).decide(decisionInput);
 }
@@ -170,7 +171,7 @@ claims: { project: { claim: project, mode: fill } }
       result: 'BLOCKED',
       reasonCode: 'x_identity_required',
       httpStatus: 401,
-      message: 'x-genops-team is bound to the token claim groups: a verified identity (bearer token) is required (x-jwt-payload is not read here: GENOPS_TRUST_PAYLOAD_HEADER does not name this proxy as one that removes client-sent copies)',
+      message: 'x-genops-team is bound to the token claim groups: a verified identity (bearer token) is required (x-jwt-payload is not read here: GENOPS_TRUST_PAYLOAD_HEADER does not name this adapter as one whose proxy removes client-sent copies)',
       identity: { source: 'none' },
     });
   });
@@ -178,9 +179,13 @@ claims: { project: { claim: project, mode: fill } }
   it('never falls back from the metadata key to a payload header: no metadata is no token', () => {
     const forged = Buffer.from(JSON.stringify({ groups: ['ml-platform'], customer: { id: 'acme' } })).toString('base64url');
     const headers = { 'x-genops-team': 'ml-platform', 'x-jwt-payload': forged };
-    for (const identity of [TEAM_FROM_GROUPS, `${TEAM_FROM_GROUPS}\njwt: { metadataKey: payload }`]) {
+    const both = `${TEAM_FROM_GROUPS}\njwt: { metadataKey: payload, payloadHeader: x-jwt-payload }`;
+    for (const identity of [TEAM_FROM_GROUPS, `${TEAM_FROM_GROUPS}\njwt: { metadataKey: payload }`, both]) {
       expect(decide(identity, { headers, trusted: true })).toMatchObject({ reasonCode: 'x_identity_required', identity: { source: 'none' } });
     }
+    // Forward auth carries no metadata: there the named header is the source, where trusted.
+    expect(decide(both, { headers, trusted: true, forwardAuth: true })).toMatchObject({ result: 'ALLOWED', identity: { source: 'payload_header' } });
+    expect(decide(both, { headers, forwardAuth: true }).reasonCode).toBe('x_identity_required');
     // With a token, the metadata decides whatever the header says.
     const header = Buffer.from(JSON.stringify({ groups: ['product-team'] })).toString('base64url');
     expect(decide(TEAM_FROM_GROUPS, { headers: { 'x-jwt-payload': header }, claims, trusted: true })).toMatchObject({ context: { team: 'ml-platform' }, identity: { source: 'jwt_metadata' } });
@@ -236,7 +241,6 @@ describe('identity policy validation', () => {
     expect(problemOf('claims: { model: { claim: model } }')).toMatch(/spec\.identity\.claims/);
     expect(problemOf('jwt: { payloadHeader: X-JWT-Payload }')).toMatch(/spec\.identity\.jwt\.payloadHeader.*lowercase header name/s);
     expect(problemOf('requried: true')).toMatch(/spec\.identity.*requried/s);
-    expect(problemOf('jwt: { metadataKey: payload, payloadHeader: x-jwt-payload }')).toMatch(/spec\.identity\.jwt\.payloadHeader.*name one source of the verified payload/s);
   });
 });
 
