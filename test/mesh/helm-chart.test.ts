@@ -68,6 +68,8 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
       { key: 'request.headers[x-forwarded-client-cert]', notValues: ['*;URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account'] },
     ]);
     expect(find(policies, 'AuthorizationPolicy', 'genops-mesh-workloads').spec).toEqual(parseObjects(read('deploy/istio/authorization-policy.yaml'))[1]!.spec);
+    // ...which only an mTLS connection makes trustworthy: the same STRICT PeerAuthentication for the governed workloads.
+    expect(find(objects, 'PeerAuthentication', 'genops-mesh-governed-strict').spec).toEqual(parseObjects(read('deploy/istio/authorization-policy.yaml'))[2]!.spec);
     const tags = find(objects, 'Telemetry').spec.tracing[0].customTags as Record<string, { header: { name: string } }>;
     expect(tags['genops.route']?.header.name).toBe('x-genops-route');
     expect(tags['genops.decision_id']?.header.name).toBe('x-genops-decision-id');

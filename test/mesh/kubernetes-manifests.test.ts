@@ -102,6 +102,9 @@ describe('Kubernetes manifests (kustomize)', () => {
         to: [{ operation: { paths: ['/v1/*'] } }],
         when: [{ key: 'request.headers[x-forwarded-client-cert]', notValues: ['*;URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account'] }],
       });
+      // That rule trusts x-forwarded-client-cert, which only an mTLS connection makes trustworthy: the governed workloads take no plaintext.
+      const strict = find(objects('istio'), 'PeerAuthentication', 'genops-governance-strict');
+      expect(strict.spec).toEqual({ selector: { matchLabels: { 'genops.ai/governance': 'ext-authz' } }, mtls: { mode: 'STRICT' } });
       // The gateway re-routes after the decision (istiod does not turn meshConfig clearRouteCache into Envoy config).
       const routeCache = find(objects('istio'), 'EnvoyFilter', 'genops-gateway-route-cache');
       expect(routeCache.metadata.namespace).toBe('istio-system');
