@@ -33,6 +33,13 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
     expect(read(`${CHART}/files/envoy-ext-authz.yaml`), 'run scripts/render-gateway-config.sh').toBe(read('deploy/envoy/ext-authz.yaml'));
   });
 
+  it('passes the /budgets token from the Secret an operator names, and leaves /budgets off without one', async () => {
+    const env = (objects: KubeObject[]) => envOf(containerOf(find(objects, 'Deployment', 'genops-mesh')));
+    expect(env(rendered.get('none')!).GENOPS_ADMIN_TOKEN).toBeUndefined();
+    const withToken = await template('mesh.mode=none', 'adminToken.existingSecret=genops-admin');
+    expect(env(withToken).GENOPS_ADMIN_TOKEN).toEqual({ secretKeyRef: { name: 'genops-admin', key: 'token' } });
+  });
+
   describe.each(MODES)('mode %s', (mode) => {
     it('renders the hardened Deployment, Service, ServiceAccount, policy ConfigMap, PDB and HPA', () => {
       const objects = rendered.get(mode)!;
