@@ -12,6 +12,8 @@ export interface WorkerPrimaryOptions {
   /** How long SIGTERM waits for the workers to drain before killing them. */
   readonly drainTimeoutMs: number;
   readonly logger: Logger;
+  /** Bearer token for /budgets (GENOPS_ADMIN_TOKEN); undefined = /budgets is off. */
+  readonly budgetsToken?: string | undefined;
   /** Past this many unexpected worker exits within restartWindowMs the primary gives up (exit 1): the pod restarts. */
   readonly maxRestarts?: number;
   readonly restartWindowMs?: number;
@@ -93,6 +95,7 @@ export async function startWorkerPrimary(options: WorkerPrimaryOptions): Promise
     metrics: { registry: createMergedRegistry(aggregator, own) } as Pick<Metrics, 'registry'> as Metrics,
     isReady: () => !draining && ready.size === options.workers,
     budgets: () => collectBudgets(),
+    budgetsToken: options.budgetsToken,
   });
 
   let budgetRequests = 0;

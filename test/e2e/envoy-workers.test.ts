@@ -44,7 +44,7 @@ describe('two workers behind Envoy --concurrency 2', () => {
       mode: 'ext-proc',
       upstreamPort: llm.port,
       policyPath: join(dir, 'policy.yaml'),
-      serviceEnv: { GENOPS_WORKERS: '2', GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '2000', LOG_LEVEL: 'debug' },
+      serviceEnv: { GENOPS_WORKERS: '2', GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '2000', GENOPS_ADMIN_TOKEN: 'envoy-workers-admin-token', LOG_LEVEL: 'debug' },
       envoyConcurrency: 2,
     });
   });
@@ -85,7 +85,7 @@ describe('two workers behind Envoy --concurrency 2', () => {
     expect(deciding, 'this customer\'s decisions made by both workers').toEqual(workers);
 
     const budgets = await eventually(async () => {
-      const document = (await (await fetch(`${stack.service.adminUrl}/budgets`)).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
+      const document = (await (await fetch(`${stack.service.adminUrl}/budgets`, { headers: { authorization: 'Bearer envoy-workers-admin-token' } })).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
       const account = document.budgets[0]!.accounts.find((candidate) => candidate.key.includes(customer));
       return account && account.reserved_usd === 0 ? account : undefined;
     }, 'every hold settled');

@@ -33,6 +33,13 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
     expect(read(`${CHART}/files/envoy-ext-authz.yaml`), 'run scripts/render-gateway-config.sh').toBe(read('deploy/envoy/ext-authz.yaml'));
   });
 
+  it('passes the /budgets token from the Secret an operator names, and leaves /budgets off without one', async () => {
+    const env = (objects: KubeObject[]) => envOf(containerOf(find(objects, 'Deployment', 'genops-mesh')));
+    expect(env(rendered.get('none')!).GENOPS_ADMIN_TOKEN).toBeUndefined();
+    const withToken = await template('mesh.mode=none', 'adminToken.existingSecret=genops-admin');
+    expect(env(withToken).GENOPS_ADMIN_TOKEN).toEqual({ secretKeyRef: { name: 'genops-admin', key: 'token' } });
+  });
+
   describe.each(MODES)('mode %s', (mode) => {
     it('renders the hardened Deployment, Service, ServiceAccount, policy ConfigMap, PDB and HPA', () => {
       const objects = rendered.get(mode)!;
@@ -68,6 +75,8 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
       { key: 'request.headers[x-forwarded-client-cert]', notValues: ['*;URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account'] },
     ]);
     expect(find(policies, 'AuthorizationPolicy', 'genops-mesh-workloads').spec).toEqual(parseObjects(read('deploy/istio/authorization-policy.yaml'))[1]!.spec);
+    // ...which only an mTLS connection makes trustworthy: the same STRICT PeerAuthentication for the governed workloads.
+    expect(find(objects, 'PeerAuthentication', 'genops-mesh-governed-strict').spec).toEqual(parseObjects(read('deploy/istio/authorization-policy.yaml'))[2]!.spec);
     const tags = find(objects, 'Telemetry').spec.tracing[0].customTags as Record<string, { header: { name: string } }>;
     expect(tags['genops.route']?.header.name).toBe('x-genops-route');
     expect(tags['genops.decision_id']?.header.name).toBe('x-genops-decision-id');
@@ -147,12 +156,18 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
     await expect(template('redis.enabled=false', 'autoscaling.enabled=false', 'replicaCount=3')).rejects.toThrow(/with 3 replicas \(replicaCount\)/);
     await expect(template('redis.enabled=false', 'autoscaling.enabled=false', 'replicaCount=1', 'workers=2')).rejects.toThrow(/workers=2/);
     await expect(template('redis.enabled=false', 'autoscaling.maxReplicas=1', 'autoscaling.minReplicas=1')).resolves.toBeDefined();
-    for (const objects of [await template('redis.enabled=false', 'autoscaling.enabled=false', 'replicaCount=1'), await template('redis.enabled=false', 'allowPerReplicaBudgets=true')]) {
+    const single = await template('redis.enabled=false', 'autoscaling.enabled=false', 'replicaCount=1');
+    const allowed = await template('redis.enabled=false', 'allowPerReplicaBudgets=true');
+    for (const objects of [single, allowed]) {
       expect(all(objects, 'StatefulSet')).toHaveLength(0);
       const env = envOf(containerOf(find(objects, 'Deployment', 'genops-mesh')));
       expect(env.GENOPS_REDIS_URL).toBeUndefined();
       expect(env.GENOPS_REDIS_PASSWORD).toBeUndefined();
     }
+    // One replica says so (no per-replica warning); several allowed ones keep the service's warning.
+    expect(envOf(containerOf(find(single, 'Deployment', 'genops-mesh'))).GENOPS_SINGLE_REPLICA).toBe('true');
+    expect(envOf(containerOf(find(allowed, 'Deployment', 'genops-mesh'))).GENOPS_SINGLE_REPLICA).toBeUndefined();
+    expect(envOf(containerOf(find(rendered.get('none')!, 'Deployment', 'genops-mesh'))).GENOPS_SINGLE_REPLICA).toBeUndefined();
     // A Redis of yours lifts the refusal.
     await expect(template('redis.enabled=false', 'redis.url=redis://redis.genops:6379/0')).resolves.toBeDefined();
   });

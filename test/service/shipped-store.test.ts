@@ -36,15 +36,17 @@ spec:
       period: daily
 `;
 
-type EnvEntry = { name: string; value?: string; valueFrom?: { secretKeyRef: { name: string; key: string } } };
+type EnvEntry = { name: string; value?: string; valueFrom?: { secretKeyRef: { name: string; key: string; optional?: boolean } } };
 
-/** A container's env as the kubelet resolves it from the rendered Secrets. */
+/** A container's env as the kubelet resolves it from the rendered Secrets (an optional reference to a missing one: unset). */
 function resolveEnv(objects: KubeObject[], container: KubeObject): Record<string, string> {
-  const secretValue = (ref: { name: string; key: string }) => {
+  const secretValue = (ref: { name: string; key: string; optional?: boolean }) => {
+    if (ref.optional && !objects.some((object) => object.kind === 'Secret' && object.metadata.name === ref.name)) return undefined;
     const secret = find(objects, 'Secret', ref.name);
     return secret.stringData?.[ref.key] ?? Buffer.from(secret.data[ref.key], 'base64').toString('utf8');
   };
-  return Object.fromEntries((container.env as EnvEntry[]).map((entry) => [entry.name, entry.value ?? secretValue(entry.valueFrom!.secretKeyRef)]));
+  const entries = (container.env as EnvEntry[]).map((entry) => [entry.name, entry.value ?? secretValue(entry.valueFrom!.secretKeyRef)] as const);
+  return Object.fromEntries(entries.filter((entry): entry is readonly [string, string] => entry[1] !== undefined));
 }
 
 /** The store's command line with $(VAR) expanded, on a loopback port and a temporary directory. */

@@ -34,6 +34,8 @@ spec:
     - { name: customer-daily, key: [customerId], amount: "100", period: daily }
 `;
 
+const ADMIN_TOKEN = 'workers-test-admin-token';
+
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -93,7 +95,7 @@ describe('GENOPS_WORKERS', () => {
       policyPath = join(mkdtempSync(join(tmpdir(), 'genops-workers-')), 'policy.yaml');
       writePolicy(policy('ml-platform: {}, data-science: {}'));
       forwardAuthPort = await freePort();
-      service = await startService({ policyPath, env: { GENOPS_WORKERS: '2', GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '2000', GENOPS_FORWARD_AUTH_PORT: String(forwardAuthPort), LOG_LEVEL: 'debug' } });
+      service = await startService({ policyPath, env: { GENOPS_WORKERS: '2', GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '2000', GENOPS_FORWARD_AUTH_PORT: String(forwardAuthPort), GENOPS_ADMIN_TOKEN: ADMIN_TOKEN, LOG_LEVEL: 'debug' } });
       await eventually(() => workerPids().length === 2, 'both workers listening');
     });
     afterAll(async () => {
@@ -143,7 +145,8 @@ describe('GENOPS_WORKERS', () => {
       // One nodejs_version_info series, not one per worker.
       expect(after.find('nodejs_version_info')).toHaveLength(1);
       // /budgets is served by the primary too, merged from the workers.
-      const budgets = await fetch(`${service.adminUrl}/budgets`);
+      const budgets = await fetch(`${service.adminUrl}/budgets`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      expect((await fetch(`${service.adminUrl}/budgets`)).status, 'not without the token').toBe(401);
       expect(budgets.status).toBe(200);
       expect(((await budgets.json()) as { budgets: { name: string }[] }).budgets.map((budget) => budget.name)).toEqual(['customer-daily']);
     });
