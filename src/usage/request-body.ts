@@ -31,12 +31,30 @@ export interface AiRequest {
    * nothing can be reserved for it and its response carries no usage.
    */
   readonly deferred?: 'batch' | 'background' | undefined;
+  /** The client signed the body (AWS SigV4): the service cannot change it (no cap, model or include_usage set). */
+  readonly signedBody?: boolean | undefined;
+}
+
+/** The body field that carries the output cap, as a client would write it. */
+export function outputCapField(api: AiApi): string {
+  switch (FORMAT_OF[api]) {
+    case 'openai.chat':
+      return 'max_completion_tokens';
+    case 'openai.responses':
+      return 'max_output_tokens';
+    case 'gemini':
+      return 'generationConfig.maxOutputTokens';
+    case 'bedrock.converse':
+      return 'inferenceConfig.maxTokens';
+    default:
+      return 'max_tokens';
+  }
 }
 
 /** A budget downgrade can send the request to another model by rewriting the body's `model`. */
-export function canChangeModel(request: Pick<AiRequest, 'api' | 'modelInPath' | 'deferred'>): boolean {
+export function canChangeModel(request: Pick<AiRequest, 'api' | 'modelInPath' | 'deferred' | 'signedBody'>): boolean {
   // Azure's body model, where it has one, names a deployment, not a model.
-  return request.modelInPath !== true && request.deferred === undefined && PROVIDER_OF[request.api] !== 'azure';
+  return request.modelInPath !== true && request.deferred === undefined && request.signedBody !== true && PROVIDER_OF[request.api] !== 'azure';
 }
 
 /** Every model a request names (see AiRequest.models). */

@@ -219,6 +219,21 @@ describe('provider shapes through the real Envoy (ext_proc)', () => {
     }
   });
 
+  it('under an enforced budget: a SigV4-signed Bedrock body is never changed; without a cap it is refused, naming the field', async () => {
+    const { stack, llm } = get();
+    const sigv4 = { authorization: 'AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7', 'x-amz-date': '20261201T120000Z' };
+    const uncapped = randomUUID();
+    const refused = await httpRequest(`${stack.url}/model/${encodeURIComponent(SONNET_BEDROCK)}/converse`, { method: 'POST', headers: { ...context({ 'x-genops-project': BUDGETED }), ...json, ...sigv4, 'x-test-id': uncapped }, body: converseBody({ inferenceConfig: { temperature: 0.2 } }) });
+    expect(refused.status, refused.body).toBe(400);
+    expect(JSON.parse(refused.body)).toMatchObject({ reason_code: 'x_output_cap_required', message: 'budget budgeted-project needs an output cap and the request body is signed (AWS SigV4), so the service cannot set one: send inferenceConfig.maxTokens' });
+    expect(llm.received(uncapped)).toEqual([]);
+    const capped = randomUUID();
+    const body = converseBody();
+    const passed = await httpRequest(`${stack.url}/model/${encodeURIComponent(SONNET_BEDROCK)}/converse`, { method: 'POST', headers: { ...context({ 'x-genops-project': BUDGETED }), ...json, ...sigv4, 'x-test-id': capped }, body });
+    expect(passed.status, passed.body).toBe(200);
+    expect(llm.received(capped)[0]!.body).toBe(body);
+  });
+
   it('under an enforced budget: a batch and a background response are refused (x_unreservable_request); without one they pass, uncounted', async () => {
     const { stack, llm } = get();
     for (const [path, body, what] of [

@@ -6,7 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { readAiBody } from '../../src/governance/ai-body.js';
+import { isBodySigned, readAiBody } from '../../src/governance/ai-body.js';
 import { createBudgeter } from '../../src/governance/budgeting.js';
 import { createDecisionEngine } from '../../src/governance/decision-engine.js';
 import { createGovernor } from '../../src/governance/governor.js';
@@ -379,6 +379,20 @@ spec:
     expect(allowed).toMatchObject({ result: 'ALLOWED', context: { model: 'us.anthropic.claude-haiku-4-5-20251001-v1:0' } });
     // 1000 bytes × $1/M + 100 × $5/M = $0.0015
     expect(allowed.budget?.worstCaseNano).toBe(1_500_000);
+  });
+
+  it('a SigV4-signed body is read but never rewritten; AWS\'s UNSIGNED-PAYLOAD is not signed', () => {
+    const policy = loadPolicyText(POLICY, 'signed.yaml');
+    const signed = (headers: Record<string, string>) => isBodySigned((name) => headers[name]);
+    expect(signed({ authorization: 'AWS4-HMAC-SHA256 Credential=AKID/20261201/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=abc' })).toBe(true);
+    expect(signed({ authorization: 'AWS4-HMAC-SHA256 Credential=x', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' })).toBe(false);
+    expect(signed({ 'x-amz-date': '20261201T120000Z' })).toBe(true);
+    expect(signed({ ':path': '/model/x/converse?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc' })).toBe(true);
+    expect(signed({ ':path': '/model/x/converse' })).toBe(false);
+    expect(signed({ authorization: 'Bearer ABSK-bedrock-api-key' })).toBe(false);
+    const read = readAiBody({ api: 'bedrock.converse', pathModel: 'amazon.nova-pro-v1:0' }, bytes({ messages: [] }), policy.usage, { canRewrite: true, signed: true });
+    expect(read.input.request).toMatchObject({ signedBody: true, outputCap: undefined });
+    expect(read.rewrite({ budget: { outputCap: 100 } } as never)).toBeUndefined();
   });
 
   it('a budget past its downgrade threshold leaves a path model (and an Azure deployment) alone: reserved at its own price', async () => {
