@@ -92,8 +92,7 @@ export function createEventStreamMeter(options: { readonly maxEventBytes?: numbe
         if (skipping > 0) return;
       }
       if (pendingBytes < 4) return;
-      const head = pending[0]!.length >= 4 ? pending[0]! : Buffer.concat(pending);
-      const total = head.readUInt32BE(0);
+      const total = leadingUInt32();
       if (total < MIN_MESSAGE_BYTES) {
         broken = true;
         return;
@@ -114,6 +113,19 @@ export function createEventStreamMeter(options: { readonly maxEventBytes?: numbe
       }
       onMessage(message);
     }
+  }
+
+  /** The first four pending bytes as a big-endian length, read across chunks without copying them all. */
+  function leadingUInt32(): number {
+    const first = pending[0]!;
+    if (first.length >= 4) return first.readUInt32BE(0);
+    let value = 0;
+    let read = 0;
+    for (const part of pending) {
+      for (let index = 0; index < part.length && read < 4; index += 1, read += 1) value = value * 256 + part[index]!;
+      if (read === 4) break;
+    }
+    return value;
   }
 
   /** Removes and returns the first `length` pending bytes. */
