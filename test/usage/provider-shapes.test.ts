@@ -438,3 +438,41 @@ spec:
     expect(azure.budget?.downgradedTo).toBeUndefined();
   });
 });
+
+describe('the event-stream reader under hostile bytes', () => {
+  it('never throws and stays bounded on 3,000 seeded mutations (flipped, truncated, spliced, bogus lengths), split at random bytes', () => {
+    const random = seededRandom(20261204);
+    const usage = tokenUsage({ input: 700, output: 90 });
+    const sources = [bedrockConverseStream({ model: 'x', usage }), bedrockInvokeStream({ model: 'claude-haiku-4-5', usage })];
+    for (let round = 0; round < 3000; round += 1) {
+      const source = sources[round % sources.length]!;
+      const mutated = Buffer.from(source);
+      switch (round % 4) {
+        case 0:
+          for (let flips = 1 + Math.floor(random() * 8); flips > 0; flips -= 1) mutated[Math.floor(random() * mutated.length)] = Math.floor(random() * 256);
+          break;
+        case 1:
+          // A length prefix claiming anything up to 4 GiB.
+          mutated.writeUInt32BE(Math.floor(random() * 0xffffffff), 0);
+          break;
+        case 2: {
+          const cut = Math.floor(random() * mutated.length);
+          mutated.copy(mutated, cut, Math.floor(random() * mutated.length));
+          break;
+        }
+        default:
+          break;
+      }
+      const bytes = round % 4 === 3 ? mutated.subarray(0, Math.floor(random() * mutated.length)) : mutated;
+      const api: AiApi = round % sources.length === 0 ? 'bedrock.converse-stream' : 'bedrock.invoke-stream';
+      const usageMeter = createUsageMeter({ api, contentType: EVENTSTREAM });
+      for (const chunk of splitAt(bytes, randomOffsets(random, bytes.length, 1 + Math.floor(random() * 20)))) {
+        usageMeter.push(chunk);
+        expect(usageMeter.retainedBytes).toBeLessThanOrEqual(bytes.length);
+      }
+      const report = usageMeter.end();
+      expect(report.estimatedOutputTokens).toBeGreaterThanOrEqual(0);
+      if (report.usage) expect(report.usage.input).toBeGreaterThanOrEqual(0);
+    }
+  });
+});
