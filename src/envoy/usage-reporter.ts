@@ -1,5 +1,6 @@
 import { ROOT_CONTEXT, SpanKind, trace, type Attributes } from '@opentelemetry/api';
 import { isFree, type UsageRecord } from '../governance/usage-accounting.js';
+import { GEN_AI_PROVIDER_NAME } from '../usage/ai-api.js';
 import { picoToUsdNumber } from '../usage/pricing.js';
 import { TOKEN_TYPES, tokensByType } from '../usage/token-usage.js';
 import { createBoundedLabel } from '../telemetry/bounded-label.js';
@@ -162,7 +163,7 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
       [A.usageOutcome]: record.outcome,
       [O.requestModel]: record.modelRequested,
       [O.responseModel]: record.modelServed,
-      [O.providerName]: record.provider,
+      [O.providerName]: GEN_AI_PROVIDER_NAME[record.provider],
       [O.inputTokens]: tokens.input,
       [O.outputTokens]: tokens.output,
     };
