@@ -13,7 +13,7 @@ import { startRedis } from '../support/start-redis.js';
 import { scrape } from '../telemetry/telemetry-support.js';
 
 const ADMIN_TOKEN = 'operator-chosen-admin-token-0123';
-const IDLE_MS = 1_500;
+const IDLE_MS = 3_000;
 
 let dir: string;
 beforeAll(() => {
