@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   if (settings.redisUrl) {
     const { connectRedis, waitForRedis } = await import('./limits/redis-connection.js');
     const { createRedisRateLimitStore } = await import('./limits/redis-rate-limit-store.js');
-    const client = connectRedis(settings.redisUrl, { timeoutMs: settings.redisTimeoutMs, onError: onBackendError });
+    const client = connectRedis(settings.redis!, { timeoutMs: settings.redisTimeoutMs, onError: onBackendError });
     // Serve either way: until Redis answers, each limit follows its failure mode.
     if (!(await waitForRedis(client, 2_000))) logger.warn({ event: 'backend_not_ready', backend: 'redis' }, 'redis is not reachable yet; rate limits follow their failure mode until it is');
     rateLimitStore = createRedisRateLimitStore({ client, clock });
