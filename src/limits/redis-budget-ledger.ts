@@ -11,7 +11,7 @@ import {
   spendRelevantUntilMs,
 } from './budget-account.js';
 import type { AccountState, BudgetAccount, BudgetLedger, ReserveRequest, ReserveResult, SettleRequest, SettleResult } from './budget-ledger.js';
-import { preloadScripts, type RedisClient } from './redis-connection.js';
+import { defineScript, preloadScripts, type RedisClient } from './redis-connection.js';
 import { escapeHashTag, groupBySlot } from './redis-slots.js';
 
 export interface RedisBudgetLedgerOptions {
@@ -236,7 +236,7 @@ end
 return states
 `;
 
-type ScriptCommand = (numKeys: number, ...args: (string | number)[]) => Promise<number[]>;
+type ScriptCommand = (keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
 
 interface AccountKeys {
   readonly acct: string;
@@ -259,16 +259,11 @@ export function createRedisBudgetLedger(options: RedisBudgetLedgerOptions): Redi
   const settledRetentionMaxMs = options.settledRetentionMaxMs ?? DEFAULT_SETTLED_RETENTION_MAX_MS;
   const settleRetryMs = options.settleRetryMs ?? 15_000;
   const settleRetryDelayMs = options.settleRetryDelayMs ?? 250;
-  client.defineCommand('genopsBudgetReserve', { lua: RESERVE_SCRIPT });
-  client.defineCommand('genopsBudgetRelease', { lua: RELEASE_SCRIPT });
-  client.defineCommand('genopsBudgetSettle', { lua: SETTLE_SCRIPT });
-  client.defineCommand('genopsBudgetState', { lua: STATE_SCRIPT });
+  const reserveScript = defineScript(client, 'genopsBudgetReserve', RESERVE_SCRIPT);
+  const releaseScript = defineScript(client, 'genopsBudgetRelease', RELEASE_SCRIPT);
+  const settleScript = defineScript(client, 'genopsBudgetSettle', SETTLE_SCRIPT);
+  const stateScript = defineScript(client, 'genopsBudgetState', STATE_SCRIPT);
   preloadScripts(client, [RESERVE_SCRIPT, RELEASE_SCRIPT, SETTLE_SCRIPT, STATE_SCRIPT]);
-  const commands = client as unknown as { genopsBudgetReserve: ScriptCommand; genopsBudgetRelease: ScriptCommand; genopsBudgetSettle: ScriptCommand; genopsBudgetState: ScriptCommand };
-  const reserveScript = commands.genopsBudgetReserve.bind(client);
-  const releaseScript = commands.genopsBudgetRelease.bind(client);
-  const settleScript = commands.genopsBudgetSettle.bind(client);
-  const stateScript = commands.genopsBudgetState.bind(client);
   let closed = false;
 
   const accountKeys = (account: BudgetAccount, reservationId = ''): AccountKeys => {
@@ -281,7 +276,7 @@ export function createRedisBudgetLedger(options: RedisBudgetLedgerOptions): Redi
 
   async function run(script: ScriptCommand, keys: string[], args: (string | number)[]): Promise<number[]> {
     try {
-      return await script(keys.length, ...keys, ...args);
+      return (await script(keys, args)) as number[];
     } catch (error) {
       throw new GenopsError('backend_unavailable', `redis: ${(error as Error).message}`, { cause: error });
     }

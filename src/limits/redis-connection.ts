@@ -107,3 +107,26 @@ export function preloadScripts(client: RedisClient, scripts: readonly string[]):
   if (client instanceof Cluster) client.on('+node', loadInto);
   if (client.status === 'ready') load();
 }
+
+type ScriptCall = (keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
+
+/**
+ * A Lua script as a function of (keys, args), run with EVALSHA (EVAL on
+ * NOSCRIPT). It is defined once per key count with a fixed number of keys:
+ * ioredis's auto-pipelining on a Cluster groups a command by its first
+ * argument, which for a script with a variable key count is the count, not a
+ * key — commands for different shards would share a pipeline and fail.
+ */
+export function defineScript(client: RedisClient, name: string, lua: string): ScriptCall {
+  const defined = new Map<number, (...args: (string | number)[]) => Promise<unknown>>();
+  return (keys, args) => {
+    let command = defined.get(keys.length);
+    if (!command) {
+      const commandName = `${name}${keys.length}`;
+      client.defineCommand(commandName, { lua, numberOfKeys: keys.length });
+      command = (client as unknown as Record<string, (...args: (string | number)[]) => Promise<unknown>>)[commandName]!.bind(client);
+      defined.set(keys.length, command);
+    }
+    return command(...keys, ...args);
+  };
+}

@@ -1,5 +1,5 @@
 import { GenopsError } from '../errors/genops-error.js';
-import { preloadScripts, type RedisClient } from './redis-connection.js';
+import { defineScript, preloadScripts, type RedisClient } from './redis-connection.js';
 import { groupBySlot } from './redis-slots.js';
 import { assertDebits, type BucketCheck, type BucketDebit, type BucketOutcome, type RateLimitStore, type TakeResult } from './rate-limit-store.js';
 import { admissionCost, lowestLevel, msUntil, refillRatePerMs, wholeTokens, type BucketSpec } from './token-bucket.js';
@@ -121,7 +121,7 @@ interface CachedDenial {
   readonly rate: number;
 }
 
-type ScriptCommand = (numKeys: number, ...args: (string | number)[]) => Promise<(string | number)[]>;
+type ScriptCommand = (keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
 
 export interface RedisRateLimitStoreOptions {
   readonly client: RedisClient;
@@ -162,20 +162,16 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
     const entry = deniedUntil.get(cacheKey(check));
     return entry && entry.capacity === check.capacity && entry.rate === refillRatePerMs(check) ? entry : undefined;
   };
-  client.defineCommand('genopsTakeTokens', { lua: TAKE_SCRIPT });
-  client.defineCommand('genopsChargeTokens', { lua: CHARGE_SCRIPT });
-  client.defineCommand('genopsRefundTokens', { lua: REFUND_SCRIPT });
+  const takeTokens = defineScript(client, 'genopsTakeTokens', TAKE_SCRIPT);
+  const chargeTokens = defineScript(client, 'genopsChargeTokens', CHARGE_SCRIPT);
+  const refundTokens = defineScript(client, 'genopsRefundTokens', REFUND_SCRIPT);
   preloadScripts(client, [TAKE_SCRIPT, CHARGE_SCRIPT, REFUND_SCRIPT]);
-  const commands = client as unknown as { genopsTakeTokens: ScriptCommand; genopsChargeTokens: ScriptCommand; genopsRefundTokens: ScriptCommand };
-  const takeTokens = commands.genopsTakeTokens.bind(client);
-  const chargeTokens = commands.genopsChargeTokens.bind(client);
-  const refundTokens = commands.genopsRefundTokens.bind(client);
   const redisKey = (check: BucketCheck) => `genops:rl:{${check.scope}|${check.key}}`;
   const bySlot = client.isCluster;
 
   async function call(script: ScriptCommand, keys: readonly string[], args: readonly (string | number)[]): Promise<(string | number)[]> {
     try {
-      return await script(keys.length, ...keys, ...args);
+      return (await script(keys, args)) as (string | number)[];
     } catch (error) {
       throw new GenopsError('backend_unavailable', `redis: ${(error as Error).message}`, { cause: error });
     }
