@@ -28,7 +28,7 @@ export interface RunningRedisCluster {
   primaryOf(key: string): Promise<ClusterNode>;
   /** The nodes that are primaries now. */
   primaries(): Promise<ClusterNode[]>;
-  /** Waits until every live node reports cluster_state:ok and all 16384 slots served. */
+  /** Waits until every live node reports cluster_state:ok and all 16384 slots served, and every replica is in sync. */
   waitHealthy(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -82,7 +82,7 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
     const child = spawnManaged(
       `redis-cluster-${port}`,
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', String(nodeTimeoutMs), '--save', '', '--appendonly', 'no', '--dir', dir],
+      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', String(nodeTimeoutMs), '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--dir', dir],
       process.env,
     );
     let client: Redis | undefined;
@@ -140,7 +140,10 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const infos = await Promise.all(live().map((node) => node.client().call('CLUSTER', 'INFO').then(String, () => '')));
-        if (infos.every((info) => /cluster_state:ok/.test(info) && /cluster_slots_ok:16384/.test(info))) return;
+        // A replica that has not finished its first sync cannot be promoted: wait for every link to be up too.
+        const replication = await Promise.all(live().map((node) => node.client().info('replication').catch(() => '')));
+        const linksUp = replication.every((info) => !/role:slave/.test(info) || /master_link_status:up/.test(info));
+        if (linksUp && infos.every((info) => /cluster_state:ok/.test(info) && /cluster_slots_ok:16384/.test(info))) return;
         if (Date.now() > deadline) throw new Error(`the Redis Cluster did not become healthy within ${timeoutMs} ms:\n${infos.join('\n')}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
