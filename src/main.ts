@@ -119,7 +119,7 @@ async function main(): Promise<void> {
     budgets: () => budgetTracker.snapshot(),
   });
   logger.info(
-    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redisUrl ? 'redis' : 'memory', tls: serviceTls ? (serviceTls.mutual ? 'mutual' : 'server') : 'off', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
+    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redis ? (settings.redis.kind === 'cluster' ? 'redis-cluster' : 'redis') : 'memory', tls: serviceTls ? (serviceTls.mutual ? 'mutual' : 'server') : 'off', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
     `genops-mesh serving gRPC on ${settings.listenHost}:${grpcServer.port}, admin on ${settings.listenHost}:${admin.port}`,
   );
 

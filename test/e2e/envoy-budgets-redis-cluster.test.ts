@@ -25,7 +25,11 @@ const USAGE = JSON.stringify({ input: 10, output: 10 });
 
 function writePolicy(): { path: string; dir: string } {
   const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
-  policy.spec.rateLimits = [];
+  // Limits that never run out here: only their failure modes matter (each keyed like the budgets, so both can sit on one shard).
+  policy.spec.rateLimits = [
+    { name: 'research-rl', key: ['project'], selector: { teams: ['ml-research'] }, capacity: 1_000_000, refill: { amount: 1_000_000, every: '60s' }, failureMode: 'closed' },
+    { name: 'platform-rl', key: ['project'], selector: { teams: ['ml-platform'] }, capacity: 1_000_000, refill: { amount: 1_000_000, every: '60s' }, failureMode: 'open' },
+  ];
   policy.spec.pricing = { defaults: false, version: 'e2e-cluster', models: [{ model: 'claude-sonnet-4-5', input: '3', output: '15' }] };
   policy.spec.budgets = [
     // Every request also reserves on its team's account: two accounts, two slots.
@@ -52,6 +56,8 @@ const headers = (team: string, project: string) => ({
 
 const dayStart = () => Math.floor(Date.now() / DAY) * DAY;
 const account = (budget: string, value: string, limitUsd: number): BudgetAccount => ({ id: `${budget}|${value}`, limit: limitUsd * 1e9, period: { kind: 'calendar', startMs: dayStart(), endMs: dayStart() + DAY } });
+/** A rate-limit bucket's key (redis-rate-limit-store.ts: "genops:rl:{<limit>:<dimensions>|<values>}"). */
+const bucketKey = (limit: string, project: string) => `genops:rl:{${limit}:project|${project}}`;
 /** The key whose slot holds the account (see redis-budget-ledger.ts: the storage key is the hash tag). */
 const accountKey = (budget: string, value: string) => `genops:budget:{c:${dayStart()}:${budget}|${value}}:acct`;
 
@@ -129,14 +135,17 @@ describe('budgets on a Redis Cluster, shared by two replicas behind Envoy', () =
   });
 
   it('a primary killed mid-traffic: open admits and closed refuses during the election, then nothing is lost or doubled, without a restart', async () => {
-    // Two projects whose accounts live on the same primary: the one to kill.
-    const closedProject = `closed-${randomUUID().slice(0, 6)}`;
-    const victim = await cluster.primaryOf(accountKey('closed-daily', closedProject));
-    let openProject = '';
-    for (let attempt = 0; !openProject; attempt++) {
-      const candidate = `open-${attempt}-${randomUUID().slice(0, 4)}`;
-      if ((await cluster.primaryOf(accountKey('open-daily', candidate))).port === victim.port) openProject = candidate;
-    }
+    // Two projects whose budget accounts and rate-limit buckets all live on one primary: the one to kill.
+    const victim = (await cluster.primaries())[0]!;
+    const onVictim = async (keys: string[]) => (await Promise.all(keys.map((key) => cluster.primaryOf(key)))).every((node) => node.port === victim.port);
+    const pick = async (prefix: string, budget: string, limit: string) => {
+      for (let attempt = 0; ; attempt++) {
+        const candidate = `${prefix}-${attempt}-${randomUUID().slice(0, 4)}`;
+        if (await onVictim([accountKey(budget, candidate), bucketKey(limit, candidate)])) return candidate;
+      }
+    };
+    const closedProject = await pick('closed', 'closed-daily', 'research-rl');
+    const openProject = await pick('open', 'open-daily', 'platform-rl');
     const outcomes: { team: string; status: number; at: number; body: string }[] = [];
     let stop = false;
     const traffic = async (team: string, project: string, stack: GovernanceStack) => {
@@ -148,6 +157,10 @@ describe('budgets on a Redis Cluster, shared by two replicas behind Envoy', () =
     };
     const loops = [traffic('ml-research', closedProject, stacks[0]!), traffic('ml-research', closedProject, stacks[1]!), traffic('ml-platform', openProject, stacks[0]!), traffic('ml-platform', openProject, stacks[1]!)];
     await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // The keys are where the test expects them: the limit and the budget of both projects on the victim.
+    for (const key of [accountKey('closed-daily', closedProject), bucketKey('research-rl', closedProject), accountKey('open-daily', openProject), bucketKey('platform-rl', openProject)]) {
+      expect(await victim.client().exists(key), key).toBe(1);
+    }
     const killedAt = Date.now();
     await victim.process.stop({ signal: 'SIGKILL', timeoutMs: 5_000 });
     // The replica is promoted (node timeout 1 s + election), then the services see the new map.
@@ -167,12 +180,12 @@ describe('budgets on a Redis Cluster, shared by two replicas behind Envoy', () =
     const open = outcomes.filter((outcome) => outcome.team === 'ml-platform');
     // failureMode open: every request admitted, before, during and after the election.
     expect(open.filter((outcome) => outcome.status !== 200).map((outcome) => `${outcome.status} ${outcome.body}`)).toEqual([]);
-    // failureMode closed: admitted or refused with 503 BUDGET_RESERVATION_FAILED, nothing else; refused only around the election.
+    // failureMode closed (the limit's and the budget's): admitted, or refused with 503 by the one that could not be checked; refused only around the election.
     expect(closed.filter((outcome) => outcome.status !== 200 && outcome.status !== 503).map((outcome) => `${outcome.status} ${outcome.body}`)).toEqual([]);
     const refused = closed.filter((outcome) => outcome.status === 503);
     expect(refused.length, 'closed budgets refused while their shard was electing').toBeGreaterThan(0);
     for (const outcome of refused) {
-      expect(JSON.parse(outcome.body)).toMatchObject({ reason_code: 'BUDGET_RESERVATION_FAILED' });
+      expect(['x_rate_limit_unavailable', 'BUDGET_RESERVATION_FAILED']).toContain((JSON.parse(outcome.body) as { reason_code: string }).reason_code);
       expect(outcome.at).toBeGreaterThanOrEqual(killedAt - 600);
     }
     expect(closed.slice(-20).every((outcome) => outcome.status === 200), 'closed budgets admit again after the failover').toBe(true);
