@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,8 +52,23 @@ async function clusterPort(taken: Set<number>): Promise<number> {
   throw new Error('no free port pair (port and port + 10000) for a cluster node');
 }
 
-async function ping(port: number): Promise<boolean> {
-  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+export interface ClusterSecurity {
+  /** requirepass and masterauth of every node (the default user). */
+  readonly password?: string;
+  /** TLS on every client, replication and cluster-bus port (no plaintext port), with these PEM files. */
+  readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string };
+}
+
+function nodeClientOptions(security: ClusterSecurity) {
+  return {
+    host: '127.0.0.1',
+    ...(security.password ? { password: security.password } : {}),
+    ...(security.tls ? { tls: { ca: readFileSync(security.tls.ca) } } : {}),
+  };
+}
+
+async function ping(port: number, security: ClusterSecurity): Promise<boolean> {
+  const probe = new Redis({ ...nodeClientOptions(security), port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
   probe.on('error', () => undefined);
   try {
     await probe.connect();
@@ -71,8 +86,16 @@ async function ping(port: number): Promise<boolean> {
  * a small node timeout so a killed primary's replica is promoted within about
  * two seconds. No persistence; each node in its own temporary directory.
  */
-export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}): Promise<RunningRedisCluster> {
+export async function startRedisCluster(options: { nodeTimeoutMs?: number } & ClusterSecurity = {}): Promise<RunningRedisCluster> {
   const nodeTimeoutMs = options.nodeTimeoutMs ?? 1_000;
+  const { password, tls } = options;
+  const securityArgs = (port: number) => [
+    ...(password ? ['--requirepass', password, '--masterauth', password] : []),
+    ...(tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-auth-clients', 'no']
+      : ['--port', String(port)]),
+  ];
+  const cliArgs = [...(password ? ['-a', password, '--no-auth-warning'] : []), ...(tls ? ['--tls', '--cacert', tls.ca] : [])];
   const taken = new Set<number>();
   const ports: number[] = [];
   for (let index = 0; index < 6; index++) ports.push(await clusterPort(taken));
@@ -82,7 +105,7 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
     const child = spawnManaged(
       `redis-cluster-${port}`,
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', String(nodeTimeoutMs), '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--dir', dir],
+      [...securityArgs(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', String(nodeTimeoutMs), '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--dir', dir],
       process.env,
     );
     let client: Redis | undefined;
@@ -91,7 +114,7 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
       process: child,
       client() {
         if (!client) {
-          client = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+          client = new Redis({ ...nodeClientOptions(options), port, maxRetriesPerRequest: 1 });
           client.on('error', () => undefined);
           clients.push(client);
         }
@@ -106,13 +129,13 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
   try {
     const deadline = Date.now() + 10_000;
     for (const node of nodes) {
-      while (!(await ping(node.port))) {
+      while (!(await ping(node.port, options))) {
         if (node.process.exitCode !== undefined) throw new Error(`redis-server on ${node.port} exited: ${node.process.stderrTail()}`);
         if (Date.now() > deadline) throw new Error(`redis-server on ${node.port} did not answer PING within 10 s`);
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
-    await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 });
+    await run('redis-cli', [...cliArgs, '--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 });
   } catch (error) {
     await stop();
     throw error;
@@ -124,8 +147,8 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
     return reply.map(([from, to, primary]) => [from, to, Number(primary[1])]);
   };
   const cluster: RunningRedisCluster = {
-    url: `redis+cluster://${ports.map((port) => `127.0.0.1:${port}`).join(',')}`,
-    target: { kind: 'cluster', nodes: ports.map((port) => ({ host: '127.0.0.1', port })), tls: false, username: undefined, password: undefined },
+    url: `${tls ? 'rediss' : 'redis'}+cluster://${password ? `:${encodeURIComponent(password)}@` : ''}${ports.map((port) => `127.0.0.1:${port}`).join(',')}`,
+    target: { kind: 'cluster', nodes: ports.map((port) => ({ host: '127.0.0.1', port })), tls: Boolean(tls), username: undefined, password },
     nodes,
     async primaryOf(key) {
       const slot = calculateSlot(key);
