@@ -134,7 +134,12 @@ export async function runSoak(options: SoakOptions, progress: Progress, loadavgT
 
     const pids = stacks.map((stack) => stack.service.process.pid);
     const samples: number[][] = pids.map(() => []);
-    const sample = () => pids.forEach((pid, replica) => samples[replica]!.push(Math.round(rssMb(pid) * 10) / 10));
+    const sample = () =>
+      pids.forEach((pid, replica) => {
+        const exited = stacks[replica]!.service.process.exitCode;
+        if (exited !== undefined) throw new Error(`soak: replica ${replica + 1} exited (${exited}): ${stacks[replica]!.service.process.stderrTail() || stacks[replica]!.service.process.stdoutLines.slice(-5).join('\n')}`);
+        samples[replica]!.push(Math.round(rssMb(pid) * 10) / 10);
+      });
     progress.step(1, 1, `soak: ${options.rate} req/s for ${options.durationS} s through Envoy, budgets and limits on the Redis Cluster`, options.durationS + 10);
     sample();
     const startedAt = Date.now();

@@ -24,7 +24,7 @@ export type RedisTarget =
  * of the service's CPU under load (bench/RESULTS.md, shared limits).
  *
  * A cluster URL gives ioredis's Cluster client with the same per-node
- * settings. It follows MOVED/ASK redirections (the command never ran), but
+ * settings, without auto-pipelining (see below). It follows MOVED/ASK redirections (the command never ran), but
  * never re-sends a command whose connection dropped or that met CLUSTERDOWN
  * (it may have run: a budget script or a rate-limit charge must not apply
  * twice); such a command fails, and the caller's failure mode applies. The
@@ -52,12 +52,16 @@ export function connectRedis(to: RedisTarget | string, options: { timeoutMs: num
     {
       redisOptions: {
         ...nodeOptions,
+        // ioredis 5.11's auto-pipelining on a Cluster crashed the process under load (a pipeline
+        // resolved with fewer results than commands: "results[i] is not iterable" thrown from
+        // autoPipelining.js, found by the soak): each command goes on its own on a Cluster.
+        enableAutoPipelining: false,
         ...(target.username === undefined ? {} : { username: target.username }),
         ...(target.password === undefined ? {} : { password: target.password }),
         ...(target.tls ? { tls: {} } : {}),
       },
       enableOfflineQueue: false,
-      enableAutoPipelining: true,
+      enableAutoPipelining: false,
       // Re-sending after a dropped connection or CLUSTERDOWN could apply a script twice.
       retryDelayOnFailover: 0,
       retryDelayOnClusterDown: 0,
@@ -112,10 +116,10 @@ type ScriptCall = (keys: readonly string[], args: readonly (string | number)[]) 
 
 /**
  * A Lua script as a function of (keys, args), run with EVALSHA (EVAL on
- * NOSCRIPT). It is defined once per key count with a fixed number of keys:
- * ioredis's auto-pipelining on a Cluster groups a command by its first
- * argument, which for a script with a variable key count is the count, not a
- * key — commands for different shards would share a pipeline and fail.
+ * NOSCRIPT). It is defined once per key count with a fixed number of keys, so
+ * its first argument is a key: ioredis routes an auto-pipelined command by its
+ * first argument, which for a script with a variable key count is the count
+ * (commands for different shards would share a pipeline and fail).
  */
 export function defineScript(client: RedisClient, name: string, lua: string): ScriptCall {
   const defined = new Map<number, (...args: (string | number)[]) => Promise<unknown>>();
