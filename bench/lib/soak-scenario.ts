@@ -44,7 +44,7 @@ export interface SoakResult {
   readonly usageNano: string;
   /** Spent per budget, summed over its accounts, nano-USD. */
   readonly spentNano: Record<string, string>;
-  readonly rss: { readonly replica: number; readonly samplesMb: number[]; readonly earlyMb: number; readonly lateMb: number; readonly peakMb: number }[];
+  readonly rss: { readonly replica: number; readonly samplesMb: number[]; readonly heapUsedMb: number[]; readonly earlyMb: number; readonly lateMb: number; readonly peakMb: number }[];
   readonly rssFlat: boolean;
   readonly moneyExact: boolean;
   readonly loadAverage: { readonly start: string; readonly end: string };
@@ -134,6 +134,18 @@ export async function runSoak(options: SoakOptions, progress: Progress, loadavgT
 
     const pids = stacks.map((stack) => stack.service.process.pid);
     const samples: number[][] = pids.map(() => []);
+    /** V8 heap used (MiB) from each replica's /metrics: tells a leak (it climbs) from the heap's own growth (RSS only). */
+    const heapSamples: number[][] = pids.map(() => []);
+    const sampleHeap = () =>
+      stacks.forEach((stack, replica) => {
+        void fetch(`${stack.service.adminUrl}/metrics`)
+          .then((response) => response.text())
+          .then((text) => {
+            const line = text.split('\n').find((entry) => entry.startsWith('nodejs_heap_size_used_bytes'));
+            if (line) heapSamples[replica]!.push(Math.round(Number(line.split(' ').at(-1)) / 1024 / 102.4) / 10);
+          })
+          .catch(() => undefined);
+      });
     const sample = () =>
       pids.forEach((pid, replica) => {
         const exited = stacks[replica]!.service.process.exitCode;
@@ -151,6 +163,7 @@ export async function runSoak(options: SoakOptions, progress: Progress, loadavgT
       while (sent < due) send(sent++);
       if (Date.now() >= nextSampleAt) {
         sample();
+        sampleHeap();
         nextSampleAt += RSS_SAMPLE_MS;
         progress.update(`${sent.toLocaleString('en-US')} sent, ${errors} errors, RSS ${samples.map((series) => `${series.at(-1)} MB`).join(' / ')}`);
       }
@@ -192,7 +205,7 @@ export async function runSoak(options: SoakOptions, progress: Progress, loadavgT
     await reader.close();
 
     const fifth = (series: readonly number[], which: number) => series.slice(Math.floor((series.length * which) / 5), Math.floor((series.length * (which + 1)) / 5));
-    const rss = samples.map((series, replica) => ({ replica, samplesMb: series, earlyMb: Math.round(mean(fifth(series, 1)) * 10) / 10, lateMb: Math.round(mean(fifth(series, 4)) * 10) / 10, peakMb: Math.max(...series) }));
+    const rss = samples.map((series, replica) => ({ replica, samplesMb: series, heapUsedMb: heapSamples[replica]!, earlyMb: Math.round(mean(fifth(series, 1)) * 10) / 10, lateMb: Math.round(mean(fifth(series, 4)) * 10) / 10, peakMb: Math.max(...series) }));
     const rssFlat = rss.every(({ earlyMb, lateMb }) => lateMb - earlyMb <= Math.max(10, earlyMb * 0.1));
     // Every usage record (a completed AI exchange, also one whose client saw an error) is on every budget once.
     const moneyExact = Object.values(spent).every((value) => value === records.nano);
@@ -240,7 +253,11 @@ export function renderSoakMarkdown(result: SoakResult): string {
     `| usage records, their cost (nano-USD) | ${result.usageRecords}, ${result.usageNano} |`,
     ...Object.entries(result.spentNano).map(([budget, value]) => `| spent on \`${budget}\` (all accounts, nano-USD) | ${value} |`),
     `| money exact (every budget's spent = the usage records' sum) | ${result.moneyExact ? 'yes' : '**no**'} |`,
-    ...result.rss.map(({ replica, earlyMb, lateMb, peakMb }) => `| replica ${replica + 1} RSS: 2nd fifth → last fifth (peak) | ${earlyMb} → ${lateMb} MB (${peakMb}) |`),
+    ...result.rss.map(({ replica, earlyMb, lateMb, peakMb, heapUsedMb }) => {
+      // The heap is a sawtooth (collected now and then): its lowest point per fifth is what a leak would raise.
+      const floor = (which: number) => Math.min(...heapUsedMb.slice(Math.floor((heapUsedMb.length * which) / 5), Math.max(1, Math.floor((heapUsedMb.length * (which + 1)) / 5))));
+      return `| replica ${replica + 1} RSS: 2nd fifth → last fifth (peak); V8 heap used, lowest in 2nd fifth → last fifth | ${earlyMb} → ${lateMb} MB (${peakMb}); ${floor(1)} → ${floor(4)} MB |`;
+    }),
     `| RSS flat (last fifth within 10 % or 10 MB of the 2nd) | ${result.rssFlat ? 'yes' : '**no**'} |`,
     `| load average (1/5/15 min) at start / end | ${result.loadAverage.start} / ${result.loadAverage.end} |`,
     '',
