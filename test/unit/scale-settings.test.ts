@@ -11,6 +11,12 @@ describe('GENOPS_REDIS_PASSWORD', () => {
     expect(load({ GENOPS_REDIS_URL: 'redis://h:1', GENOPS_REDIS_PASSWORD: '' }).redisUrl).toBe('redis://h:1');
   });
 
+  it('applies to a Redis Cluster URL too: every node gets it', () => {
+    const settings = load({ GENOPS_REDIS_URL: 'rediss+cluster://genops@n1:7000,n2:7001', GENOPS_REDIS_PASSWORD: 'p@ss' });
+    expect(settings.redis).toEqual({ kind: 'cluster', nodes: [{ host: 'n1', port: 7000 }, { host: 'n2', port: 7001 }], tls: true, username: 'genops', password: 'p@ss' });
+    expect(load({ GENOPS_REDIS_URL: 'redis://h:1/0', GENOPS_REDIS_PASSWORD: 'p@ss' }).redis).toEqual({ kind: 'node', url: 'redis://:p%40ss@h:1/0' });
+  });
+
   it('is refused with one clear line when ambiguous, alone, or not a password', () => {
     expect(() => load({ GENOPS_REDIS_URL: 'redis://:old@h:1', GENOPS_REDIS_PASSWORD: 'new' })).toThrow('GENOPS_REDIS_URL already carries a password and GENOPS_REDIS_PASSWORD is set: use one of them');
     expect(() => load({ GENOPS_REDIS_PASSWORD: 'secret' })).toThrow('GENOPS_REDIS_PASSWORD is set but GENOPS_REDIS_URL is not');
