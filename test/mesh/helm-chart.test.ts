@@ -112,6 +112,8 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
         expect.objectContaining({ name: 'builtin/ext-authz', required: true, arguments: expect.objectContaining({ config: expect.objectContaining({ grpcService: { target: { service: { name: 'genops-mesh' }, timeout: '250ms' } }, statusOnError: 503 }) }) }),
       ]);
     }
+    expect(find(objects, 'Deployment', 'genops-mesh').spec.template.metadata.annotations['consul.hashicorp.com/transparent-proxy-exclude-outbound-ports']).toBe('6379');
+    expect(find(objects, 'StatefulSet', 'genops-mesh-redis').spec.template.metadata.annotations).toEqual({ 'consul.hashicorp.com/connect-inject': 'false' });
     expect(find(objects, 'ServiceIntentions').spec.sources).toEqual([{ name: 'ai-inference', action: 'allow' }, { name: 'embeddings', action: 'allow' }, { name: '*', action: 'deny' }]);
   });
 

@@ -227,6 +227,9 @@ describe('Kubernetes manifests (kustomize)', () => {
     it('meshes the service with its admin port outside the sidecar, probing /readyz', () => {
       const template = find(objects('consul'), 'Deployment', 'genops-mesh').spec.template;
       expect(template.metadata.annotations).toMatchObject({ 'consul.hashicorp.com/connect-inject': 'true', 'consul.hashicorp.com/connect-service-port': '9001', 'consul.hashicorp.com/transparent-proxy-exclude-inbound-ports': '9464' });
+      // The store is no Consul service: the transparent proxy lets the service reach it directly, and it is never injected.
+      expect(template.metadata.annotations['consul.hashicorp.com/transparent-proxy-exclude-outbound-ports']).toBe('6379');
+      expect(find(objects('consul'), 'StatefulSet', 'genops-redis').spec.template.metadata.annotations).toEqual({ 'consul.hashicorp.com/connect-inject': 'false' });
     });
 
     it('declares gRPC, allows the governed service, and attaches builtin/ext-authz failing closed, as the booted config does', () => {
