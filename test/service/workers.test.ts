@@ -73,6 +73,28 @@ describe('GENOPS_WORKERS', () => {
     }
   });
 
+  it('gives up when workers keep dying: more than 5 exits in a minute stop the primary with exit 1', async () => {
+    const redis = await startRedis();
+    const service = await startService({ env: { GENOPS_WORKERS: '2', GENOPS_REDIS_URL: redis.url, LOG_LEVEL: 'info' } });
+    try {
+      const listening = () => service.logs().filter((line) => line.event === 'listening').map((line) => Number(line.pid));
+      await eventually(() => listening().length === 2 || undefined, 'both workers listening');
+      for (let kill = 1; kill <= 6; kill++) {
+        const newest = listening().at(-1)!;
+        process.kill(newest, 'SIGKILL');
+        if (kill < 6) await eventually(() => listening().length === 2 + kill || undefined, `replacement ${kill}`, 15_000);
+      }
+      await eventually(() => service.process.exitCode !== undefined || undefined, 'the primary to exit', 15_000);
+      expect(service.process.exitCode).toBe(1);
+      expect(service.logs().find((line) => line.event === 'workers_crash_looping')).toMatchObject({ level: 'fatal', exits: 6 });
+      expect(service.logs().filter((line) => line.event === 'worker_exited')).toHaveLength(5);
+      await eventually(() => listening().filter(alive).length === 0 || undefined, 'no worker left behind');
+    } finally {
+      await service.stop({ signal: 'SIGKILL' }).catch(() => undefined);
+      await redis.stop();
+    }
+  });
+
   describe('two workers on one port', () => {
     let redis: RunningRedis;
     let service: RunningService;
