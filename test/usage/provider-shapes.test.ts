@@ -105,6 +105,8 @@ describe('paths: the API, and the model or deployment a path names', () => {
     ['/model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke', { api: 'bedrock.invoke', pathModel: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0' }],
     ['/model/anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke-with-response-stream', { api: 'bedrock.invoke-stream', pathModel: 'anthropic.claude-haiku-4-5-20251001-v1:0' }],
     ['/v1beta/openai/chat/completions', { api: 'openai.chat' }],
+    ['/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict', { api: 'vertex.anthropic', pathModel: 'claude-sonnet-4-5@20250929' }],
+    ['/v1/projects/p/locations/global/publishers/anthropic/models/claude-haiku-4-5@20251001:streamRawPredict', { api: 'vertex.anthropic-stream', pathModel: 'claude-haiku-4-5@20251001' }],
   ] as const)('%s', (path, expected) => {
     expect(matcher.route(path)).toEqual(expected);
     expect(matcher.match(path)).toBe(expected.api);
@@ -319,6 +321,7 @@ describe('Bedrock ids are the models they name', () => {
     ['arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3', 'arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3'],
     ['gpt-4o', 'gpt-4o'],
     ['claude-sonnet-4-5', 'claude-sonnet-4-5'],
+    ['claude-opus-4-1@20250805', 'claude-opus-4-1-20250805'],
   ])('%s → %s', (id, canonical) => {
     expect(canonicalModelId(id)).toBe(canonical);
   });
