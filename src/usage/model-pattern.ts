@@ -144,6 +144,9 @@ export function modelGlobToRegExp(pattern: string): RegExp {
  */
 export function canonicalModelId(model: string): string {
   let id = model.trim().toLowerCase();
+  // The common case first (every OpenAI, Anthropic and Gemini id): nothing to unwrap.
+  const dot = id.indexOf('.');
+  if (!id.includes('@') && !id.startsWith('arn:') && (dot === -1 || !BEDROCK_PREFIXES.has(id.slice(0, dot)))) return id;
   // Vertex AI names a Claude version after an '@': claude-sonnet-4-5@20250929.
   const vertex = VERTEX_VERSION.exec(id);
   if (vertex) return `${vertex[1]}-${vertex[2]}`;
@@ -162,4 +165,5 @@ const BEDROCK_ARN = /^arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d*:(?:foundation-model|
 const BEDROCK_GEOGRAPHY = /^(?:us|eu|apac|us-gov|global|jp|au|ca)\./;
 const BEDROCK_PROVIDER = /^(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|openai|qwen|writer|twelvelabs)\./;
 /** `-v1:0`, `-v2`, a bare `:0`, and a provisioned context-size suffix such as `:200k`. */
+const BEDROCK_PREFIXES: ReadonlySet<string> = new Set(['us', 'eu', 'apac', 'us-gov', 'global', 'jp', 'au', 'ca', 'anthropic', 'amazon', 'meta', 'mistral', 'cohere', 'ai21', 'deepseek', 'openai', 'qwen', 'writer', 'twelvelabs']);
 const BEDROCK_VERSION = /(?:-v\d+(?::\d+)?|:\d+)(?::\d+k)?$/;
