@@ -20,6 +20,10 @@ export interface DecisionInput {
   readonly ai?: AiBodyInput | undefined;
   /** The `envoy.filters.http.jwt_authn` dynamic-metadata namespace (verified JWT payloads), as plain JSON. */
   readonly jwtMetadata?: Readonly<Record<string, unknown>> | undefined;
+  /** The adapter's proxy strips client-sent copies of the JWT payload header (GENOPS_TRUST_PAYLOAD_HEADER); else it is never read. */
+  readonly payloadHeaderTrusted?: boolean | undefined;
+  /** The adapter carries no jwt_authn metadata at all (forward auth). */
+  readonly withoutJwtMetadata?: boolean | undefined;
   /** Bytes of the request body (an upper bound of its prompt tokens, for budget reservations). */
   readonly bodyBytes?: number | undefined;
   /** True when the adapter sees the response and can settle a budget reservation (ext_proc). */
