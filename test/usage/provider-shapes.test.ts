@@ -252,6 +252,9 @@ describe('responses of the new shapes, split at every byte', () => {
     expect(sse).toMatchObject({ complete: false, usage: { input: 1200, output: 90, reasoning: 90 } });
     const array = meter('gemini.stream', 'application/json', [bytes(geminiJsonArray({ model: 'gemini-2.5-flash', usage, truncateAfterDeltas: true }))]);
     expect(array).toMatchObject({ complete: false, usage: { input: 1200 } });
+    // The finish in one chunk, the final usage in the next: complete with the later usage.
+    const finishThenUsage = `data: ${JSON.stringify({ candidates: [{ content: { parts: [{ text: 'Hi' }], role: 'model' }, finishReason: 'STOP', index: 0 }], modelVersion: 'gemini-2.5-flash' })}\r\n\r\ndata: ${JSON.stringify({ usageMetadata: { promptTokenCount: 10, candidatesTokenCount: 2, totalTokenCount: 12 }, modelVersion: 'gemini-2.5-flash' })}\r\n\r\n`;
+    expect(meter('gemini.stream', 'text/event-stream', [bytes(finishThenUsage)])).toMatchObject({ complete: true, usage: { input: 10, output: 2 } });
     expect(meter('gemini.generate', 'application/json', [bytes(geminiErrorJson(429))])).toMatchObject({ usage: undefined, providerError: 'RESOURCE_EXHAUSTED: Resource has been exhausted (e.g. check quota).' });
   });
 
