@@ -204,11 +204,13 @@ metadata: { name: azure }
 spec:
   teams: { a: {} }
   usage:
-    azureDeployments: { prod-chat: gpt-4o-2024-11-20, cheap: gpt-4o-mini }
+    azureDeployments: { Prod-Chat: gpt-4o-2024-11-20, cheap: gpt-4o-mini }
 `, 'azure.yaml');
     const read = (path: string, body: unknown) => readAiBody(policy.usage.paths.route(path)!, bytes(body), policy.usage, { canRewrite: false }).input.request;
     expect(read('/openai/deployments/prod-chat/chat/completions?api-version=2024-10-21', { model: 'gpt-4o-mini', messages: [] })).toMatchObject({ api: 'azure.chat', model: 'gpt-4o-2024-11-20', modelInPath: true });
     expect(read('/openai/deployments/unlisted/chat/completions', { messages: [] })).toMatchObject({ model: 'unlisted' });
+    // Deployment names are case-insensitive on Azure, so here too.
+    expect(read('/openai/deployments/PROD-CHAT/chat/completions', { messages: [] })).toMatchObject({ model: 'gpt-4o-2024-11-20' });
     expect(read('/openai/responses', { model: 'cheap', input: 'hi' })).toMatchObject({ api: 'azure.responses', model: 'gpt-4o-mini' });
     expect(readAiBody(policy.usage.paths.route('/model/a%ZZ/converse')!, bytes({}), policy.usage, { canRewrite: false }).input.problem?.message).toContain('percent-encoding');
   });
