@@ -50,7 +50,7 @@ export function readAiBody(route: AiApi | AiRoute, body: Uint8Array, usage: Comp
 }
 
 function deploymentModel(name: string, usage: CompiledUsage): string {
-  return usage.azureDeployments.get(name) ?? usage.azureDeployments.get(name.toLowerCase()) ?? name;
+  return usage.azureDeployments.get(name.toLowerCase()) ?? name;
 }
 
 /** azure.responses names its deployment in the body's model: the model is the deployment's. */
