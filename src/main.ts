@@ -109,7 +109,7 @@ async function main(): Promise<void> {
     metrics,
   });
   const forwardAuth = settings.forwardAuthPort > 0
-    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor, reporter, now }), logger, tls: serviceTls })
+    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor, reporter, now, policy, uriHeader: settings.forwardAuthUriHeader, methodHeader: settings.forwardAuthMethodHeader }), logger, tls: serviceTls })
     : undefined;
   const admin = await startAdminServer({
     host: settings.listenHost,

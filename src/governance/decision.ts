@@ -26,7 +26,9 @@ export type ReasonCode =
   | 'x_identity_required'
   | 'x_identity_invalid'
   | 'x_identity_mismatch'
-  | 'x_rate_limit_unavailable';
+  | 'x_rate_limit_unavailable'
+  | 'x_unknown_ai_api'
+  | 'x_body_required';
 
 export interface Decision {
   readonly id: string;
