@@ -1,5 +1,6 @@
 import type { CompiledUsage } from '../policy/compiled-policy.js';
 import type { AiApi } from '../usage/ai-api.js';
+import { jsonStructureProblem } from '../usage/json-structure.js';
 import { parseAiRequestBody, rewriteAiRequestBody, type RequestBodyChanges } from '../usage/request-body.js';
 import type { AiBodyInput } from './decision-engine.js';
 import type { Decision } from './decision.js';
@@ -22,6 +23,8 @@ export function readAiBody(api: AiApi, body: Uint8Array, usage: CompiledUsage, o
   if (body.length > usage.maxRequestBodyBytes) {
     return { input: { problem: { tooLarge: true, message: `request body is ${body.length} bytes; the limit is ${usage.maxRequestBodyBytes}` } }, rewrite: UNCHANGED };
   }
+  const structure = jsonStructureProblem(body);
+  if (structure) return { input: { problem: { tooLarge: false, message: structure } }, rewrite: UNCHANGED };
   const parsed = parseAiRequestBody(api, body);
   if (!parsed.ok) return { input: { problem: { tooLarge: false, message: parsed.problem.message } }, rewrite: UNCHANGED };
   if (!options.canRewrite) return { input: { request: parsed.request }, rewrite: UNCHANGED };
