@@ -130,7 +130,7 @@ function endpointOf(target: string): { style: Style; originalTarget?: string } |
 function originalTargetFromHeader(headers: HeaderLookup, name: string): string | undefined {
   const value = headers(name)?.trim();
   if (value === undefined || value.length === 0) return undefined;
-  if (value.startsWith('/')) return value;
+  if (!/^https?:\/\//i.test(value)) return value;
   try {
     // ingress-nginx's X-Original-URL is a whole URL.
     const parsed = new URL(value);
