@@ -29,6 +29,7 @@ const MAX_PATH_IN_MESSAGE = 200;
 
 export function classifyRequest(request: ClassifiedRequest, usage: CompiledUsage): RequestClass {
   const { method, path, hasBody } = request;
+  if (!hasBody && method !== 'POST') return HEADERS;
   const readings = path === undefined || path.length === 0 ? [] : pathReadings(path);
   if (method === 'POST') {
     // Any reading an upstream might use that is an AI API makes the request one: its body is then read.

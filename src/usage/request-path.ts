@@ -9,6 +9,7 @@
 /** Rounds of percent-decoding (`%252F` → `%2F` → `/`); an upstream that decodes more often is not a real server. */
 const DECODE_ROUNDS = 3;
 /** Unreserved characters (RFC 3986 §2.3), the escaped slashes and `%` itself: decoding these never changes which resource is meant to a normalizing server. */
+const PLAIN_PATH = /^(?:\/[a-z0-9_-][a-z0-9_.~-]*)*\/?$/;
 const DECODABLE = /%(2[dDeEfF5]|5[fFcC]|7[eE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA])/g;
 
 /**
@@ -20,6 +21,8 @@ const DECODABLE = /%(2[dDeEfF5]|5[fFcC]|7[eE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]
 export function pathReadings(target: string): readonly string[] {
   const cut = target.search(/[?#]/);
   const path = cut === -1 ? target : target.slice(0, cut);
+  // Nearly every path: lowercase segments, no escapes, dot segments, parameters or repeated slashes: one reading.
+  if (PLAIN_PATH.test(path)) return [path];
   const asSent = mergeSlashes(path);
   const normalized = normalizePath(path);
   const readings = [asSent];
