@@ -5,6 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { classifyRequest } from '../../src/governance/request-class.js';
+import type { Decision } from '../../src/governance/decision.js';
+import { selects } from '../../src/governance/selector.js';
 import { DEFAULT_POLICY_PATH } from '../../src/policy/default-policy.js';
 import { loadPolicyFile, loadPolicyText } from '../../src/policy/policy-store.js';
 import { normalizePath, pathReadings } from '../../src/usage/request-path.js';
@@ -77,6 +79,13 @@ describe('classifying a request: read, headers only, or refused', () => {
     expect(normalizePath('/../../x')).toBe('/x');
     expect(normalizePath('/a%20b/%3F')).toBe('/a%20b/%3F');
     expect(pathReadings('/V1/x?y')).toEqual(['/V1/x', '/v1/x']);
+  });
+
+  it('a rate limit or budget selecting a path prefix selects every spelling of it', () => {
+    const selector = { teams: undefined, tiers: undefined, projects: undefined, models: undefined, principals: undefined, paths: ['/v1/chat/'] };
+    const decision = { context: {}, principal: undefined } as unknown as Decision;
+    for (const path of ['/v1/chat/completions', '/V1/chat/completions', '/v1//chat/completions', '/v1%2Fchat%2Fcompletions', '/v1/x/../chat/completions?a=b']) expect(selects(selector, decision, path), path).toBe(true);
+    expect(selects(selector, decision, '/v1/embeddings')).toBe(false);
   });
 
   it('refuses a policy whose headers-only prefix could hide a path', () => {
