@@ -131,8 +131,8 @@ describe.each(['ext-proc', 'ext-authz'] as const)('hostile clients through the r
     expect(reached(testId)).toHaveLength(0);
   });
 
-  it('PUT and PATCH with a body the service cannot read: refused with the path named', async () => {
-    for (const method of ['PUT', 'PATCH']) {
+  it('PUT, PATCH and even GET with a body the service cannot read: refused with the method and path named', async () => {
+    for (const method of ['PUT', 'PATCH', 'GET']) {
       const { testId, headers } = tagged();
       expect(refusal(await send(port, method, '/v1/chat/completions', headers, chat(FORBIDDEN_MODEL)), 403, 'x_unknown_ai_api').message).toContain(`${method} "/v1/chat/completions"`);
       expect(reached(testId)).toHaveLength(0);
