@@ -11,6 +11,7 @@ import { DEFAULT_POLICY_PATH } from '../../src/policy/default-policy.js';
 import { loadPolicyFile, loadPolicyText } from '../../src/policy/policy-store.js';
 import { normalizePath, pathReadings } from '../../src/usage/request-path.js';
 import { readFileSync } from 'node:fs';
+import { seededRandom } from '../support/seeded-random.js';
 
 const defaultPolicy = loadPolicyFile(DEFAULT_POLICY_PATH);
 const withFiles = loadPolicyText(
@@ -79,6 +80,30 @@ describe('classifying a request: read, headers only, or refused', () => {
     expect(normalizePath('/../../x')).toBe('/x');
     expect(normalizePath('/a%20b/%3F')).toBe('/a%20b/%3F');
     expect(pathReadings('/V1/x?y')).toEqual(['/V1/x', '/v1/x']);
+  });
+
+  it('reads 2,000 seeded random spellings of /v1/chat/completions as Chat Completions, and never throws on garbage', () => {
+    const random = seededRandom(20);
+    const spell = (segment: string) =>
+      [...segment].map((char) => {
+        const cased = random() < 0.3 ? char.toUpperCase() : char;
+        return random() < 0.2 ? `%${char.charCodeAt(0).toString(16).padStart(2, '0')}` : cased;
+      }).join('');
+    const separator = () => (random() < 0.15 ? '%2F' : random() < 0.1 ? '\\' : random() < 0.15 ? '//' : '/');
+    for (let index = 0; index < 2_000; index++) {
+      let path = '';
+      for (const segment of ['v1', 'chat', 'completions']) {
+        if (random() < 0.1) path += `${separator()}.`;
+        if (random() < 0.1) path += `${separator()}x${separator()}..`;
+        path += `${separator()}${spell(segment)}${random() < 0.1 ? ';p=1' : ''}`;
+      }
+      if (random() < 0.2) path += '?a=b/../files';
+      expect(classify('POST', path), path).toEqual({ kind: 'ai', api: 'openai.chat' });
+    }
+    for (let index = 0; index < 2_000; index++) {
+      const garbage = Array.from({ length: Math.floor(random() * 40) }, () => String.fromCharCode(Math.floor(random() * 0x3000))).join('');
+      expect(() => classify('POST', `/${garbage}`)).not.toThrow();
+    }
   });
 
   it('a rate limit or budget selecting a path prefix selects every spelling of it', () => {
