@@ -1,6 +1,6 @@
 import { readAiBody } from '../governance/ai-body.js';
 import { classifyRequest } from '../governance/request-class.js';
-import type { AiApi } from '../usage/ai-api.js';
+import type { AiRoute } from '../usage/ai-api.js';
 import type { AiBodyInput } from '../governance/decision-engine.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
 import type { CompiledPolicy } from '../policy/compiled-policy.js';
@@ -47,7 +47,7 @@ export function createAuthzAdapter(options: { governor: Governor; reporter: Deci
         principal: request.attributes?.source?.principal || undefined,
         path,
         malformed: http ? undefined : 'CheckRequest has no attributes.request.http',
-        ai: shape?.kind === 'ai' ? aiBodyOf(shape.api, http!, headers, policy()) : undefined,
+        ai: shape?.kind === 'ai' ? aiBodyOf(shape.route, http!, headers, policy()) : undefined,
         unknownAiApi: shape?.kind === 'unknown' ? shape.message : undefined,
         jwtMetadata: metadataNamespace(request.attributes?.metadata_context, JWT_AUTHN_NAMESPACE),
       });
@@ -60,7 +60,7 @@ export function createAuthzAdapter(options: { governor: Governor; reporter: Deci
  * The body of an AI API request, as with_request_body sends it. ext_authz cannot change the body,
  * so stream usage is not injected here (the ext_proc adapter does it).
  */
-function aiBodyOf(api: AiApi, http: HttpRequestAttributes, headers: HeaderLookup, policy: CompiledPolicy): AiBodyInput {
+function aiBodyOf(route: AiRoute, http: HttpRequestAttributes, headers: HeaderLookup, policy: CompiledPolicy): AiBodyInput {
   // with_request_body.allow_partial_message sends the first max_request_bytes and marks it.
   if (headers('x-envoy-auth-partial-body') === 'true') {
     return { problem: { tooLarge: true, message: `request body is larger than the ${policy.usage.maxRequestBodyBytes} bytes this service reads` } };
@@ -69,7 +69,7 @@ function aiBodyOf(api: AiApi, http: HttpRequestAttributes, headers: HeaderLookup
   if (body.length === 0 && Number(headers('content-length')) > 0) {
     return { problem: { tooLarge: false, message: 'Envoy did not send the request body: the ext_authz filter needs with_request_body on AI API paths' } };
   }
-  return readAiBody(api, body, policy.usage, { canRewrite: false }).input;
+  return readAiBody(route, body, policy.usage, { canRewrite: false }).input;
 }
 
 const EMPTY = Buffer.alloc(0);

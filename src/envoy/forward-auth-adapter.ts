@@ -99,7 +99,7 @@ export function createForwardAuthAdapter(options: ForwardAuthAdapterOptions): Fo
         path: original,
         malformed,
         unknownAiApi: shape?.kind === 'unknown' ? shape.message : undefined,
-        bodyUnseen: shape?.kind === 'ai' ? { api: shape.api, adapter: 'forward auth' } : undefined,
+        bodyUnseen: shape?.kind === 'ai' ? { api: shape.route.api, adapter: 'forward auth' } : undefined,
       });
       const respond = (settled: Decision) => {
         const response = toForwardAuthResponse(settled, endpoint.style);

@@ -28,7 +28,9 @@ export type ReasonCode =
   | 'x_identity_mismatch'
   | 'x_rate_limit_unavailable'
   | 'x_unknown_ai_api'
-  | 'x_body_required';
+  | 'x_body_required'
+  | 'x_unreadable_model'
+  | 'x_unreservable_request';
 
 export interface Decision {
   readonly id: string;

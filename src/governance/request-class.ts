@@ -1,5 +1,5 @@
 import type { CompiledUsage } from '../policy/compiled-policy.js';
-import type { AiApi } from '../usage/ai-api.js';
+import type { AiRoute } from '../usage/ai-api.js';
 import { isUnderPrefix, pathReadings } from '../usage/request-path.js';
 
 /**
@@ -12,7 +12,7 @@ import { isUnderPrefix, pathReadings } from '../usage/request-path.js';
  *   passes ungoverned because its path was not recognised.
  */
 export type RequestClass =
-  | { readonly kind: 'ai'; readonly api: AiApi }
+  | { readonly kind: 'ai'; readonly route: AiRoute }
   | { readonly kind: 'headers' }
   | { readonly kind: 'unknown'; readonly message: string };
 
@@ -34,8 +34,8 @@ export function classifyRequest(request: ClassifiedRequest, usage: CompiledUsage
   if (method === 'POST') {
     // Any reading an upstream might use that is an AI API makes the request one: its body is then read.
     for (const reading of readings) {
-      const api = usage.paths.match(reading);
-      if (api) return { kind: 'ai', api };
+      const route = usage.paths.route(reading);
+      if (route) return { kind: 'ai', route };
     }
   }
   if (!hasBody) return HEADERS;

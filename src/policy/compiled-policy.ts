@@ -61,6 +61,10 @@ export interface CompiledUsage {
   readonly injectStreamUsage: boolean;
   /** spec.usage.headersOnly prefixes, normalized and lowercased, without a trailing slash. */
   readonly headersOnly: readonly string[];
+  /** Azure OpenAI deployment name → the model it serves. */
+  readonly azureDeployments: ReadonlyMap<string, string>;
+  /** What the service cannot check about a batch (its cost, an OpenAI Batch's models): refused unless allowed. */
+  readonly batches: 'refuse' | 'allow';
 }
 
 export interface CompiledRoutes {
@@ -179,6 +183,8 @@ export function compilePolicy(document: PolicyDocument, sourceText: string, sour
       maxRequestBodyBytes: spec.usage.maxRequestBodyBytes,
       injectStreamUsage: spec.usage.injectStreamUsage,
       headersOnly: compileHeadersOnly(spec.usage.headersOnly),
+      azureDeployments: new Map(Object.entries(spec.usage.azureDeployments)),
+      batches: spec.usage.batches,
     },
     prices: compilePrices(document, source),
   };

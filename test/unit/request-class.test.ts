@@ -40,7 +40,7 @@ describe('classifying a request: read, headers only, or refused', () => {
     '/v1/chat/completions/',
     '/v1/chat/completions#frag',
   ])('POST %s is Chat Completions: its body is read', (path) => {
-    expect(classify('POST', path)).toEqual({ kind: 'ai', api: 'openai.chat' });
+    expect(classify('POST', path)).toEqual({ kind: 'ai', route: { api: 'openai.chat' } });
   });
 
   it.each([
@@ -98,7 +98,7 @@ describe('classifying a request: read, headers only, or refused', () => {
         path += `${separator()}${spell(segment)}${random() < 0.1 ? ';p=1' : ''}`;
       }
       if (random() < 0.2) path += '?a=b/../files';
-      expect(classify('POST', path), path).toEqual({ kind: 'ai', api: 'openai.chat' });
+      expect(classify('POST', path), path).toEqual({ kind: 'ai', route: { api: 'openai.chat' } });
     }
     for (let index = 0; index < 2_000; index++) {
       const garbage = Array.from({ length: Math.floor(random() * 40) }, () => String.fromCharCode(Math.floor(random() * 0x3000))).join('');
