@@ -40,7 +40,8 @@ const integer = (random: Random, max: number) => Math.floor(random() * max);
 interface Api {
   readonly path: string;
   readonly body: (random: Random) => Record<string, unknown>;
-  readonly responses: (model: string, stream: boolean) => { contentType: string; text: string };
+  /** `binary`: AWS event-stream frames, mutated as bytes. */
+  readonly responses: (model: string, stream: boolean) => { contentType: string; text: string; binary?: Buffer };
 }
 
 const usage = wire.tokenUsage({ input: 120, output: 40, cachedInput: 20 });
@@ -62,6 +63,31 @@ const APIS: readonly Api[] = [
     path: '/v1/embeddings',
     body: (random) => ({ model: 'text-embedding-3-small', input: random() < 0.5 ? wire.DEFAULT_TEXT : [1, 2, 3, [4, 5]] }),
     responses: () => ({ contentType: 'application/json', text: wire.openAiEmbeddingsJson({ model: 'text-embedding-3-small', inputTokens: 8, vectors: 2, dimensions: 4 }) }),
+  },
+  {
+    path: '/v1/completions',
+    body: (random) => ({ model: pick(random, ['gpt-3.5-turbo-instruct', 'gpt-4o']), prompt: wire.DEFAULT_TEXT, stream: random() < 0.5, max_tokens: 1 + integer(random, 200) }),
+    responses: (model, stream) => (stream ? { contentType: 'text/event-stream', text: wire.openAiCompletionsSse({ model, usage, includeUsage: true }) } : { contentType: 'application/json', text: wire.openAiCompletionsJson({ model, usage }) }),
+  },
+  {
+    path: '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+    body: (random) => ({ contents: [{ role: 'user', parts: [{ text: wire.DEFAULT_TEXT }] }], generationConfig: { maxOutputTokens: 1 + integer(random, 300) } }),
+    responses: (model) => ({ contentType: 'text/event-stream', text: wire.geminiSse({ model: model || 'gemini-2.5-flash', usage }) }),
+  },
+  {
+    path: '/v1beta/models/gemini-2.5-flash:generateContent',
+    body: (random) => ({ contents: [{ role: 'user', parts: [{ text: wire.DEFAULT_TEXT }] }], generationConfig: { maxOutputTokens: 1 + integer(random, 300) } }),
+    responses: (model) => ({ contentType: 'application/json', text: wire.geminiJson({ model: model || 'gemini-2.5-flash', usage }) }),
+  },
+  {
+    path: '/model/anthropic.claude-haiku-4-5-20251001-v1:0/converse-stream',
+    body: (random) => ({ messages: [{ role: 'user', content: [{ text: wire.DEFAULT_TEXT }] }], inferenceConfig: { maxTokens: 1 + integer(random, 300) } }),
+    responses: (model) => ({ contentType: 'application/vnd.amazon.eventstream', text: '', binary: wire.bedrockConverseStream({ model: model || 'claude-haiku-4-5', usage }) }),
+  },
+  {
+    path: '/model/anthropic.claude-haiku-4-5-20251001-v1:0/converse',
+    body: (random) => ({ messages: [{ role: 'user', content: [{ text: wire.DEFAULT_TEXT }] }], inferenceConfig: { maxTokens: 1 + integer(random, 300) } }),
+    responses: (model) => ({ contentType: 'application/json', text: wire.bedrockConverseJson({ model: model || 'claude-haiku-4-5', usage }) }),
   },
   {
     path: '/v1/messages',
@@ -106,6 +132,28 @@ function mutate(random: Random, text: string, other: string): Buffer {
       return Buffer.concat([bytes.subarray(0, integer(random, bytes.length)), Buffer.from(pick(random, [[0xff], [0xc3], [0xed, 0xa0, 0x80], [0xf0, 0x9f], [0x00]])), bytes.subarray(integer(random, bytes.length))]);
     case 7:
       return Buffer.from(pick(random, ['', ' ', 'null', '[]', '"text"', '{}', '{"model":null}', nested(5000), nestedObject(5000), '\ufeff{"model":"gpt-4o"}']), 'utf8');
+    default:
+      return bytes;
+  }
+}
+
+/** Binary frames (AWS event stream): flipped, truncated, a frame's bytes repeated, or as they are. */
+function mutateBytes(random: Random, bytes: Buffer): Buffer {
+  switch (integer(random, 4)) {
+    case 0: {
+      const flipped = Buffer.from(bytes);
+      for (let count = 1 + integer(random, 6); count > 0; count--) {
+        const at = integer(random, flipped.length);
+        flipped[at] = flipped[at]! ^ (1 << integer(random, 8));
+      }
+      return flipped;
+    }
+    case 1:
+      return bytes.subarray(0, integer(random, bytes.length));
+    case 2: {
+      const start = integer(random, bytes.length);
+      return Buffer.concat([bytes, bytes.subarray(start, start + integer(random, 300))]);
+    }
     default:
       return bytes;
   }
@@ -176,7 +224,7 @@ describe('seeded fuzz of AI exchanges (request reader, decision engine, budgets,
       const model = typeof original.model === 'string' ? original.model : 'gpt-4o';
       const response = api.responses(model, original.stream === true);
       const other = pick(random, APIS).responses(model, random() < 0.5).text;
-      const mutated = response.contentType === 'text/event-stream' ? mutateSse(random, response.text, other) : mutate(random, response.text, other);
+      const mutated = response.binary ? mutateBytes(random, response.binary) : response.contentType === 'text/event-stream' ? mutateSse(random, response.text, other) : mutate(random, response.text, other);
       const status = pick(random, ['200', '200', '200', '429', '500']);
       await session.handle({ response_headers: { headers: { headers: [{ key: ':status', raw_value: Buffer.from(status) }, { key: 'content-type', raw_value: Buffer.from(pick(random, [response.contentType, response.contentType, 'text/plain', ''])) }] } } });
       const chunks = wire.splitAt(mutated, wire.randomOffsets(random, mutated.length, integer(random, 12)));
