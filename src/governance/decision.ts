@@ -30,7 +30,8 @@ export type ReasonCode =
   | 'x_unknown_ai_api'
   | 'x_body_required'
   | 'x_unreadable_model'
-  | 'x_unreservable_request';
+  | 'x_unreservable_request'
+  | 'x_output_cap_required';
 
 export interface Decision {
   readonly id: string;
