@@ -1,7 +1,9 @@
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
 import type { HeaderLookup } from '../governance/governance-context.js';
 import type { Governor } from '../governance/governor.js';
+import { deploymentModel } from '../governance/ai-body.js';
 import { classifyRequest } from '../governance/request-class.js';
+import type { AiRoute } from '../usage/ai-api.js';
 import type { CompiledPolicy } from '../policy/compiled-policy.js';
 import type { DecisionReporter } from './decision-reporter.js';
 import { clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
@@ -99,7 +101,7 @@ export function createForwardAuthAdapter(options: ForwardAuthAdapterOptions): Fo
         path: original,
         malformed,
         unknownAiApi: shape?.kind === 'unknown' ? shape.message : undefined,
-        bodyUnseen: shape?.kind === 'ai' ? { api: shape.route.api, adapter: 'forward auth' } : undefined,
+        bodyUnseen: shape?.kind === 'ai' ? { api: shape.route.api, adapter: 'forward auth', model: pathModelOf(shape.route, policy()) } : undefined,
       });
       const respond = (settled: Decision) => {
         const response = toForwardAuthResponse(settled, endpoint.style);
@@ -109,6 +111,12 @@ export function createForwardAuthAdapter(options: ForwardAuthAdapterOptions): Fo
       return decision instanceof Promise ? decision.then(respond) : respond(decision);
     },
   };
+}
+
+/** The model a path names (Gemini, Bedrock; an Azure deployment's through the policy's map). */
+function pathModelOf(route: AiRoute, policy: CompiledPolicy): string | undefined {
+  if (route.pathModel === undefined || route.pathProblem !== undefined) return undefined;
+  return route.deployment ? deploymentModel(route.pathModel, policy.usage) : route.pathModel;
 }
 
 function endpointOf(target: string): { style: Style; originalTarget?: string } | undefined {

@@ -52,7 +52,8 @@ export function readAiBody(route: AiApi | AiRoute, body: Uint8Array, usage: Comp
   };
 }
 
-function deploymentModel(name: string, usage: CompiledUsage): string {
+/** The model an Azure OpenAI deployment serves: the policy's map, else the deployment's own name. */
+export function deploymentModel(name: string, usage: CompiledUsage): string {
   return usage.azureDeployments.get(name) ?? usage.azureDeployments.get(name.toLowerCase()) ?? name;
 }
 

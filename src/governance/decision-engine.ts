@@ -35,7 +35,12 @@ export interface DecisionInput {
    * An AI API request whose body this adapter cannot see (forward auth): refused where a model
    * rule or a budget would need the body, else decided on headers.
    */
-  readonly bodyUnseen?: { readonly api: string; readonly adapter: string } | undefined;
+  readonly bodyUnseen?: {
+    readonly api: string;
+    readonly adapter: string;
+    /** The model the path names (Gemini, Bedrock, an Azure deployment's): model rules can be checked without the body. */
+    readonly model?: string | undefined;
+  } | undefined;
   /** Reuse this decision id (a request decided again, e.g. with a budget's cheaper model). */
   readonly decisionId?: string | undefined;
 }
@@ -144,6 +149,18 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
       context.model = models.length > 0 ? ai.model.toLowerCase() : undefined;
     }
 
+    if (input.bodyUnseen) {
+      // The path's model, when it names one; else none: a header cannot vouch for the body it does not see.
+      const pathModel = input.bodyUnseen.model?.toLowerCase();
+      const headerModel = context.model;
+      if (pathModel !== undefined && headerModel !== undefined && headerModel !== pathModel && !createModelMatcher([headerModel]).matches(pathModel)) {
+        return finish({ reasonCode: 'x_model_mismatch', message: `x-genops-model names ${headerModel} but the request path asks for ${pathModel}`, httpStatus: 400, mode: policy.mode });
+      }
+      const problem = pathModel !== undefined ? modelProblemOf(pathModel) : undefined;
+      if (problem) return finish({ reasonCode: 'x_malformed_body', message: problem.message.replace('request body field "model"', 'the model in the request path'), httpStatus: 400, mode: policy.mode });
+      context.model = pathModel;
+    }
+
     if (policy.principals && !(principal && policy.principals.allow.matches(principal))) {
       decided = check({ reasonCode: 'x_principal_not_allowed', message: principal ? `caller ${principal} is not allowed` : 'caller has no mTLS identity and the policy requires one', httpStatus: 403, mode: policy.principals.mode });
       if (decided) return decided;
@@ -181,7 +198,7 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
 
     if (input.bodyUnseen) {
       // The model is in the body: a header naming one proves nothing here.
-      const needs = bodyNeededFor(policy, team, tierRule, finish(undefined), input.path);
+      const needs = bodyNeededFor(policy, input.bodyUnseen.model === undefined ? team : undefined, tierRule, finish(undefined), input.path);
       if (needs) {
         decided = check({ reasonCode: 'x_body_required', message: bodyRequiredMessage(input.bodyUnseen, needs.why), httpStatus: 403, mode: needs.mode });
         if (decided) return decided;
@@ -214,11 +231,17 @@ function modelProblemOf(model: string): { tooLarge: false; message: string } | u
   return undefined;
 }
 
-/** What would need the body: a model rule of the team or tier, or an enforced budget that may select the request (its model unknown). */
-function bodyNeededFor(policy: CompiledPolicy, team: CompiledTeam, tier: CompiledPolicy['tiers'] extends ReadonlyMap<unknown, infer T> ? T | undefined : never, decision: Decision, path: string | undefined): { why: string; mode: PolicyMode } | undefined {
-  if (!team.models.matchesAll) return { why: `team ${team.name} may use only some models`, mode: team.mode };
-  if (tier && !tier.models.matchesAll) return { why: `the ${decision.context.customerTier} tier may use only some models`, mode: tier.mode };
-  const budget = policy.budgets.find((rule) => rule.mode === 'enforce' && (!rule.selector || selects({ ...rule.selector, models: undefined }, decision, path)));
+/**
+ * What would need the body: a model rule of the team or tier while the model is unknown (no team
+ * given: the path named the model and the rules already checked it), or an enforced budget that
+ * may select the request (budgets are reserved and settled only where the service reads bodies and
+ * responses).
+ */
+function bodyNeededFor(policy: CompiledPolicy, team: CompiledTeam | undefined, tier: CompiledPolicy['tiers'] extends ReadonlyMap<unknown, infer T> ? T | undefined : never, decision: Decision, path: string | undefined): { why: string; mode: PolicyMode } | undefined {
+  if (team && !team.models.matchesAll) return { why: `team ${team.name} may use only some models`, mode: team.mode };
+  if (team && tier && !tier.models.matchesAll) return { why: `the ${decision.context.customerTier} tier may use only some models`, mode: tier.mode };
+  const modelKnown = decision.context.model !== undefined;
+  const budget = policy.budgets.find((rule) => rule.mode === 'enforce' && (!rule.selector || selects(modelKnown ? rule.selector : { ...rule.selector, models: undefined }, decision, path)));
   return budget ? { why: `budget ${budget.name} applies`, mode: 'enforce' } : undefined;
 }
 

@@ -288,6 +288,14 @@ describe('hostile clients through the real nginx (forward auth: headers only, no
     expect([...reached(plain.testId), ...reached(chunked.testId)]).toHaveLength(0);
   });
 
+  it('a model the path names is checked without the body: a forbidden Gemini model is POLICY_DENY_MODEL, however the path is spelled', async () => {
+    for (const path of ['/v1beta/models/gemini-2.5-pro:generateContent', '/v1beta//models/gemini-2.5-pro:streamGenerateContent?alt=sse', '/v1beta/models/gemini-2.5-pro%3AgenerateContent']) {
+      const { testId, headers } = tagged();
+      refusal(await send(port, 'POST', path, headers, JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] })), 403, path.includes('%3A') ? 'x_unknown_ai_api' : 'POLICY_DENY_MODEL');
+      expect(reached(testId), path).toHaveLength(0);
+    }
+  });
+
   it('where no model rule or budget applies, forward auth still decides on headers (ml-platform may use every model)', async () => {
     const { testId, headers } = tagged({ 'x-genops-team': 'ml-platform' });
     expect((await send(port, 'POST', '/v1/chat/completions', headers, chat(FORBIDDEN_MODEL))).status).toBe(200);

@@ -9,7 +9,11 @@ import type { DecisionReporter } from '../../src/envoy/decision-reporter.js';
 import type { Decision } from '../../src/governance/decision.js';
 import type { DecisionInput } from '../../src/governance/decision-engine.js';
 import { DEFAULT_POLICY_PATH } from '../../src/policy/default-policy.js';
-import { loadPolicyFile } from '../../src/policy/policy-store.js';
+import { loadPolicyFile, loadPolicyText } from '../../src/policy/policy-store.js';
+import type { CompiledPolicy } from '../../src/policy/compiled-policy.js';
+import { createDecisionEngine } from '../../src/governance/decision-engine.js';
+import { createGovernor } from '../../src/governance/governor.js';
+import { readFileSync } from 'node:fs';
 
 const defaultPolicy = loadPolicyFile(DEFAULT_POLICY_PATH);
 
@@ -97,5 +101,25 @@ describe('forward-auth adapter', () => {
       [false, 'anthropic.messages'],
     ]);
     expect(inputs[0]?.unknownAiApi).toContain('"/v1/uploads"');
+  });
+
+  it('checks a model the path names (Gemini, Bedrock, an Azure deployment) and needs the body only for the rest, or for a budget', async () => {
+    const budgeted = loadPolicyText(readFileSync(DEFAULT_POLICY_PATH, 'utf8').replace('  rateLimits:', '  budgets:\n    - { name: product-monthly, key: [team], amount: "100", period: monthly, timeZone: UTC, selector: { teams: [product-team] } }\n  rateLimits:'), 'budgeted.yaml');
+    const decide = async (policy: CompiledPolicy, path: string, team = 'product-team') => {
+      const engine = createDecisionEngine({ policy: () => policy });
+      const adapter = createForwardAuthAdapter({ governor: createGovernor({ engine }), reporter: { report: () => undefined }, now: () => 0, policy: () => policy });
+      const headers: Record<string, string> = { 'x-genops-team': team, 'x-genops-customer-id': 'acme', 'x-genops-project': 'bot', 'x-original-uri': path, 'x-original-method': 'POST' };
+      const answer = await adapter.check({ target: '/forward-auth', headers: (name) => headers[name] })!;
+      return answer.status === 200 ? 'ALLOWED' : (JSON.parse(answer.body) as { reason_code: string }).reason_code;
+    };
+    expect(await decide(defaultPolicy, '/v1beta/models/gemini-2.5-pro:generateContent')).toBe('POLICY_DENY_MODEL');
+    expect(await decide(defaultPolicy, `/model/${encodeURIComponent('us.anthropic.claude-haiku-4-5-20251001-v1:0')}/converse`)).toBe('ALLOWED');
+    expect(await decide(defaultPolicy, '/model/us.anthropic.claude-opus-4-1-20250805-v1:0/converse')).toBe('POLICY_DENY_MODEL');
+    expect(await decide(defaultPolicy, '/openai/deployments/claude-haiku-4-5/chat/completions?api-version=2024-10-21')).toBe('ALLOWED');
+    expect(await decide(defaultPolicy, '/model/%3Cscript%3E/converse')).toBe('x_malformed_body');
+    expect(await decide(defaultPolicy, '/v1/chat/completions')).toBe('x_body_required');
+    expect(await decide(defaultPolicy, '/v1/chat/completions', 'ml-platform')).toBe('ALLOWED');
+    expect(await decide(budgeted, `/model/${encodeURIComponent('us.anthropic.claude-haiku-4-5-20251001-v1:0')}/converse`)).toBe('x_body_required');
+    expect(await decide(budgeted, '/v1/chat/completions', 'ml-platform')).toBe('ALLOWED');
   });
 });
