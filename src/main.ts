@@ -134,7 +134,7 @@ async function main(): Promise<void> {
     metrics,
   });
   const forwardAuth = settings.forwardAuthPort > 0
-    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('forward_auth'), { withoutJwtMetadata: true }), reporter, now }), logger, tls: serviceTls })
+    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('forward_auth'), { withoutJwtMetadata: true }), reporter, now, policy, uriHeader: settings.forwardAuthUriHeader, methodHeader: settings.forwardAuthMethodHeader }), logger, tls: serviceTls })
     : undefined;
   // In a worker the primary serves admin HTTP for all (metrics aggregated, budgets merged).
   const admin = inWorker

@@ -16,6 +16,10 @@ export interface Settings {
   readonly adminPort: number;
   /** Forward-auth HTTP endpoint (nginx auth_request, Traefik forwardAuth); 0 = off. */
   readonly forwardAuthPort: number;
+  /** The header forward auth reads the original request target from (one the proxy sets, never one a client can forge). */
+  readonly forwardAuthUriHeader: string;
+  /** The header forward auth reads the original method from. */
+  readonly forwardAuthMethodHeader: string;
   readonly redisUrl: string | undefined;
   /** GENOPS_REDIS_URL read: one node, or a Redis Cluster's seed nodes with TLS and credentials. */
   readonly redis: RedisTarget | undefined;
@@ -50,6 +54,8 @@ const SOURCES = {
   'grpc-port': 'GENOPS_GRPC_PORT',
   'admin-port': 'GENOPS_ADMIN_PORT',
   'forward-auth-port': 'GENOPS_FORWARD_AUTH_PORT',
+  'forward-auth-uri-header': 'GENOPS_FORWARD_AUTH_URI_HEADER',
+  'forward-auth-method-header': 'GENOPS_FORWARD_AUTH_METHOD_HEADER',
   'redis-url': 'GENOPS_REDIS_URL',
   'redis-timeout': 'GENOPS_REDIS_TIMEOUT_MS',
   'rate-limit-max-buckets': 'GENOPS_RATE_LIMIT_MAX_BUCKETS',
@@ -120,6 +126,8 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     grpcPort: port(read('grpc-port'), 9001),
     adminPort: port(read('admin-port'), 9464),
     forwardAuthPort: port(read('forward-auth-port'), 0),
+    forwardAuthUriHeader: headerName(read('forward-auth-uri-header'), 'x-original-uri'),
+    forwardAuthMethodHeader: headerName(read('forward-auth-method-header'), 'x-original-method'),
     redisUrl,
     redis: redisTarget,
     redisTimeoutMs: integer(read('redis-timeout'), 50, 1, 60_000),
@@ -142,6 +150,13 @@ function boolean(source: { value: string | undefined; name: string }, fallback: 
   const value = source.value.trim().toLowerCase();
   if (value !== 'true' && value !== 'false') throw new GenopsError('invalid_settings', `${source.name}=${source.value}: must be true or false`);
   return value === 'true';
+}
+
+function headerName(source: { value: string | undefined; name: string }, fallback: string): string {
+  if (source.value === undefined) return fallback;
+  const value = source.value.trim().toLowerCase();
+  if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(value)) throw new GenopsError('invalid_settings', `${source.name}=${source.value}: must be an HTTP header name`);
+  return value;
 }
 
 function port(source: { value: string | undefined; name: string }, fallback: number): number {

@@ -142,7 +142,7 @@ describe('GENOPS_WORKERS', () => {
       // Forward auth: a new connection per request, handed to the workers in turn.
       for (let call = 0; call < 6; call++) {
         const status = await new Promise<number>((resolve, reject) => {
-          request({ host: service.host, port: forwardAuthPort, path: '/forward-auth', agent: false, headers: { ...allowed, 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/health' } }, (response) => {
+          request({ host: service.host, port: forwardAuthPort, path: '/forward-auth', agent: false, headers: { ...allowed, 'x-original-method': 'GET', 'x-original-uri': '/health' } }, (response) => {
             response.resume();
             resolve(response.statusCode!);
           }).on('error', reject).end();
