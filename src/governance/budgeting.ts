@@ -1,4 +1,5 @@
 import { isGenopsError } from '../errors/genops-error.js';
+import { boundedAccountId } from '../limits/budget-account.js';
 import type { AccountState, BudgetAccount, BudgetLedger } from '../limits/budget-ledger.js';
 import { periodWindow } from '../policy/budget-periods.js';
 import type { CompiledBudget, CompiledPolicy } from '../policy/compiled-policy.js';
@@ -51,6 +52,8 @@ export interface BudgetObserver {
   /** Current state of one account, after a reservation or a settlement. */
   account(budget: string, account: BudgetAccount, state: AccountState): void;
   backendFailed(error: Error): void;
+  /** Any other exception on a budget path (counted and logged); the budgets follow their failure mode. */
+  internalError?(error: Error): void;
   overshoot(budget: string, reservedNano: number, actualNano: number, decisionId: string): void;
 }
 
@@ -86,9 +89,19 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
 
   async function apply(decision: Decision, request: BudgetRequest): Promise<Decision> {
     const current = policy();
-    const nowMs = clock();
-    const selected = select(current.budgets, decision, request.path, nowMs);
-    if (selected.length === 0) return decision;
+    let selected: Selected[] | undefined;
+    try {
+      const nowMs = clock();
+      selected = select(current.budgets, decision, request.path, nowMs);
+      if (selected.length === 0) return decision;
+      return await reserve(decision, request, current, selected, nowMs);
+    } catch (error) {
+      // Whatever failed (the ledger, or a bug), each budget follows its failure mode: never an error to Envoy.
+      return unavailable(decision, selected ?? [], error, current);
+    }
+  }
+
+  async function reserve(decision: Decision, request: BudgetRequest, current: CompiledPolicy, selected: readonly Selected[], nowMs: number): Promise<Decision> {
     const ai = decision.ai!;
     let states: readonly AccountState[];
     try {
@@ -196,12 +209,21 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
     return { ...(warning ?? decided), budget: outcome(decided.id, selected, enforced, worstCaseNano, status, injectedCap, downgradedTo, downgradedBy) };
   }
 
-  function unavailable(decision: Decision, selected: readonly Selected[], error: unknown): Decision {
-    if (!isGenopsError(error, 'backend_unavailable')) throw error;
-    observer.backendFailed(error);
+  function failed(error: unknown): boolean {
+    const failure = error instanceof Error ? error : new Error(String(error));
+    const backend = isGenopsError(failure, 'backend_unavailable');
+    if (backend || !observer.internalError) observer.backendFailed(failure);
+    else observer.internalError(failure);
+    return backend;
+  }
+
+  function unavailable(decision: Decision, selected: readonly Selected[], error: unknown, current?: CompiledPolicy): Decision {
+    const backend = failed(error);
     for (const { budget } of selected) observer.event(budget.name, 'unavailable');
-    const closed = selected.find(({ budget }) => budget.failureMode === 'closed' && budget.mode === 'enforce');
-    if (closed) return refuse(decision, 'BUDGET_RESERVATION_FAILED', 503, `budget ${closed.budget.name} cannot be checked (ledger unavailable) and fails closed`, undefined);
+    // Failed before the budgets were known: the strictest budget of the policy decides.
+    const candidates = selected.length > 0 ? selected.map(({ budget }) => budget) : (current?.budgets ?? []);
+    const closed = candidates.find((budget) => budget.failureMode === 'closed' && budget.mode === 'enforce');
+    if (closed) return refuse(decision, 'BUDGET_RESERVATION_FAILED', 503, `budget ${closed.name} cannot be checked (${backend ? 'ledger unavailable' : 'internal error'}) and fails closed`, undefined);
     // Fail open: admitted without a hold; the spend is still recorded when the ledger answers again.
     return { ...decision, budget: outcome(decision.id, selected, [], 0, undefined, undefined, undefined, undefined) };
   }
@@ -212,33 +234,37 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
       return apply(decision, request);
     },
     async settle(decision, record) {
-      const budget = decision.budget;
-      if (!budget || budget.entries.length === 0) return;
-      const actualNano = isFree(record.outcome) ? 0 : record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) : budget.worstCaseNano;
-      const held = budget.entries.filter((entry) => entry.heldNano > 0);
-      const untracked = budget.entries.filter((entry) => entry.heldNano === 0);
       try {
-        if (held.length > 0) {
-          const settled = await ledger.settle({ reservationId: budget.reservationId, entries: held.map(({ account }) => ({ account, actual: actualNano })) });
-          if (settled.applied) {
-            held.forEach((entry, index) => {
-              observer.account(entry.name, entry.account, settled.states[index]!);
-              observer.event(entry.name, actualNano === 0 ? 'released' : 'settled');
-              if (actualNano > entry.heldNano) observer.overshoot(entry.name, entry.heldNano, actualNano, decision.id);
-            });
-          }
-        }
-        if (untracked.length > 0 && actualNano > 0) {
-          // Never held (dry-run, or admitted while the ledger was down): the spend still counts.
-          const settled = await ledger.settle({ reservationId: `${budget.reservationId}#untracked`, entries: untracked.map(({ account }) => ({ account, actual: actualNano })) });
-          untracked.forEach((entry, index) => observer.account(entry.name, entry.account, settled.states[index]!));
-        }
+        await settleNow(decision, record);
       } catch (error) {
-        // The reservation expires on its own; the actual cost is lost to this budget period only if the ledger stays down.
-        observer.backendFailed(error as Error);
+        failed(error);
       }
     },
   };
+
+  async function settleNow(decision: Decision, record: UsageRecord): Promise<void> {
+    const budget = decision.budget;
+    if (!budget || budget.entries.length === 0) return;
+    const actualNano = isFree(record.outcome) ? 0 : record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) : budget.worstCaseNano;
+    const held = budget.entries.filter((entry) => entry.heldNano > 0);
+    const untracked = budget.entries.filter((entry) => entry.heldNano === 0);
+    // The reservation expires on its own if this fails; the actual cost is lost to this period only if the ledger stays down.
+    if (held.length > 0) {
+      const settled = await ledger.settle({ reservationId: budget.reservationId, entries: held.map(({ account }) => ({ account, actual: actualNano })) });
+      if (settled.applied) {
+        held.forEach((entry, index) => {
+          observer.account(entry.name, entry.account, settled.states[index]!);
+          observer.event(entry.name, actualNano === 0 ? 'released' : 'settled');
+          if (actualNano > entry.heldNano) observer.overshoot(entry.name, entry.heldNano, actualNano, decision.id);
+        });
+      }
+    }
+    if (untracked.length > 0 && actualNano > 0) {
+      // Never held (dry-run, or admitted while the ledger was down): the spend still counts.
+      const settled = await ledger.settle({ reservationId: `${budget.reservationId}#untracked`, entries: untracked.map(({ account }) => ({ account, actual: actualNano })) });
+      untracked.forEach((entry, index) => observer.account(entry.name, entry.account, settled.states[index]!));
+    }
+  }
 }
 
 function outcome(reservationId: string, selected: readonly Selected[], held: readonly Selected[], worstCaseNano: number, status: BudgetStatus | undefined, outputCap: number | undefined, downgradedTo: string | undefined, downgradedBy: string | undefined): BudgetOutcome {
@@ -269,7 +295,7 @@ function select(budgets: readonly CompiledBudget[], decision: Decision, path: st
     const period = budget.period.kind === 'calendar'
       ? { kind: 'calendar' as const, startMs: window.startMs, endMs: window.endMs }
       : { kind: 'rolling' as const, windowMs: budget.period.windowMs, slots: budget.period.slots };
-    selected.push({ budget, account: { id: `${budget.name}|${values.join('|')}`, limit: budget.limitNano, period }, resetMs: window.endMs });
+    selected.push({ budget, account: { id: boundedAccountId(`${budget.name}|${values.join('|')}`), limit: budget.limitNano, period }, resetMs: window.endMs });
   }
   return selected;
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { BudgetAccount, ReserveRequest, SettleRequest } from './budget-ledger.js';
 
 /**
@@ -14,7 +15,20 @@ export const DEFAULT_SETTLED_RETENTION_MAX_MS = 86_400_000;
 /** Rolling windows are counted in at most this many slots (each read touches every slot). */
 export const MAX_ROLLING_SLOTS = 1_000;
 
-const MAX_ID_LENGTH = 512;
+export const MAX_ID_LENGTH = 512;
+/** How much of a long id stays readable in front of its hash. */
+const READABLE_HEAD = 400;
+
+/**
+ * An account id the ledger accepts, whatever the key values: ids up to MAX_ID_LENGTH are kept as
+ * they are; a longer one becomes its first READABLE_HEAD characters, "~sha256:" and the SHA-256 of
+ * the whole id (stable across replicas and restarts; two long ids share an account only if their
+ * SHA-256 collide).
+ */
+export function boundedAccountId(id: string): string {
+  if (id.length <= MAX_ID_LENGTH) return id;
+  return `${id.slice(0, READABLE_HEAD)}~sha256:${createHash('sha256').update(id, 'utf8').digest('hex')}`;
+}
 
 /**
  * The account's storage identity: the period is part of it, so a calendar

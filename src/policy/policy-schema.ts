@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import { AI_APIS, type AiApi } from '../usage/ai-api.js';
-import { DURATION_PATTERN } from './duration.js';
+import { ROLLING_SLOTS } from './budget-periods.js';
+import { DURATION_PATTERN, parseDurationMs } from './duration.js';
 import { identitySchema } from './identity-schema.js';
 
 export const POLICY_API_VERSION = 'genops.ai/v1alpha1';
@@ -187,6 +188,10 @@ const budgetSchema = z
     }
     if (budget.warnAt !== undefined && budget.downgrade && budget.warnAt > budget.downgrade.at) {
       context.addIssue({ code: 'custom', path: ['warnAt'], message: `warnAt (${budget.warnAt}%) must not be above downgrade.at (${budget.downgrade.at}%): thresholds go warn, downgrade, then block at 100%` });
+    }
+    const windowMs = parseDurationMs(budget.period);
+    if (windowMs !== undefined && windowMs % ROLLING_SLOTS !== 0) {
+      context.addIssue({ code: 'custom', path: ['period'], message: `a rolling window is counted in ${ROLLING_SLOTS} equal slots of whole milliseconds, and ${budget.period} (${windowMs} ms) cannot be cut into them: use a multiple of ${ROLLING_SLOTS} ms, such as 24s, 24m, 1h, 24h or 7d` });
     }
   });
 
