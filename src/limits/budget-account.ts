@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { BudgetAccount, ReserveRequest, SettleRequest } from './budget-ledger.js';
+import type { BudgetAccount, RenewRequest, ReserveRequest, SettleRequest } from './budget-ledger.js';
 
 /**
  * What both ledger backends share: input validation, where an account is
@@ -139,4 +139,15 @@ export function assertSettleRequest(request: SettleRequest): void {
     if (!isMoney(actual)) throw new RangeError(`settlement of ${reservationId}: cannot settle ${describe(actual)} on budget account ${account.id}: money is a non-negative safe integer of nano-USD`);
   }
   assertDistinct(entries.map((entry) => entry.account), reservationId);
+}
+
+/** Throws a RangeError naming what is wrong with a renewal. */
+export function assertRenewRequest(request: RenewRequest, nowMs: number): void {
+  const { reservationId, accounts, expiresAtMs } = request;
+  assertId('reservation id', reservationId);
+  if (!Array.isArray(accounts) || accounts.length === 0) throw new RangeError(`renewal of ${reservationId}: it needs at least one account`);
+  assertAccounts(accounts);
+  if (!Number.isSafeInteger(expiresAtMs) || expiresAtMs <= nowMs) {
+    throw new RangeError(`renewal of ${reservationId}: expiresAtMs ${describe(expiresAtMs)} is not valid: it must be integer epoch milliseconds later than now (${nowMs})`);
+  }
 }

@@ -5,12 +5,13 @@ import {
   DEFAULT_SETTLED_RETENTION_MAX_MS,
   accountStorageKey,
   assertAccounts,
+  assertRenewRequest,
   assertReserveRequest,
   assertSettleRequest,
   slotIndexAt,
   spendRelevantUntilMs,
 } from './budget-account.js';
-import type { AccountState, BudgetAccount, BudgetLedger, ReserveRequest, ReserveResult, SettleRequest, SettleResult } from './budget-ledger.js';
+import type { AccountState, BudgetAccount, BudgetLedger, RenewRequest, RenewResult, ReserveRequest, ReserveResult, SettleRequest, SettleResult } from './budget-ledger.js';
 
 export interface RedisBudgetLedgerOptions {
   /** A connection from connectRedis (command timeout, no offline queue), so no call can hang. */
@@ -26,6 +27,7 @@ export interface RedisBudgetLedgerOptions {
 export interface RedisBudgetLedger extends BudgetLedger {
   reserve(request: ReserveRequest): Promise<ReserveResult>;
   settle(request: SettleRequest): Promise<SettleResult>;
+  renew(request: RenewRequest): Promise<RenewResult>;
   state(accounts: readonly BudgetAccount[]): Promise<readonly AccountState[]>;
 }
 
@@ -210,6 +212,36 @@ return {1, expired, unpack(states)}
 `;
 
 /**
+ * KEYS: the reservation's key, then per account: acct, exp, slots. ARGV: now, reservation id,
+ * expiresAtMs, grace. Returns 1 when the reservation was live (its holds now expire at
+ * expiresAtMs, or later if they already did), 0 when it was settled, expired or never reserved.
+ */
+const RENEW_SCRIPT = `${LUA_HELPERS}
+local now = tonumber(ARGV[1])
+local rid = ARGV[2]
+local expires = tonumber(ARGV[3])
+local grace = tonumber(ARGV[4])
+local marker = redis.call('GET', KEYS[1])
+if (not marker) or marker == 's' or tonumber(marker) <= now then return 0 end
+if tonumber(marker) >= expires then return 1 end
+local hold = 'h:' .. rid
+local want = expires + grace - now
+for i = 1, (#KEYS - 1) / 3 do
+  local acct, exp, slots_key = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+  purge(acct, exp, now)
+  if redis.call('HEXISTS', acct, hold) == 1 then
+    redis.call('ZADD', exp, ARGV[3], rid)
+    for _, key in ipairs({acct, exp, slots_key}) do
+      local ttl = redis.call('PTTL', key)
+      if ttl >= 0 and ttl < want then redis.call('PEXPIRE', key, fmt(want)) end
+    end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', fmt(expires - now))
+return 1
+`;
+
+/**
  * KEYS per account: acct, exp, slots. ARGV: now, then per account: kind, current slot, slot count.
  * Returns per account spent, reserved. Writes only to purge what expired.
  */
@@ -243,15 +275,17 @@ export function createRedisBudgetLedger(options: RedisBudgetLedgerOptions): Redi
   client.defineCommand('genopsBudgetReserve', { lua: RESERVE_SCRIPT });
   client.defineCommand('genopsBudgetSettle', { lua: SETTLE_SCRIPT });
   client.defineCommand('genopsBudgetState', { lua: STATE_SCRIPT });
+  client.defineCommand('genopsBudgetRenew', { lua: RENEW_SCRIPT });
   const preload = () => {
-    for (const script of [RESERVE_SCRIPT, SETTLE_SCRIPT, STATE_SCRIPT]) void client.script('LOAD', script).catch(() => undefined);
+    for (const script of [RESERVE_SCRIPT, SETTLE_SCRIPT, STATE_SCRIPT, RENEW_SCRIPT]) void client.script('LOAD', script).catch(() => undefined);
   };
   client.on('ready', preload);
   if (client.status === 'ready') preload();
-  const commands = client as unknown as { genopsBudgetReserve: ScriptCommand; genopsBudgetSettle: ScriptCommand; genopsBudgetState: ScriptCommand };
+  const commands = client as unknown as { genopsBudgetReserve: ScriptCommand; genopsBudgetSettle: ScriptCommand; genopsBudgetState: ScriptCommand; genopsBudgetRenew: ScriptCommand };
   const reserveScript = commands.genopsBudgetReserve.bind(client);
   const settleScript = commands.genopsBudgetSettle.bind(client);
   const stateScript = commands.genopsBudgetState.bind(client);
+  const renewScript = commands.genopsBudgetRenew.bind(client);
 
   const accountKeys = (account: BudgetAccount): string[] => {
     const key = accountStorageKey(account);
@@ -301,6 +335,16 @@ export function createRedisBudgetLedger(options: RedisBudgetLedgerOptions): Redi
       }
       const reply = await run(settleScript, keys, args);
       return { applied: Number(reply[0]) === 1, expired: Number(reply[1]) === 1, states: statesFrom(reply, 2, entries.map((entry) => entry.account)) };
+    },
+
+    async renew(request) {
+      const now = clock();
+      assertRenewRequest(request, now);
+      const { reservationId, accounts, expiresAtMs } = request;
+      const keys = [`${tag}:rsv:${reservationId}`];
+      for (const account of accounts) keys.push(...accountKeys(account));
+      const reply = await run(renewScript, keys, [now, reservationId, expiresAtMs, ACCOUNT_GRACE_MS]);
+      return { renewed: Number(reply) === 1 };
     },
 
     async state(accounts) {

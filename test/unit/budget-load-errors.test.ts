@@ -98,7 +98,7 @@ describe('an exception on a budget path', () => {
       if (how === 'sync') throw new TypeError('cannot read properties of undefined');
       return Promise.reject(new TypeError('cannot read properties of undefined'));
     };
-    return { reserve: fail, settle: fail, state: fail, close: async () => undefined };
+    return { reserve: fail, settle: fail, state: fail, renew: fail, close: async () => undefined };
   };
 
   for (const how of ['sync', 'async'] as const) {

@@ -197,7 +197,7 @@ describe('budget periods', () => {
 describe('budgets when the ledger is unreachable', () => {
   function withDeadLedger(failureMode: 'open' | 'closed') {
     const policy = loadPolicyText(POLICY.replace('maxOutputTokens: 1000', `maxOutputTokens: 1000\n      failureMode: ${failureMode}`), 'budgets.yaml');
-    const dead = { reserve: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), settle: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), state: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), close: async () => undefined };
+    const dead = { reserve: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), settle: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), state: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), renew: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), close: async () => undefined };
     const failures: string[] = [];
     const budgeter = createBudgeter({ ledger: dead, policy: () => policy, clock: () => Date.UTC(2026, 11, 1), observer: { event: () => undefined, account: () => undefined, backendFailed: (error) => failures.push(error.message), overshoot: () => undefined } });
     const engine = createDecisionEngine({ policy: () => policy, newDecisionId: () => 'd-1' });
