@@ -91,7 +91,7 @@ async function main(): Promise<void> {
     },
   });
   const budgetTracker = createBudgetTracker({ metrics, logger, ledger, policy, clock });
-  const budgeter = createBudgeter({ ledger, policy, clock, observer: budgetTracker });
+  const budgeter = createBudgeter({ ledger, policy, clock, observer: budgetTracker, holdTtlMs: settings.budgetHoldTtlMs });
   const governor = createGovernor({ engine, rateLimiter, budgeter });
   const settle = createExchangeSettlement({
     budgeter,

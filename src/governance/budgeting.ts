@@ -75,8 +75,10 @@ export interface BudgetRequest {
   readonly recheck: (model: string) => Decision;
 }
 
-/** A reservation that is never settled (a crashed replica, a stream that never ended) is released after this. */
+/** A reservation nobody renews (its replica crashed) is released after this; a live one is renewed every third of it. */
 export const RESERVATION_TTL_MS = 15 * 60_000;
+/** Renewal stops after this: a hold whose settlement never came (a leak) expires at last. */
+export const MAX_HOLD_MS = 24 * 3_600_000;
 
 interface Selected {
   readonly budget: CompiledBudget;
@@ -84,8 +86,19 @@ interface Selected {
   readonly resetMs: number;
 }
 
-export function createBudgeter(options: { ledger: BudgetLedger; policy: () => CompiledPolicy; clock: () => number; observer: BudgetObserver }): Budgeter {
+export interface BudgeterOptions {
+  readonly ledger: BudgetLedger;
+  readonly policy: () => CompiledPolicy;
+  readonly clock: () => number;
+  readonly observer: BudgetObserver;
+  /** How long a hold lives without renewal; default RESERVATION_TTL_MS. */
+  readonly holdTtlMs?: number | undefined;
+}
+
+export function createBudgeter(options: BudgeterOptions): Budgeter {
   const { ledger, policy, clock, observer } = options;
+  const holdTtlMs = options.holdTtlMs ?? RESERVATION_TTL_MS;
+  const holds = createHoldKeeper({ ledger, clock, holdTtlMs, failed: (error) => failed(error) });
 
   async function apply(decision: Decision, request: BudgetRequest): Promise<Decision> {
     const current = policy();
@@ -183,7 +196,7 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
 
     let reserved: Awaited<ReturnType<BudgetLedger['reserve']>>;
     try {
-      reserved = await ledger.reserve({ reservationId: decided.id, entries: enforced.map(({ account }) => ({ account, amount: worstCaseNano })), expiresAtMs: nowMs + RESERVATION_TTL_MS });
+      reserved = await ledger.reserve({ reservationId: decided.id, entries: enforced.map(({ account }) => ({ account, amount: worstCaseNano })), expiresAtMs: nowMs + holdTtlMs });
     } catch (error) {
       return unavailable(decided, selected, error);
     }
@@ -192,6 +205,7 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
       observer.event(failed.budget.name, 'blocked');
       return exceeded(decided, failed, reserved.states[reserved.failedIndex]!, nowMs);
     }
+    holds.keep(decided.id, enforced.map(({ account }) => account));
     const after = selected.map((entry, index) => {
       const enforcedIndex = enforced.indexOf(entry);
       return enforcedIndex === -1 ? states[index]! : reserved.states[enforcedIndex]!;
@@ -234,6 +248,7 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
       return apply(decision, request);
     },
     async settle(decision, record) {
+      if (decision.budget) holds.release(decision.budget.reservationId);
       try {
         await settleNow(decision, record);
       } catch (error) {
@@ -265,6 +280,65 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
       untracked.forEach((entry, index) => observer.account(entry.name, entry.account, settled.states[index]!));
     }
   }
+}
+
+/**
+ * Keeps holds alive while their requests are open: every third of the hold's lifetime each live
+ * hold is renewed for another lifetime, until it is settled (or MAX_HOLD_MS passes). A replica
+ * that crashes stops renewing, and its holds expire one lifetime later.
+ */
+function createHoldKeeper(options: { ledger: BudgetLedger; clock: () => number; holdTtlMs: number; failed: (error: unknown) => void }) {
+  const { ledger, clock, holdTtlMs, failed } = options;
+  const live = new Map<string, { readonly accounts: readonly BudgetAccount[]; readonly since: number }>();
+  let timer: NodeJS.Timeout | undefined;
+  let renewing = false;
+
+  async function renewAll(): Promise<void> {
+    if (renewing) return;
+    renewing = true;
+    try {
+      await renewEach();
+    } finally {
+      renewing = false;
+    }
+  }
+
+  async function renewEach(): Promise<void> {
+    const now = clock();
+    for (const [reservationId, hold] of live) {
+      if (now - hold.since > MAX_HOLD_MS) {
+        live.delete(reservationId);
+        continue;
+      }
+      try {
+        const { renewed } = await ledger.renew({ reservationId, accounts: hold.accounts, expiresAtMs: clock() + holdTtlMs });
+        // Gone (settled meanwhile, or expired while the ledger was unreachable): nothing left to keep.
+        if (!renewed) live.delete(reservationId);
+      } catch (error) {
+        failed(error);
+      }
+    }
+    if (live.size === 0) stop();
+  }
+
+  function stop(): void {
+    if (timer) clearInterval(timer);
+    timer = undefined;
+  }
+
+  return {
+    keep(reservationId: string, accounts: readonly BudgetAccount[]): void {
+      live.set(reservationId, { accounts, since: clock() });
+      if (!timer) {
+        timer = setInterval(() => void renewAll(), Math.max(1, Math.floor(holdTtlMs / 3)));
+        timer.unref();
+      }
+    },
+    release(reservationId: string): void {
+      live.delete(reservationId);
+      if (live.size === 0) stop();
+    },
+  };
 }
 
 function outcome(reservationId: string, selected: readonly Selected[], held: readonly Selected[], worstCaseNano: number, status: BudgetStatus | undefined, outputCap: number | undefined, downgradedTo: string | undefined, downgradedBy: string | undefined): BudgetOutcome {

@@ -31,6 +31,8 @@ export interface Settings {
   readonly tls: TlsSettings | undefined;
   /** Added to the wall clock that rate limits and budget periods read (tests of a period rollover). */
   readonly clockOffsetMs: number;
+  /** How long a budget hold lives without renewal (a crashed replica's holds go after this); renewed every third of it while its stream is open. */
+  readonly budgetHoldTtlMs: number;
 }
 
 /** Each flag and the environment variable it overrides. */
@@ -53,6 +55,7 @@ const SOURCES = {
   'tls-client-allow': 'GENOPS_TLS_CLIENT_ALLOW',
   'tls-reload-interval': 'GENOPS_TLS_RELOAD_INTERVAL_MS',
   'clock-offset': 'GENOPS_CLOCK_OFFSET_MS',
+  'budget-hold-ttl': 'GENOPS_BUDGET_HOLD_TTL_MS',
 } as const;
 type Flag = keyof typeof SOURCES;
 
@@ -100,6 +103,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     tracing: loadTracingSettings(env),
     tls: loadTlsSettings(read),
     clockOffsetMs: integer(read('clock-offset'), 0, -366 * 86_400_000, 366 * 86_400_000),
+    budgetHoldTtlMs: integer(read('budget-hold-ttl'), 15 * 60_000, 3_000, 86_400_000),
   });
 }
 
