@@ -28,6 +28,8 @@ export interface ReservedBudget {
   readonly account: BudgetAccount;
   /** nano-USD held for the request; 0 when nothing is held (dry-run, or the ledger unreachable and the budget fails open). */
   readonly heldNano: number;
+  /** The budget's unknownUsage when the request was admitted. */
+  readonly unknownUsage: 'hold' | 'estimate';
 }
 
 /** Set on an allowed AI request that budgets select. */
@@ -260,26 +262,40 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
   async function settleNow(decision: Decision, record: UsageRecord): Promise<void> {
     const budget = decision.budget;
     if (!budget || budget.entries.length === 0) return;
-    const actualNano = isFree(record.outcome) ? 0 : record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) : budget.worstCaseNano;
+    const actualOf = (entry: ReservedBudget) => actualNanoOf(record, budget.worstCaseNano, entry.unknownUsage);
     const held = budget.entries.filter((entry) => entry.heldNano > 0);
     const untracked = budget.entries.filter((entry) => entry.heldNano === 0);
     // The reservation expires on its own if this fails; the actual cost is lost to this period only if the ledger stays down.
     if (held.length > 0) {
-      const settled = await ledger.settle({ reservationId: budget.reservationId, entries: held.map(({ account }) => ({ account, actual: actualNano })) });
+      const settled = await ledger.settle({ reservationId: budget.reservationId, entries: held.map((entry) => ({ account: entry.account, actual: actualOf(entry) })) });
       if (settled.applied) {
         held.forEach((entry, index) => {
+          const actualNano = actualOf(entry);
           observer.account(entry.name, entry.account, settled.states[index]!);
           observer.event(entry.name, actualNano === 0 ? 'released' : 'settled');
           if (actualNano > entry.heldNano) observer.overshoot(entry.name, entry.heldNano, actualNano, decision.id);
         });
       }
     }
-    if (untracked.length > 0 && actualNano > 0) {
+    const charged = untracked.filter((entry) => actualOf(entry) > 0);
+    if (charged.length > 0) {
       // Never held (dry-run, or admitted while the ledger was down): the spend still counts.
-      const settled = await ledger.settle({ reservationId: `${budget.reservationId}#untracked`, entries: untracked.map(({ account }) => ({ account, actual: actualNano })) });
-      untracked.forEach((entry, index) => observer.account(entry.name, entry.account, settled.states[index]!));
+      const settled = await ledger.settle({ reservationId: `${budget.reservationId}#untracked`, entries: charged.map((entry) => ({ account: entry.account, actual: actualOf(entry) })) });
+      charged.forEach((entry, index) => observer.account(entry.name, entry.account, settled.states[index]!));
     }
   }
+}
+
+/**
+ * What one budget is charged, nano-USD: nothing when the provider did not bill (its own error, or
+ * never sent); the provider's usage priced; when the usage is unknown (estimated), the worst case
+ * reserved under unknownUsage: hold (never less than the estimate); an unpriced model, the worst case.
+ */
+export function actualNanoOf(record: UsageRecord, worstCaseNano: number, unknownUsage: 'hold' | 'estimate'): number {
+  if (isFree(record.outcome)) return 0;
+  const priced = record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) : undefined;
+  if (record.estimated && unknownUsage === 'hold') return Math.max(priced ?? 0, worstCaseNano);
+  return priced ?? worstCaseNano;
 }
 
 /**
@@ -344,7 +360,7 @@ function createHoldKeeper(options: { ledger: BudgetLedger; clock: () => number; 
 function outcome(reservationId: string, selected: readonly Selected[], held: readonly Selected[], worstCaseNano: number, status: BudgetStatus | undefined, outputCap: number | undefined, downgradedTo: string | undefined, downgradedBy: string | undefined): BudgetOutcome {
   return {
     reservationId,
-    entries: selected.map((entry) => ({ name: entry.budget.name, account: entry.account, heldNano: held.includes(entry) ? worstCaseNano : 0 })),
+    entries: selected.map((entry) => ({ name: entry.budget.name, account: entry.account, heldNano: held.includes(entry) ? worstCaseNano : 0, unknownUsage: entry.budget.unknownUsage })),
     worstCaseNano,
     status,
     outputCap,

@@ -52,6 +52,8 @@ export interface CompiledBudget {
   readonly maxOutputTokens: number;
   readonly failureMode: 'open' | 'closed';
   readonly mode: PolicyMode;
+  /** What a request whose usage never came is charged: its hold (the worst case) or the estimate. */
+  readonly unknownUsage: 'hold' | 'estimate';
 }
 
 export interface CompiledUsage {
@@ -170,6 +172,7 @@ export function compilePolicy(document: PolicyDocument, sourceText: string, sour
       maxOutputTokens: rule.maxOutputTokens,
       failureMode: rule.failureMode,
       mode: effective(rule.mode),
+      unknownUsage: rule.unknownUsage,
     })),
     usage: {
       paths: createAiPathMatcher({ ...DEFAULT_AI_PATHS, ...spec.usage.paths }),

@@ -178,6 +178,10 @@ const budgetSchema = z
       .optional(),
     maxOutputTokens: z.number().int().positive().default(4096).describe('The output cap set on a request that names none is what the remaining budget can pay for, at most this.'),
     failureMode: z.enum(['open', 'closed']).default('open').describe('When the shared ledger is unreachable: open admits (and records spend when it can), closed refuses with 503.'),
+    unknownUsage: z
+      .enum(['hold', 'estimate'])
+      .default('hold')
+      .describe('What a request whose usage the provider never told (a cut stream, a stream without usage, a timeout) is charged: hold = its reservation, the worst case (a true bound); estimate = the characters ÷ 4 estimate.'),
     mode: mode.optional(),
   })
   .superRefine((budget, context) => {
