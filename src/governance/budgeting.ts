@@ -4,6 +4,7 @@ import type { AccountState, BudgetAccount, BudgetLedger } from '../limits/budget
 import { periodWindow } from '../policy/budget-periods.js';
 import type { CompiledBudget, CompiledPolicy } from '../policy/compiled-policy.js';
 import { createModelMatcher } from '../usage/model-pattern.js';
+import { requestBound } from './budget-bound.js';
 import { isAllowed, type Decision } from './decision.js';
 import { selects } from './selector.js';
 import { isFree, type UsageRecord } from './usage-accounting.js';
@@ -36,8 +37,10 @@ export interface ReservedBudget {
 export interface BudgetOutcome {
   readonly reservationId: string;
   readonly entries: readonly ReservedBudget[];
-  /** The worst case reserved: input bound × input price + output cap × output price, nano-USD. */
+  /** The worst case reserved: input bound × input price + output cap × output price (+ server tools), nano-USD. */
   readonly worstCaseNano: number;
+  /** Of which the server-tool calls' prices at the request's maximum calls (charged when the response does not count them). */
+  readonly toolsNano?: number | undefined;
   /** The tightest budget after reserving. */
   readonly status: BudgetStatus | undefined;
   /** The output cap the service sets in the forwarded body (the request named none). */
@@ -163,18 +166,26 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
     // (dry-run budgets never change traffic).
     const enforced = selected.filter(({ budget }) => budget.mode === 'enforce');
     const tracked = selected.filter(({ budget }) => budget.mode !== 'enforce');
-    const inputNano = ceilDiv(BigInt(request.bodyBytes) * price.inputPico, 1000n);
     const choices = Math.max(1, ai.n);
+    const bound = requestBound({ ai, bodyBytes: request.bodyBytes, model: servedModel, price, toolPrices: current.toolPrices });
+    if (!bound.ok && enforced.length > 0) {
+      observer.event(enforced[0]!.budget.name, 'blocked');
+      return refuse(decided, 'x_unreservable_request', 403, `budget ${enforced[0]!.budget.name} cannot reserve for this request: ${bound.reason}`, undefined);
+    }
+    // Dry-run budgets only: what can be bounded (the body) is tracked.
+    const fixedPico = bound.ok ? bound.fixedPico : BigInt(request.bodyBytes) * price.inputPico;
+    const outputRate = bound.ok ? bound.outputPicoPerToken : price.outputPico * BigInt(choices);
     let outputCap = ai.outputCap;
     let injectedCap: number | undefined;
     if (outputCap === undefined && ai.api !== 'openai.embeddings' && enforced.length > 0) {
       const remaining = Math.min(...enforced.map((entry) => remainingOf(states[selected.indexOf(entry)]!)));
-      const affordable = price.outputPico > 0n ? (BigInt(Math.max(0, remaining)) * 1000n - inputNano * 1000n) / (price.outputPico * BigInt(choices)) : BigInt(Number.MAX_SAFE_INTEGER);
-      const maximum = Math.min(...enforced.map(({ budget }) => budget.maxOutputTokens));
+      const affordable = outputRate > 0n ? (BigInt(Math.max(0, remaining)) * 1000n - fixedPico) / outputRate : BigInt(Number.MAX_SAFE_INTEGER);
+      const maximum = Math.min(...enforced.map(({ budget }) => budget.maxOutputTokens), (bound.ok ? bound.maxOutput : undefined) ?? Number.MAX_SAFE_INTEGER);
       injectedCap = Math.max(0, Math.min(maximum, Number(affordable < 0n ? 0n : affordable)));
       outputCap = injectedCap;
     }
-    const worstCase = inputNano + ceilDiv(BigInt(outputCap ?? 0) * BigInt(choices) * price.outputPico, 1000n);
+    const worstCase = ceilDiv(fixedPico + BigInt(outputCap ?? 0) * outputRate, 1000n);
+    const toolsNano = bound.ok ? Number(ceilDiv(bound.toolsPico, 1000n)) : 0;
     // An enforced budget that cannot pay for the worst case refuses before anything is reserved
     // (also keeps absurd caps, beyond any budget, out of the ledger's integer range).
     const unaffordable = enforced.find((entry) => worstCase > BigInt(Math.max(0, remainingOf(states[selected.indexOf(entry)]!))));
@@ -194,7 +205,7 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
         warning = warn(decided, entry, state, worstCaseNano);
       }
     }
-    if (enforced.length === 0) return { ...(warning ?? decided), budget: outcome(decided.id, selected, [], worstCaseNano, statusOf(selected, states, worstCaseNano, false), injectedCap, downgradedTo, downgradedBy) };
+    if (enforced.length === 0) return { ...(warning ?? decided), budget: { ...outcome(decided.id, selected, [], worstCaseNano, statusOf(selected, states, worstCaseNano, false), injectedCap, downgradedTo, downgradedBy), toolsNano } };
 
     let reserved: Awaited<ReturnType<BudgetLedger['reserve']>>;
     try {
@@ -222,7 +233,7 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
       }
     }
     const status = statusOf(selected, after, 0, warned);
-    return { ...(warning ?? decided), budget: outcome(decided.id, selected, enforced, worstCaseNano, status, injectedCap, downgradedTo, downgradedBy) };
+    return { ...(warning ?? decided), budget: { ...outcome(decided.id, selected, enforced, worstCaseNano, status, injectedCap, downgradedTo, downgradedBy), toolsNano } };
   }
 
   function failed(error: unknown): boolean {
@@ -262,7 +273,8 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
   async function settleNow(decision: Decision, record: UsageRecord): Promise<void> {
     const budget = decision.budget;
     if (!budget || budget.entries.length === 0) return;
-    const actualOf = (entry: ReservedBudget) => actualNanoOf(record, budget.worstCaseNano, entry.unknownUsage);
+    const toolsNano = toolChargeOf(decision, record, policy().toolPrices);
+    const actualOf = (entry: ReservedBudget) => actualNanoOf(record, budget.worstCaseNano, entry.unknownUsage, toolsNano);
     const held = budget.entries.filter((entry) => entry.heldNano > 0);
     const untracked = budget.entries.filter((entry) => entry.heldNano === 0);
     // The reservation expires on its own if this fails; the actual cost is lost to this period only if the ledger stays down.
@@ -291,11 +303,24 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
  * never sent); the provider's usage priced; when the usage is unknown (estimated), the worst case
  * reserved under unknownUsage: hold (never less than the estimate); an unpriced model, the worst case.
  */
-export function actualNanoOf(record: UsageRecord, worstCaseNano: number, unknownUsage: 'hold' | 'estimate'): number {
+export function actualNanoOf(record: UsageRecord, worstCaseNano: number, unknownUsage: 'hold' | 'estimate', toolsNano = 0): number {
   if (isFree(record.outcome)) return 0;
-  const priced = record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) : undefined;
+  const priced = record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) + toolsNano : undefined;
   if (record.estimated && unknownUsage === 'hold') return Math.max(priced ?? 0, worstCaseNano);
   return priced ?? worstCaseNano;
+}
+
+/**
+ * Server-tool calls of a request that used them: the calls the response counted (Anthropic
+ * usage.server_tool_use) at their price, else the request's maximum calls as reserved.
+ */
+function toolChargeOf(decision: Decision, record: UsageRecord, toolPrices: ReadonlyMap<string, bigint>): number {
+  const reserved = decision.budget?.toolsNano ?? 0;
+  const counted = record.tokens.serverToolCalls;
+  if (reserved === 0 || counted === undefined) return reserved;
+  let pico = 0n;
+  for (const tool of decision.ai?.bound?.serverTools ?? []) pico += BigInt(counted[tool.name] ?? 0) * (toolPrices.get(tool.name) ?? 0n);
+  return Number(ceilDiv(pico, 1000n));
 }
 
 /**
@@ -450,7 +475,7 @@ function warn(decision: Decision, entry: Selected, state: AccountState, worstCas
   };
 }
 
-function refuse(decision: Decision, reasonCode: 'BUDGET_EXCEEDED' | 'BUDGET_RESERVATION_FAILED', httpStatus: number, message: string, status: BudgetStatus | undefined): Decision {
+function refuse(decision: Decision, reasonCode: 'BUDGET_EXCEEDED' | 'BUDGET_RESERVATION_FAILED' | 'x_unreservable_request', httpStatus: number, message: string, status: BudgetStatus | undefined): Decision {
   return {
     ...decision,
     result: 'BLOCKED',

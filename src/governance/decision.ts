@@ -26,7 +26,8 @@ export type ReasonCode =
   | 'x_identity_required'
   | 'x_identity_invalid'
   | 'x_identity_mismatch'
-  | 'x_rate_limit_unavailable';
+  | 'x_rate_limit_unavailable'
+  | 'x_unreservable_request';
 
 export interface Decision {
   readonly id: string;

@@ -98,7 +98,8 @@ export function createUsageAccounting(options: { policy: () => CompiledPolicy })
       const modelServed = report?.modelServed?.toLowerCase() ?? decision.context.model ?? modelRequested;
       const { tokens, estimated } = tokensOf(outcome, report, ai.inputEstimateTokens);
       const price = prices.priceOf(modelServed) ?? prices.priceOf(modelRequested);
-      const cost = isFree(outcome) ? FREE : price ? costOf(tokens, price) : undefined;
+      // Priced at the tier asked for and, when the response does not tell 1-hour writes apart, at the 1-hour rate if the request asked for it.
+      const cost = isFree(outcome) ? FREE : price ? costOf(tokens, price, { serviceTier: ai.bound?.serviceTier, cacheTtl: tokens.cacheWrite1h === undefined ? ai.bound?.cacheTtl : undefined }) : undefined;
       return {
         decisionId: decision.id,
         api: ai.api,

@@ -142,12 +142,27 @@ const priceEntrySchema = z.strictObject({
   cacheWrite: price.optional().describe('Cache-write input tokens; absent = the input price.'),
   output: price.describe('Output tokens, reasoning included.'),
   source: z.string().optional().describe('Where the price comes from.'),
+  cacheWrite1h: price.optional().describe('1-hour cache writes (Anthropic cache_control ttl 1h); absent = the shipped figure for the pattern, else the cacheWrite price.'),
+  longContext: z
+    .strictObject({ above: z.number().int().positive(), input: price, output: price, cachedInput: price.optional(), cacheWrite: price.optional(), cacheWrite1h: price.optional() })
+    .optional()
+    .describe('Prices of the whole request when its input passes `above` tokens.'),
+  priority: z
+    .strictObject({ input: price, output: price, cachedInput: price.optional() })
+    .optional()
+    .describe('Prices under service_tier priority; absent = the shipped figure for the pattern, else 2× the prices above.'),
+  contextWindow: z.number().int().positive().optional().describe('Most input tokens one call reads; bounds inputs the body does not carry (absent = the shipped figure for the pattern).'),
+  maxOutput: z.number().int().positive().optional().describe('Most output tokens one call produces.'),
 });
 const pricingSchema = z
   .strictObject({
     defaults: z.boolean().default(true).describe('Start from the shipped price table (entries below win over it); false = only the entries below.'),
     version: z.string().min(1).max(64).optional().describe('Names this price table in usage records; default: the shipped table\'s date, plus "+<policy name>" when the policy adds prices.'),
     models: z.array(priceEntrySchema).default([]).describe('Prices per model pattern; the most specific pattern that matches wins.'),
+    tools: z
+      .record(z.string().regex(/^[a-z][a-z0-9_]*$/, 'must be a tool name such as web_search'), price)
+      .optional()
+      .describe('USD per call of server-side tools (web_search, web_fetch, file_search, code_interpreter, code_execution, …); entries win over the shipped ones.'),
   })
   .describe('Token prices in USD per million tokens.');
 

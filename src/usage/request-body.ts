@@ -4,6 +4,7 @@
  * (include_usage on, a model or an output cap replaced). The body is decoded and parsed once.
  */
 import type { AiApi } from './ai-api.js';
+import { hasBoundExtras, readRequestBound, type RequestBound } from './request-bound.js';
 
 export interface AiRequest {
   readonly api: AiApi;
@@ -18,6 +19,8 @@ export interface AiRequest {
   readonly inputEstimateTokens: number;
   /** openai.chat with stream:true and without stream_options.include_usage:true. */
   readonly needsIncludeUsage: boolean;
+  /** What the request can be billed for beyond its body's text (request-bound.ts); absent = nothing. */
+  readonly bound?: RequestBound | undefined;
 }
 
 export type BodyProblemCode = 'not_json' | 'not_object' | 'model_missing' | 'model_not_string' | 'bad_field';
@@ -115,6 +118,8 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array): ParsedAiReques
     inputEstimateTokens: Math.max(1, Math.ceil(inputChars(api, fields) / CHARS_PER_TOKEN)),
     needsIncludeUsage,
   };
+  const bound = readRequestBound(api, fields);
+  if (hasBoundExtras(bound)) return { ok: true, request: { ...request, bound }, json: fields };
   return { ok: true, request, json: fields };
 }
 
