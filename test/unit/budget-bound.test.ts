@@ -9,7 +9,7 @@ import { createGovernor } from '../../src/governance/governor.js';
 import { createUsageAccounting, exchangeOutcome, type ExchangeOutcome } from '../../src/governance/usage-accounting.js';
 import { createMemoryBudgetLedger } from '../../src/limits/memory-budget-ledger.js';
 import { loadPolicyText } from '../../src/policy/policy-store.js';
-import type { AiRequest } from '../../src/usage/request-body.js';
+import { parseAiRequestBody, type AiRequest } from '../../src/usage/request-body.js';
 import type { UsageReport } from '../../src/usage/response-usage.js';
 
 const NOW = Date.UTC(2026, 11, 1, 12);
@@ -93,5 +93,76 @@ describe('Envoy’s own local replies are not the provider refusing', () => {
   it('charges a local 504 (an idle timeout after the provider took the request) its hold, never releases it', async () => {
     const { decide, finish } = budgetSetup();
     expect(await finish(await decide(), 'local_reply', {}, 504)).toEqual({ spent: WORST, reserved: 0, limit: 1e9 });
+  });
+});
+
+describe('the worst case covers what the body does not carry', () => {
+  const defaults = `    defaults: true`;
+  const requestOf = (api: AiRequest['api'], body: Record<string, unknown>) => {
+    const bytes = Buffer.from(JSON.stringify(body));
+    const parsed = parseAiRequestBody(api, bytes);
+    if (!parsed.ok) throw new Error(parsed.problem.message);
+    return { ai: parsed.request, bytes: bytes.length };
+  };
+  const reserveFor = async (api: AiRequest['api'], body: Record<string, unknown>, options: Parameters<typeof budgetSetup>[0] = {}) => {
+    const { decide } = budgetSetup({ pricing: defaults, amount: '100', ...options });
+    const { ai, bytes } = requestOf(api, body);
+    return { decision: await decide(ai, bytes), bytes };
+  };
+
+  it('reserves the model’s context window for a previous_response_id (the issue’s $0.0005 hold)', async () => {
+    const { decision } = await reserveFor('openai.responses', { model: 'gpt-4o', previous_response_id: 'resp_1', input: 'and then?', max_output_tokens: 1000 });
+    // 128,000 × $2.50/M + 1000 × $10/M = $0.32 + $0.01
+    expect(decision.budget?.worstCaseNano).toBe(330_000_000);
+  });
+
+  it('reserves the window for an image URL, a file id and a conversation, and refuses them under a budget that cannot pay', async () => {
+    const image = await reserveFor('openai.chat', { model: 'gpt-4o', max_completion_tokens: 1000, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] }] });
+    expect(image.decision.budget?.worstCaseNano).toBe(330_000_000);
+    const file = await reserveFor('anthropic.messages', { model: 'claude-haiku-4-5', max_tokens: 1000, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'file', file_id: 'file_1' } }] }] });
+    // 200,000 × $1/M + 1000 × $5/M
+    expect(file.decision.budget?.worstCaseNano).toBe(205_000_000);
+    const poor = await reserveFor('openai.responses', { model: 'gpt-4o', conversation: 'conv_1', input: 'hi', max_output_tokens: 10 }, { amount: '0.10' });
+    expect(poor.decision).toMatchObject({ result: 'BLOCKED', reasonCode: 'BUDGET_EXCEEDED' });
+  });
+
+  it('refuses with x_unreservable_request when the model has no known window', async () => {
+    const { decision } = await reserveFor('openai.responses', { model: 'acme-llm', previous_response_id: 'resp_1', input: 'x', max_output_tokens: 10 }, { pricing: `    defaults: false\n    models:\n      - { model: acme-llm, input: "1", output: "1" }` });
+    expect(decision).toMatchObject({ result: 'BLOCKED', reasonCode: 'x_unreservable_request', httpStatus: 403 });
+    expect(decision.message).toMatch(/carries input outside its body \(previous_response_id\).*acme-llm has no known context window/);
+  });
+
+  it('prices server-side tools per call at the request’s maximum, each call reading up to a window', async () => {
+    const body = { model: 'claude-haiku-4-5', max_tokens: 1000, messages: [{ role: 'user', content: 'news?' }], tools: [{ type: 'web_search_20250305', name: 'web_search', max_uses: 3 }] };
+    const { decision, bytes } = await reserveFor('anthropic.messages', body);
+    // (bytes + 3 × 200,000) × $1/M + 3 × $0.025 + 1000 × $5/M
+    expect(decision.budget?.worstCaseNano).toBe((bytes + 600_000) * 1_000 + 75_000_000 + 5_000_000);
+    expect(decision.budget?.toolsNano).toBe(75_000_000);
+    const unbounded = await reserveFor('anthropic.messages', { ...body, tools: [{ type: 'web_search_20250305', name: 'web_search' }] });
+    expect(unbounded.decision).toMatchObject({ result: 'BLOCKED', reasonCode: 'x_unreservable_request' });
+    expect(unbounded.decision.message).toMatch(/web_search is used with no maximum number of calls \(set max_uses on the web_search tool\)/);
+    const responses = await reserveFor('openai.responses', { model: 'gpt-4o', input: 'news?', max_output_tokens: 100, tools: [{ type: 'web_search' }] });
+    expect(responses.decision.message).toMatch(/set max_tool_calls/);
+  });
+
+  it('prices service_tier priority, long context and 1-hour cache writes in the reservation', async () => {
+    const priority = await reserveFor('openai.chat', { model: 'gpt-4o', service_tier: 'priority', max_completion_tokens: 1000, messages: [{ role: 'user', content: 'hi' }] });
+    // bytes × $4.25/M + 1000 × $17/M
+    expect(priority.decision.budget?.worstCaseNano).toBe(priority.bytes * 4_250 + 17_000_000);
+    const long = await reserveFor('anthropic.messages', { model: 'claude-sonnet-4-5', max_tokens: 1000, messages: [{ role: 'user', content: 'x'.repeat(250_000) }] });
+    // Past 200K input: $6 / $22.50
+    expect(long.decision.budget?.worstCaseNano).toBe(long.bytes * 6_000 + 22_500_000);
+    const cached = await reserveFor('anthropic.messages', { model: 'claude-sonnet-4-5', max_tokens: 1000, system: [{ type: 'text', text: 'rules', cache_control: { type: 'ephemeral', ttl: '1h' } }], messages: [{ role: 'user', content: 'hi' }] });
+    // 1-hour cache writes: $6/M for every input token
+    expect(cached.decision.budget?.worstCaseNano).toBe(cached.bytes * 6_000 + 15_000_000);
+  });
+
+  it('settles the tool calls the response counted, the tier and the 1-hour writes it asked for', async () => {
+    const { decide, finish } = budgetSetup({ pricing: defaults, amount: '100' });
+    const { ai, bytes } = requestOf('anthropic.messages', { model: 'claude-haiku-4-5', max_tokens: 1000, messages: [{ role: 'user', content: 'news?' }], tools: [{ type: 'web_search_20250305', name: 'web_search', max_uses: 3 }] });
+    const decision = await decide(ai, bytes);
+    const state = await finish(decision, 'completed', { complete: true, usage: { input: 5000, cachedInput: 0, cacheWrite: 0, output: 200, reasoning: 0, serverToolCalls: { web_search: 1 } } });
+    // 5000 × $1/M + 200 × $5/M + 1 × $0.025
+    expect(state.spent).toBe(5_000_000 + 1_000_000 + 25_000_000);
   });
 });
