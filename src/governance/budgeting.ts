@@ -82,6 +82,8 @@ export interface BudgetRequest {
 
 /** A reservation nobody renews (its replica crashed) is released after this; a live one is renewed every third of it. */
 export const RESERVATION_TTL_MS = 15 * 60_000;
+/** What the service may add to a body it rewrites: `,"max_completion_tokens":N,"max_tokens":N`, `"stream_options":{…,"include_usage":true}` (the model id's length is added on a downgrade). */
+export const REWRITE_ALLOWANCE_BYTES = 128;
 /** Renewal stops after this: a hold whose settlement never came (a leak) expires at last. */
 export const MAX_HOLD_MS = 24 * 3_600_000;
 
@@ -167,13 +169,17 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
     const enforced = selected.filter(({ budget }) => budget.mode === 'enforce');
     const tracked = selected.filter(({ budget }) => budget.mode !== 'enforce');
     const choices = Math.max(1, ai.n);
-    const bound = requestBound({ ai, bodyBytes: request.bodyBytes, model: servedModel, price, toolPrices: current.toolPrices });
+    // The provider reads the forwarded body: when the service changes it (an output cap, include_usage, a cheaper
+    // model) it grows by at most those fields.
+    const rewritten = downgradedTo !== undefined || ai.needsIncludeUsage || (ai.outputCap === undefined && ai.api !== 'openai.embeddings' && enforced.length > 0);
+    const bodyBytes = request.bodyBytes + (rewritten ? REWRITE_ALLOWANCE_BYTES + (downgradedTo?.length ?? 0) : 0);
+    const bound = requestBound({ ai, bodyBytes, model: servedModel, price, toolPrices: current.toolPrices });
     if (!bound.ok && enforced.length > 0) {
       observer.event(enforced[0]!.budget.name, 'blocked');
       return refuse(decided, 'x_unreservable_request', 403, `budget ${enforced[0]!.budget.name} cannot reserve for this request: ${bound.reason}`, undefined);
     }
     // Dry-run budgets only: what can be bounded (the body) is tracked.
-    const fixedPico = bound.ok ? bound.fixedPico : BigInt(request.bodyBytes) * price.inputPico;
+    const fixedPico = bound.ok ? bound.fixedPico : BigInt(bodyBytes) * price.inputPico;
     const outputRate = bound.ok ? bound.outputPicoPerToken : price.outputPico * BigInt(choices);
     let outputCap = ai.outputCap;
     let injectedCap: number | undefined;
