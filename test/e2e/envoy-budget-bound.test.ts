@@ -1,7 +1,7 @@
 /**
  * The bound through the real Envoy (deploy/envoy/ext-proc.yaml): the stub provider bills the most
  * each forwarded request allows (output = its cap, tools = their maximum, inputs outside the body =
- * the context window), many requests at once, and spent never passes the amount. The old holes are
+ * the context window), sixteen requests at once, and spent never passes the amount. The old holes are
  * tests: previous_response_id held at the body's bytes, a cut o-series stream charged ~1 token, a
  * local reply released as a refusal, a long stream outliving its hold.
  */
@@ -78,7 +78,7 @@ describe('the bound through the real Envoy', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('never spends past the amount when every admitted request is billed the most it allows, forty at once', async () => {
+  it('never spends past the amount when every admitted request is billed the most it allows, sixteen at once', async () => {
     const project = `max-${randomUUID().slice(0, 6)}`;
     const message = { role: 'user', content: 'What happened today?' };
     const bodies = [
@@ -90,7 +90,7 @@ describe('the bound through the real Envoy', () => {
       // A file the body only names: up to a window of input.
       { model: 'claude-haiku-4-5', max_tokens: 500, stream: true, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'file', file_id: 'file_011' } }, { type: 'text', text: 'Summarize' }] }] },
     ];
-    const responses = await Promise.all(Array.from({ length: 40 }, (_, index) => httpRequest(`${stack.url}/v1/messages`, { method: 'POST', headers: headers(project), body: JSON.stringify(bodies[index % bodies.length]) })));
+    const responses = await Promise.all(Array.from({ length: 16 }, (_, index) => httpRequest(`${stack.url}/v1/messages`, { method: 'POST', headers: headers(project), body: JSON.stringify(bodies[index % bodies.length]) })));
     const statuses = responses.map((response) => response.status);
     expect(statuses.filter((status) => status !== 200 && status !== 429)).toEqual([]);
     expect(statuses.filter((status) => status === 200).length).toBeGreaterThan(0);
