@@ -6,7 +6,7 @@ import type { HeaderLookup } from '../governance/governance-context.js';
 import type { Governor } from '../governance/governor.js';
 import { exchangeOutcome, UPSTREAM_RESPONSE_MARK, type FinishedExchange } from '../governance/usage-accounting.js';
 import type { CompiledPolicy } from '../policy/compiled-policy.js';
-import type { AiApi } from '../usage/ai-api.js';
+import type { AiApi, AiRoute } from '../usage/ai-api.js';
 import { createUsageMeter, type UsageMeter } from '../usage/response-usage.js';
 import type { DecisionReporter } from './decision-reporter.js';
 import { lookupFromHeaderMap } from './header-lookup.js';
@@ -54,7 +54,8 @@ export interface ExtProcSessionOptions {
 
 /** An AI request between its headers and its decision. */
 interface AwaitingBody {
-  readonly api: AiApi;
+  /** The API and the model or deployment its path names. */
+  readonly route: AiRoute;
   readonly startedAt: number;
   readonly headers: HeaderLookup;
   readonly principal: string | undefined;
@@ -114,12 +115,12 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const path = headers(':path');
         const principal = principalOf(request.attributes);
         const jwtMetadata = metadataNamespace(request.metadata_context, JWT_AUTHN_NAMESPACE);
-        const api = headers(':method') === 'POST' ? policy().usage.paths.match(path) : undefined;
-        if (api && !request.request_headers?.end_of_stream) {
-          awaitingBody = { api, startedAt, headers, principal, path, jwtMetadata };
+        const route = headers(':method') === 'POST' ? policy().usage.paths.route(path) : undefined;
+        if (route && !request.request_headers?.end_of_stream) {
+          awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata };
           return { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
         }
-        const ai: AiBodyInput | undefined = api ? readAiBody(api, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
+        const ai: AiBodyInput | undefined = route ? readAiBody(route, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
         const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata });
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
@@ -132,11 +133,11 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const pending = awaitingBody;
         if (!pending) return { request_body: { response: {} } };
         awaitingBody = undefined;
-        const read = readAiBody(pending.api, body, policy().usage, { canRewrite: true });
+        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true });
         const ai = read.input;
         const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
         const reply = (settled: Decision): ProcessingResponse => {
-          decided(settled, pending.startedAt, pending.headers, pending.api);
+          decided(settled, pending.startedAt, pending.headers, pending.route.api);
           if (!isAllowed(settled)) return immediateDenial(settled);
           return { request_body: { response: continueUpstream(settled, read.rewrite(settled)) } };
         };

@@ -4,6 +4,7 @@ import type { AccountState, BudgetAccount, BudgetLedger } from '../limits/budget
 import { periodWindow } from '../policy/budget-periods.js';
 import type { CompiledBudget, CompiledPolicy } from '../policy/compiled-policy.js';
 import { createModelMatcher } from '../usage/model-pattern.js';
+import { canChangeModel } from '../usage/request-body.js';
 import { requestBound } from './budget-bound.js';
 import { isAllowed, type Decision } from './decision.js';
 import { selects } from './selector.js';
@@ -123,6 +124,15 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
 
   async function reserve(decision: Decision, request: BudgetRequest, current: CompiledPolicy, selected: readonly Selected[], nowMs: number): Promise<Decision> {
     const ai = decision.ai!;
+    if (ai.deferred) {
+      // Billed later, outside this exchange (a batch, a background response): nothing can be reserved for it.
+      const enforcedBudget = selected.find(({ budget }) => budget.mode === 'enforce');
+      if (!enforcedBudget || (ai.deferred === 'batch' && current.usage.batches === 'allow')) return decision;
+      observer.event(enforcedBudget.budget.name, 'blocked');
+      const what = ai.deferred === 'batch' ? `a batch (${ai.api})` : 'a background response (background: true)';
+      const allow = ai.deferred === 'batch' ? '; spec.usage.batches: allow admits batches unreserved' : '';
+      return refuse(decision, 'x_unreservable_request', 403, `budget ${enforcedBudget.budget.name} cannot reserve for ${what}: the provider bills it later, outside this request${allow}`, undefined);
+    }
     let states: readonly AccountState[];
     try {
       states = await ledger.state(selected.map(({ account }) => account));
@@ -137,7 +147,8 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
     const model = decision.context.model ?? ai.model.toLowerCase();
     for (const [index, { budget }] of selected.entries()) {
       const state = states[index]!;
-      if (!budget.downgrade || budget.mode !== 'enforce') continue;
+      // A model named by the path (Gemini, Bedrock, an Azure deployment) cannot be swapped in the body.
+      if (!budget.downgrade || budget.mode !== 'enforce' || !canChangeModel(ai)) continue;
       if (percent(state.spent + state.reserved, state.limit) < budget.downgrade.at) continue;
       if (budget.downgrade.model === model) break;
       const again = request.recheck(budget.downgrade.model);

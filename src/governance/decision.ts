@@ -27,6 +27,7 @@ export type ReasonCode =
   | 'x_identity_invalid'
   | 'x_identity_mismatch'
   | 'x_rate_limit_unavailable'
+  | 'x_unreadable_model'
   | 'x_unreservable_request';
 
 export interface Decision {

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { GenopsError } from '../errors/genops-error.js';
 import { loadTracingSettings, type TracingSettings } from './otel-settings.js';
 import { loadTlsSettings, type TlsSettings } from './tls-settings.js';
+import { loadTrustSettings, type TrustSettings } from './trust-settings.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -25,6 +26,8 @@ export interface Settings {
   /** Opt-in genops_customer_id metric label, capped at metricsCustomerLimit distinct values (the rest share one). */
   readonly metricsCustomerLabel: boolean;
   readonly metricsCustomerLimit: number;
+  /** How long a capped label value must go unused before a new value may take its slot (bounded-label.ts). */
+  readonly metricsLabelIdleMs: number;
   /** From the standard OTEL_* variables. */
   readonly tracing: TracingSettings;
   /** TLS (and mTLS) on the gRPC and forward-auth ports; undefined = plaintext. */
@@ -33,6 +36,8 @@ export interface Settings {
   readonly clockOffsetMs: number;
   /** How long a budget hold lives without renewal (a crashed replica's holds go after this); renewed every third of it while its stream is open. */
   readonly budgetHoldTtlMs: number;
+  /** Payload-header trust per adapter, the /budgets token, the single-replica acknowledgement. */
+  readonly trust: TrustSettings;
 }
 
 /** Each flag and the environment variable it overrides. */
@@ -49,6 +54,7 @@ const SOURCES = {
   'drain-timeout': 'GENOPS_DRAIN_TIMEOUT_MS',
   'metrics-customer-label': 'GENOPS_METRICS_CUSTOMER_LABEL',
   'metrics-customer-limit': 'GENOPS_METRICS_CUSTOMER_LIMIT',
+  'metrics-label-idle': 'GENOPS_METRICS_LABEL_IDLE_MS',
   'tls-cert': 'GENOPS_TLS_CERT',
   'tls-key': 'GENOPS_TLS_KEY',
   'tls-client-ca': 'GENOPS_TLS_CLIENT_CA',
@@ -56,6 +62,9 @@ const SOURCES = {
   'tls-reload-interval': 'GENOPS_TLS_RELOAD_INTERVAL_MS',
   'clock-offset': 'GENOPS_CLOCK_OFFSET_MS',
   'budget-hold-ttl': 'GENOPS_BUDGET_HOLD_TTL_MS',
+  'trust-payload-header': 'GENOPS_TRUST_PAYLOAD_HEADER',
+  'admin-token': 'GENOPS_ADMIN_TOKEN',
+  'single-replica': 'GENOPS_SINGLE_REPLICA',
 } as const;
 type Flag = keyof typeof SOURCES;
 
@@ -100,10 +109,12 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     drainTimeoutMs: integer(read('drain-timeout'), 10_000, 0, 600_000),
     metricsCustomerLabel: boolean(read('metrics-customer-label'), false),
     metricsCustomerLimit: integer(read('metrics-customer-limit'), 100, 1, 10_000),
+    metricsLabelIdleMs: integer(read('metrics-label-idle'), 300_000, 1_000, 86_400_000),
     tracing: loadTracingSettings(env),
     tls: loadTlsSettings(read),
     clockOffsetMs: integer(read('clock-offset'), 0, -366 * 86_400_000, 366 * 86_400_000),
     budgetHoldTtlMs: integer(read('budget-hold-ttl'), 15 * 60_000, 3_000, 86_400_000),
+    trust: loadTrustSettings(read),
   });
 }
 

@@ -26,6 +26,8 @@ export interface ModelLimits {
 
 const OPENAI_MODELS = 'https://platform.openai.com/docs/models (windows, max output); https://platform.openai.com/docs/pricing (priority)';
 const ANTHROPIC_MODELS = 'https://platform.claude.com/docs/en/about-claude/models/overview (windows, max output); https://platform.claude.com/docs/en/about-claude/pricing (1h cache writes, long context)';
+const GEMINI_MODELS = 'https://ai.google.dev/gemini-api/docs/models (windows, max output); https://ai.google.dev/gemini-api/docs/pricing (over 200K)';
+const NOVA_MODELS = 'https://docs.aws.amazon.com/nova/latest/userguide/what-is-nova.html';
 const ANTHROPIC_BOUND = 'no window listed on the version date: the largest Claude window and Sonnet\'s long-context premium, as a bound';
 
 const exact = (value: number) => Math.round(value * 1e6) / 1e6;
@@ -44,6 +46,9 @@ export const DEFAULT_MODEL_LIMITS: Readonly<Record<string, ModelLimits>> = Objec
   'gpt-4o-mini': { contextWindow: 128_000, maxOutput: 16_384, priority: { input: '0.25', cachedInput: '0.125', output: '1' }, source: OPENAI_MODELS },
   o3: { contextWindow: 200_000, maxOutput: 100_000, priority: { input: '3.50', cachedInput: '0.875', output: '14' }, source: OPENAI_MODELS },
   'o4-mini': { contextWindow: 200_000, maxOutput: 100_000, priority: { input: '2', cachedInput: '0.50', output: '8' }, source: OPENAI_MODELS },
+  'gpt-3.5-turbo-instruct': { contextWindow: 4_096, maxOutput: 4_096, source: OPENAI_MODELS },
+  'davinci-002': { contextWindow: 16_384, maxOutput: 16_384, source: OPENAI_MODELS },
+  'babbage-002': { contextWindow: 16_384, maxOutput: 16_384, source: OPENAI_MODELS },
   'text-embedding-3-small': { contextWindow: 8_191, source: OPENAI_MODELS },
   'text-embedding-3-large': { contextWindow: 8_191, source: OPENAI_MODELS },
   'text-embedding-ada-002': { contextWindow: 8_191, source: OPENAI_MODELS },
@@ -71,6 +76,22 @@ export const DEFAULT_MODEL_LIMITS: Readonly<Record<string, ModelLimits>> = Objec
   'claude-haiku-4-5': { contextWindow: 200_000, maxOutput: 64_000, cacheWrite1h: 2, source: ANTHROPIC_MODELS },
   'claude-3-5-haiku': { contextWindow: 200_000, maxOutput: 8_192, cacheWrite1h: '1.60', source: ANTHROPIC_MODELS },
   'claude-3-haiku': { contextWindow: 200_000, maxOutput: 4_096, cacheWrite1h: '0.50', source: ANTHROPIC_MODELS },
+
+  // Google Gemini: Gemini 2.5 Pro prices a prompt over 200K tokens at its long-context rates.
+  'gemini-2.5-pro': { contextWindow: 1_048_576, maxOutput: 65_536, longContext: { above: 200_000, input: '2.50', cachedInput: '0.25', output: '15' }, source: GEMINI_MODELS },
+  'gemini-2.5-pro-preview-*': { contextWindow: 1_048_576, maxOutput: 65_536, longContext: { above: 200_000, input: '2.50', cachedInput: '0.25', output: '15' }, source: GEMINI_MODELS },
+  'gemini-2.5-flash': { contextWindow: 1_048_576, maxOutput: 65_536, source: GEMINI_MODELS },
+  'gemini-2.5-flash-preview-*': { contextWindow: 1_048_576, maxOutput: 65_536, source: GEMINI_MODELS },
+  'gemini-2.5-flash-lite': { contextWindow: 1_048_576, maxOutput: 65_536, source: GEMINI_MODELS },
+  'gemini-2.5-flash-lite-preview-*': { contextWindow: 1_048_576, maxOutput: 65_536, source: GEMINI_MODELS },
+  'gemini-2.0-flash': { contextWindow: 1_048_576, maxOutput: 8_192, source: GEMINI_MODELS },
+  'gemini-2.0-flash-lite': { contextWindow: 1_048_576, maxOutput: 8_192, source: GEMINI_MODELS },
+
+  // Amazon Nova on Bedrock.
+  'nova-premier': { contextWindow: 1_000_000, maxOutput: 32_000, source: NOVA_MODELS },
+  'nova-pro': { contextWindow: 300_000, maxOutput: 10_000, source: NOVA_MODELS },
+  'nova-lite': { contextWindow: 300_000, maxOutput: 10_000, source: NOVA_MODELS },
+  'nova-micro': { contextWindow: 128_000, maxOutput: 10_000, source: NOVA_MODELS },
 } satisfies Record<string, ModelLimits>);
 
 /**

@@ -4,7 +4,7 @@
  * provider runs (each call billed, each call's results read as input), the service tier asked for
  * and 1-hour cache writes. The budget's worst case is built from this (governance/budget-bound.ts).
  */
-import type { AiApi } from './ai-api.js';
+import { FORMAT_OF, type AiApi, type WireFormat } from './ai-api.js';
 
 export interface ServerToolUse {
   /** web_search, web_fetch, file_search, code_interpreter, code_execution, mcp, … (dated suffixes dropped). */
@@ -29,6 +29,10 @@ export const NO_BOUND_EXTRAS: RequestBound = Object.freeze({ outsideInputs: [], 
 const MAX_DEPTH = 32;
 /** Media and file parts: their tokens have nothing to do with the bytes the body spends on them. */
 const MEDIA_TYPES: ReadonlySet<string> = new Set(['image_url', 'input_image', 'image', 'document', 'file', 'input_file', 'input_audio', 'audio', 'video', 'video_url']);
+/** Gemini and Bedrock name a part by its key: inline or stored media, documents, a cached context. */
+const MEDIA_KEYS: ReadonlySet<string> = new Set(['inlineData', 'inline_data', 'fileData', 'file_data', 'image', 'document', 'video', 'audio']);
+/** Gemini tools the provider runs itself (none takes a maximum of calls). */
+const GEMINI_SERVER_TOOLS: Readonly<Record<string, string>> = { googleSearch: 'web_search', google_search: 'web_search', googleSearchRetrieval: 'web_search', google_search_retrieval: 'web_search', codeExecution: 'code_execution', code_execution: 'code_execution', urlContext: 'web_fetch', url_context: 'web_fetch' };
 /** Responses API built-in tools the provider runs itself. */
 const OPENAI_SERVER_TOOLS: ReadonlySet<string> = new Set(['web_search', 'web_search_preview', 'file_search', 'code_interpreter', 'image_generation', 'mcp', 'computer_use_preview', 'local_shell']);
 
@@ -38,17 +42,17 @@ export function hasBoundExtras(bound: RequestBound): boolean {
 }
 
 export function readRequestBound(api: AiApi, fields: Record<string, unknown>): RequestBound {
+  const format = FORMAT_OF[api];
   const outsideInputs = new Set<string>();
-  for (const key of ['previous_response_id', 'conversation', 'prompt', 'file_id', 'file_ids']) {
-    if (present(fields[key])) outsideInputs.add(key);
-  }
-  if (present(fields.container)) outsideInputs.add('container');
-  const scan = { media: new Set<string>(), cacheTtl: undefined as RequestBound['cacheTtl'] };
+  // `prompt` is a stored prompt template on the Responses API; on legacy Completions it is the text itself.
+  const pointers = format === 'gemini' ? ['cachedContent', 'cached_content'] : format === 'openai.completions' ? ['previous_response_id'] : ['previous_response_id', 'conversation', 'prompt', 'file_id', 'file_ids', 'container'];
+  for (const key of pointers) if (present(fields[key])) outsideInputs.add(key);
+  const scan = { media: new Set<string>(), cacheTtl: undefined as RequestBound['cacheTtl'], byKey: format === 'gemini' || format === 'bedrock.converse' };
   walk(fields, 0, scan);
   for (const media of scan.media) outsideInputs.add(media);
   return {
     outsideInputs: [...outsideInputs],
-    serverTools: serverToolsOf(api, fields),
+    serverTools: serverToolsOf(format, fields),
     serviceTier: typeof fields.service_tier === 'string' ? fields.service_tier.toLowerCase() : undefined,
     cacheTtl: scan.cacheTtl,
   };
@@ -58,7 +62,7 @@ function present(value: unknown): boolean {
   return value !== undefined && value !== null && value !== '';
 }
 
-function walk(value: unknown, depth: number, scan: { media: Set<string>; cacheTtl: RequestBound['cacheTtl'] }): void {
+function walk(value: unknown, depth: number, scan: { media: Set<string>; cacheTtl: RequestBound['cacheTtl']; byKey: boolean }): void {
   if (typeof value !== 'object' || value === null || depth >= MAX_DEPTH) return;
   if (Array.isArray(value)) {
     for (const item of value) walk(item, depth + 1, scan);
@@ -66,12 +70,13 @@ function walk(value: unknown, depth: number, scan: { media: Set<string>; cacheTt
   }
   const record = value as Record<string, unknown>;
   if (typeof record.type === 'string' && MEDIA_TYPES.has(record.type)) scan.media.add(`${record.type} part`);
+  if (scan.byKey) for (const key in record) if (MEDIA_KEYS.has(key) && typeof record[key] === 'object' && record[key] !== null) scan.media.add(`${key} part`);
   const cache = record.cache_control;
   if (typeof cache === 'object' && cache !== null) scan.cacheTtl = (cache as { ttl?: unknown }).ttl === '1h' || scan.cacheTtl === '1h' ? '1h' : '5m';
   for (const key in record) if (key !== 'cache_control') walk(record[key], depth + 1, scan);
 }
 
-function serverToolsOf(api: AiApi, fields: Record<string, unknown>): ServerToolUse[] {
+function serverToolsOf(api: WireFormat, fields: Record<string, unknown>): ServerToolUse[] {
   const tools = Array.isArray(fields.tools) ? (fields.tools as unknown[]) : [];
   const used: ServerToolUse[] = [];
   const typeOf = (tool: unknown) => (typeof tool === 'object' && tool !== null && typeof (tool as { type?: unknown }).type === 'string' ? (tool as { type: string }).type : undefined);
@@ -96,6 +101,11 @@ function serverToolsOf(api: AiApi, fields: Record<string, unknown>): ServerToolU
       }
     }
     if (Array.isArray(fields.mcp_servers) && fields.mcp_servers.length > 0) used.push({ name: 'mcp', maxCalls: undefined });
+  } else if (api === 'gemini') {
+    for (const tool of tools) {
+      if (typeof tool !== 'object' || tool === null) continue;
+      for (const key of Object.keys(tool)) if (GEMINI_SERVER_TOOLS[key] !== undefined) used.push({ name: GEMINI_SERVER_TOOLS[key], maxCalls: undefined });
+    }
   }
   return used;
 }
