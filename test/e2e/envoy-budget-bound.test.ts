@@ -15,6 +15,8 @@ import { httpRequest, REPO_ROOT, startGovernanceStack, startStubLlm, STUB_BEHAVI
 import { eventually, scrape } from '../telemetry/telemetry-support.js';
 
 const WINDOW = 200_000;
+/** /budgets needs the operator's token. */
+const ADMIN_TOKEN = 'bound-admin-token-for-tests';
 const AMOUNT_USD = 2;
 
 function writePolicy(): { path: string; dir: string } {
@@ -52,7 +54,7 @@ interface Account {
 }
 
 async function accountOf(stack: GovernanceStack, project: string): Promise<Account | undefined> {
-  const document = (await (await fetch(`${stack.service.adminUrl}/budgets`)).json()) as { budgets: { accounts: Account[] }[] };
+  const document = (await (await fetch(`${stack.service.adminUrl}/budgets`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { budgets: { accounts: Account[] }[] };
   return document.budgets.flatMap((budget) => budget.accounts).find((entry) => entry.key === project);
 }
 
@@ -70,7 +72,7 @@ describe('the bound through the real Envoy', () => {
     const policy = writePolicy();
     dir = policy.dir;
     llm = await startStubLlm({ chunkDelayMs: 20 });
-    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path });
+    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv: { GENOPS_ADMIN_TOKEN: ADMIN_TOKEN } });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -163,7 +165,7 @@ describe('a hold lives as long as its stream (holds of 3 s, a stream of 9 s)', (
     dir = policy.dir;
     // Eight pieces, 1.2 s apart: the stream outlives three hold lifetimes.
     llm = await startStubLlm({ chunkDelayMs: 1_200 });
-    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv: { GENOPS_BUDGET_HOLD_TTL_MS: '3000' } });
+    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv: { GENOPS_BUDGET_HOLD_TTL_MS: '3000', GENOPS_ADMIN_TOKEN: ADMIN_TOKEN } });
   });
   afterAll(async () => {
     await stack?.stop();
