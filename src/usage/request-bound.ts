@@ -45,7 +45,11 @@ export function readRequestBound(api: AiApi, fields: Record<string, unknown>): R
   const format = FORMAT_OF[api];
   const outsideInputs = new Set<string>();
   // `prompt` is a stored prompt template on the Responses API; on legacy Completions it is the text itself.
-  const pointers = format === 'gemini' ? ['cachedContent', 'cached_content'] : format === 'openai.completions' ? ['previous_response_id'] : ['previous_response_id', 'conversation', 'prompt', 'file_id', 'file_ids', 'container'];
+  const pointers =
+    format === 'gemini' ? ['cachedContent', 'cached_content']
+    : format === 'bedrock.converse' ? ['promptVariables']
+    : format === 'openai.completions' ? ['previous_response_id']
+    : ['previous_response_id', 'conversation', 'prompt', 'file_id', 'file_ids', 'container'];
   for (const key of pointers) if (present(fields[key])) outsideInputs.add(key);
   const scan = { media: new Set<string>(), cacheTtl: undefined as RequestBound['cacheTtl'], byKey: format === 'gemini' || format === 'bedrock.converse' };
   walk(fields, 0, scan);
@@ -71,9 +75,10 @@ function walk(value: unknown, depth: number, scan: { media: Set<string>; cacheTt
   const record = value as Record<string, unknown>;
   if (typeof record.type === 'string' && MEDIA_TYPES.has(record.type)) scan.media.add(`${record.type} part`);
   if (scan.byKey) for (const key in record) if (MEDIA_KEYS.has(key) && typeof record[key] === 'object' && record[key] !== null) scan.media.add(`${key} part`);
-  const cache = record.cache_control;
+  // Anthropic cache_control (ttl 5m or 1h); Bedrock's cachePoint blocks write the default cache.
+  const cache = record.cache_control ?? record.cachePoint;
   if (typeof cache === 'object' && cache !== null) scan.cacheTtl = (cache as { ttl?: unknown }).ttl === '1h' || scan.cacheTtl === '1h' ? '1h' : '5m';
-  for (const key in record) if (key !== 'cache_control') walk(record[key], depth + 1, scan);
+  for (const key in record) if (key !== 'cache_control' && key !== 'cachePoint') walk(record[key], depth + 1, scan);
 }
 
 function serverToolsOf(api: WireFormat, fields: Record<string, unknown>): ServerToolUse[] {

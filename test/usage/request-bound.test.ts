@@ -32,6 +32,19 @@ describe('what a request points at rather than carries', () => {
   });
 });
 
+describe('Gemini and Bedrock shapes', () => {
+  it('names inline and stored media, cached contents, Gemini server tools and Bedrock cache points', () => {
+    const gemini = readRequestBound('gemini.generate', { contents: [{ role: 'user', parts: [{ text: 'what is this?' }, { inlineData: { mimeType: 'image/png', data: 'iVBOR' } }, { fileData: { fileUri: 'gs://b/f.pdf' } }] }], cachedContent: 'cachedContents/abc', tools: [{ googleSearch: {} }, { functionDeclarations: [] }] });
+    expect(gemini.outsideInputs).toEqual(['cachedContent', 'inlineData part', 'fileData part']);
+    expect(gemini.serverTools).toEqual([{ name: 'web_search', maxCalls: undefined }]);
+    const bedrock = readRequestBound('bedrock.converse', { messages: [{ role: 'user', content: [{ text: 'x' }, { document: { format: 'pdf', name: 'd', source: { s3Location: { uri: 's3://b/d.pdf' } } } }] }], system: [{ text: 'rules' }, { cachePoint: { type: 'default' } }] });
+    expect(bedrock.outsideInputs).toEqual(['document part']);
+    expect(bedrock.cacheTtl).toBe('5m');
+    expect(readRequestBound('azure.responses', { previous_response_id: 'resp_1', input: 'x' }).outsideInputs).toEqual(['previous_response_id']);
+    expect(readRequestBound('openai.completions', { prompt: 'Say this is a test' }).outsideInputs).toEqual([]);
+  });
+});
+
 describe('the bill’s extras in Anthropic responses', () => {
   const usage = tokenUsage({ input: 3000, cacheWrite: 1000, cacheWrite1h: 600, output: 50, serverToolCalls: { web_search: 2 } });
   const fixture = { model: 'claude-haiku-4-5', usage, text: 'Found it.' };
