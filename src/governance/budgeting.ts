@@ -183,7 +183,7 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
     // The provider reads the forwarded body: when the service changes it (an output cap, include_usage, a cheaper
     // model) it grows by at most those fields.
     const rewritten = downgradedTo !== undefined || ai.needsIncludeUsage || (ai.outputCap === undefined && ai.api !== 'openai.embeddings' && enforced.length > 0);
-    const bodyBytes = request.bodyBytes + (rewritten ? REWRITE_ALLOWANCE_BYTES + (downgradedTo?.length ?? 0) : 0);
+    const bodyBytes = rewritten ? Math.max(request.bodyBytes, ai.bound?.reserializedBytes ?? 0) + REWRITE_ALLOWANCE_BYTES + (downgradedTo?.length ?? 0) : request.bodyBytes;
     const bound = requestBound({ ai, bodyBytes, model: servedModel, price, toolPrices: current.toolPrices });
     if (!bound.ok && enforced.length > 0) {
       observer.event(enforced[0]!.budget.name, 'blocked');

@@ -216,7 +216,7 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
     ...(pathModel !== undefined ? { modelInPath: true } : {}),
     ...(deferred !== undefined ? { deferred } : {}),
   };
-  const bound = readRequestBound(api, fields);
+  const bound = readRequestBound(api, fields, text);
   if (hasBoundExtras(bound)) return { ok: true, request: { ...request, bound }, json: fields };
   return { ok: true, request, json: fields };
 }

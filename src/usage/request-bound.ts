@@ -21,6 +21,11 @@ export interface RequestBound {
   readonly serviceTier: string | undefined;
   /** The longest prompt-cache lifetime the body asks for: "1h" costs more to write than the default 5 minutes. */
   readonly cacheTtl: '5m' | '1h' | undefined;
+  /**
+   * Bytes of the body once re-serialized, when that is longer than the body (numbers written with
+   * an exponent: 1e20 becomes 100000000000000000000): what the provider reads if the service rewrites it.
+   */
+  readonly reserializedBytes?: number | undefined;
 }
 
 export const NO_BOUND_EXTRAS: RequestBound = Object.freeze({ outsideInputs: [], serverTools: [], serviceTier: undefined, cacheTtl: undefined });
@@ -38,10 +43,13 @@ const OPENAI_SERVER_TOOLS: ReadonlySet<string> = new Set(['web_search', 'web_sea
 
 /** True when the request can be billed for anything beyond its body's text. */
 export function hasBoundExtras(bound: RequestBound): boolean {
-  return bound.outsideInputs.length > 0 || bound.serverTools.length > 0 || bound.serviceTier !== undefined || bound.cacheTtl !== undefined;
+  return bound.outsideInputs.length > 0 || bound.serverTools.length > 0 || bound.serviceTier !== undefined || bound.cacheTtl !== undefined || bound.reserializedBytes !== undefined;
 }
 
-export function readRequestBound(api: AiApi, fields: Record<string, unknown>): RequestBound {
+/** A JSON number with an exponent (in a string too: then the check is only conservative). */
+const EXPONENT_NUMBER = /[0-9][eE][+-]?[0-9]/;
+
+export function readRequestBound(api: AiApi, fields: Record<string, unknown>, text?: string): RequestBound {
   const format = FORMAT_OF[api];
   const outsideInputs = new Set<string>();
   // `prompt` is a stored prompt template on the Responses API; on legacy Completions it is the text itself.
@@ -59,7 +67,14 @@ export function readRequestBound(api: AiApi, fields: Record<string, unknown>): R
     serverTools: serverToolsOf(format, fields),
     serviceTier: typeof fields.service_tier === 'string' ? fields.service_tier.toLowerCase() : undefined,
     cacheTtl: scan.cacheTtl,
+    ...reserialized(fields, text),
   };
+}
+
+function reserialized(fields: Record<string, unknown>, text: string | undefined): { reserializedBytes?: number } {
+  if (text === undefined || !EXPONENT_NUMBER.test(text)) return {};
+  const bytes = Buffer.byteLength(JSON.stringify(fields), 'utf8');
+  return bytes > Buffer.byteLength(text, 'utf8') ? { reserializedBytes: bytes } : {};
 }
 
 function present(value: unknown): boolean {

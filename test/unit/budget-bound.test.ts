@@ -165,4 +165,17 @@ describe('the worst case covers what the body does not carry', () => {
     // 5000 × $1/M + 200 × $5/M + 1 × $0.025
     expect(state.spent).toBe(5_000_000 + 1_000_000 + 25_000_000);
   });
+
+  it('reserves the re-serialized size of a body whose numbers grow when the service rewrites it', async () => {
+    // No cap: the service sets one, so the body is re-serialized and 1e20 is sent as 100000000000000000000.
+    const text = '{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"x"}],"top_k":1e20,"temperature":1e-0}';
+    const parsed = parseAiRequestBody('anthropic.messages', Buffer.from(text));
+    if (!parsed.ok) throw new Error(parsed.problem.message);
+    const reserialized = Buffer.byteLength(JSON.stringify(JSON.parse(text)));
+    expect(reserialized).toBeGreaterThan(text.length);
+    const { decide } = budgetSetup({ pricing: defaults, amount: '100' });
+    const decision = await decide(parsed.request, text.length);
+    const cap = decision.budget!.outputCap!;
+    expect(decision.budget?.worstCaseNano).toBe((reserialized + 128) * 1_000 + cap * 5_000);
+  });
 });
