@@ -24,6 +24,7 @@ import { startForwardAuthServer } from './server/forward-auth-server.js';
 import { startGrpcServer } from './server/grpc-server.js';
 import { createServiceTls } from './server/service-tls.js';
 import { loadSettings } from './settings/settings.js';
+import { untrustedPayloadHeaderWarning } from './settings/trust-settings.js';
 import { inMemoryBudgetWarning } from './settings/replica-warning.js';
 import { withPayloadHeaderTrust } from './governance/payload-header-trust.js';
 import { createLogger } from './telemetry/logger.js';
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
   if (settings.redisUrl) {
     const { connectRedis, waitForRedis } = await import('./limits/redis-connection.js');
     const { createRedisRateLimitStore } = await import('./limits/redis-rate-limit-store.js');
-    const client = connectRedis(settings.redisUrl, { timeoutMs: settings.redisTimeoutMs, onError: onBackendError });
+    const client = connectRedis(settings.redis!, { timeoutMs: settings.redisTimeoutMs, onError: onBackendError });
     // Serve either way: until Redis answers, each limit follows its failure mode.
     if (!(await waitForRedis(client, 2_000))) logger.warn({ event: 'backend_not_ready', backend: 'redis' }, 'redis is not reachable yet; rate limits follow their failure mode until it is');
     rateLimitStore = createRedisRateLimitStore({ client, clock });
@@ -138,10 +139,12 @@ async function main(): Promise<void> {
     budgetsToken: settings.trust.adminToken,
   });
   logger.info(
-    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redisUrl ? 'redis' : 'memory', tls: serviceTls ? (serviceTls.mutual ? 'mutual' : 'server') : 'off', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
+    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redis ? (settings.redis.kind === 'cluster' ? 'redis-cluster' : 'redis') : 'memory', tls: serviceTls ? (serviceTls.mutual ? 'mutual' : 'server') : 'off', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
     `genops-mesh serving gRPC on ${settings.listenHost}:${grpcServer.port}, admin on ${settings.listenHost}:${admin.port}`,
   );
   warnOfReplicaBudgets(initial);
+  const untrustedHeader = untrustedPayloadHeaderWarning(initial.identity, settings.trust);
+  if (untrustedHeader) logger.warn({ event: 'payload_header_untrusted' }, untrustedHeader);
 
   const shutdown = async (signal: string) => {
     if (draining) return;

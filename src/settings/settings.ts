@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { GenopsError } from '../errors/genops-error.js';
+import { parseRedisTarget, redactRedisUrl, type RedisTarget } from './redis-target.js';
 import { loadTracingSettings, type TracingSettings } from './otel-settings.js';
 import { loadTlsSettings, type TlsSettings } from './tls-settings.js';
 import { loadTrustSettings, type TrustSettings } from './trust-settings.js';
@@ -16,6 +17,8 @@ export interface Settings {
   /** Forward-auth HTTP endpoint (nginx auth_request, Traefik forwardAuth); 0 = off. */
   readonly forwardAuthPort: number;
   readonly redisUrl: string | undefined;
+  /** GENOPS_REDIS_URL read: one node, or a Redis Cluster's seed nodes with TLS and credentials. */
+  readonly redis: RedisTarget | undefined;
   /** Per-command Redis timeout: past it a limit follows its failure mode. */
   readonly redisTimeoutMs: number;
   /** Cap on in-memory rate-limit buckets. */
@@ -92,8 +95,13 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     throw new GenopsError('invalid_settings', `${logLevel.name}=${logLevel.value}: must be one of ${LOG_LEVELS.join(', ')}`);
   }
   const redis = read('redis-url');
-  if (redis.value !== undefined && !/^rediss?:\/\//.test(redis.value)) {
-    throw new GenopsError('invalid_settings', `${redis.name}=${redis.value}: must be a redis:// or rediss:// URL`);
+  let redisTarget: RedisTarget | undefined;
+  if (redis.value !== undefined) {
+    try {
+      redisTarget = parseRedisTarget(redis.value);
+    } catch (error) {
+      throw new GenopsError('invalid_settings', `${redis.name}=${redactRedisUrl(redis.value)}: ${(error as Error).message}`);
+    }
   }
 
   return Object.freeze({
@@ -103,6 +111,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     adminPort: port(read('admin-port'), 9464),
     forwardAuthPort: port(read('forward-auth-port'), 0),
     redisUrl: redis.value,
+    redis: redisTarget,
     redisTimeoutMs: integer(read('redis-timeout'), 50, 1, 60_000),
     rateLimitMaxBuckets: integer(read('rate-limit-max-buckets'), 1_000_000, 1, 100_000_000),
     logLevel: level as LogLevel,
