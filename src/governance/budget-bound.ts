@@ -13,6 +13,7 @@
  * A request whose bound cannot be known (no window for the model, a tool without a maximum of
  * calls or without a price) is unreservable: the caller refuses it under an enforced budget.
  */
+import { FORMAT_OF } from '../usage/ai-api.js';
 import { ratesFor, type CompiledPrice } from '../usage/pricing.js';
 import { NO_BOUND_EXTRAS } from '../usage/request-bound.js';
 import type { AiRequestFacts } from './decision.js';
@@ -66,8 +67,10 @@ export function requestBound(options: { ai: AiRequestFacts; bodyBytes: number; m
 }
 
 function maximumField(api: AiRequestFacts['api'], tool: string): string {
-  if (tool === 'mcp' && api === 'anthropic.messages') return 'mcp_servers cannot be given one';
-  if (api === 'openai.responses') return 'set max_tool_calls';
-  if (api === 'anthropic.messages') return `set max_uses on the ${tool} tool`;
+  const format = FORMAT_OF[api];
+  const anthropic = format === 'anthropic.messages' || format === 'bedrock.invoke';
+  if (tool === 'mcp' && anthropic) return 'mcp_servers cannot be given one';
+  if (format === 'openai.responses') return 'set max_tool_calls';
+  if (anthropic) return `set max_uses on the ${tool} tool`;
   return 'the API has no such setting';
 }

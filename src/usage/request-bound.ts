@@ -110,7 +110,7 @@ function serverToolsOf(api: WireFormat, fields: Record<string, unknown>): Server
   } else if (api === 'openai.chat') {
     // Search models (gpt-4o-search-preview, …) search once per request when asked to.
     if (present(fields.web_search_options)) used.push({ name: 'web_search', maxCalls: 1 });
-  } else if (api === 'anthropic.messages') {
+  } else if (api === 'anthropic.messages' || api === 'bedrock.invoke') {
     for (const tool of tools) {
       const type = typeOf(tool);
       // Client tools (type absent or "custom") run on the client and come back as input in a later request.

@@ -41,6 +41,8 @@ describe('Gemini and Bedrock shapes', () => {
     expect(bedrock.outsideInputs).toEqual(['document part']);
     expect(bedrock.cacheTtl).toBe('5m');
     expect(readRequestBound('azure.responses', { previous_response_id: 'resp_1', input: 'x' }).outsideInputs).toEqual(['previous_response_id']);
+    // Claude through Bedrock InvokeModel: the Messages body.
+    expect(readRequestBound('bedrock.invoke', { anthropic_version: 'bedrock-2023-05-31', tools: [{ type: 'web_search_20250305', name: 'web_search', max_uses: 2 }], messages: [] }).serverTools).toEqual([{ name: 'web_search', maxCalls: 2 }]);
     expect(readRequestBound('openai.completions', { prompt: 'Say this is a test' }).outsideInputs).toEqual([]);
   });
 });
