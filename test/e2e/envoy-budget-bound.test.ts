@@ -32,7 +32,11 @@ function writePolicy(): { path: string; dir: string } {
     ],
     tools: { web_search: '0.01' },
   };
-  policy.spec.budgets = [{ name: 'project-daily', key: ['project'], amount: AMOUNT_USD, period: 'daily', timeZone: 'UTC', maxOutputTokens: 2000 }];
+  policy.spec.budgets = [
+    { name: 'project-daily', key: ['project'], amount: AMOUNT_USD, period: 'daily', timeZone: 'UTC', maxOutputTokens: 2000 },
+    // Keys longer than the ledger's 512-character ids.
+    { name: 'long-keys', key: ['customerId', 'project', 'feature', 'costCenter', 'environment'], selector: { teams: ['data-science'] }, amount: 1, period: '24h' },
+  ];
   const dir = mkdtempSync(join(tmpdir(), 'genops-bound-'));
   const path = join(dir, 'policy.yaml');
   writeFileSync(path, stringify(policy));
@@ -115,6 +119,19 @@ describe('the bound through the real Envoy', () => {
     expect(JSON.parse(refused.body)).toMatchObject({ reason_code: 'BUDGET_EXCEEDED' });
     const account = await settled(stack, project, 'the previous_response_id requests to settle');
     expect(account.spent_usd).toBeCloseTo(6 * 0.321, 6);
+  });
+
+  it('serves a request whose budget key is longer than the ledger takes (hashed), never a gRPC error', async () => {
+    const long = (letter: string, length = 128) => letter.repeat(length);
+    const response = await httpRequest(`${stack.url}/v1/messages`, {
+      method: 'POST',
+      headers: { ...headers(long('p')), 'x-genops-team': 'data-science', 'x-genops-customer-id': long('c'), 'x-genops-feature': long('f'), 'x-genops-cost-center': long('k', 64), 'x-genops-environment': long('e', 32) },
+      body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(response.status, response.body).toBe(200);
+    const metrics = await scrape(stack.service.adminUrl);
+    expect(metrics.value('genops_budget_decisions_total', { budget: 'long-keys', outcome: 'reserved' })).toBeGreaterThan(0);
+    expect(metrics.find('genops_internal_errors_total', {}).reduce((sum, sample) => sum + sample.value, 0)).toBe(0);
   });
 
   it('refuses a server tool with no maximum of calls under an enforced budget, naming the setting', async () => {
