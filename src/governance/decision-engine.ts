@@ -7,7 +7,7 @@ import { MODEL_RULE } from './governance-context.js';
 import { createModelMatcher, type ModelMatcher } from '../usage/model-pattern.js';
 import { modelsOf } from '../usage/request-body.js';
 import { bindIdentity } from './identity-binding.js';
-import { responseRuleViolation } from './response-rules.js';
+import { deferredTokenLimitViolation, responseRuleViolation } from './response-rules.js';
 import { isFreeApi, type AiApi } from '../usage/ai-api.js';
 
 /** What the engine needs to know about one request, free of any wire format. */
@@ -206,12 +206,16 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
       }
     }
 
-    // Budgets and token limits need the response: behind ext_authz and forward auth they refuse (or warn, dry-run).
+    // Budgets and token limits need the response: behind ext_authz and forward auth they refuse (or warn, dry-run);
+    // behind ext_proc a call billed later (batch, background) cannot be charged to a token limit either.
     const api = ai?.api ?? (input.bodyUnseen?.api as AiApi | undefined);
-    if (!input.settles && api !== undefined && !isFreeApi(api)) {
-      const unkept = responseRuleViolation(policy, finish(undefined), { path: input.path, adapter: input.bodyUnseen?.adapter ?? 'ext_authz', modelKnown: context.model !== undefined, batch: api === 'openai.batches' || api === 'anthropic.batches' });
+    if (api !== undefined && !isFreeApi(api)) {
+      const rule = { path: input.path, modelKnown: context.model !== undefined };
+      const unkept = !input.settles
+        ? responseRuleViolation(policy, finish(undefined), { ...rule, adapter: input.bodyUnseen?.adapter ?? 'ext_authz', batch: api === 'openai.batches' || api === 'anthropic.batches' })
+        : ai?.deferred ? deferredTokenLimitViolation(policy, finish(undefined), { ...rule, deferred: ai.deferred }) : undefined;
       if (unkept) {
-        decided = check({ reasonCode: 'x_ext_proc_required', message: unkept.message, httpStatus: 403, mode: unkept.mode });
+        decided = check({ reasonCode: input.settles ? 'x_unreservable_request' : 'x_ext_proc_required', message: unkept.message, httpStatus: 403, mode: unkept.mode });
         if (decided) return decided;
       }
     }

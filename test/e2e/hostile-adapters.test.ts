@@ -170,6 +170,13 @@ describe.each(['ext-authz', 'ext-proc'] as const)('budgets and token limits thro
       }, 'the token limit to refuse');
       refusal(denied, 429, 'RATE_LIMITED');
     });
+
+    it('a background response under the token limit: 403 x_unreservable_request, never forwarded (was admitted and never charged: billed later)', async () => {
+      const { testId, headers } = tagged(TOKEN_LIMITED);
+      const body = JSON.stringify({ model: 'gpt-4o', input: 'Write a long essay.', background: true, max_output_tokens: 4000 });
+      expect(refusal(await send(port, '/v1/responses', headers, body), 403, 'x_unreservable_request').message).toContain('token limit project-tokens cannot be charged for a background response');
+      expect(reached(testId)).toHaveLength(0);
+    });
   }
 
   it('token counts are free: they pass whatever the budget and token limit, unchanged, with nothing reserved or recorded', async () => {

@@ -85,11 +85,24 @@ describe('rules that need the response, behind adapters that never see it', () =
     expect(decide(BUDGET(), product)).toMatchObject({ result: 'BLOCKED', reasonCode: 'POLICY_DENY_MODEL' });
   });
 
-  it('a batch: under spec.usage.batches: allow a budget admits it unreserved (as behind ext_proc); token limits never apply to it', () => {
+  it('a batch: refused behind ext_authz; under spec.usage.batches: allow admitted unreserved and uncharged (as behind ext_proc)', () => {
     const batch = aiInput('anthropic.batches', { requests: [{ custom_id: 'a', params: { model: 'claude-haiku-4-5', max_tokens: 5, messages: [] } }] }, { path: '/v1/messages/batches' });
     expect(decide(BUDGET(), batch).reasonCode).toBe('x_ext_proc_required');
-    expect(decide(TOKEN_LIMIT(), batch).result).toBe('ALLOWED');
-    const allowBatches = `  usage: { batches: allow }\n${BUDGET()}`;
+    expect(decide(TOKEN_LIMIT(), batch).reasonCode).toBe('x_ext_proc_required');
+    const allowBatches = `  usage: { batches: allow }\n${BUDGET()}${TOKEN_LIMIT()}`;
     expect(decide(allowBatches, batch).result).toBe('ALLOWED');
+    expect(decide(allowBatches, { ...batch, settles: true }).result).toBe('ALLOWED');
+  });
+
+  it('behind ext_proc too, a call billed later (batch, background response) cannot be charged to a token limit: x_unreservable_request', () => {
+    const background = aiInput('openai.responses', { model: 'gpt-4o', input: 'hi', background: true, max_output_tokens: 50 }, { path: '/v1/responses', settles: true });
+    const refused = decide(TOKEN_LIMIT(), background);
+    expect(refused).toMatchObject({ result: 'BLOCKED', reasonCode: 'x_unreservable_request', httpStatus: 403 });
+    expect(refused.message).toContain('token limit tokens-per-team cannot be charged for a background response');
+    expect(decide(TOKEN_LIMIT(', shadow: true'), background)).toMatchObject({ result: 'WARNING', reasonCode: 'x_unreservable_request' });
+    const batch = aiInput('anthropic.batches', { requests: [{ custom_id: 'a', params: { model: 'claude-haiku-4-5', max_tokens: 5, messages: [] } }] }, { path: '/v1/messages/batches', settles: true });
+    expect(decide(TOKEN_LIMIT(), batch).reasonCode).toBe('x_unreservable_request');
+    // A call billed now is charged its usage behind ext_proc: nothing to refuse.
+    expect(decide(TOKEN_LIMIT(), aiInput('openai.chat', chat, { settles: true })).result).toBe('ALLOWED');
   });
 });
