@@ -24,6 +24,7 @@ import { startForwardAuthServer } from './server/forward-auth-server.js';
 import { startGrpcServer } from './server/grpc-server.js';
 import { createServiceTls } from './server/service-tls.js';
 import { loadSettings } from './settings/settings.js';
+import { untrustedPayloadHeaderWarning } from './settings/trust-settings.js';
 import { inMemoryBudgetWarning } from './settings/replica-warning.js';
 import { withPayloadHeaderTrust } from './governance/payload-header-trust.js';
 import { createLogger } from './telemetry/logger.js';
@@ -138,6 +139,8 @@ async function main(): Promise<void> {
     `genops-mesh serving gRPC on ${settings.listenHost}:${grpcServer.port}, admin on ${settings.listenHost}:${admin.port}`,
   );
   warnOfReplicaBudgets(initial);
+  const untrustedHeader = untrustedPayloadHeaderWarning(initial.identity, settings.trust);
+  if (untrustedHeader) logger.warn({ event: 'payload_header_untrusted' }, untrustedHeader);
 
   const shutdown = async (signal: string) => {
     if (draining) return;

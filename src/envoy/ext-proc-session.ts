@@ -1,5 +1,5 @@
 import { GenopsError } from '../errors/genops-error.js';
-import { readAiBody } from '../governance/ai-body.js';
+import { isBodySigned, readAiBody } from '../governance/ai-body.js';
 import type { AiBodyInput } from '../governance/decision-engine.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
 import type { HeaderLookup } from '../governance/governance-context.js';
@@ -134,7 +134,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const pending = awaitingBody;
         if (!pending) return { request_body: { response: {} } };
         awaitingBody = undefined;
-        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true });
+        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers) });
         const ai = read.input;
         const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
         const reply = (settled: Decision): ProcessingResponse => {

@@ -46,3 +46,12 @@ export function loadTrustSettings(read: TrustSettingReader): TrustSettings {
   }
   return { trustPayloadHeader: adapters, adminToken: token.value, singleReplica };
 }
+
+/**
+ * A policy whose claims can only come from a payload header no adapter may read refuses every bound
+ * request: say so once at start rather than only in each 401.
+ */
+export function untrustedPayloadHeaderWarning(identity: { metadataKey: string | undefined; payloadHeader: string | undefined } | undefined, trust: TrustSettings): string | undefined {
+  if (!identity?.payloadHeader || trust.trustPayloadHeader.size > 0) return undefined;
+  return `spec.identity.jwt.payloadHeader ${identity.payloadHeader} is read on no adapter: GENOPS_TRUST_PAYLOAD_HEADER is unset (name ext_authz, ext_proc or forward_auth once its proxy removes client-sent copies)${identity.metadataKey ? '; claims come from the jwt_authn metadata only' : ''}`;
+}

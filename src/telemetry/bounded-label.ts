@@ -17,7 +17,7 @@ export interface BoundedLabelOptions {
   readonly absent?: string;
   /** How long a value must go unused before a new value may take its slot. Default 5 minutes: a few scrapes see its last count. */
   readonly minIdleMs?: number;
-  /** Monotonic milliseconds. */
+  /** Milliseconds; default a clock that ticks once a second (idle times are minutes; reading a real clock per label costs more than the lookup). */
   readonly now?: () => number;
   /** A value lost its slot: remove its series. */
   readonly onEvict?: (value: string) => void;
@@ -28,7 +28,7 @@ export interface BoundedLabelOptions {
 export const DEFAULT_MIN_IDLE_MS = 5 * 60_000;
 
 export function createBoundedLabel(limit: number, options: BoundedLabelOptions = {}): BoundedLabel {
-  const { overflow = '_other', absent = '', minIdleMs = DEFAULT_MIN_IDLE_MS, now = () => performance.now(), onEvict, onOverflow } = options;
+  const { overflow = '_other', absent = '', minIdleMs = DEFAULT_MIN_IDLE_MS, now = coarseNow, onEvict, onOverflow } = options;
   const lastUsed = new Map<string, number>();
   // A scan for the least recently used value happens only when a new value arrives with every
   // slot taken, and while none is idle at most once until the oldest can be: a flood of new
@@ -37,8 +37,9 @@ export function createBoundedLabel(limit: number, options: BoundedLabelOptions =
   return (value, mayAdd = true) => {
     if (value === undefined) return absent;
     const at = now();
-    if (lastUsed.has(value)) {
-      lastUsed.set(value, at);
+    const usedAt = lastUsed.get(value);
+    if (usedAt !== undefined) {
+      if (usedAt !== at) lastUsed.set(value, at);
       return value;
     }
     if (!mayAdd) return overflow;
@@ -67,4 +68,18 @@ export function createBoundedLabel(limit: number, options: BoundedLabelOptions =
     lastUsed.set(value, at);
     return value;
   };
+}
+
+let coarseMs = Date.now();
+let ticking: NodeJS.Timeout | undefined;
+/** Date.now() to the second, from one unref'd timer per process: a label lookup reads a variable, not the clock. */
+function coarseNow(): number {
+  if (!ticking) {
+    coarseMs = Date.now();
+    ticking = setInterval(() => {
+      coarseMs = Date.now();
+    }, 1_000);
+    ticking.unref();
+  }
+  return coarseMs;
 }

@@ -14,7 +14,9 @@ export type AiApi =
   | 'gemini.generate'
   | 'gemini.stream'
   | 'bedrock.converse'
-  | 'bedrock.converse-stream';
+  | 'bedrock.converse-stream'
+  | 'bedrock.invoke'
+  | 'bedrock.invoke-stream';
 export type Provider = 'openai' | 'azure' | 'anthropic' | 'google' | 'bedrock';
 
 export const AI_APIS: readonly AiApi[] = Object.freeze([
@@ -33,6 +35,8 @@ export const AI_APIS: readonly AiApi[] = Object.freeze([
   'gemini.stream',
   'bedrock.converse',
   'bedrock.converse-stream',
+  'bedrock.invoke',
+  'bedrock.invoke-stream',
 ]);
 
 export const PROVIDER_OF: Readonly<Record<AiApi, Provider>> = Object.freeze({
@@ -51,6 +55,8 @@ export const PROVIDER_OF: Readonly<Record<AiApi, Provider>> = Object.freeze({
   'gemini.stream': 'google',
   'bedrock.converse': 'bedrock',
   'bedrock.converse-stream': 'bedrock',
+  'bedrock.invoke': 'bedrock',
+  'bedrock.invoke-stream': 'bedrock',
 });
 
 /** The OpenTelemetry GenAI conventions' gen_ai.provider.name of each provider. */
@@ -65,6 +71,8 @@ export const GEN_AI_PROVIDER_NAME: Readonly<Record<Provider, string>> = Object.f
 /**
  * The body and response format of each API. Azure OpenAI speaks OpenAI's formats; Gemini's
  * two methods share one body; Bedrock's two share one body (the stream is told by its content type).
+ * Bedrock InvokeModel carries the model provider's own body: it is read for Anthropic Claude
+ * (Messages bodies; its stream wraps Anthropic's events in event-stream `chunk` messages).
  */
 export type WireFormat =
   | 'openai.chat'
@@ -75,7 +83,8 @@ export type WireFormat =
   | 'anthropic.messages'
   | 'anthropic.batches'
   | 'gemini'
-  | 'bedrock.converse';
+  | 'bedrock.converse'
+  | 'bedrock.invoke';
 
 export const FORMAT_OF: Readonly<Record<AiApi, WireFormat>> = Object.freeze({
   'openai.chat': 'openai.chat',
@@ -93,6 +102,8 @@ export const FORMAT_OF: Readonly<Record<AiApi, WireFormat>> = Object.freeze({
   'gemini.stream': 'gemini',
   'bedrock.converse': 'bedrock.converse',
   'bedrock.converse-stream': 'bedrock.converse',
+  'bedrock.invoke': 'bedrock.invoke',
+  'bedrock.invoke-stream': 'bedrock.invoke',
 });
 
 /** The path placeholder that carries the model (Gemini, Bedrock), and the one that carries an Azure deployment. */
@@ -105,7 +116,8 @@ export const DEPLOYMENT_PLACEHOLDER = '{deployment}';
  * deployment: the model is the policy's `azureDeployments` entry for it, else its name).
  */
 export const DEFAULT_AI_PATHS: Readonly<Record<AiApi, readonly string[]>> = Object.freeze({
-  'openai.chat': Object.freeze(['/v1/chat/completions']),
+  // Gemini's OpenAI-compatible endpoint speaks Chat Completions (model in the body).
+  'openai.chat': Object.freeze(['/v1/chat/completions', '/v1beta/openai/chat/completions']),
   'openai.responses': Object.freeze(['/v1/responses']),
   'openai.embeddings': Object.freeze(['/v1/embeddings']),
   'openai.completions': Object.freeze(['/v1/completions']),
@@ -120,6 +132,8 @@ export const DEFAULT_AI_PATHS: Readonly<Record<AiApi, readonly string[]>> = Obje
   'gemini.stream': Object.freeze(['/v1beta/models/{model}:streamGenerateContent', '/v1/models/{model}:streamGenerateContent', '/publishers/google/models/{model}:streamGenerateContent']),
   'bedrock.converse': Object.freeze(['/model/{model}/converse']),
   'bedrock.converse-stream': Object.freeze(['/model/{model}/converse-stream']),
+  'bedrock.invoke': Object.freeze(['/model/{model}/invoke']),
+  'bedrock.invoke-stream': Object.freeze(['/model/{model}/invoke-with-response-stream']),
 });
 
 /** What a request path says: its API and, for the APIs that name it there, the model or deployment. */

@@ -10,6 +10,9 @@
  * contentBlockStop, messageStop, and `metadata` carrying `usage` (inputTokens, outputTokens,
  * cacheReadInputTokens, cacheWriteInputTokens). An exception message (`:message-type: exception`,
  * e.g. throttlingException mid-stream) is the provider's error.
+ *
+ * InvokeModel's stream (`chunks` given) carries the model provider's own events instead, each as
+ * `{"bytes": "<base64 JSON>"}` in a `chunk` message: they are handed to that provider's meter.
  */
 import { EventStreamCodec, type Message } from '@smithy/core/event-streams';
 import { fromUtf8, toUtf8 } from '@smithy/core/serde';
@@ -22,8 +25,9 @@ const MIN_MESSAGE_BYTES = 16;
 
 const codec = new EventStreamCodec(toUtf8, fromUtf8);
 
-export function createEventStreamMeter(options: { readonly maxEventBytes?: number | undefined } = {}): UsageMeter {
+export function createEventStreamMeter(options: { readonly maxEventBytes?: number | undefined; readonly chunks?: UsageMeter | undefined } = {}): UsageMeter {
   const maxMessageBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
+  const chunks = options.chunks;
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   /** Bytes of an oversized message still to drop. */
@@ -62,6 +66,18 @@ export function createEventStreamMeter(options: { readonly maxEventBytes?: numbe
       return;
     }
     if (!isObject(payload)) return;
+    if (chunks !== undefined) {
+      if (header(':event-type') !== 'chunk' || typeof payload.bytes !== 'string') return;
+      let inner: unknown;
+      try {
+        inner = JSON.parse(Buffer.from(payload.bytes, 'base64').toString('utf8'));
+      } catch {
+        return;
+      }
+      // One SSE event per chunk, on one line whatever the JSON's own whitespace.
+      if (isObject(inner)) chunks.push(Buffer.from(`data: ${JSON.stringify(inner)}\n\n`, 'utf8'));
+      return;
+    }
     switch (header(':event-type')) {
       case 'contentBlockDelta': {
         const delta = objectAt(payload, 'delta');
@@ -92,8 +108,7 @@ export function createEventStreamMeter(options: { readonly maxEventBytes?: numbe
         if (skipping > 0) return;
       }
       if (pendingBytes < 4) return;
-      const head = pending[0]!.length >= 4 ? pending[0]! : Buffer.concat(pending);
-      const total = head.readUInt32BE(0);
+      const total = leadingUInt32();
       if (total < MIN_MESSAGE_BYTES) {
         broken = true;
         return;
@@ -116,6 +131,19 @@ export function createEventStreamMeter(options: { readonly maxEventBytes?: numbe
     }
   }
 
+  /** The first four pending bytes as a big-endian length, read across chunks without copying them all. */
+  function leadingUInt32(): number {
+    const first = pending[0]!;
+    if (first.length >= 4) return first.readUInt32BE(0);
+    let value = 0;
+    let read = 0;
+    for (const part of pending) {
+      for (let index = 0; index < part.length && read < 4; index += 1, read += 1) value = value * 256 + part[index]!;
+      if (read === 4) break;
+    }
+    return value;
+  }
+
   /** Removes and returns the first `length` pending bytes. */
   function take(length: number): Buffer {
     const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
@@ -126,7 +154,10 @@ export function createEventStreamMeter(options: { readonly maxEventBytes?: numbe
     return taken;
   }
 
-  const report = (): UsageReport => ({ usage, modelServed: undefined, estimatedOutputTokens: estimateTokens(outputChars), complete, providerError });
+  const report = (inner?: UsageReport): UsageReport =>
+    inner !== undefined
+      ? { ...inner, providerError: providerError ?? inner.providerError }
+      : { usage, modelServed: undefined, estimatedOutputTokens: estimateTokens(outputChars), complete, providerError };
   return {
     push(chunk) {
       if (broken || chunk.length === 0) return;
@@ -135,10 +166,10 @@ export function createEventStreamMeter(options: { readonly maxEventBytes?: numbe
       pendingBytes += chunk.length;
       drain();
     },
-    end: report,
-    snapshot: report,
+    end: () => report(chunks?.end()),
+    snapshot: () => report(chunks?.snapshot()),
     get retainedBytes() {
-      return pendingBytes;
+      return pendingBytes + (chunks?.retainedBytes ?? 0);
     },
   };
 }

@@ -3,6 +3,7 @@
  * input size), validated with messages that name the field, and the forwarded body's rewrite
  * (include_usage on, a model or an output cap replaced). The body is decoded and parsed once.
  */
+import { canonicalModelId } from './model-pattern.js';
 import { FORMAT_OF, PROVIDER_OF, type AiApi, type AiRoute, type WireFormat } from './ai-api.js';
 
 export interface AiRequest {
@@ -31,12 +32,30 @@ export interface AiRequest {
    * nothing can be reserved for it and its response carries no usage.
    */
   readonly deferred?: 'batch' | 'background' | undefined;
+  /** The client signed the body (AWS SigV4): the service cannot change it (no cap, model or include_usage set). */
+  readonly signedBody?: boolean | undefined;
+}
+
+/** The body field that carries the output cap, as a client would write it. */
+export function outputCapField(api: AiApi): string {
+  switch (FORMAT_OF[api]) {
+    case 'openai.chat':
+      return 'max_completion_tokens';
+    case 'openai.responses':
+      return 'max_output_tokens';
+    case 'gemini':
+      return 'generationConfig.maxOutputTokens';
+    case 'bedrock.converse':
+      return 'inferenceConfig.maxTokens';
+    default:
+      return 'max_tokens';
+  }
 }
 
 /** A budget downgrade can send the request to another model by rewriting the body's `model`. */
-export function canChangeModel(request: Pick<AiRequest, 'api' | 'modelInPath' | 'deferred'>): boolean {
+export function canChangeModel(request: Pick<AiRequest, 'api' | 'modelInPath' | 'deferred' | 'signedBody'>): boolean {
   // Azure's body model, where it has one, names a deployment, not a model.
-  return request.modelInPath !== true && request.deferred === undefined && PROVIDER_OF[request.api] !== 'azure';
+  return request.modelInPath !== true && request.deferred === undefined && request.signedBody !== true && PROVIDER_OF[request.api] !== 'azure';
 }
 
 /** Every model a request names (see AiRequest.models). */
@@ -174,6 +193,17 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
       }
       break;
     }
+    case 'bedrock.invoke': {
+      // InvokeModel takes each model provider's own body; only Claude's (Anthropic Messages) is read.
+      if (!canonicalModelId(model).startsWith('claude')) {
+        return problem('bad_field', `Bedrock InvokeModel is read for Anthropic Claude models only, not ${model}: call it through Converse (/model/{model}/converse), whose body every model shares`);
+      }
+      streams = api === 'bedrock.invoke-stream';
+      const cap = optionalPositiveInteger(fields, 'max_tokens');
+      if (cap.problem) return cap.problem;
+      outputCap = cap.value;
+      break;
+    }
     case 'anthropic.batches': {
       const read = anthropicBatchModels(fields.requests);
       if (!read.ok) return read;
@@ -234,7 +264,7 @@ export function rewriteAiRequestBody(api: AiApi, json: Record<string, unknown>, 
   const format = FORMAT_OF[api];
   const patched: Record<string, unknown> = { ...json };
   // A model named by the path (Gemini, Bedrock, Azure deployments) is not the body's to change.
-  if (changes.model !== undefined && format !== 'gemini' && format !== 'bedrock.converse') patched.model = changes.model;
+  if (changes.model !== undefined && format !== 'gemini' && format !== 'bedrock.converse' && format !== 'bedrock.invoke') patched.model = changes.model;
   if (changes.includeUsage === true && (format === 'openai.chat' || format === 'openai.completions')) {
     const streamOptions = json.stream_options;
     const kept = typeof streamOptions === 'object' && streamOptions !== null && !Array.isArray(streamOptions) ? (streamOptions as Record<string, unknown>) : {};
@@ -255,6 +285,7 @@ export function rewriteAiRequestBody(api: AiApi, json: Record<string, unknown>, 
         break;
       case 'anthropic.messages':
       case 'openai.completions':
+      case 'bedrock.invoke':
         patched.max_tokens = changes.outputCap;
         break;
       case 'gemini':
@@ -377,6 +408,7 @@ function inputChars(format: WireFormat, fields: Record<string, unknown>): number
       // input may be token ids (an array of integers, or of arrays): one token each.
       return walk(fields.input, 0, true);
     case 'anthropic.messages':
+    case 'bedrock.invoke':
       return walk(fields.messages, 0, false) + walk(fields.system, 0, false) + walk(fields.tools, 0, false);
     case 'openai.completions':
       // prompt: a string, strings, token ids or arrays of token ids.

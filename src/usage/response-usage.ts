@@ -65,7 +65,12 @@ export function createUsageMeter(options: UsageMeterOptions): UsageMeter {
   // A batch's (or background response's) creation reply carries no usage: the provider bills it later.
   if (wire === 'openai.batches' || wire === 'anthropic.batches') return IGNORED_BODY;
   const format = bodyFormatOf(options.contentType);
-  if (format === 'eventstream') return wire === 'bedrock.converse' ? createEventStreamMeter({ maxEventBytes: options.maxEventBytes }) : IGNORED_BODY;
+  if (format === 'eventstream') {
+    if (wire === 'bedrock.converse') return createEventStreamMeter({ maxEventBytes: options.maxEventBytes });
+    // InvokeModel's stream: Anthropic's own events, each base64 inside a `chunk` message.
+    if (wire === 'bedrock.invoke') return createEventStreamMeter({ maxEventBytes: options.maxEventBytes, chunks: createSseMeter('anthropic.messages', options.maxEventBytes) });
+    return IGNORED_BODY;
+  }
   if (format === 'sse') return createSseMeter(options.api, options.maxEventBytes);
   if (format === 'json') return createJsonMeter(options.api, options.maxJsonBytes ?? DEFAULT_MAX_JSON_CAPTURE_BYTES);
   if (format === 'other') return IGNORED_BODY;
@@ -209,6 +214,7 @@ function usageFromJson(format: WireFormat, usage: Record<string, unknown>): Toke
     case 'openai.responses':
       return fromOpenAiResponsesUsage(usage);
     case 'anthropic.batches':
+    case 'bedrock.invoke':
     case 'anthropic.messages': {
       const counts: AnthropicCounts = { input: 0, cacheRead: 0, cacheCreation: 0, output: 0 };
       mergeAnthropicUsage(counts, usage);

@@ -87,6 +87,7 @@ const completionsBody = (model: string, extra: Record<string, unknown> = {}) => 
 const chatBody = (model: string | undefined, extra: Record<string, unknown> = {}) => JSON.stringify({ ...(model ? { model } : {}), messages: [{ role: 'user', content: prompt }], max_tokens: 256, ...extra });
 const geminiBody = (extra: Record<string, unknown> = {}) => JSON.stringify({ contents: [{ role: 'user', parts: [{ text: prompt }] }], generationConfig: { maxOutputTokens: 512 }, ...extra });
 const converseBody = (extra: Record<string, unknown> = {}) => JSON.stringify({ messages: [{ role: 'user', content: [{ text: prompt }] }], system: [{ text: 'Be brief.' }], inferenceConfig: { maxTokens: 512 }, ...extra });
+const invokeBody = (extra: Record<string, unknown> = {}) => JSON.stringify({ anthropic_version: 'bedrock-2023-05-31', max_tokens: 512, system: 'Be brief.', messages: [{ role: 'user', content: prompt }], ...extra });
 const batchBody = (...models: string[]) => JSON.stringify({ requests: models.map((model, index) => ({ custom_id: `r${index}`, params: { model, max_tokens: 100, messages: [{ role: 'user', content: prompt }] } })) });
 const SONNET_BEDROCK = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
 const HAIKU_BEDROCK = 'anthropic.claude-haiku-4-5-20251001-v1:0';
@@ -102,6 +103,7 @@ function describeModelRules(get: () => Stack, mode: string): void {
       { name: 'Gemini 2.5 Pro (model in the path)', path: '/v1beta/models/gemini-2.5-pro:generateContent', body: geminiBody({ model: 'claude-haiku-4-5' }), reason: 'POLICY_DENY_MODEL', message: 'team product-team may not use model gemini-2.5-pro' },
       { name: 'Gemini streamed with alt=sse', path: '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse', body: geminiBody(), reason: 'POLICY_DENY_MODEL', message: 'team product-team may not use model gemini-2.5-flash' },
       { name: 'Bedrock Claude Opus through an inference-profile ARN, percent-encoded', path: `/model/${encodeURIComponent(OPUS_PROFILE_ARN)}/converse-stream`, body: converseBody(), reason: 'POLICY_DENY_MODEL', message: `team product-team may not use model ${OPUS_PROFILE_ARN}` },
+      { name: 'Claude Opus through Bedrock InvokeModel', path: `/model/${encodeURIComponent('us.anthropic.claude-opus-4-1-20250805-v1:0')}/invoke`, body: invokeBody(), reason: 'POLICY_DENY_MODEL', message: 'team product-team may not use model us.anthropic.claude-opus-4-1-20250805-v1:0' },
       { name: 'an Anthropic batch with one Opus request among Haiku ones', path: '/v1/messages/batches', body: batchBody('claude-haiku-4-5', 'claude-opus-4-1', 'claude-haiku-4-5'), reason: 'POLICY_DENY_MODEL', message: 'team product-team may not use model claude-opus-4-1' },
       { name: 'an OpenAI Batch (its models are in an uploaded file)', path: '/v1/batches', body: JSON.stringify({ input_file_id: 'file-abc123', endpoint: '/v1/chat/completions', completion_window: '24h' }), reason: 'x_unreadable_model', message: 'openai.batches names its models inside an uploaded file, which the service cannot read, and team product-team may use only some models (spec.usage.batches: allow admits it unchecked)' },
     ];
@@ -161,6 +163,8 @@ describe('provider shapes through the real Envoy (ext_proc)', () => {
     { name: 'Gemini streamGenerateContent SSE (alt=sse)', path: '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse', body: geminiBody(), usage: { input: 450, output: 210, reasoning: 110 }, priced: 'gemini-2.5-flash', modelRequested: 'gemini-2.5-flash', contentType: 'text/event-stream', api: 'gemini.stream' },
     { name: 'Gemini streamGenerateContent as a streamed JSON array', path: '/v1/models/gemini-2.5-flash:streamGenerateContent', body: geminiBody(), usage: { input: 451, cachedInput: 100, output: 211 }, priced: 'gemini-2.5-flash', modelRequested: 'gemini-2.5-flash', contentType: 'application/json', api: 'gemini.stream' },
     { name: 'Bedrock Converse JSON (cross-region Claude Sonnet id, cache reads and writes)', path: `/model/${encodeURIComponent(SONNET_BEDROCK)}/converse`, body: converseBody(), usage: { input: 2000, cachedInput: 1200, cacheWrite: 300, output: 400 }, priced: 'claude-sonnet-4-5', modelRequested: SONNET_BEDROCK, contentType: 'application/json', api: 'bedrock.converse' },
+    { name: 'Bedrock InvokeModel JSON (Claude\'s own body and response)', path: `/model/${encodeURIComponent(SONNET_BEDROCK)}/invoke`, body: invokeBody(), usage: { input: 1800, cachedInput: 1000, cacheWrite: 200, output: 250 }, priced: 'claude-sonnet-4-5', modelRequested: SONNET_BEDROCK, modelServed: 'claude-sonnet-4-5-20250929', contentType: 'application/json', api: 'bedrock.invoke' },
+    { name: 'Bedrock InvokeModel stream (Anthropic events inside event-stream chunks)', path: `/model/${encodeURIComponent(HAIKU_BEDROCK)}/invoke-with-response-stream`, body: invokeBody(), usage: { input: 900, cachedInput: 300, output: 123 }, priced: 'claude-haiku-4-5', modelRequested: HAIKU_BEDROCK, modelServed: 'claude-haiku-4-5-20251001', contentType: 'application/vnd.amazon.eventstream', api: 'bedrock.invoke-stream' },
     { name: 'Bedrock ConverseStream (binary event stream)', path: `/model/${encodeURIComponent(HAIKU_BEDROCK)}/converse-stream`, body: converseBody(), usage: { input: 640, output: 96 }, priced: 'claude-haiku-4-5', modelRequested: HAIKU_BEDROCK, contentType: 'application/vnd.amazon.eventstream', api: 'bedrock.converse-stream' },
   ];
 
@@ -217,6 +221,21 @@ describe('provider shapes through the real Envoy (ext_proc)', () => {
       expect(capOf(forwarded)).toEqual(path.includes('gemini') ? { temperature: 0.2, maxOutputTokens: 700 } : { temperature: 0.2, maxTokens: 700 });
       expect(Number(received!.headers['content-length'])).toBe(received!.rawBody.length);
     }
+  });
+
+  it('under an enforced budget: a SigV4-signed Bedrock body is never changed; without a cap it is refused, naming the field', async () => {
+    const { stack, llm } = get();
+    const sigv4 = { authorization: 'AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7', 'x-amz-date': '20261201T120000Z' };
+    const uncapped = randomUUID();
+    const refused = await httpRequest(`${stack.url}/model/${encodeURIComponent(SONNET_BEDROCK)}/converse`, { method: 'POST', headers: { ...context({ 'x-genops-project': BUDGETED }), ...json, ...sigv4, 'x-test-id': uncapped }, body: converseBody({ inferenceConfig: { temperature: 0.2 } }) });
+    expect(refused.status, refused.body).toBe(400);
+    expect(JSON.parse(refused.body)).toMatchObject({ reason_code: 'x_output_cap_required', message: 'budget budgeted-project needs an output cap and the request body is signed (AWS SigV4), so the service cannot set one: send inferenceConfig.maxTokens' });
+    expect(llm.received(uncapped)).toEqual([]);
+    const capped = randomUUID();
+    const body = converseBody();
+    const passed = await httpRequest(`${stack.url}/model/${encodeURIComponent(SONNET_BEDROCK)}/converse`, { method: 'POST', headers: { ...context({ 'x-genops-project': BUDGETED }), ...json, ...sigv4, 'x-test-id': capped }, body });
+    expect(passed.status, passed.body).toBe(200);
+    expect(llm.received(capped)[0]!.body).toBe(body);
   });
 
   it('under an enforced budget: a batch and a background response are refused (x_unreservable_request); without one they pass, uncounted', async () => {

@@ -85,6 +85,11 @@ describe.each<EnvoyMode>(['ext-authz', 'ext-proc'])('a forged x-jwt-payload thro
     const response = await forge(stack);
     expect(response.status, response.body).toBe(401);
     expect(response.json<{ message: string }>().message).toContain('x-jwt-payload is not read here: GENOPS_TRUST_PAYLOAD_HEADER does not name this adapter');
+    // ...and the operator heard it once at start.
+    const warned = () => stack.service.logs().filter((line) => line.event === 'payload_header_untrusted');
+    for (let attempt = 0; attempt < 100 && warned().length === 0; attempt++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(warned()).toHaveLength(1);
+    expect(warned()[0]!.msg).toContain('x-jwt-payload is read on no adapter: GENOPS_TRUST_PAYLOAD_HEADER is unset');
   });
 });
 

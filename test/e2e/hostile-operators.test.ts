@@ -13,7 +13,7 @@ import { startRedis } from '../support/start-redis.js';
 import { scrape } from '../telemetry/telemetry-support.js';
 
 const ADMIN_TOKEN = 'operator-chosen-admin-token-0123';
-const IDLE_MS = 1_500;
+const IDLE_MS = 3_000;
 
 let dir: string;
 beforeAll(() => {
@@ -89,7 +89,8 @@ describe('a junk x-genops-model flood against /metrics, through the real Envoy (
     expect(metrics.value('genops_metric_label_overflow_total', { label: 'model', outcome: 'overflowed' })).toBeGreaterThan(0);
 
     // The flood stops; a first-come cap would keep every new model in _other forever.
-    await new Promise((resolve) => setTimeout(resolve, IDLE_MS + 200));
+    // The labels' clock ticks once a second: wait the idle time plus a tick.
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS + 1_300));
     for (let index = 0; index < 3; index++) expect((await chat('claude-sonnet-4-5')).status).toBe(200);
     expect((await httpRequest(`${stack.url}/v1/models`, { headers: context('gpt-4o') })).status).toBe(200);
     ({ byModel, metrics } = await modelSeries());

@@ -496,6 +496,24 @@ export function bedrockConverseStream(options: BedrockStreamOptions): Buffer {
   return Buffer.concat(parts);
 }
 
+/**
+ * InvokeModel's stream for Claude: each Anthropic Messages event (as anthropicMessagesSse makes it)
+ * base64 inside a `chunk` message; message_stop carries Bedrock's invocation metrics.
+ */
+export function bedrockInvokeStream(options: AnthropicMessagesSseOptions): Buffer {
+  const events = anthropicMessagesSse(options)
+    .split('\n\n')
+    .map((block) => block.split('\n').find((line) => line.startsWith('data: ')))
+    .filter((line): line is string => line !== undefined)
+    .map((line) => JSON.parse(line.slice('data: '.length)) as Record<string, unknown>);
+  return Buffer.concat(
+    events.map((event, index) => {
+      const payload = event.type === 'message_stop' ? { ...event, 'amazon-bedrock-invocationMetrics': { inputTokenCount: options.usage.input - options.usage.cachedInput - options.usage.cacheWrite, outputTokenCount: options.usage.output, invocationLatency: 812, firstByteLatency: 233 } } : event;
+      return eventStreamMessage({ ':event-type': 'chunk', ':content-type': 'application/json', ':message-type': 'event' }, Buffer.from(JSON.stringify({ bytes: Buffer.from(JSON.stringify(payload), 'utf8').toString('base64'), p: padding(index) }), 'utf8'));
+    }),
+  );
+}
+
 export function bedrockErrorJson(message = 'The model returned the following errors: Malformed input request.'): string {
   return JSON.stringify({ message });
 }

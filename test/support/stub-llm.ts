@@ -31,6 +31,7 @@ import {
   bedrockConverseJson,
   bedrockConverseStream,
   bedrockErrorJson,
+  bedrockInvokeStream,
   geminiErrorJson,
   geminiJson,
   geminiJsonArray,
@@ -174,7 +175,7 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
     const errorJson =
       format === 'anthropic.messages' || format === 'anthropic.batches' ? anthropicErrorJson
       : format === 'gemini' ? geminiErrorJson
-      : format === 'bedrock.converse' ? (_status: number, message?: string) => bedrockErrorJson(message)
+      : format === 'bedrock.converse' || format === 'bedrock.invoke' ? (_status: number, message?: string) => bedrockErrorJson(message)
       : openAiErrorJson;
     let json: Record<string, unknown>;
     try {
@@ -193,7 +194,7 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
     const model = String(request.headers[STUB_MODEL_HEADER] ?? (typeof json.model === 'string' ? json.model : (request.pathModel ?? 'unknown-model')));
     const text = options.text ?? DEFAULT_TEXT;
     const fixture = { model, usage, text };
-    const stream = api === 'gemini.stream' || api === 'bedrock.converse-stream' || (json.stream === true && format !== 'openai.embeddings');
+    const stream = api === 'gemini.stream' || api === 'bedrock.converse-stream' || api === 'bedrock.invoke-stream' || (json.stream === true && format !== 'openai.embeddings');
     const other = otherShape(request, api, json, fixture, behavior, stream);
     if (other !== undefined) {
       if ('contentType' in other) writeInPieces(response, other.body, other.contentType, behavior.resetMidStream);
@@ -255,6 +256,9 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
           ? { body: Buffer.from(geminiSse({ ...fixture, truncateAfterDeltas: cut }), 'utf8'), contentType: 'text/event-stream' }
           : { body: Buffer.from(geminiJsonArray({ ...fixture, truncateAfterDeltas: cut }), 'utf8'), contentType: 'application/json; charset=UTF-8' };
       }
+      case 'bedrock.invoke':
+        if (!stream) return { body: anthropicMessagesJson(fixture) };
+        return { body: bedrockInvokeStream({ ...fixture, truncateAfterDeltas: behavior.noUsage }), contentType: 'application/vnd.amazon.eventstream' };
       case 'bedrock.converse':
         if (!stream) return { body: bedrockConverseJson(fixture) };
         return { body: bedrockConverseStream({ ...fixture, truncateAfterDeltas: behavior.noUsage, ...(behavior.streamError ? { exception: 'throttlingException' } : {}) }), contentType: 'application/vnd.amazon.eventstream' };

@@ -6,7 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { readAiBody } from '../../src/governance/ai-body.js';
+import { isBodySigned, readAiBody } from '../../src/governance/ai-body.js';
 import { createBudgeter } from '../../src/governance/budgeting.js';
 import { createDecisionEngine } from '../../src/governance/decision-engine.js';
 import { createGovernor } from '../../src/governance/governor.js';
@@ -20,6 +20,8 @@ import { createUsageMeter, type UsageReport } from '../../src/usage/response-usa
 import {
   bedrockConverseJson,
   bedrockConverseStream,
+  bedrockInvokeStream,
+  anthropicMessagesJson,
   DEFAULT_TEXT,
   eventStreamMessage,
   geminiErrorJson,
@@ -78,6 +80,7 @@ function expectSameReportWhateverTheSplits(api: AiApi, contentType: string, body
 }
 
 const estimateOf = (text: string) => Math.ceil(text.length / 4);
+const llmWireAnthropicJson = (usage: ReturnType<typeof tokenUsage>) => anthropicMessagesJson({ model: 'claude-sonnet-4-5-20250929', usage });
 
 describe('paths: the API, and the model or deployment a path names', () => {
   it.each([
@@ -99,6 +102,9 @@ describe('paths: the API, and the model or deployment a path names', () => {
       { api: 'bedrock.converse', pathModel: 'arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-opus-4-1-20250805-v1:0' },
     ],
     ['/bedrock//model/amazon.nova-pro-v1:0/converse/', { api: 'bedrock.converse', pathModel: 'amazon.nova-pro-v1:0' }],
+    ['/model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke', { api: 'bedrock.invoke', pathModel: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0' }],
+    ['/model/anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke-with-response-stream', { api: 'bedrock.invoke-stream', pathModel: 'anthropic.claude-haiku-4-5-20251001-v1:0' }],
+    ['/v1beta/openai/chat/completions', { api: 'openai.chat' }],
   ] as const)('%s', (path, expected) => {
     expect(matcher.route(path)).toEqual(expected);
     expect(matcher.match(path)).toBe(expected.api);
@@ -113,7 +119,7 @@ describe('paths: the API, and the model or deployment a path names', () => {
     '/v1beta/models/:generateContent',
     '/model/arn:aws:bedrock:us-east-1:1:inference-profile/us.anthropic.claude-opus-4-1-v1:0/converse',
     '/model/x/converse-streamX',
-    '/model/x/invoke',
+    '/model/x/invoke-with-bidirectional-stream',
     '/v1/messages/batches/msgbatch_01/cancel',
   ])('%s is no shape the service reads', (path) => {
     expect(matcher.route(path)).toBeUndefined();
@@ -157,6 +163,14 @@ describe('request bodies of the new shapes', () => {
     expect(parsed('bedrock.converse-stream', { messages: body.messages }, 'amazon.nova-pro-v1:0')).toMatchObject({ stream: true, outputCap: undefined });
     expect(problemOf('bedrock.converse', { messages: [], inferenceConfig: { maxTokens: -1 } }, 'amazon.nova-pro-v1:0')).toBe('request body field "inferenceConfig.maxTokens" must be a positive integer (got -1)');
     expect(problemOf('bedrock.converse', { messages: [] }, ' ')).toBe('the model in the request path is empty');
+  });
+
+  it('Bedrock InvokeModel: Claude\'s Messages body (max_tokens), the model the path\'s; other model families are sent to Converse', () => {
+    const body = { anthropic_version: 'bedrock-2023-05-31', max_tokens: 300, system: 'Be brief.', messages: [{ role: 'user', content: 'Hello' }] };
+    expect(parsed('bedrock.invoke', body, 'us.anthropic.claude-sonnet-4-5-20250929-v1:0')).toMatchObject({ model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0', outputCap: 300, stream: false, modelInPath: true });
+    expect(parsed('bedrock.invoke-stream', body, 'anthropic.claude-haiku-4-5-20251001-v1:0').stream).toBe(true);
+    expect(problemOf('bedrock.invoke', { prompt: 'x', max_gen_len: 100 }, 'meta.llama3-1-70b-instruct-v1:0')).toBe('Bedrock InvokeModel is read for Anthropic Claude models only, not meta.llama3-1-70b-instruct-v1:0: call it through Converse (/model/{model}/converse), whose body every model shares');
+    expect(JSON.parse(rewriteAiRequestBody('bedrock.invoke', body, { outputCap: 50, model: 'x' }).toString('utf8'))).toEqual({ ...body, max_tokens: 50 });
   });
 
   it('Anthropic Message Batches: every request\'s model, distinct; a request without one is malformed', () => {
@@ -281,6 +295,14 @@ describe('responses of the new shapes, split at every byte', () => {
     expect(peak).toBeLessThan(1024 * 1024);
   });
 
+  it('Bedrock InvokeModel: Claude\'s JSON, and its stream of base64 Anthropic events in chunk messages, split at every byte', () => {
+    const cached = tokenUsage({ input: 1500, cachedInput: 1000, cacheWrite: 200, output: 321 });
+    expectSameReportWhateverTheSplits('bedrock.invoke', 'application/json', llmWireAnthropicJson(cached), { usage: cached, modelServed: 'claude-sonnet-4-5-20250929', estimatedOutputTokens: estimateOf(DEFAULT_TEXT), complete: true, providerError: undefined });
+    expectSameReportWhateverTheSplits('bedrock.invoke-stream', EVENTSTREAM, bedrockInvokeStream({ model: 'claude-sonnet-4-5-20250929', usage: cached }), { usage: cached, modelServed: 'claude-sonnet-4-5-20250929', estimatedOutputTokens: estimateOf(DEFAULT_TEXT), complete: true, providerError: undefined });
+    const cut = meter('bedrock.invoke-stream', EVENTSTREAM, [bedrockInvokeStream({ model: 'claude-sonnet-4-5-20250929', usage: cached, truncateAfterDeltas: true })]);
+    expect(cut).toMatchObject({ complete: false, usage: { input: 1500 }, estimatedOutputTokens: estimateOf(DEFAULT_TEXT) });
+  });
+
   it('a batch\'s creation reply carries no usage: nothing is read', () => {
     expect(meter('anthropic.batches', 'application/json', [bytes(anthropicBatchJson(3))])).toEqual({ usage: undefined, modelServed: undefined, estimatedOutputTokens: 0, complete: false, providerError: undefined });
   });
@@ -381,6 +403,20 @@ spec:
     expect(allowed.budget?.worstCaseNano).toBe(1_500_000);
   });
 
+  it('a SigV4-signed body is read but never rewritten; AWS\'s UNSIGNED-PAYLOAD is not signed', () => {
+    const policy = loadPolicyText(POLICY, 'signed.yaml');
+    const signed = (headers: Record<string, string>) => isBodySigned((name) => headers[name]);
+    expect(signed({ authorization: 'AWS4-HMAC-SHA256 Credential=AKID/20261201/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=abc' })).toBe(true);
+    expect(signed({ authorization: 'AWS4-HMAC-SHA256 Credential=x', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' })).toBe(false);
+    expect(signed({ 'x-amz-date': '20261201T120000Z' })).toBe(true);
+    expect(signed({ ':path': '/model/x/converse?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc' })).toBe(true);
+    expect(signed({ ':path': '/model/x/converse' })).toBe(false);
+    expect(signed({ authorization: 'Bearer ABSK-bedrock-api-key' })).toBe(false);
+    const read = readAiBody({ api: 'bedrock.converse', pathModel: 'amazon.nova-pro-v1:0' }, bytes({ messages: [] }), policy.usage, { canRewrite: true, signed: true });
+    expect(read.input.request).toMatchObject({ signedBody: true, outputCap: undefined });
+    expect(read.rewrite({ budget: { outputCap: 100 } } as never)).toBeUndefined();
+  });
+
   it('a budget past its downgrade threshold leaves a path model (and an Azure deployment) alone: reserved at its own price', async () => {
     const policy = loadPolicyText(POLICY.replace('period: daily, selector', 'period: daily, downgrade: { at: 0.01, model: claude-haiku-4-5 }, selector'), 'downgrade.yaml');
     const engine = createDecisionEngine({ policy: () => policy });
@@ -400,5 +436,43 @@ spec:
     const azure = await decide(parsed('azure.responses', { model: 'claude-sonnet-4-5', input: 'x', max_output_tokens: 100 }));
     expect(azure.result).toBe('ALLOWED');
     expect(azure.budget?.downgradedTo).toBeUndefined();
+  });
+});
+
+describe('the event-stream reader under hostile bytes', () => {
+  it('never throws and stays bounded on 3,000 seeded mutations (flipped, truncated, spliced, bogus lengths), split at random bytes', () => {
+    const random = seededRandom(20261204);
+    const usage = tokenUsage({ input: 700, output: 90 });
+    const sources = [bedrockConverseStream({ model: 'x', usage }), bedrockInvokeStream({ model: 'claude-haiku-4-5', usage })];
+    for (let round = 0; round < 3000; round += 1) {
+      const source = sources[round % sources.length]!;
+      const mutated = Buffer.from(source);
+      switch (round % 4) {
+        case 0:
+          for (let flips = 1 + Math.floor(random() * 8); flips > 0; flips -= 1) mutated[Math.floor(random() * mutated.length)] = Math.floor(random() * 256);
+          break;
+        case 1:
+          // A length prefix claiming anything up to 4 GiB.
+          mutated.writeUInt32BE(Math.floor(random() * 0xffffffff), 0);
+          break;
+        case 2: {
+          const cut = Math.floor(random() * mutated.length);
+          mutated.copy(mutated, cut, Math.floor(random() * mutated.length));
+          break;
+        }
+        default:
+          break;
+      }
+      const bytes = round % 4 === 3 ? mutated.subarray(0, Math.floor(random() * mutated.length)) : mutated;
+      const api: AiApi = round % sources.length === 0 ? 'bedrock.converse-stream' : 'bedrock.invoke-stream';
+      const usageMeter = createUsageMeter({ api, contentType: EVENTSTREAM });
+      for (const chunk of splitAt(bytes, randomOffsets(random, bytes.length, 1 + Math.floor(random() * 20)))) {
+        usageMeter.push(chunk);
+        expect(usageMeter.retainedBytes).toBeLessThanOrEqual(bytes.length);
+      }
+      const report = usageMeter.end();
+      expect(report.estimatedOutputTokens).toBeGreaterThanOrEqual(0);
+      if (report.usage) expect(report.usage.input).toBeGreaterThanOrEqual(0);
+    }
   });
 });
