@@ -34,7 +34,8 @@ afterAll(async () => {
 
 /** A ledger on the Redis Cluster (3 primaries, 3 replicas): every account in its own slot. */
 async function clusterLedger(clock: () => number, keyPrefix: string): Promise<BudgetLedger> {
-  const client = connectRedis(cluster!.target, { timeoutMs: 2_000, onError: () => undefined });
+  // Six redis-server processes on a shared 2-core machine: a generous timeout, since this suite is about semantics.
+  const client = connectRedis(cluster!.target, { timeoutMs: 5_000, onError: () => undefined });
   if (!(await waitForRedis(client, 5_000))) throw new Error(`redis cluster at ${cluster!.url} not ready`);
   const ledger = createRedisBudgetLedger({ client, clock, keyPrefix });
   opened.push(ledger);
