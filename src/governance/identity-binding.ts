@@ -1,6 +1,6 @@
 import type { CompiledClaimBinding, CompiledIdentity } from '../policy/compiled-identity.js';
 import type { CompiledTeam } from '../policy/compiled-policy.js';
-import type { BindingMode, IdentityField } from '../policy/identity-schema.js';
+import type { IdentityField } from '../policy/identity-schema.js';
 import type { PolicyMode } from '../policy/policy-schema.js';
 import { HEADER_OF_FIELD, normalizeContextValue, type ContextProblem, type GovernanceContext, type HeaderLookup } from './governance-context.js';
 import type { ReasonCode } from './decision.js';
