@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGovernanceStack, startStubLlm, type GovernanceStack, type StubLlm } from '../support/index.js';
 import { eventually } from '../telemetry/telemetry-support.js';
-import { rawRequest, refusal, startForwardAuthStack, writeDefaultPolicy, type ForwardAuthStack } from './hostile-support.js';
+import { writeDefaultPolicy } from '../support/default-policy.js';
+import { rawRequest, refusal, startForwardAuthStack, type ForwardAuthStack } from './hostile-support.js';
 
 const TEST_ID = 'x-test-id';
 const ADMIN_TOKEN = 'hostile-adapters-admin-token';

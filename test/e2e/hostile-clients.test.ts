@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGovernanceStack, startStubLlm, type GovernanceStack, type StubLlm } from '../support/index.js';
 import { context } from '../support/request-context.js';
-import { rawRequest, refusal, startForwardAuthStack, writeDefaultPolicy, type Answer, type ForwardAuthStack } from './hostile-support.js';
+import { writeDefaultPolicy } from '../support/default-policy.js';
+import { rawRequest, refusal, startForwardAuthStack, type Answer, type ForwardAuthStack } from './hostile-support.js';
 
 const TEST_ID = 'x-test-id';
 /** product-team may use claude-haiku and claude-sonnet only (deploy/default-policy.yaml). */

@@ -24,7 +24,7 @@ import {
   type TestPki,
   type Upstream,
 } from '../support/index.js';
-import { writeDefaultPolicy } from './hostile-support.js';
+import { writeDefaultPolicy } from '../support/default-policy.js';
 
 const ISSUER = 'https://auth.genops.test';
 const AUDIENCE = 'genops-mesh';

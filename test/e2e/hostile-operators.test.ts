@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, startGovernanceStack, startService, startUpstream, type GovernanceStack, type RunningService, type Upstream } from '../support/index.js';
 import { startRedis } from '../support/start-redis.js';
 import { scrape } from '../telemetry/telemetry-support.js';
-import { writeDefaultPolicy } from './hostile-support.js';
+import { writeDefaultPolicy } from '../support/default-policy.js';
 
 const ADMIN_TOKEN = 'operator-chosen-admin-token-0123';
 const IDLE_MS = 3_000;

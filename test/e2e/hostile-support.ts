@@ -1,15 +1,14 @@
 /**
  * What the hostile-* suites share: raw requests whose path and framing go out as written, the
- * refusal every adapter sends, the default policy with a suite's edits, and the real nginx with
- * the shipped forward-auth snippet in front of the service and the stub LLM.
+ * refusal every adapter sends, and the real nginx with the shipped forward-auth snippet in front
+ * of the service and the stub LLM.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { request as plainRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { parse, stringify } from 'yaml';
-import { freePort, REPO_ROOT, startService, startStubLlm, type RunningService, type StubLlm } from '../support/index.js';
+import { freePort, startService, startStubLlm, type RunningService, type StubLlm } from '../support/index.js';
 import { startNginx, type RunningNginx } from '../mesh/support/start-nginx.js';
 
 export interface Answer {
@@ -48,15 +47,6 @@ export function refusal(answer: Answer, status: number, reasons: string | readon
   expect(body.message.length).toBeGreaterThan(0);
   expect(answer.headers['x-genops-decision-id']).toBe(body.decision_id);
   return body;
-}
-
-/** deploy/default-policy.yaml with `edit` applied to its spec, written as `dir/name`. */
-export function writeDefaultPolicy(dir: string, name: string, edit: (spec: Record<string, unknown>) => void): string {
-  const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
-  edit(policy.spec);
-  const path = join(dir, name);
-  writeFileSync(path, stringify(policy));
-  return path;
 }
 
 export interface ForwardAuthStack {
