@@ -1,5 +1,5 @@
 /**
- * What the priced e2e suites (envoy-usage, envoy-provider-shapes) share: the exact expected cost
+ * What the priced e2e suites (envoy-usage, envoy-provider-shapes, envoy-budget-bound) share: the exact expected cost
  * of a usage at the test policy's prices, and the stub LLM behind the real Envoy for one describe.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -39,7 +39,7 @@ export interface LlmStack { llm: StubLlm; stack: GovernanceStack }
  * Registers beforeAll/afterAll that run the stub LLM behind the real Envoy in `mode`, with the
  * default policy edited by `editPolicy`; the returned getter throws when the stack is not running.
  */
-export function useLlmStack(mode: 'ext-proc' | 'ext-authz', options: { prefix: string; editPolicy: (spec: Record<string, unknown>) => void; stub: StartStubLlmOptions }): () => LlmStack {
+export function useLlmStack(mode: 'ext-proc' | 'ext-authz', options: { prefix: string; editPolicy: (spec: Record<string, unknown>) => void; stub: StartStubLlmOptions; serviceEnv?: Record<string, string> }): () => LlmStack {
   let llm: StubLlm | undefined;
   let stack: GovernanceStack | undefined;
   let dir: string | undefined;
@@ -47,7 +47,7 @@ export function useLlmStack(mode: 'ext-proc' | 'ext-authz', options: { prefix: s
     dir = mkdtempSync(join(tmpdir(), options.prefix));
     const policyPath = writeDefaultPolicy(dir, 'policy.yaml', options.editPolicy);
     llm = await startStubLlm(options.stub);
-    stack = await startGovernanceStack({ mode, upstreamPort: llm.port, policyPath });
+    stack = await startGovernanceStack({ mode, upstreamPort: llm.port, policyPath, ...(options.serviceEnv ? { serviceEnv: options.serviceEnv } : {}) });
   });
   afterAll(async () => {
     await stack?.stop();
