@@ -104,7 +104,17 @@ async function main(): Promise<void> {
     host: settings.listenHost,
     port: settings.grpcPort,
     authz: createAuthzAdapter({ governor, reporter, policy, now }),
-    extProc: createExtProcSessionFactory({ governor, reporter, policy, now, settle }),
+    extProc: createExtProcSessionFactory({
+      governor,
+      reporter,
+      policy,
+      now,
+      settle,
+      unmatchedMetering: (decisionId) => {
+        metrics.meteringUnmatched.inc();
+        logger.warn({ event: 'metering_unmatched', decision_id: decisionId }, 'a metering stream named an AI exchange this process does not hold: route both ext_proc filters of an Envoy to the same genops-mesh process');
+      },
+    }),
     logger,
     metrics,
   });

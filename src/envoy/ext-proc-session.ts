@@ -9,8 +9,10 @@ import type { CompiledPolicy } from '../policy/compiled-policy.js';
 import type { AiApi } from '../usage/ai-api.js';
 import { createUsageMeter, type UsageMeter } from '../usage/response-usage.js';
 import type { DecisionReporter } from './decision-reporter.js';
+import { createMeteredExchanges, type MeteredExchanges } from './metered-exchanges.js';
 import { lookupFromHeaderMap } from './header-lookup.js';
 import type { CommonResponse, HeaderValueOption, ProcessingMode, ProcessingRequest, ProcessingResponse, StructValue } from './envoy-messages.js';
+import type { ProtoStruct } from './struct-to-json.js';
 import { aiUpstreamHeadersToRemove, clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
 import { JWT_AUTHN_NAMESPACE, metadataNamespace } from './struct-to-json.js';
 
@@ -28,6 +30,23 @@ const EMPTY = Buffer.alloc(0);
  */
 const AI_EXCHANGE_MODE: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'STREAMED', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 const HEADERS_ONLY_MODE: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+/**
+ * Observed metering (a second ext_proc filter in observability_mode reads the response): the
+ * deciding stream ends its work with the request; the client's headers travel as dynamic metadata
+ * (METERING_NAMESPACE) that the route's response_headers_to_add writes.
+ */
+const AI_EXCHANGE_MODE_OBSERVED: ProcessingMode = { response_header_mode: 'SKIP', request_body_mode: 'BUFFERED', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+const HEADERS_ONLY_MODE_OBSERVED: ProcessingMode = { response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+
+/**
+ * The dynamic metadata namespace of the deciding reply (observed metering): `decision_id`, which
+ * the metering filter forwards back to correlate its stream, and the client headers by name.
+ */
+export const METERING_NAMESPACE = 'genops';
+/** The gRPC request metadata with which the deciding filter declares observed metering (grpc_service.initial_metadata). */
+export const METERING_STREAM_HEADER = 'x-genops-metering';
+/** How long an exchange whose deciding stream ended waits for its metering stream (Envoy sends it before the decider's close). */
+export const DEFAULT_METERING_GRACE_MS = 10_000;
 
 export interface ExtProcSession {
   /**
@@ -37,10 +56,20 @@ export interface ExtProcSession {
   handle(request: ProcessingRequest): ProcessingResponse | undefined | Promise<ProcessingResponse | undefined>;
   /** The stream ended (Envoy half-closed, reset or cancelled it); settles what is still open. Idempotent. */
   close(): void;
+  /**
+   * A metering stream (observability_mode) has seen its response end: the server may end the call
+   * instead of leaving it open until Envoy's deferred_close_timeout.
+   */
+  readonly done: boolean;
+}
+
+export interface ExtProcStreamOptions {
+  /** The deciding filter leaves the response to a metering filter in observability_mode (METERING_STREAM_HEADER: observed). */
+  readonly observedMetering?: boolean;
 }
 
 export interface ExtProcSessionFactory {
-  open(): ExtProcSession;
+  open(stream?: ExtProcStreamOptions): ExtProcSession;
 }
 
 export interface ExtProcSessionOptions {
@@ -50,6 +79,10 @@ export interface ExtProcSessionOptions {
   readonly now: () => number;
   /** Called exactly once for each allowed AI exchange, when it ends, however it ends. */
   readonly settle?: ((exchange: FinishedExchange, headers: HeaderLookup) => void) | undefined;
+  /** Observed metering: how long an exchange waits for its metering stream after its deciding stream ended. */
+  readonly meteringGraceMs?: number | undefined;
+  /** A metering stream named an exchange this process does not hold (decided by another replica, or already settled). */
+  readonly unmatchedMetering?: ((decisionId: string) => void) | undefined;
 }
 
 /** An AI request between its headers and its decision. */
@@ -79,23 +112,47 @@ interface OpenExchange {
  */
 export function createExtProcSessionFactory(options: ExtProcSessionOptions): ExtProcSessionFactory {
   const { governor, reporter, now, policy, settle } = options;
+
+  function settleExchange(open: OpenExchange, outcome: ExchangeOutcome): void {
+    const report = open.meter ? (outcome === 'completed' ? open.meter.end() : open.meter.snapshot()) : undefined;
+    const settled: ExchangeOutcome =
+      open.upstreamStatus !== undefined && open.upstreamStatus >= 400 ? 'upstream_error'
+      : outcome === 'completed' && !report?.complete ? 'ended_without_usage'
+      : outcome;
+    settle?.({ decision: open.decision, startedAt: open.startedAt, report, upstreamStatus: open.upstreamStatus, outcome: settled }, open.headers);
+  }
+
+  const metered: MeteredExchanges<OpenExchange> = createMeteredExchanges({
+    graceMs: options.meteringGraceMs ?? DEFAULT_METERING_GRACE_MS,
+    orphaned: (open) => settleExchange(open, open.upstreamStatus === undefined ? 'no_response' : 'interrupted'),
+    unmatched: options.unmatchedMetering,
+  });
+
   return {
-    open() {
+    open(stream = {}) {
+      const observed = stream.observedMetering === true;
       let decision: Decision | undefined;
       let awaitingBody: AwaitingBody | undefined;
       let exchange: OpenExchange | undefined;
+      /** Observed metering: the decided exchange waiting in `metered` for its metering stream. */
+      let handedOver: string | undefined;
+      /** A metering stream: the first message has been read for its decision id. */
+      let meterBound = false;
       let ended = false;
+      let responseEnded = false;
 
       function finishExchange(outcome: ExchangeOutcome): void {
         const open = exchange;
         if (!open) return;
         exchange = undefined;
-        const report = open.meter ? (outcome === 'completed' ? open.meter.end() : open.meter.snapshot()) : undefined;
-        const settled: ExchangeOutcome =
-          open.upstreamStatus !== undefined && open.upstreamStatus >= 400 ? 'upstream_error'
-          : outcome === 'completed' && !report?.complete ? 'ended_without_usage'
-          : outcome;
-        settle?.({ decision: open.decision, startedAt: open.startedAt, report, upstreamStatus: open.upstreamStatus, outcome: settled }, open.headers);
+        settleExchange(open, outcome);
+      }
+
+      /** A metering stream's first message names its exchange in the metadata the deciding reply emitted. */
+      function bindMeter(request: ProcessingRequest): void {
+        meterBound = true;
+        const id = metadataNamespace(request.metadata_context, METERING_NAMESPACE)?.exchange_id;
+        if (typeof id === 'string' && id !== '') exchange = metered.claim(id);
       }
 
       function decided(settled: Decision, startedAt: number, headers: HeaderLookup, api: AiApi | undefined): Decision {
@@ -105,7 +162,10 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           // Envoy reset the stream while the decision was being made: the request never went upstream,
           // but what was reserved for it must be released now, not when the reservation expires.
           if (ended) settle?.({ decision: settled, startedAt, report: undefined, upstreamStatus: undefined, outcome: 'not_sent' }, headers);
-          else exchange = { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined };
+          else if (observed) {
+            handedOver = settled.id;
+            metered.expect(settled.id, { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined });
+          } else exchange = { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined };
         }
         return settled;
       }
@@ -118,13 +178,15 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const api = headers(':method') === 'POST' ? policy().usage.paths.match(path) : undefined;
         if (api && !request.request_headers?.end_of_stream) {
           awaitingBody = { api, startedAt, headers, principal, path, jwtMetadata };
-          return { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
+          return { request_headers: { response: {} }, mode_override: observed ? AI_EXCHANGE_MODE_OBSERVED : AI_EXCHANGE_MODE };
         }
         const ai: AiBodyInput | undefined = api ? readAiBody(api, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
         const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata });
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
-          return isAllowed(settled) ? { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE } : immediateDenial(settled);
+          if (!isAllowed(settled)) return immediateDenial(settled);
+          if (!observed) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE };
+          return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled, false) };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
       }
@@ -139,13 +201,17 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const reply = (settled: Decision): ProcessingResponse => {
           decided(settled, pending.startedAt, pending.headers, pending.api);
           if (!isAllowed(settled)) return immediateDenial(settled);
-          return { request_body: { response: continueUpstream(settled, read.rewrite(settled)) } };
+          const response = continueUpstream(settled, read.rewrite(settled));
+          return observed ? { request_body: { response }, dynamic_metadata: clientMetadata(settled, handedOver !== undefined) } : { request_body: { response } };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
       }
 
       function onResponseHeaders(request: ProcessingRequest, headers: HeaderLookup): ProcessingResponse {
         const set_headers = decision ? clientHeaders(decision).map(overwrite) : [];
+        // Observed metering with response headers sent here after all (a config without the metering filter): meter inline.
+        if (handedOver !== undefined && !exchange) exchange = metered.claim(handedOver);
+        handedOver = undefined;
         if (exchange) {
           const status = Number(headers(':status'));
           exchange.upstreamStatus = Number.isInteger(status) ? status : undefined;
@@ -178,13 +244,20 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
 
       return {
         handle(request) {
+          if (request.observability_mode && !meterBound) bindMeter(request);
+          if (request.response_headers?.end_of_stream || request.response_body?.end_of_stream || request.response_trailers) responseEnded = true;
           const reply = replyTo(request);
           if (!request.observability_mode) return reply;
           return reply instanceof Promise ? reply.then(() => undefined) : undefined;
         },
+        get done() {
+          return meterBound && responseEnded;
+        },
         close() {
           ended = true;
           awaitingBody = undefined;
+          if (handedOver !== undefined) metered.deciderEnded(handedOver);
+          handedOver = undefined;
           if (exchange) finishExchange(exchange.upstreamStatus === undefined ? 'no_response' : 'interrupted');
         },
       };
@@ -202,6 +275,17 @@ function continueUpstream(decision: Decision, body: Buffer | undefined): CommonR
     set_headers.push(overwrite(['content-length', String(body.length)]));
   }
   return response;
+}
+
+/**
+ * The client's headers (by lowercase name) as dynamic metadata of METERING_NAMESPACE, and
+ * `exchange_id` when a metering stream is to claim the exchange.
+ */
+function clientMetadata(decision: Decision, metered: boolean): ProtoStruct {
+  const fields: Record<string, { stringValue: string }> = {};
+  if (metered) fields.exchange_id = { stringValue: decision.id };
+  for (const [name, value] of clientHeaders(decision)) fields[name] = { stringValue: value };
+  return { fields: { [METERING_NAMESPACE]: { structValue: { fields } } } };
 }
 
 function immediateDenial(decision: Decision): ProcessingResponse {

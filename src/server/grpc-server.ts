@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { GenopsError, isGenopsError } from '../errors/genops-error.js';
 import type { AuthzAdapter } from '../envoy/authz-adapter.js';
 import type { CheckRequest, ProcessingRequest, ProcessingResponse } from '../envoy/envoy-messages.js';
-import type { ExtProcSessionFactory } from '../envoy/ext-proc-session.js';
+import { METERING_STREAM_HEADER, type ExtProcSessionFactory } from '../envoy/ext-proc-session.js';
 import { encodeCheckResponse, encodeProcessingResponse } from '../envoy/response-encoding.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, ServiceName } from '../telemetry/metrics.js';
@@ -72,7 +72,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   };
 
   const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => {
-    const session = extProc.open();
+    // The deciding filter declares observed metering in its grpc_service.initial_metadata.
+    const session = extProc.open({ observedMetering: call.metadata.get(METERING_STREAM_HEADER)[0] === 'observed' });
     let closed = false;
     // Replies must leave in the order the messages came; once one waits on a
     // backend, the ones after it queue behind it.
@@ -115,6 +116,12 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     };
     const send = (reply: ProcessingResponse | undefined) => {
       if (reply && !closed) call.write(reply);
+      // A metering stream whose response ended: end it now rather than at Envoy's deferred close.
+      else if (!reply && !closed && session.done) {
+        closed = true;
+        endSession();
+        call.end();
+      }
     };
     const handle = (request: ProcessingRequest): Promise<void> | undefined => {
       if (closed) return undefined;

@@ -26,6 +26,8 @@ export interface Metrics {
   readonly policyReloads: Counter<'result'>;
   readonly backendErrors: Counter<'backend' | 'kind'>;
   readonly malformedMessages: Counter<'service'>;
+  /** Metering streams (observed metering) naming an exchange this process does not hold. */
+  readonly meteringUnmatched: Counter<never>;
   readonly rateLimitChecks: Counter<'limit' | 'outcome'>;
   /** Budget decisions: reserved, warned, downgraded, blocked, unavailable, settled, released. */
   readonly budgetDecisions: Counter<'budget' | 'outcome'>;
@@ -126,6 +128,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'genops_backend_errors_total',
       help: 'Errors talking to a backend (redis, otlp), by kind.',
       labelNames: ['backend', 'kind'],
+      registers: [registry],
+    }),
+    meteringUnmatched: new Counter({
+      name: 'genops_metering_unmatched_total',
+      help: 'ext_proc metering streams (observability_mode) naming an AI exchange this process did not decide or already settled: its usage is not counted here.',
       registers: [registry],
     }),
     malformedMessages: new Counter({
