@@ -4,18 +4,19 @@ import { parse, stringify } from 'yaml';
 import { REPO_ROOT } from '../../src/demo/repo-root.js';
 
 /** The four ways the bench puts Envoy in front of the upstream. */
-export type EnvoyVariant = 'envoy-alone' | 'ext-authz' | 'ext-proc' | 'rbac-ratelimit';
+export type EnvoyVariant = 'envoy-alone' | 'ext-authz' | 'ext-proc' | 'ext-proc-sync' | 'rbac-ratelimit';
 
 export const ENVOY_VARIANTS: Readonly<Record<EnvoyVariant, { title: string; usesService: boolean }>> = {
   'envoy-alone': { title: 'Envoy alone → upstream', usesService: false },
   'ext-authz': { title: 'Envoy + ext_authz (genops-mesh)', usesService: true },
-  'ext-proc': { title: 'Envoy + ext_proc (genops-mesh)', usesService: true },
+  'ext-proc': { title: 'Envoy + ext_proc (genops-mesh), observed metering (shipped)', usesService: true },
+  'ext-proc-sync': { title: 'Envoy + ext_proc (genops-mesh), synchronous metering', usesService: true },
   'rbac-ratelimit': { title: 'Envoy + RBAC + local_ratelimit (in-process)', usesService: false },
 };
 
 interface HttpFilter {
   name: string;
-  typed_config?: unknown;
+  typed_config?: { grpc_service?: { initial_metadata?: unknown }; processing_mode?: { response_header_mode?: string } };
 }
 
 interface Bootstrap {
@@ -32,6 +33,7 @@ interface Bootstrap {
  * routes and clusters are those the e2e tests boot:
  *
  * - ext-authz, ext-proc: deploy/envoy/ext-authz.yaml, ext-proc.yaml;
+ * - ext-proc-sync: ext-proc.yaml in its documented synchronous mode (no metering filter);
  * - envoy-alone: ext-authz.yaml without the ext_authz filter (and cluster);
  * - rbac-ratelimit: ext-authz.yaml with ext_authz replaced by the filters
  *   in bench/envoy/rbac-local-ratelimit.yaml.
@@ -41,14 +43,21 @@ interface Bootstrap {
  * machine the measurement runs on.
  */
 export function writeEnvoyTemplate(variant: EnvoyVariant, dir: string): string {
-  const source = variant === 'ext-proc' ? 'deploy/envoy/ext-proc.yaml' : 'deploy/envoy/ext-authz.yaml';
+  const source = variant.startsWith('ext-proc') ? 'deploy/envoy/ext-proc.yaml' : 'deploy/envoy/ext-authz.yaml';
   // ${NAME} placeholders are not valid YAML inside flow maps: park them as plain tokens.
   const template = readFileSync(join(REPO_ROOT, source), 'utf8').replace(/\$\{([A-Z][A-Z0-9_]*)\}/g, '__PLACEHOLDER_$1__');
   const config = parse(template) as Bootstrap;
   const manager = config.static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config;
   delete manager.access_log;
   const router = manager.http_filters.filter((filter) => filter.name === 'envoy.filters.http.router');
-  if (variant === 'envoy-alone') {
+  if (variant === 'ext-proc-sync') {
+    // The documented synchronous mode: no metering filter, the deciding filter sends the response
+    // (headers, then each chunk, each waiting for its reply).
+    manager.http_filters = manager.http_filters.filter((filter) => filter.name !== 'genops.metering');
+    const decider = manager.http_filters.find((filter) => filter.name === 'envoy.filters.http.ext_proc')!.typed_config!;
+    delete decider.grpc_service!.initial_metadata;
+    decider.processing_mode!.response_header_mode = 'SEND';
+  } else if (variant === 'envoy-alone') {
     manager.http_filters = router;
     config.static_resources.clusters = config.static_resources.clusters.filter((cluster) => cluster.name !== 'genops_mesh');
   } else if (variant === 'rbac-ratelimit') {

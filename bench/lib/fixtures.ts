@@ -106,6 +106,11 @@ export class Fixtures {
     return this.once('go-backend', () => startPortServer('go-grpc-server', this.options.loadgen, ['sink'], { ...process.env, GOMAXPROCS: '1' }), (server) => server.stop());
   }
 
+  /** A Go ext_proc server answering every message with a CONTINUE of its kind: the transport floor of ext_proc. */
+  goExtProc(): Promise<PortServer> {
+    return this.once('go-ext-proc', () => startPortServer('go-ext-proc-server', this.options.loadgen, ['extproc'], { ...process.env, GOMAXPROCS: '1' }), (server) => server.stop());
+  }
+
   /** A local OTLP/gRPC endpoint that accepts every export. */
   sink(): Promise<PortServer> {
     return this.once('sink', () => startPortServer('otlp-sink', this.options.loadgen, ['sink'], { ...process.env, GOMAXPROCS: '1' }), (server) => server.stop());
@@ -143,7 +148,7 @@ export class Fixtures {
         const vars: Record<string, string | number> = { UPSTREAM_PORT: upstream.port };
         if (usesService) {
           if (backend === 'trivial' || backend === 'go') {
-            const server = backend === 'trivial' ? await this.trivial('envoy') : await this.goBackend();
+            const server = backend === 'trivial' ? await this.trivial('envoy') : variant.startsWith('ext-proc') ? await this.goExtProc() : await this.goBackend();
             Object.assign(vars, { GENOPS_HOST: '127.0.0.1', GENOPS_PORT: server.port });
           } else {
             const service = await this.service(backend, 'envoy');

@@ -71,14 +71,25 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     }
   };
 
+  // LOG_LEVEL=trace: one line per ext_proc stream event (open, message kind, reply, end) with a
+  // monotonic time in µs, for the timeline of an exchange (bench/RESULTS.md). Off: one branch per event.
+  const traceStreams = logger.isLevelEnabled('trace');
+  let streamCount = 0;
+
   const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => {
+    const streamId = ++streamCount;
+    const trace = traceStreams
+      ? (event: string, detail?: Record<string, unknown>) => logger.trace({ event: 'ext_proc_stream', stream: streamId, step: event, t_us: Math.round(performance.now() * 1000), ...detail }, 'ext_proc stream')
+      : undefined;
     // The deciding filter declares observed metering in its grpc_service.initial_metadata.
     const session = extProc.open({ observedMetering: call.metadata.get(METERING_STREAM_HEADER)[0] === 'observed' });
+    trace?.('open', { observed: call.metadata.get(METERING_STREAM_HEADER)[0] });
     let closed = false;
     // Replies must leave in the order the messages came; once one waits on a
     // backend, the ones after it queue behind it.
     let pending: Promise<void> | undefined;
     const close = () => {
+      trace?.('reset');
       closed = true;
       endSession();
     };
@@ -98,6 +109,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     call.on('error', close);
     // Envoy half-closed: finish the replies still owed, then end the stream.
     call.on('end', () => {
+      trace?.('half_close');
       const finish = () => {
         endSession();
         if (closed) return;
@@ -115,6 +127,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       call.emit('error', failure('ext_proc', error));
     };
     const send = (reply: ProcessingResponse | undefined) => {
+      trace?.('reply', { sent: reply !== undefined && !closed });
       if (reply && !closed) call.write(reply);
       // A metering stream whose response ended: end it now rather than at Envoy's deferred close.
       else if (!reply && !closed && session.done) {
@@ -138,6 +151,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       }
     };
     call.on('data', (request: ProcessingRequest) => {
+      trace?.('message', { kind: messageKind(request), bytes: request.request_body?.body?.length ?? request.response_body?.body?.length, end: request.request_headers?.end_of_stream ?? request.request_body?.end_of_stream ?? request.response_headers?.end_of_stream ?? request.response_body?.end_of_stream, observability: request.observability_mode });
       if (pending) {
         const queued: Promise<void> = pending.then(() => handle(request)).finally(() => {
           if (pending === queued) pending = undefined;
@@ -188,6 +202,11 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       });
     },
   };
+}
+
+function messageKind(request: ProcessingRequest): string {
+  for (const kind of ['request_headers', 'request_body', 'request_trailers', 'response_headers', 'response_body', 'response_trailers'] as const) if (request[kind]) return kind;
+  return 'unknown';
 }
 
 /**

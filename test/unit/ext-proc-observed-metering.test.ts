@@ -1,0 +1,194 @@
+/**
+ * Observed metering: the deciding ext_proc stream hands an allowed AI exchange to the metering
+ * stream (a second filter in observability_mode) by the exchange id it emitted as dynamic
+ * metadata. Every ordering of the two streams settles the exchange exactly once.
+ */
+import { describe, expect, it } from 'vitest';
+import type { DecisionReporter } from '../../src/envoy/decision-reporter.js';
+import type { ProcessingRequest, ProcessingResponse } from '../../src/envoy/envoy-messages.js';
+import { createExtProcSessionFactory, METERING_NAMESPACE, type ExtProcSession } from '../../src/envoy/ext-proc-session.js';
+import { createDecisionEngine } from '../../src/governance/decision-engine.js';
+import { createGovernor } from '../../src/governance/governor.js';
+import { createRateLimiter } from '../../src/governance/rate-limiting.js';
+import type { FinishedExchange } from '../../src/governance/usage-accounting.js';
+import { createMemoryRateLimitStore } from '../../src/limits/memory-rate-limit-store.js';
+import { DEFAULT_POLICY_PATH } from '../../src/policy/default-policy.js';
+import { loadPolicyFile } from '../../src/policy/policy-store.js';
+
+const GRACE_MS = 40;
+const policy = loadPolicyFile(DEFAULT_POLICY_PATH);
+const reporter: DecisionReporter = { report: () => undefined };
+const headerMap = (headers: Record<string, string>) => ({ headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) });
+const CONTEXT = { 'x-genops-team': 'ml-platform', 'x-genops-customer-id': 'acme', 'x-genops-project': 'chatbot' };
+const USAGE_JSON = JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', model: 'claude-sonnet-4-5', choices: [{ index: 0, message: { role: 'assistant', content: 'Hi' }, finish_reason: 'stop' }], usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 } });
+
+function setup() {
+  let counter = 0;
+  const engine = createDecisionEngine({ policy: () => policy, newDecisionId: () => `decision-${++counter}` });
+  const store = createMemoryRateLimitStore({ clock: () => 1_700_000_000_000 });
+  const rateLimiter = createRateLimiter({ store, policy: () => policy, observer: { limitChecked: () => undefined, backendFailed: () => undefined } });
+  const settled: FinishedExchange[] = [];
+  const unmatched: string[] = [];
+  const factory = createExtProcSessionFactory({
+    governor: createGovernor({ engine, rateLimiter }),
+    reporter,
+    policy: () => policy,
+    now: () => 0,
+    settle: (exchange) => settled.push(exchange),
+    meteringGraceMs: GRACE_MS,
+    unmatchedMetering: (id) => unmatched.push(id),
+  });
+  return { factory, settled, unmatched };
+}
+
+/** The deciding stream of an AI request up to its decision; returns the body reply. */
+async function decide(session: ExtProcSession, headers: Record<string, string> = CONTEXT): Promise<ProcessingResponse> {
+  const first = await session.handle({ request_headers: { headers: headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', ...headers }) } });
+  if (first && 'immediate_response' in first) return first;
+  expect(first?.mode_override).toMatchObject({ response_header_mode: 'SKIP', response_body_mode: 'NONE', request_body_mode: 'BUFFERED' });
+  const body = JSON.stringify({ model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'Hello' }] });
+  return (await session.handle({ request_body: { body: Buffer.from(body), end_of_stream: true } }))!;
+}
+
+function metadataOf(reply: ProcessingResponse): Record<string, string | undefined> {
+  const fields = reply.dynamic_metadata?.fields?.[METERING_NAMESPACE]?.structValue?.fields ?? {};
+  return Object.fromEntries(Object.entries(fields).map(([key, value]) => [key, value?.stringValue]));
+}
+
+const meter = (id: string, message: ProcessingRequest): ProcessingRequest => ({
+  ...message,
+  observability_mode: true,
+  metadata_context: { filter_metadata: { [METERING_NAMESPACE]: { fields: { exchange_id: { stringValue: id } } } } },
+});
+const responseHeaders = (id: string, status = '200') => meter(id, { response_headers: { headers: headerMap({ ':status': status, 'content-type': 'application/json' }) } });
+const responseBody = (id: string, body: string, end: boolean) => meter(id, { response_body: { body: Buffer.from(body), end_of_stream: end } });
+const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('observed metering: the exchange handed from the deciding stream to the metering stream', () => {
+  it('emits the exchange id and the client headers as dynamic metadata, and the metering stream settles the usage once', async () => {
+    const { factory, settled } = setup();
+    const decider = factory.open({ observedMetering: true });
+    const reply = await decide(decider);
+    const metadata = metadataOf(reply);
+    expect(metadata.exchange_id).toMatch(/^decision-/);
+    expect(metadata['x-genops-decision-id']).toBe(metadata.exchange_id);
+    expect(metadata.ratelimit).toBeDefined();
+
+    const metering = factory.open();
+    expect(await metering.handle(responseHeaders(metadata.exchange_id!))).toBeUndefined();
+    expect(metering.done).toBe(false);
+    await metering.handle(responseBody(metadata.exchange_id!, USAGE_JSON.slice(0, 40), false));
+    await metering.handle(responseBody(metadata.exchange_id!, USAGE_JSON.slice(40), true));
+    expect(metering.done).toBe(true);
+    expect(settled).toHaveLength(1);
+    expect(settled[0]).toMatchObject({ outcome: 'completed', upstreamStatus: 200 });
+    expect(settled[0]!.report?.usage).toMatchObject({ input: 10, output: 5 });
+
+    metering.close();
+    decider.close();
+    await wait(GRACE_MS * 2);
+    expect(settled).toHaveLength(1);
+  });
+
+  it('settles once when the deciding stream ends before the metering stream starts (within the grace period)', async () => {
+    const { factory, settled } = setup();
+    const decider = factory.open({ observedMetering: true });
+    const id = metadataOf(await decide(decider)).exchange_id!;
+    decider.close();
+    await wait(GRACE_MS / 4);
+    const metering = factory.open();
+    await metering.handle(responseHeaders(id));
+    await wait(GRACE_MS * 2); // past the grace period: the claim stopped the timer
+    expect(settled).toHaveLength(0);
+    await metering.handle(responseBody(id, USAGE_JSON, true));
+    metering.close();
+    expect(settled.map((exchange) => exchange.outcome)).toEqual(['completed']);
+  });
+
+  it('settles no_response once when no metering stream comes, and a late one is counted as unmatched, not settled again', async () => {
+    const { factory, settled, unmatched } = setup();
+    const decider = factory.open({ observedMetering: true });
+    const id = metadataOf(await decide(decider)).exchange_id!;
+    decider.close();
+    decider.close();
+    expect(settled).toHaveLength(0);
+    await wait(GRACE_MS * 3);
+    expect(settled.map((exchange) => exchange.outcome)).toEqual(['no_response']);
+    const late = factory.open();
+    await late.handle(responseHeaders(id));
+    await late.handle(responseBody(id, USAGE_JSON, true));
+    late.close();
+    expect(settled).toHaveLength(1);
+    expect(unmatched).toEqual([id]);
+  });
+
+  it('settles interrupted once when the metering stream is reset mid-response, whatever the deciding stream does after', async () => {
+    const { factory, settled } = setup();
+    const decider = factory.open({ observedMetering: true });
+    const id = metadataOf(await decide(decider)).exchange_id!;
+    const metering = factory.open();
+    await metering.handle(responseHeaders(id));
+    await metering.handle(responseBody(id, USAGE_JSON.slice(0, 20), false));
+    metering.close();
+    decider.close();
+    await wait(GRACE_MS * 2);
+    expect(settled.map((exchange) => exchange.outcome)).toEqual(['interrupted']);
+  });
+
+  it('settles an upstream error (a local reply too: Envoy encodes it through the metering filter) as upstream_error, once', async () => {
+    const { factory, settled } = setup();
+    const decider = factory.open({ observedMetering: true });
+    const id = metadataOf(await decide(decider)).exchange_id!;
+    const metering = factory.open();
+    await metering.handle(meter(id, { response_headers: { headers: headerMap({ ':status': '503', 'content-type': 'text/plain' }), end_of_stream: false } }));
+    await metering.handle(responseBody(id, 'upstream connect error', true));
+    decider.close();
+    metering.close();
+    await wait(GRACE_MS * 2);
+    expect(settled.map((exchange) => exchange.outcome)).toEqual(['upstream_error']);
+  });
+
+  it('ignores a metering stream with no or a forged exchange id (counted), and denials hand nothing over', async () => {
+    const { factory, settled, unmatched } = setup();
+    const decider = factory.open({ observedMetering: true });
+    const denied = await decide(decider, { ...CONTEXT, 'x-genops-team': 'sales' });
+    expect('immediate_response' in denied).toBe(true);
+    decider.close();
+    const forged = factory.open();
+    await forged.handle(responseHeaders('decision-999'));
+    await forged.handle(responseBody('decision-999', USAGE_JSON, true));
+    forged.close();
+    const anonymous = factory.open();
+    await anonymous.handle({ observability_mode: true, response_headers: { headers: headerMap({ ':status': '200' }), end_of_stream: true } });
+    expect(anonymous.done).toBe(true);
+    anonymous.close();
+    await wait(GRACE_MS * 2);
+    expect(settled).toEqual([]);
+    expect(unmatched).toEqual(['decision-999']);
+  });
+
+  it('decides a request that is not an AI call on its headers and carries its client headers as metadata, with nothing to meter', async () => {
+    const { factory, settled } = setup();
+    const decider = factory.open({ observedMetering: true });
+    const reply = (await decider.handle({ request_headers: { headers: headerMap({ ':method': 'GET', ':path': '/v1/models', ...CONTEXT }) } }))!;
+    expect(reply.mode_override).toMatchObject({ response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE' });
+    const metadata = metadataOf(reply);
+    expect(metadata['x-genops-decision-id']).toMatch(/^decision-/);
+    expect(metadata.exchange_id).toBeUndefined();
+    decider.close();
+    await wait(GRACE_MS * 2);
+    expect(settled).toEqual([]);
+  });
+
+  it('meters inline when response headers reach the deciding stream after all (an Envoy config without the metering filter)', async () => {
+    const { factory, settled } = setup();
+    const decider = factory.open({ observedMetering: true });
+    await decide(decider);
+    const reply = await decider.handle({ response_headers: { headers: headerMap({ ':status': '200', 'content-type': 'application/json' }) } });
+    expect(reply).toHaveProperty('response_headers');
+    await decider.handle({ response_body: { body: Buffer.from(USAGE_JSON), end_of_stream: true } });
+    decider.close();
+    await wait(GRACE_MS * 2);
+    expect(settled.map((exchange) => exchange.outcome)).toEqual(['completed']);
+  });
+});
