@@ -20,6 +20,7 @@ import { request as httpRequest, Agent } from 'node:http';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '../src/demo/repo-root.js';
 import { startService } from '../src/demo/start-service.js';
@@ -27,18 +28,17 @@ import { startEnvoy } from '../src/demo/start-envoy.js';
 import { writeEnvoyTemplate, type EnvoyVariant } from './lib/envoy-configs.js';
 import { Fixtures, type EnvoyBackend } from './lib/fixtures.js';
 
-const { values } = parseArgs({
-  options: {
-    requests: { type: 'string', default: '2000' },
-    streams: { type: 'string', default: '40' },
-    concurrency: { type: 'string', default: '4' },
-    rounds: { type: 'string', default: '2' },
-  },
-});
-const REQUESTS = Number(values.requests);
-const STREAMS = Number(values.streams);
-const CONCURRENCY = Number(values.concurrency);
-const ROUNDS = Number(values.rounds);
+export interface AiExchangeOptions {
+  /** JSON exchanges per variant and round. */
+  readonly requests: number;
+  /** SSE streams (500 chunks, 2 ms apart) per variant and round. */
+  readonly streams: number;
+  /** Requests in flight. */
+  readonly concurrency: number;
+  readonly rounds: number;
+  readonly note: (message: string) => void;
+}
+
 const SSE_CHUNKS = 500;
 
 const HEADERS: Record<string, string> = {
@@ -86,7 +86,12 @@ async function load(url: string, body: string, total: number, concurrency: numbe
           else failed++;
           resolve();
         });
+        response.on('aborted', () => {
+          failed++;
+          resolve();
+        });
       });
+      request.setTimeout(30_000, () => request.destroy(new Error('timeout')));
       request.on('error', () => {
         failed++;
         resolve();
@@ -114,11 +119,14 @@ interface Row { variant: string; kind: 'json' | 'sse'; exchanges: number; failed
 
 const ms = (value: number) => value.toFixed(2);
 
-async function main(): Promise<void> {
+/** Runs the comparison and returns its Markdown (npm run bench -- --scenario envoy/ai-exchange, or this file alone). */
+export async function runAiExchange(options: AiExchangeOptions): Promise<string> {
+  const { requests: REQUESTS, streams: STREAMS, concurrency: CONCURRENCY, rounds: ROUNDS, note } = options;
+  const out: string[] = [];
   const loadgen = join(REPO_ROOT, '.tools/bin/genops-loadgen');
   const workDir = mkdtempSync(join(tmpdir(), 'genops-ai-exchange-'));
   const policyPath = join(REPO_ROOT, 'bench/policy-ai-exchange.yaml');
-  const fixtures = new Fixtures({ loadgen, workDir, policyPath, serviceNodeOptions: '', onNote: (message) => console.error(`· ${message}`) });
+  const fixtures = new Fixtures({ loadgen, workDir, policyPath, serviceNodeOptions: '', onNote: note });
   const before = loadavg();
   const startedAt = new Date();
   try {
@@ -142,7 +150,7 @@ async function main(): Promise<void> {
             const t0 = events[0]?.t_us ?? 0;
             const lines = events.map((event) => `+${((event.t_us - t0) / 1000).toFixed(3)} ms  stream ${event.stream}  ${event.step}${event.kind ? ` ${event.kind}` : ''}${event.bytes !== undefined ? ` ${event.bytes} B` : ''}${event.end ? ' end_of_stream' : ''}${event.observed ? ` (${event.observed})` : ''}`);
             const shown = lines.length > 24 ? [...lines.slice(0, 10), `  … ${lines.length - 20} more events …`, ...lines.slice(-10)] : lines;
-            timelines.push(`### ${variant}, ${kind}: ${events.filter((event) => event.step === 'message').length} messages on ${new Set(events.map((event) => event.stream)).size} streams, client saw ${ms(clientMs)} ms\n\n\`\`\`\n${shown.join('\n')}\n\`\`\``);
+            timelines.push(`#### ${variant}, ${kind}: ${events.filter((event) => event.step === 'message').length} messages on ${new Set(events.map((event) => event.stream)).size} streams, client saw ${ms(clientMs)} ms\n\n\`\`\`\n${shown.join('\n')}\n\`\`\``);
           }
         } finally {
           await envoy.stop();
@@ -189,7 +197,7 @@ async function main(): Promise<void> {
             streams: sum('.streams_started') / total,
           };
           rows.set(`${title}|${kind}`, [...(rows.get(`${title}|${kind}`) ?? []), row]);
-          console.error(`· round ${round + 1} ${title} ${kind}: p50 ${ms(row.p50)} ms, CPU ${row.cpuUs.toFixed(0)} µs/exchange, ${row.sent.toFixed(2)} msgs sent/exchange, failed ${row.failed}`);
+          note(`round ${round + 1} ${title} ${kind}: p50 ${ms(row.p50)} ms, CPU ${row.cpuUs.toFixed(0)} µs/exchange, ${row.sent.toFixed(2)} msgs sent/exchange, failed ${row.failed}`);
         }
       }
     }
@@ -201,14 +209,26 @@ async function main(): Promise<void> {
       const cpu = mean(list, (row) => row.cpuUs);
       table.push(`| ${title} | ${kind === 'json' ? 'JSON' : `SSE, ${SSE_CHUNKS} chunks 2 ms apart`} | ${list.reduce((total, row) => total + row.exchanges, 0)} | ${list.reduce((total, row) => total + row.failed, 0)} | ${Number.isNaN(cpu) ? '–' : `${cpu.toFixed(0)} µs`} | ${kind === 'sse' && !Number.isNaN(cpu) ? `${(cpu / SSE_CHUNKS).toFixed(1)} µs` : '–'} | ${mean(list, (row) => row.streams).toFixed(2)} | ${mean(list, (row) => row.sent).toFixed(2)} / ${mean(list, (row) => row.received).toFixed(2)} | ${ms(mean(list, (row) => row.p50))} / ${ms(mean(list, (row) => row.p90))} / ${ms(mean(list, (row) => row.p99))} |`);
     }
-    console.log(`## AI exchange through Envoy ext_proc (bench/ai-exchange.ts)\n`);
-    console.log(`${startedAt.toISOString()} · ${cpus().length} × ${cpus()[0]?.model ?? '?'} · Node ${process.version} · load average ${before.map((value) => value.toFixed(2)).join(' / ')} before, ${after.map((value) => value.toFixed(2)).join(' / ')} after · ${ROUNDS} interleaved rounds (means) · ${REQUESTS} JSON exchanges and ${STREAMS} streams per round, ${CONCURRENCY} in flight\n`);
-    console.log(table.join('\n'));
-    console.log(`\n## Timeline of one exchange (service side, LOG_LEVEL=trace)\n`);
-    console.log(timelines.join('\n\n'));
+    out.push(`### AI exchange through Envoy ext_proc (envoy/ai-exchange, bench/ai-exchange.ts)\n`);
+    out.push(`${startedAt.toISOString()} · ${cpus().length} × ${cpus()[0]?.model ?? '?'} · Node ${process.version} · load average ${before.map((value) => value.toFixed(2)).join(' / ')} before, ${after.map((value) => value.toFixed(2)).join(' / ')} after · ${ROUNDS} interleaved rounds (means) · ${REQUESTS} JSON exchanges and ${STREAMS} streams per round, ${CONCURRENCY} in flight\n`);
+    out.push(table.join('\n'));
+    out.push(`\n### Timeline of one exchange (service side, LOG_LEVEL=trace)\n`);
+    out.push(timelines.join('\n\n'));
   } finally {
     await fixtures.stopAll();
   }
+  return `${out.join('\n')}\n`;
 }
 
-await main();
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { values } = parseArgs({
+    options: {
+      requests: { type: 'string', default: '2000' },
+      streams: { type: 'string', default: '40' },
+      concurrency: { type: 'string', default: '4' },
+      rounds: { type: 'string', default: '2' },
+    },
+  });
+  const markdown = await runAiExchange({ requests: Number(values.requests), streams: Number(values.streams), concurrency: Number(values.concurrency), rounds: Number(values.rounds), note: (message) => process.stderr.write(`· ${message}\n`) });
+  process.stdout.write(markdown);
+}

@@ -29,6 +29,7 @@ import { buildPeerSteps } from './lib/peer-scenarios.js';
 import { delta, readCounters } from './lib/service-metrics.js';
 import { readRuntime, runtimeWindow } from './lib/runtime-stats.js';
 import type { Step, StepContext } from './lib/step.js';
+import { runAiExchange } from './ai-exchange.js';
 
 const HELP = `npm run bench [-- options]
 
@@ -285,6 +286,7 @@ function buildSteps(options: Options, paths: Paths): Step[][] {
       envoyOpen('ext-proc', 'trivial'),
       // ... and a Go server with a fixed reply: what the gRPC hop costs without Node.
       envoyOpen('ext-authz', 'go'),
+      envoyOpen('ext-proc', 'go'),
       ...peers.envoyOpen,
     ],
     variants.map((variant) => envoyClosed(variant)),
@@ -372,9 +374,11 @@ async function main(): Promise<void> {
   const groups: Step[][] = [...buildSteps(options, paths), identity.steps];
   const selected = (id: string) => options.scenarios.length === 0 || options.scenarios.some((prefix) => id.startsWith(prefix));
   const memorySelected = selected('memory/keys');
+  // The AI exchange side by side (issue 18): its own services and Envoys, after the plan.
+  const aiExchangeSelected = selected('envoy/ai-exchange');
   if (options.list) {
     for (const group of groups) for (const step of group) process.stdout.write(`${step.id}\n`);
-    process.stdout.write('memory/keys\n');
+    process.stdout.write('memory/keys\nenvoy/ai-exchange\n');
     return;
   }
   if (!existsSync(loadgen)) throw new Error(`${loadgen} is missing: run \`bash scripts/bench-setup.sh\` (npm run bench does)`);
@@ -384,7 +388,7 @@ async function main(): Promise<void> {
     const rounds = ROUND_GROUPS.has(index) || group === identity.steps ? options.rounds : 1;
     for (let round = 1; round <= rounds; round++) for (const step of steps) plan.push({ step, round });
   });
-  if (plan.length === 0 && !memorySelected) throw new Error(`--scenario ${options.scenarios.join(',')} selects nothing; --list shows the ids`);
+  if (plan.length === 0 && !memorySelected && !aiExchangeSelected) throw new Error(`--scenario ${options.scenarios.join(',')} selects nothing; --list shows the ids`);
   const total = plan.length + (memorySelected ? 1 : 0);
 
   execFileSync(loadgen, ['encode', '-kind', 'check', '-out', paths.checkBody]);
@@ -408,6 +412,7 @@ async function main(): Promise<void> {
 
   const raw: ScenarioResult[] = [];
   let memory: MemoryResult | undefined;
+  let aiExchange: string | undefined;
   try {
     // Everything the plan needs starts before the first measurement.
     for (const step of new Set(plan.map((entry) => entry.step))) await step.prepare(fixtures);
@@ -430,6 +435,10 @@ async function main(): Promise<void> {
     }
     await fixtures.stopAll();
     if (memorySelected) memory = await memoryScenario(options, paths, progress, total, total);
+    if (aiExchangeSelected) {
+      progress.note('envoy/ai-exchange: the AI exchange side by side (JSON and 500-chunk SSE, budget in force)');
+      aiExchange = await runAiExchange({ requests: Math.max(500, options.durationS * 200), streams: Math.max(8, options.durationS * 4), concurrency: 4, rounds: options.rounds, note: (message) => progress.note(message) });
+    }
   } finally {
     await stop();
   }
@@ -461,7 +470,7 @@ async function main(): Promise<void> {
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   const dir = join(options.out, stamp);
   mkdirSync(dir, { recursive: true });
-  const markdown = renderMarkdown(report) + renderPeerMarkdown(report, options.envoyRate);
+  const markdown = renderMarkdown(report) + renderPeerMarkdown(report, options.envoyRate) + (aiExchange ? `\n${aiExchange}` : '');
   writeFileSync(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(dir, 'report.md'), `# genops-mesh bench\n\n${markdown}\n![latency percentiles](report.svg)\n`);
   writeFileSync(join(dir, 'report.svg'), renderLatencyChart(results, `genops-mesh latency percentiles (${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC)`));
