@@ -166,13 +166,14 @@ export async function runAiExchange(options: AiExchangeOptions): Promise<string>
       ['ext-proc', 'plain', 'ext_proc → genops-mesh, observed metering (shipped)'],
       ['ext-proc-sync', 'plain', 'ext_proc → genops-mesh, synchronous metering'],
       ['ext-proc', 'trivial', 'shipped filters → trivial grpc-js server'],
+      ['ext-proc', 'lean', 'shipped filters → the same fixed replies on node:http2 alone (no grpc-js)'],
       ['ext-proc', 'go', 'shipped filters → fixed-reply Go ext_proc server'],
     ];
     const rows = new Map<string, Row[]>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const [variant, backend, title] of variants) {
         const envoy = await fixtures.envoy(variant, backend);
-        const target = variant === 'envoy-alone' ? undefined : backend === 'plain' ? (await fixtures.service('plain', 'envoy')).process.pid : backend === 'trivial' ? (await fixtures.trivial('envoy')).process.pid : (await fixtures.goExtProc()).process.pid;
+        const target = variant === 'envoy-alone' ? undefined : backend === 'plain' ? (await fixtures.service('plain', 'envoy')).process.pid : backend === 'trivial' ? (await fixtures.trivial('envoy')).process.pid : backend === 'lean' ? (await fixtures.lean()).process.pid : (await fixtures.goExtProc()).process.pid;
         for (const [kind, path, body, total] of [['json', '/v1/chat/completions', JSON_BODY, REQUESTS], ['sse', '/stream/v1/chat/completions?gap_us=2000', SSE_BODY, STREAMS]] as const) {
           await load(`${envoy.url}${path}`, body, Math.min(200, total), CONCURRENCY); // warm
           const statsBefore = await envoyStats(envoy.adminUrl);

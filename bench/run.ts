@@ -221,8 +221,12 @@ function buildSteps(options: Options, paths: Paths): Step[][] {
   const envoyTarget = async (context: StepContext, variant: EnvoyVariant, kind: EnvoyBackend) => {
     const envoy = await context.fixtures.envoy(variant, kind);
     if (!ENVOY_VARIANTS[variant].usesService) return { envoy, pid: envoy.process.pid, envoyPid: envoy.process.pid, adminUrl: undefined };
-    if (kind === 'trivial' || kind === 'go') {
-      const server = kind === 'trivial' ? await context.fixtures.trivial('envoy') : await context.fixtures.goBackend();
+    if (kind === 'trivial' || kind === 'go' || kind === 'lean') {
+      const server =
+        kind === 'trivial' ? await context.fixtures.trivial('envoy')
+        : kind === 'lean' ? await context.fixtures.lean()
+        : variant.startsWith('ext-proc') ? await context.fixtures.goExtProc()
+        : await context.fixtures.goBackend();
       return { envoy, pid: server.process.pid, envoyPid: envoy.process.pid, adminUrl: undefined };
     }
     const service = await context.fixtures.service(kind, 'envoy');
@@ -232,7 +236,7 @@ function buildSteps(options: Options, paths: Paths): Step[][] {
     const { title, usesService } = ENVOY_VARIANTS[variant];
     if (!usesService || kind === 'plain') return title;
     if (kind === 'traced') return `${title}, tracing on`;
-    return title.replace('(genops-mesh)', kind === 'trivial' ? '→ trivial grpc-js server' : '→ fixed-reply Go gRPC server');
+    return title.replace('(genops-mesh)', kind === 'trivial' ? '→ trivial grpc-js server' : kind === 'lean' ? '→ fixed replies on node:http2 alone' : '→ fixed-reply Go gRPC server');
   };
 
   const envoyOpen = (variant: EnvoyVariant, kind: EnvoyBackend): Step => ({
