@@ -31,12 +31,17 @@ const EMPTY = Buffer.alloc(0);
 const AI_EXCHANGE_MODE: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'STREAMED', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 const HEADERS_ONLY_MODE: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 /**
- * Observed metering (a second ext_proc filter in observability_mode reads the response): the
- * deciding stream ends its work with the request; the client's headers travel as dynamic metadata
- * (METERING_NAMESPACE) that the route's response_headers_to_add writes.
+ * Observed metering (a second ext_proc filter in observability_mode reads event streams): an AI
+ * response's headers still come here, and their reply chooses: an event stream is handed to the
+ * metering stream (no round trip per chunk; STREAM_HANDED_OVER), any other body is read here
+ * (STREAMED: a JSON answer is one or two messages). A request that is not an AI call is decided
+ * on its headers alone; its client headers travel as dynamic metadata (METERING_NAMESPACE) that
+ * the virtual host's response_headers_to_add writes, so its response is not sent here at all.
  */
-const AI_EXCHANGE_MODE_OBSERVED: ProcessingMode = { response_header_mode: 'SKIP', request_body_mode: 'BUFFERED', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+const AI_EXCHANGE_MODE_OBSERVED: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 const HEADERS_ONLY_MODE_OBSERVED: ProcessingMode = { response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+const RESPONSE_READ_HERE: ProcessingMode = { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'STREAMED', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+const STREAM_HANDED_OVER: ProcessingMode = { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 
 /**
  * The dynamic metadata namespace of the deciding reply (observed metering): `decision_id`, which
@@ -162,10 +167,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           // Envoy reset the stream while the decision was being made: the request never went upstream,
           // but what was reserved for it must be released now, not when the reservation expires.
           if (ended) settle?.({ decision: settled, startedAt, report: undefined, upstreamStatus: undefined, outcome: 'not_sent' }, headers);
-          else if (observed) {
-            handedOver = settled.id;
-            metered.expect(settled.id, { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined });
-          } else exchange = { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined };
+          else exchange = { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined };
         }
         return settled;
       }
@@ -186,7 +188,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           decided(settled, startedAt, headers, undefined);
           if (!isAllowed(settled)) return immediateDenial(settled);
           if (!observed) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE };
-          return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled, false) };
+          return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled) };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
       }
@@ -202,16 +204,13 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           decided(settled, pending.startedAt, pending.headers, pending.api);
           if (!isAllowed(settled)) return immediateDenial(settled);
           const response = continueUpstream(settled, read.rewrite(settled));
-          return observed ? { request_body: { response }, dynamic_metadata: clientMetadata(settled, handedOver !== undefined) } : { request_body: { response } };
+          return { request_body: { response } };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
       }
 
       function onResponseHeaders(request: ProcessingRequest, headers: HeaderLookup): ProcessingResponse {
         const set_headers = decision ? clientHeaders(decision).map(overwrite) : [];
-        // Observed metering with response headers sent here after all (a config without the metering filter): meter inline.
-        if (handedOver !== undefined && !exchange) exchange = metered.claim(handedOver);
-        handedOver = undefined;
         if (exchange) {
           const status = Number(headers(':status'));
           exchange.upstreamStatus = Number.isInteger(status) ? status : undefined;
@@ -219,6 +218,16 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           // Compressed bodies are not decoded: accept-encoding is removed upstream, so this is a provider ignoring it.
           if (encoding === undefined || encoding === 'identity') exchange.meter = createUsageMeter({ api: exchange.decision.ai!.api, contentType: headers('content-type') });
           if (request.response_headers?.end_of_stream) finishExchange('completed');
+          else if (observed) {
+            const reply: ProcessingResponse = { response_headers: { response: { header_mutation: { set_headers } } }, mode_override: RESPONSE_READ_HERE };
+            if (!isEventStream(headers('content-type')) || exchange.upstreamStatus !== 200) return reply;
+            // An event stream: the metering filter reads it without holding it; it claims the exchange by this id.
+            const open = exchange;
+            exchange = undefined;
+            handedOver = open.decision.id;
+            metered.expect(handedOver, open);
+            return { ...reply, mode_override: STREAM_HANDED_OVER, dynamic_metadata: exchangeMetadata(handedOver) };
+          }
         }
         return { response_headers: { response: { header_mutation: { set_headers } } } };
       }
@@ -277,13 +286,18 @@ function continueUpstream(decision: Decision, body: Buffer | undefined): CommonR
   return response;
 }
 
-/**
- * The client's headers (by lowercase name) as dynamic metadata of METERING_NAMESPACE, and
- * `exchange_id` when a metering stream is to claim the exchange.
- */
-function clientMetadata(decision: Decision, metered: boolean): ProtoStruct {
+function isEventStream(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.trimStart().toLowerCase().startsWith('text/event-stream');
+}
+
+/** The id by which the metering stream claims the exchange, as dynamic metadata of METERING_NAMESPACE. */
+function exchangeMetadata(id: string): ProtoStruct {
+  return { fields: { [METERING_NAMESPACE]: { structValue: { fields: { exchange_id: { stringValue: id } } } } } };
+}
+
+/** The client's headers (by lowercase name) as dynamic metadata of METERING_NAMESPACE. */
+function clientMetadata(decision: Decision): ProtoStruct {
   const fields: Record<string, { stringValue: string }> = {};
-  if (metered) fields.exchange_id = { stringValue: decision.id };
   for (const [name, value] of clientHeaders(decision)) fields[name] = { stringValue: value };
   return { fields: { [METERING_NAMESPACE]: { structValue: { fields } } } };
 }

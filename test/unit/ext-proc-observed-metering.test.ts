@@ -1,7 +1,8 @@
 /**
- * Observed metering: the deciding ext_proc stream hands an allowed AI exchange to the metering
- * stream (a second filter in observability_mode) by the exchange id it emitted as dynamic
- * metadata. Every ordering of the two streams settles the exchange exactly once.
+ * Observed metering: the deciding ext_proc stream hands an allowed AI exchange whose answer is an
+ * event stream to the metering stream (a second filter in observability_mode) by the exchange id
+ * its response-headers reply emits as dynamic metadata; JSON answers are read by the deciding
+ * stream. Every ordering of the two streams settles the exchange exactly once.
  */
 import { describe, expect, it } from 'vitest';
 import type { DecisionReporter } from '../../src/envoy/decision-reporter.js';
@@ -45,9 +46,16 @@ function setup() {
 async function decide(session: ExtProcSession, headers: Record<string, string> = CONTEXT): Promise<ProcessingResponse> {
   const first = await session.handle({ request_headers: { headers: headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', ...headers }) } });
   if (first && 'immediate_response' in first) return first;
-  expect(first?.mode_override).toMatchObject({ response_header_mode: 'SKIP', response_body_mode: 'NONE', request_body_mode: 'BUFFERED' });
-  const body = JSON.stringify({ model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'Hello' }] });
+  expect(first?.mode_override).toMatchObject({ response_header_mode: 'SEND', response_body_mode: 'NONE', request_body_mode: 'BUFFERED' });
+  const body = JSON.stringify({ model: 'claude-sonnet-4-5', stream: true, messages: [{ role: 'user', content: 'Hello' }] });
   return (await session.handle({ request_body: { body: Buffer.from(body), end_of_stream: true } }))!;
+}
+
+/** The deciding stream through its decision and the response headers of an event stream: returns that reply (the hand-over). */
+async function handOver(session: ExtProcSession, status = '200', contentType = 'text/event-stream; charset=utf-8'): Promise<ProcessingResponse> {
+  const decided = await decide(session);
+  expect(decided).toHaveProperty('request_body');
+  return (await session.handle({ response_headers: { headers: headerMap({ ':status': status, 'content-type': contentType }) } }))!;
 }
 
 function metadataOf(reply: ProcessingResponse): Record<string, string | undefined> {
@@ -60,25 +68,27 @@ const meter = (id: string, message: ProcessingRequest): ProcessingRequest => ({
   observability_mode: true,
   metadata_context: { filter_metadata: { [METERING_NAMESPACE]: { fields: { exchange_id: { stringValue: id } } } } },
 });
-const responseHeaders = (id: string, status = '200') => meter(id, { response_headers: { headers: headerMap({ ':status': status, 'content-type': 'application/json' }) } });
+const responseHeaders = (id: string, status = '200') => meter(id, { response_headers: { headers: headerMap({ ':status': status, 'content-type': 'text/event-stream' }) } });
+const SSE = `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', model: 'claude-sonnet-4-5', choices: [{ index: 0, delta: { content: 'Hi' } }] })}\n\ndata: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', model: 'claude-sonnet-4-5', choices: [], usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 } })}\n\ndata: [DONE]\n\n`;
 const responseBody = (id: string, body: string, end: boolean) => meter(id, { response_body: { body: Buffer.from(body), end_of_stream: end } });
 const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('observed metering: the exchange handed from the deciding stream to the metering stream', () => {
-  it('emits the exchange id and the client headers as dynamic metadata, and the metering stream settles the usage once', async () => {
+  it('hands an event stream over in the response-headers reply (client headers set, body not sent here), and the metering stream settles its usage once', async () => {
     const { factory, settled } = setup();
     const decider = factory.open({ observedMetering: true });
-    const reply = await decide(decider);
+    const reply = await handOver(decider);
+    expect(reply.mode_override).toMatchObject({ response_body_mode: 'NONE' });
+    const set = (reply as { response_headers: { response: { header_mutation: { set_headers: { header: { key: string } }[] } } } }).response_headers.response.header_mutation.set_headers.map((option) => option.header.key);
+    expect(set).toEqual(expect.arrayContaining(['x-genops-decision-id', 'ratelimit']));
     const metadata = metadataOf(reply);
     expect(metadata.exchange_id).toMatch(/^decision-/);
-    expect(metadata['x-genops-decision-id']).toBe(metadata.exchange_id);
-    expect(metadata.ratelimit).toBeDefined();
 
     const metering = factory.open();
     expect(await metering.handle(responseHeaders(metadata.exchange_id!))).toBeUndefined();
     expect(metering.done).toBe(false);
-    await metering.handle(responseBody(metadata.exchange_id!, USAGE_JSON.slice(0, 40), false));
-    await metering.handle(responseBody(metadata.exchange_id!, USAGE_JSON.slice(40), true));
+    await metering.handle(responseBody(metadata.exchange_id!, SSE.slice(0, 90), false));
+    await metering.handle(responseBody(metadata.exchange_id!, SSE.slice(90), true));
     expect(metering.done).toBe(true);
     expect(settled).toHaveLength(1);
     expect(settled[0]).toMatchObject({ outcome: 'completed', upstreamStatus: 200 });
@@ -93,30 +103,30 @@ describe('observed metering: the exchange handed from the deciding stream to the
   it('settles once when the deciding stream ends before the metering stream starts (within the grace period)', async () => {
     const { factory, settled } = setup();
     const decider = factory.open({ observedMetering: true });
-    const id = metadataOf(await decide(decider)).exchange_id!;
+    const id = metadataOf(await handOver(decider)).exchange_id!;
     decider.close();
     await wait(GRACE_MS / 4);
     const metering = factory.open();
     await metering.handle(responseHeaders(id));
     await wait(GRACE_MS * 2); // past the grace period: the claim stopped the timer
     expect(settled).toHaveLength(0);
-    await metering.handle(responseBody(id, USAGE_JSON, true));
+    await metering.handle(responseBody(id, SSE, true));
     metering.close();
     expect(settled.map((exchange) => exchange.outcome)).toEqual(['completed']);
   });
 
-  it('settles no_response once when no metering stream comes, and a late one is counted as unmatched, not settled again', async () => {
+  it('settles once, estimated (interrupted), when no metering stream comes, and a late one is counted as unmatched, not settled again', async () => {
     const { factory, settled, unmatched } = setup();
     const decider = factory.open({ observedMetering: true });
-    const id = metadataOf(await decide(decider)).exchange_id!;
+    const id = metadataOf(await handOver(decider)).exchange_id!;
     decider.close();
     decider.close();
     expect(settled).toHaveLength(0);
     await wait(GRACE_MS * 3);
-    expect(settled.map((exchange) => exchange.outcome)).toEqual(['no_response']);
+    expect(settled.map((exchange) => exchange.outcome)).toEqual(['interrupted']);
     const late = factory.open();
     await late.handle(responseHeaders(id));
-    await late.handle(responseBody(id, USAGE_JSON, true));
+    await late.handle(responseBody(id, SSE, true));
     late.close();
     expect(settled).toHaveLength(1);
     expect(unmatched).toEqual([id]);
@@ -125,27 +135,30 @@ describe('observed metering: the exchange handed from the deciding stream to the
   it('settles interrupted once when the metering stream is reset mid-response, whatever the deciding stream does after', async () => {
     const { factory, settled } = setup();
     const decider = factory.open({ observedMetering: true });
-    const id = metadataOf(await decide(decider)).exchange_id!;
+    const id = metadataOf(await handOver(decider)).exchange_id!;
     const metering = factory.open();
     await metering.handle(responseHeaders(id));
-    await metering.handle(responseBody(id, USAGE_JSON.slice(0, 20), false));
+    await metering.handle(responseBody(id, SSE.slice(0, 20), false));
     metering.close();
     decider.close();
     await wait(GRACE_MS * 2);
     expect(settled.map((exchange) => exchange.outcome)).toEqual(['interrupted']);
   });
 
-  it('settles an upstream error (a local reply too: Envoy encodes it through the metering filter) as upstream_error, once', async () => {
-    const { factory, settled } = setup();
-    const decider = factory.open({ observedMetering: true });
-    const id = metadataOf(await decide(decider)).exchange_id!;
-    const metering = factory.open();
-    await metering.handle(meter(id, { response_headers: { headers: headerMap({ ':status': '503', 'content-type': 'text/plain' }), end_of_stream: false } }));
-    await metering.handle(responseBody(id, 'upstream connect error', true));
-    decider.close();
-    metering.close();
+  it('reads a JSON answer and an error on the deciding stream itself (nothing handed over), once', async () => {
+    const { factory, settled, unmatched } = setup();
+    for (const [status, contentType, body] of [['200', 'application/json', USAGE_JSON], ['503', 'text/event-stream', 'upstream connect error']] as const) {
+      const decider = factory.open({ observedMetering: true });
+      const reply = await handOver(decider, status, contentType);
+      expect(reply.mode_override).toMatchObject({ response_body_mode: 'STREAMED' });
+      expect(metadataOf(reply).exchange_id).toBeUndefined();
+      await decider.handle({ response_body: { body: Buffer.from(body), end_of_stream: true } });
+      decider.close();
+    }
     await wait(GRACE_MS * 2);
-    expect(settled.map((exchange) => exchange.outcome)).toEqual(['upstream_error']);
+    expect(settled.map((exchange) => exchange.outcome)).toEqual(['completed', 'upstream_error']);
+    expect(settled[0]!.report?.usage).toMatchObject({ input: 10, output: 5 });
+    expect(unmatched).toEqual([]);
   });
 
   it('ignores a metering stream with no or a forged exchange id (counted), and denials hand nothing over', async () => {
@@ -156,7 +169,7 @@ describe('observed metering: the exchange handed from the deciding stream to the
     decider.close();
     const forged = factory.open();
     await forged.handle(responseHeaders('decision-999'));
-    await forged.handle(responseBody('decision-999', USAGE_JSON, true));
+    await forged.handle(responseBody('decision-999', SSE, true));
     forged.close();
     const anonymous = factory.open();
     await anonymous.handle({ observability_mode: true, response_headers: { headers: headerMap({ ':status': '200' }), end_of_stream: true } });
@@ -178,17 +191,5 @@ describe('observed metering: the exchange handed from the deciding stream to the
     decider.close();
     await wait(GRACE_MS * 2);
     expect(settled).toEqual([]);
-  });
-
-  it('meters inline when response headers reach the deciding stream after all (an Envoy config without the metering filter)', async () => {
-    const { factory, settled } = setup();
-    const decider = factory.open({ observedMetering: true });
-    await decide(decider);
-    const reply = await decider.handle({ response_headers: { headers: headerMap({ ':status': '200', 'content-type': 'application/json' }) } });
-    expect(reply).toHaveProperty('response_headers');
-    await decider.handle({ response_body: { body: Buffer.from(USAGE_JSON), end_of_stream: true } });
-    decider.close();
-    await wait(GRACE_MS * 2);
-    expect(settled.map((exchange) => exchange.outcome)).toEqual(['completed']);
   });
 });

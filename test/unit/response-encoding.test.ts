@@ -73,7 +73,7 @@ describe('hand-written response encoding', () => {
       const requests: ProcessingRequest[] = [
         { request_headers: { headers: headerMap({ ':path': '/v1/chat/completions', ':method': 'POST', ...headers }) } },
         { request_body: { body: Buffer.from(body), end_of_stream: true } },
-        { response_headers: { headers: headerMap({ ':status': '200' }) } },
+        { response_headers: { headers: headerMap({ ':status': '200', 'content-type': 'text/event-stream' }) } },
         { response_body: { body: Buffer.from('{}'), end_of_stream: true } },
         { request_trailers: {} },
         { response_trailers: {} },
