@@ -75,6 +75,24 @@ function inspect(message: Buffer): { kind: number; observability: boolean } {
   return { kind, observability };
 }
 
+/** Whether the response_body (field 5) of a ProcessingRequest has end_of_stream (its field 2) set. */
+function endOfStream(message: Buffer): boolean {
+  // Envoy writes fields in number order: a response_body message starts with field 5 (wire type 2).
+  if (message[0] !== 0x2a) return false;
+  let position = 1;
+  let length = 0;
+  let shift = 0;
+  let byte: number;
+  do {
+    byte = message[position++]!;
+    length += (byte & 0x7f) * 2 ** shift;
+    shift += 7;
+  } while (byte & 0x80);
+  const body = message.subarray(position, position + length);
+  // HttpBody: body = 1 (bytes), end_of_stream = 2 (bool): the flag is the last two bytes when set.
+  return body.length >= 2 && body[body.length - 2] === 0x10 && body[body.length - 1] === 1;
+}
+
 function serve(stream: ServerHttp2Stream): void {
   stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
   stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
@@ -84,7 +102,14 @@ function serve(stream: ServerHttp2Stream): void {
     while (pending.length >= 5) {
       const length = pending.readUInt32BE(1);
       if (pending.length < 5 + length) break;
-      const { kind, observability } = inspect(pending.subarray(5, 5 + length));
+      const message = pending.subarray(5, 5 + length);
+      const { kind, observability } = inspect(message);
+      // observability_mode: no reply; end the stream at the response's end (a response_body whose end_of_stream, field 2, is set).
+      if (observability && kind === 5 && endOfStream(message)) {
+        pending = Buffer.alloc(0);
+        if (!stream.destroyed) stream.end();
+        return;
+      }
       pending = pending.subarray(5 + length);
       const reply = REPLIES.get(kind);
       if (reply && !observability && !stream.destroyed) stream.write(reply);

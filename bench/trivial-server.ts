@@ -36,8 +36,14 @@ server.addService(definitions.externalProcessor, {
   Process: (call: grpc.ServerDuplexStream<ProcessingRequest, unknown>) => {
     let open = true;
     call.on('data', (request: ProcessingRequest) => {
-      // observability_mode (the metering filter): Envoy expects no reply; one sent anyway can stall the response.
+      // observability_mode (the metering filter): Envoy expects no reply (one sent anyway can stall the
+      // response); the stream is ended at the response's end, as genops-mesh does, instead of lingering
+      // until Envoy's deferred_close_timeout.
       if (open && !request.observability_mode) call.write(continueFor(request));
+      else if (open && (request as { response_body?: { end_of_stream?: boolean } }).response_body?.end_of_stream) {
+        open = false;
+        call.end();
+      }
     });
     call.on('end', () => {
       if (open) call.end();

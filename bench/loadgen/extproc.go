@@ -31,6 +31,10 @@ func (s *extProcFloor) Process(stream extprocv3.ExternalProcessor_ProcessServer)
 		}
 		s.messages.Add(1)
 		if request.GetObservabilityMode() {
+			// No reply; end the stream at the response's end (as genops-mesh does) rather than at Envoy's deferred close.
+			if request.GetResponseBody().GetEndOfStream() || request.GetResponseHeaders().GetEndOfStream() {
+				return nil
+			}
 			continue
 		}
 		response := &extprocv3.ProcessingResponse{}
