@@ -1,5 +1,5 @@
 // Cost of the budget ledger per request: a reservation before the call and a settlement after it,
-// for one budget and for two (team + project, one atomic call each), memory and Redis.
+// for one budget and for two (team + project: memory one call each; Redis one script per account, each account in its own slot), memory and Redis.
 // Run after `npm run build`:  PATH=node_modules/.bin:$PATH node bench/budget-ledger.mjs [dist-dir]
 // Redis: set REDIS_URL (e.g. a redis-server started on 127.0.0.1:6390) to include it.
 import { pathToFileURL } from 'node:url';

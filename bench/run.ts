@@ -26,6 +26,7 @@ import { evaluateTargets, mergeRounds, renderMarkdown, withAddedLatency, type Be
 import { evaluatePeerTargets, renderPeerMarkdown } from './lib/peer-report.js';
 import { peerVersions } from './lib/peer-processes.js';
 import { buildPeerSteps } from './lib/peer-scenarios.js';
+import { renderSoakMarkdown, runSoak } from './lib/soak-scenario.js';
 import { delta, readCounters } from './lib/service-metrics.js';
 import { readRuntime, runtimeWindow } from './lib/runtime-stats.js';
 import type { Step, StepContext } from './lib/step.js';
@@ -46,6 +47,11 @@ const HELP = `npm run bench [-- options]
   --out <dir>        results directory (default bench/results)
   --update-results   also rewrite the generated part of bench/RESULTS.md
   --list             print the scenario ids and exit
+
+  --scenario soak    on its own (never part of the default run): a steady rate through
+                     Envoy to two replicas with budgets and limits on a Redis Cluster, for
+                     20 min unless --duration says otherwise; RSS, errors, exact money
+  --soak-rate <n>    the soak's rate, req/s (default 50)
 `;
 
 interface Options {
@@ -60,6 +66,9 @@ interface Options {
   out: string;
   updateResults: boolean;
   list: boolean;
+  /** --duration as given (the soak's default is 20 minutes, not the scenarios' 10 s). */
+  durationGiven: boolean;
+  soakRate: number;
 }
 
 /** `--node-options "--flag"`: parseArgs refuses a value that starts with a dash unless it is joined by "=". */
@@ -87,6 +96,7 @@ function parseOptions(argv: string[]): Options {
       out: { type: 'string' },
       'update-results': { type: 'boolean' },
       list: { type: 'boolean' },
+      'soak-rate': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -114,6 +124,8 @@ function parseOptions(argv: string[]): Options {
     out: values.out ?? join(REPO_ROOT, 'bench/results'),
     updateResults: values['update-results'] ?? false,
     list: values.list ?? false,
+    durationGiven: values.duration !== undefined,
+    soakRate: positive('soak-rate', values['soak-rate'], 50),
   };
 }
 
@@ -368,6 +380,7 @@ function gitRevision(): string {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const options = parseOptions(argv);
+  if (options.scenarios.includes('soak')) return soak(options, argv);
   const loadgen = join(REPO_ROOT, '.tools/bin/genops-loadgen');
   const work = join(REPO_ROOT, '.tmp/bench');
   mkdirSync(work, { recursive: true });
@@ -486,6 +499,24 @@ async function main(): Promise<void> {
 
   process.stdout.write(`\n${markdown}\nReport: ${dir}/report.{md,json,svg} (also ${latest}/)\n`);
   rmSync(work, { recursive: true, force: true });
+}
+
+async function soak(options: Options, argv: readonly string[]): Promise<void> {
+  if (options.scenarios.length > 1) throw new Error('--scenario soak runs on its own: it takes 20 minutes (or --duration) and wants a quiet machine');
+  const startedAt = new Date();
+  const result = await runSoak(
+    { durationS: options.durationGiven ? options.durationS : 1_200, rate: options.soakRate, out: options.out },
+    createProgress(),
+    () => loadavg().map((value) => value.toFixed(2)).join(' '),
+  );
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
+  const dir = join(options.out, `soak-${stamp}`);
+  mkdirSync(dir, { recursive: true });
+  const markdown = `${renderSoakMarkdown(result)}\nCommand: \`npm run bench -- ${argv.join(' ')}\` (${startedAt.toISOString()}, genops-mesh ${gitRevision()}, Node ${process.version}, ${availableParallelism()} cores)\n`;
+  writeFileSync(join(dir, 'soak.json'), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(dir, 'soak.md'), `# genops-mesh soak\n\n${markdown}`);
+  process.stdout.write(`\n${markdown}\nReport: ${dir}/soak.{md,json}\n`);
+  if (result.errors > 0 || !result.moneyExact || !result.rssFlat) process.exitCode = 1;
 }
 
 /** Replaces the part of bench/RESULTS.md between the generated markers. */

@@ -17,12 +17,16 @@ import { createMemoryBudgetLedger } from './limits/memory-budget-ledger.js';
 import { createMemoryRateLimitStore } from './limits/memory-rate-limit-store.js';
 import type { RateLimitStore } from './limits/rate-limit-store.js';
 import { DEFAULT_POLICY_PATH } from './policy/default-policy.js';
+import type { CompiledPolicy } from './policy/compiled-policy.js';
 import { createPolicyStore, loadPolicyFile, type PolicyStore } from './policy/policy-store.js';
 import { startAdminServer } from './server/admin-server.js';
 import { startForwardAuthServer } from './server/forward-auth-server.js';
 import { startGrpcServer } from './server/grpc-server.js';
 import { createServiceTls } from './server/service-tls.js';
 import { loadSettings } from './settings/settings.js';
+import { untrustedPayloadHeaderWarning } from './settings/trust-settings.js';
+import { inMemoryBudgetWarning } from './settings/replica-warning.js';
+import { withPayloadHeaderTrust } from './governance/payload-header-trust.js';
 import { createLogger } from './telemetry/logger.js';
 import { createCounterChildren } from './telemetry/labelled-children.js';
 import { createMetrics } from './telemetry/metrics.js';
@@ -36,6 +40,14 @@ async function main(): Promise<void> {
   const tracing = settings.tracing.enabled ? (await import('./telemetry/tracer.js')).createTracing({ ...settings.tracing, metrics, logger }) : undefined;
   const now = () => performance.now();
 
+  // Once per process: at start, or at the first reload that adds a budget.
+  let replicaWarned = false;
+  const warnOfReplicaBudgets = (loaded: CompiledPolicy) => {
+    const warning = replicaWarned ? undefined : inMemoryBudgetWarning({ redisUrl: settings.redisUrl, singleReplica: settings.trust.singleReplica, policy: loaded });
+    if (!warning) return;
+    replicaWarned = true;
+    logger.warn({ event: 'budgets_per_replica', budgets: warning.budgets }, warning.message);
+  };
   const policyPath = settings.policyPath ?? DEFAULT_POLICY_PATH;
   const initial = loadPolicyFile(policyPath);
   let policyStore: PolicyStore | undefined;
@@ -46,7 +58,10 @@ async function main(): Promise<void> {
       onReload(outcome) {
         if (outcome.result === 'unchanged') return;
         metrics.policyReloads.inc({ result: outcome.result });
-        if (outcome.result === 'success') logger.info({ event: 'policy_reloaded', policy: outcome.policy.name, checksum: outcome.policy.checksum }, 'policy reloaded');
+        if (outcome.result === 'success') {
+          logger.info({ event: 'policy_reloaded', policy: outcome.policy.name, checksum: outcome.policy.checksum }, 'policy reloaded');
+          warnOfReplicaBudgets(outcome.policy);
+        }
         else logger.error({ event: 'policy_reload_failed', err: outcome.error.message }, 'policy reload failed; the last good policy stays in force');
       },
     });
@@ -54,7 +69,7 @@ async function main(): Promise<void> {
   const policy = policyStore ? policyStore.current : () => initial;
 
   const engine = createDecisionEngine({ policy });
-  const reporter = createDecisionReporter({ metrics, logger, now, tracing, customerLabelLimit: settings.metricsCustomerLimit });
+  const reporter = createDecisionReporter({ metrics, logger, now, tracing, customerLabelLimit: settings.metricsCustomerLimit, labelIdleMs: settings.metricsLabelIdleMs });
   const backendErrorLog = throttle(5_000);
   const onBackendError = (error: Error) => {
     metrics.backendErrors.inc({ backend: 'redis', kind: error.name === 'GenopsError' ? 'command' : 'connection' });
@@ -67,7 +82,7 @@ async function main(): Promise<void> {
   if (settings.redisUrl) {
     const { connectRedis, waitForRedis } = await import('./limits/redis-connection.js');
     const { createRedisRateLimitStore } = await import('./limits/redis-rate-limit-store.js');
-    const client = connectRedis(settings.redisUrl, { timeoutMs: settings.redisTimeoutMs, onError: onBackendError });
+    const client = connectRedis(settings.redis!, { timeoutMs: settings.redisTimeoutMs, onError: onBackendError });
     // Serve either way: until Redis answers, each limit follows its failure mode.
     if (!(await waitForRedis(client, 2_000))) logger.warn({ event: 'backend_not_ready', backend: 'redis' }, 'redis is not reachable yet; rate limits follow their failure mode until it is');
     rateLimitStore = createRedisRateLimitStore({ client, clock });
@@ -86,13 +101,13 @@ async function main(): Promise<void> {
       backendFailed: onBackendError,
     },
   });
-  const budgetTracker = createBudgetTracker({ metrics, logger, ledger, policy, clock });
+  const budgetTracker = createBudgetTracker({ metrics, logger, ledger, policy, clock, accountIdleMs: settings.metricsLabelIdleMs });
   const budgeter = createBudgeter({ ledger, policy, clock, observer: budgetTracker });
   const governor = createGovernor({ engine, rateLimiter, budgeter });
   const settle = createExchangeSettlement({
     budgeter,
     accounting: createUsageAccounting({ policy }),
-    reporter: createUsageReporter({ metrics, logger, tracing, customerLabelLimit: settings.metricsCustomerLimit }),
+    reporter: createUsageReporter({ metrics, logger, tracing, customerLabelLimit: settings.metricsCustomerLimit, labelIdleMs: settings.metricsLabelIdleMs }),
     rateLimiter,
     now,
   });
@@ -103,9 +118,9 @@ async function main(): Promise<void> {
     ...serviceTls?.grpcBinding(),
     host: settings.listenHost,
     port: settings.grpcPort,
-    authz: createAuthzAdapter({ governor, reporter, policy, now }),
+    authz: createAuthzAdapter({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('ext_authz')), reporter, policy, now }),
     extProc: createExtProcSessionFactory({
-      governor,
+      governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('ext_proc')),
       reporter,
       policy,
       now,
@@ -119,7 +134,7 @@ async function main(): Promise<void> {
     metrics,
   });
   const forwardAuth = settings.forwardAuthPort > 0
-    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor, reporter, now }), logger, tls: serviceTls })
+    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('forward_auth'), { withoutJwtMetadata: true }), reporter, now }), logger, tls: serviceTls })
     : undefined;
   const admin = await startAdminServer({
     host: settings.listenHost,
@@ -127,11 +142,15 @@ async function main(): Promise<void> {
     metrics,
     isReady: () => !draining,
     budgets: () => budgetTracker.snapshot(),
+    budgetsToken: settings.trust.adminToken,
   });
   logger.info(
-    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redisUrl ? 'redis' : 'memory', tls: serviceTls ? (serviceTls.mutual ? 'mutual' : 'server') : 'off', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
+    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redis ? (settings.redis.kind === 'cluster' ? 'redis-cluster' : 'redis') : 'memory', tls: serviceTls ? (serviceTls.mutual ? 'mutual' : 'server') : 'off', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
     `genops-mesh serving gRPC on ${settings.listenHost}:${grpcServer.port}, admin on ${settings.listenHost}:${admin.port}`,
   );
+  warnOfReplicaBudgets(initial);
+  const untrustedHeader = untrustedPayloadHeaderWarning(initial.identity, settings.trust);
+  if (untrustedHeader) logger.warn({ event: 'payload_header_untrusted' }, untrustedHeader);
 
   const shutdown = async (signal: string) => {
     if (draining) return;

@@ -58,8 +58,8 @@ export function createAuthzAdapter(options: { governor: Governor; reporter: Deci
  */
 function aiBodyOf(http: HttpRequestAttributes, headers: HeaderLookup, policy: CompiledPolicy): AiBodyInput | undefined {
   if (http.method !== 'POST') return undefined;
-  const api = policy.usage.paths.match(http.path);
-  if (!api) return undefined;
+  const route = policy.usage.paths.route(http.path);
+  if (!route) return undefined;
   // with_request_body.allow_partial_message sends the first max_request_bytes and marks it.
   if (headers('x-envoy-auth-partial-body') === 'true') {
     return { problem: { tooLarge: true, message: `request body is larger than the ${policy.usage.maxRequestBodyBytes} bytes this service reads` } };
@@ -68,7 +68,7 @@ function aiBodyOf(http: HttpRequestAttributes, headers: HeaderLookup, policy: Co
   if (body.length === 0 && Number(headers('content-length')) > 0) {
     return { problem: { tooLarge: false, message: 'Envoy did not send the request body: the ext_authz filter needs with_request_body on AI API paths' } };
   }
-  return readAiBody(api, body, policy.usage, { canRewrite: false }).input;
+  return readAiBody(route, body, policy.usage, { canRewrite: false }).input;
 }
 
 const EMPTY = Buffer.alloc(0);

@@ -4,8 +4,9 @@ import type { CompiledPolicy } from '../policy/compiled-policy.js';
 import { periodWindow } from '../policy/budget-periods.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { createBoundedLabel } from '../telemetry/bounded-label.js';
 
-/** Budget accounts with series of their own in /metrics and entries in /budgets; later ones are counted, not listed. */
+/** Budget accounts with series of their own in /metrics and entries in /budgets; past it, a new account takes an idle one's place, or is counted, not listed. */
 export const TRACKED_ACCOUNTS_LIMIT = 1000;
 
 export interface BudgetTracker extends BudgetObserver {
@@ -32,20 +33,36 @@ export interface BudgetSnapshot {
  * (bounded) for the gauges and the admin endpoint. Label values are budget names from the policy
  * and key values of accounts admitted by it, capped at TRACKED_ACCOUNTS_LIMIT.
  */
-export function createBudgetTracker(options: { metrics: Metrics; logger: Logger; ledger: BudgetLedger; policy: () => CompiledPolicy; clock: () => number }): BudgetTracker {
+export function createBudgetTracker(options: { metrics: Metrics; logger: Logger; ledger: BudgetLedger; policy: () => CompiledPolicy; clock: () => number; accountIdleMs?: number }): BudgetTracker {
   const { metrics, logger, ledger, policy, clock } = options;
   const accounts = new Map<string, { budget: string; key: string; account: BudgetAccount }>();
   let untracked = 0;
+  // The accounts in use keep their series: a new account past the cap takes the slot of one idle
+  // for minutes (its gauges removed), else it is counted as untracked (bounded-label.ts).
+  const slots = createBoundedLabel(TRACKED_ACCOUNTS_LIMIT, {
+    overflow: '',
+    now: clock,
+    minIdleMs: options.accountIdleMs,
+    onEvict(id) {
+      const entry = accounts.get(id);
+      accounts.delete(id);
+      if (!entry) return;
+      const labels = { budget: entry.budget, key: entry.key };
+      for (const gauge of [metrics.budgetSpent, metrics.budgetReserved, metrics.budgetLimit]) gauge.remove(labels);
+      metrics.labelOverflow.inc({ label: 'budget_key', outcome: 'evicted' });
+    },
+    onOverflow() {
+      untracked++;
+      metrics.labelOverflow.inc({ label: 'budget_key', outcome: 'overflowed' });
+    },
+  });
 
   const track = (budget: string, account: BudgetAccount): { budget: string; key: string } | undefined => {
+    if (slots(account.id) === '') return undefined;
     const known = accounts.get(account.id);
     if (known) {
       known.account = account;
       return known;
-    }
-    if (accounts.size >= TRACKED_ACCOUNTS_LIMIT) {
-      untracked++;
-      return undefined;
     }
     const entry = { budget, key: account.id.slice(budget.length + 1), account };
     accounts.set(account.id, entry);

@@ -1,6 +1,7 @@
 import type { SpanContext } from '@opentelemetry/api';
 import type { Decision } from '../governance/decision.js';
 import { isAllowed } from '../governance/decision.js';
+import { MODEL_RULE } from '../governance/governance-context.js';
 import { createBoundedLabel } from '../telemetry/bounded-label.js';
 import { createCounterChildren, createHistogramChildren } from '../telemetry/labelled-children.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -32,6 +33,8 @@ export interface DecisionReporterOptions {
   readonly tracing?: Tracing | undefined;
   /** Distinct genops_customer_id label values before they collapse into "_other" (when the label is on). Default 100. */
   readonly customerLabelLimit?: number;
+  /** How long a capped label value must go unused before a new value takes its slot (bounded-label.ts). Default 5 minutes. */
+  readonly labelIdleMs?: number;
 }
 
 /**
@@ -42,12 +45,21 @@ export interface DecisionReporterOptions {
  */
 export function createDecisionReporter(options: DecisionReporterOptions): DecisionReporter {
   const { metrics, logger, now } = options;
-  const teamLabel = createBoundedLabel(200);
-  const projectLabel = createBoundedLabel(500);
-  const modelLabel = createBoundedLabel(100);
-  const customerLabel = metrics.customerLabel ? createBoundedLabel(options.customerLabelLimit ?? 100) : undefined;
-  const spans = options.tracing ? createDecisionSpans({ tracing: options.tracing }) : undefined;
   const countRequest = createCounterChildren(metrics.requests);
+  // A value that lost its slot takes its series with it (bounded-label.ts).
+  const bounded = (label: RequestLabel, limit: number) => createBoundedLabel(limit, {
+    minIdleMs: options.labelIdleMs,
+    onEvict: (value) => {
+      countRequest.forget(label, value);
+      metrics.labelOverflow.inc({ label, outcome: 'evicted' });
+    },
+    onOverflow: () => metrics.labelOverflow.inc({ label, outcome: 'overflowed' }),
+  });
+  const teamLabel = bounded('genops_team', 200);
+  const projectLabel = bounded('genops_project', 500);
+  const modelLabel = bounded('model', 100);
+  const customerLabel = metrics.customerLabel ? bounded('genops_customer_id', options.customerLabelLimit ?? 100) : undefined;
+  const spans = options.tracing ? createDecisionSpans({ tracing: options.tracing }) : undefined;
   const observeDuration = createHistogramChildren(metrics.decisionDuration);
   return {
     report(service, decision, startedAt, headers) {
@@ -64,7 +76,8 @@ export function createDecisionReporter(options: DecisionReporterOptions): Decisi
         genops_team: listedTeam ? teamLabel(context.team) : context.team === undefined ? '' : UNLISTED_TEAM,
         genops_project: projectLabel(context.project, listedTeam),
         genops_tier: context.customerTier ?? '',
-        model: modelLabel(context.model, listedTeam),
+        // On an AI path the body's model is the model; x-genops-model only names one without a body.
+        model: modelLabel(decision.ai ? bodyModelLabel(decision.ai.model) : context.model, listedTeam),
         dry_run: decision.dryRun ? 'true' : 'false',
       };
       if (customerLabel) labels.genops_customer_id = customerLabel(context.customerId, listedTeam);
@@ -102,4 +115,10 @@ export function createDecisionReporter(options: DecisionReporterOptions): Decisi
       }, allowed ? 'request allowed' : 'request denied');
     },
   };
+}
+
+/** The body's model as a label value: lowercased like the policy reads it; one the model rule refuses is `_invalid`, never a label of its own. */
+function bodyModelLabel(model: string): string {
+  const value = model.trim().toLowerCase();
+  return value.length <= MODEL_RULE.maxLength && MODEL_RULE.pattern.test(value) ? value : '_invalid';
 }

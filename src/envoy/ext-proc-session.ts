@@ -1,12 +1,12 @@
 import { GenopsError } from '../errors/genops-error.js';
-import { readAiBody } from '../governance/ai-body.js';
+import { isBodySigned, readAiBody } from '../governance/ai-body.js';
 import type { AiBodyInput } from '../governance/decision-engine.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
 import type { HeaderLookup } from '../governance/governance-context.js';
 import type { Governor } from '../governance/governor.js';
 import type { ExchangeOutcome, FinishedExchange } from '../governance/usage-accounting.js';
 import type { CompiledPolicy } from '../policy/compiled-policy.js';
-import type { AiApi } from '../usage/ai-api.js';
+import type { AiApi, AiRoute } from '../usage/ai-api.js';
 import { createUsageMeter, type UsageMeter } from '../usage/response-usage.js';
 import type { DecisionReporter } from './decision-reporter.js';
 import { createMeteredExchanges, type MeteredExchanges } from './metered-exchanges.js';
@@ -44,8 +44,9 @@ const RESPONSE_READ_HERE: ProcessingMode = { request_header_mode: 'SEND', respon
 const STREAM_HANDED_OVER: ProcessingMode = { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 
 /**
- * The dynamic metadata namespace of the deciding reply (observed metering): `decision_id`, which
- * the metering filter forwards back to correlate its stream, and the client headers by name.
+ * The dynamic metadata namespace of the deciding stream's replies (observed metering):
+ * `exchange_id`, which the metering filter forwards back to claim an event stream, and the client
+ * headers (by name) of a request decided on its headers alone.
  */
 export const METERING_NAMESPACE = 'genops';
 /** The gRPC request metadata with which the deciding filter declares observed metering (grpc_service.initial_metadata). */
@@ -92,7 +93,8 @@ export interface ExtProcSessionOptions {
 
 /** An AI request between its headers and its decision. */
 interface AwaitingBody {
-  readonly api: AiApi;
+  /** The API and the model or deployment its path names. */
+  readonly route: AiRoute;
   readonly startedAt: number;
   readonly headers: HeaderLookup;
   readonly principal: string | undefined;
@@ -177,12 +179,12 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const path = headers(':path');
         const principal = principalOf(request.attributes);
         const jwtMetadata = metadataNamespace(request.metadata_context, JWT_AUTHN_NAMESPACE);
-        const api = headers(':method') === 'POST' ? policy().usage.paths.match(path) : undefined;
-        if (api && !request.request_headers?.end_of_stream) {
-          awaitingBody = { api, startedAt, headers, principal, path, jwtMetadata };
+        const route = headers(':method') === 'POST' ? policy().usage.paths.route(path) : undefined;
+        if (route && !request.request_headers?.end_of_stream) {
+          awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata };
           return { request_headers: { response: {} }, mode_override: observed ? AI_EXCHANGE_MODE_OBSERVED : AI_EXCHANGE_MODE };
         }
-        const ai: AiBodyInput | undefined = api ? readAiBody(api, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
+        const ai: AiBodyInput | undefined = route ? readAiBody(route, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
         const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata });
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
@@ -197,14 +199,13 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const pending = awaitingBody;
         if (!pending) return { request_body: { response: {} } };
         awaitingBody = undefined;
-        const read = readAiBody(pending.api, body, policy().usage, { canRewrite: true });
+        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers) });
         const ai = read.input;
         const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
         const reply = (settled: Decision): ProcessingResponse => {
-          decided(settled, pending.startedAt, pending.headers, pending.api);
+          decided(settled, pending.startedAt, pending.headers, pending.route.api);
           if (!isAllowed(settled)) return immediateDenial(settled);
-          const response = continueUpstream(settled, read.rewrite(settled));
-          return { request_body: { response } };
+          return { request_body: { response: continueUpstream(settled, read.rewrite(settled)) } };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
       }

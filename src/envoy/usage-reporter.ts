@@ -1,8 +1,10 @@
 import { ROOT_CONTEXT, SpanKind, trace, type Attributes } from '@opentelemetry/api';
 import { isFree, type UsageRecord } from '../governance/usage-accounting.js';
+import { GEN_AI_PROVIDER_NAME } from '../usage/ai-api.js';
 import { picoToUsdNumber } from '../usage/pricing.js';
 import { TOKEN_TYPES, tokensByType } from '../usage/token-usage.js';
 import { createBoundedLabel } from '../telemetry/bounded-label.js';
+import { removeSeriesWith } from '../telemetry/labelled-children.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, UsageLabel } from '../telemetry/metrics.js';
 import {
@@ -33,6 +35,8 @@ export interface UsageReporterOptions {
   readonly customerLabelLimit?: number;
   /** Distinct unpriced models that get a log line (and a label value) of their own. Default 100. */
   readonly unpricedModelLimit?: number;
+  /** How long a capped label value must go unused before a new value takes its slot (bounded-label.ts). Default 5 minutes. */
+  readonly labelIdleMs?: number;
 }
 
 /**
@@ -41,12 +45,30 @@ export interface UsageReporterOptions {
  */
 export function createUsageReporter(options: UsageReporterOptions): UsageReporter {
   const { metrics, logger } = options;
-  const teamLabel = createBoundedLabel(200);
-  const projectLabel = createBoundedLabel(500);
-  const modelLabel = createBoundedLabel(100);
-  const customerLabel = metrics.customerLabel ? createBoundedLabel(options.customerLabelLimit ?? 100) : undefined;
-  const unpricedModels = createBoundedLabel(options.unpricedModelLimit ?? 100);
+  // A value that lost its slot takes its series with it (bounded-label.ts).
+  const bounded = (label: UsageLabel, limit: number) => createBoundedLabel(limit, {
+    minIdleMs: options.labelIdleMs,
+    onEvict: (value) => {
+      removeSeriesWith(metrics.tokens, label, value);
+      metrics.forgetCost(label, value);
+      metrics.labelOverflow.inc({ label, outcome: 'evicted' });
+    },
+    onOverflow: () => metrics.labelOverflow.inc({ label, outcome: 'overflowed' }),
+  });
+  const teamLabel = bounded('genops_team', 200);
+  const projectLabel = bounded('genops_project', 500);
+  const modelLabel = bounded('model', 100);
+  const customerLabel = metrics.customerLabel ? bounded('genops_customer_id', options.customerLabelLimit ?? 100) : undefined;
   const loggedUnpriced = new Set<string>();
+  const unpricedModels = createBoundedLabel(options.unpricedModelLimit ?? 100, {
+    minIdleMs: options.labelIdleMs,
+    onEvict: (value) => {
+      loggedUnpriced.delete(value);
+      removeSeriesWith(metrics.unpricedUsage, 'model', value);
+      metrics.labelOverflow.inc({ label: 'unpriced_model', outcome: 'evicted' });
+    },
+    onOverflow: () => metrics.labelOverflow.inc({ label: 'unpriced_model', outcome: 'overflowed' }),
+  });
   const tracer = options.tracing?.tracer;
   const defaultEnvironment = options.tracing?.deploymentEnvironment ?? UNKNOWN;
 
@@ -141,7 +163,7 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
       [A.usageOutcome]: record.outcome,
       [O.requestModel]: record.modelRequested,
       [O.responseModel]: record.modelServed,
-      [O.providerName]: record.provider,
+      [O.providerName]: GEN_AI_PROVIDER_NAME[record.provider],
       [O.inputTokens]: tokens.input,
       [O.outputTokens]: tokens.output,
     };

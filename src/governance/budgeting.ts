@@ -3,6 +3,7 @@ import type { AccountState, BudgetAccount, BudgetLedger } from '../limits/budget
 import { periodWindow } from '../policy/budget-periods.js';
 import type { CompiledBudget, CompiledPolicy } from '../policy/compiled-policy.js';
 import { createModelMatcher } from '../usage/model-pattern.js';
+import { canChangeModel, outputCapField } from '../usage/request-body.js';
 import { isAllowed, type Decision } from './decision.js';
 import { selects } from './selector.js';
 import { isFree, type UsageRecord } from './usage-accounting.js';
@@ -90,6 +91,15 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
     const selected = select(current.budgets, decision, request.path, nowMs);
     if (selected.length === 0) return decision;
     const ai = decision.ai!;
+    if (ai.deferred) {
+      // Billed later, outside this exchange (a batch, a background response): nothing can be reserved for it.
+      const enforcedBudget = selected.find(({ budget }) => budget.mode === 'enforce');
+      if (!enforcedBudget || (ai.deferred === 'batch' && current.usage.batches === 'allow')) return decision;
+      observer.event(enforcedBudget.budget.name, 'blocked');
+      const what = ai.deferred === 'batch' ? `a batch (${ai.api})` : 'a background response (background: true)';
+      const allow = ai.deferred === 'batch' ? '; spec.usage.batches: allow admits batches unreserved' : '';
+      return refuse(decision, 'x_unreservable_request', 403, `budget ${enforcedBudget.budget.name} cannot reserve for ${what}: the provider bills it later, outside this request${allow}`, undefined);
+    }
     let states: readonly AccountState[];
     try {
       states = await ledger.state(selected.map(({ account }) => account));
@@ -104,7 +114,8 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
     const model = decision.context.model ?? ai.model.toLowerCase();
     for (const [index, { budget }] of selected.entries()) {
       const state = states[index]!;
-      if (!budget.downgrade || budget.mode !== 'enforce') continue;
+      // A model named by the path (Gemini, Bedrock, an Azure deployment) cannot be swapped in the body.
+      if (!budget.downgrade || budget.mode !== 'enforce' || !canChangeModel(ai)) continue;
       if (percent(state.spent + state.reserved, state.limit) < budget.downgrade.at) continue;
       if (budget.downgrade.model === model) break;
       const again = request.recheck(budget.downgrade.model);
@@ -139,7 +150,12 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
     const choices = Math.max(1, ai.n);
     let outputCap = ai.outputCap;
     let injectedCap: number | undefined;
-    if (outputCap === undefined && ai.api !== 'openai.embeddings' && enforced.length > 0) {
+    if (outputCap === undefined && ai.signedBody && enforced.length > 0 && ai.api !== 'openai.embeddings' && ai.api !== 'azure.embeddings') {
+      // The cap cannot be set in a signed body: without one the output, and so the cost, is unbounded.
+      observer.event(enforced[0]!.budget.name, 'blocked');
+      return refuse(decided, 'x_output_cap_required', 400, `budget ${enforced[0]!.budget.name} needs an output cap and the request body is signed (AWS SigV4), so the service cannot set one: send ${outputCapField(ai.api)}`, undefined);
+    }
+    if (outputCap === undefined && ai.api !== 'openai.embeddings' && ai.api !== 'azure.embeddings' && enforced.length > 0) {
       const remaining = Math.min(...enforced.map((entry) => remainingOf(states[selected.indexOf(entry)]!)));
       const affordable = price.outputPico > 0n ? (BigInt(Math.max(0, remaining)) * 1000n - inputNano * 1000n) / (price.outputPico * BigInt(choices)) : BigInt(Number.MAX_SAFE_INTEGER);
       const maximum = Math.min(...enforced.map(({ budget }) => budget.maxOutputTokens));
@@ -334,7 +350,7 @@ function warn(decision: Decision, entry: Selected, state: AccountState, worstCas
   };
 }
 
-function refuse(decision: Decision, reasonCode: 'BUDGET_EXCEEDED' | 'BUDGET_RESERVATION_FAILED', httpStatus: number, message: string, status: BudgetStatus | undefined): Decision {
+function refuse(decision: Decision, reasonCode: 'BUDGET_EXCEEDED' | 'BUDGET_RESERVATION_FAILED' | 'x_unreservable_request' | 'x_output_cap_required', httpStatus: number, message: string, status: BudgetStatus | undefined): Decision {
   return {
     ...decision,
     result: 'BLOCKED',

@@ -4,7 +4,8 @@ import type { PolicyMode } from '../policy/policy-schema.js';
 import { HEADER_OF_FIELD, extractGovernanceContext, type GovernanceContext, type HeaderLookup } from './governance-context.js';
 import type { AiRequestFacts, Decision, ReasonCode } from './decision.js';
 import { MODEL_RULE } from './governance-context.js';
-import { createModelMatcher } from '../usage/model-pattern.js';
+import { createModelMatcher, type ModelMatcher } from '../usage/model-pattern.js';
+import { modelsOf } from '../usage/request-body.js';
 import { bindIdentity } from './identity-binding.js';
 
 /** What the engine needs to know about one request, free of any wire format. */
@@ -19,6 +20,10 @@ export interface DecisionInput {
   readonly ai?: AiBodyInput | undefined;
   /** The `envoy.filters.http.jwt_authn` dynamic-metadata namespace (verified JWT payloads), as plain JSON. */
   readonly jwtMetadata?: Readonly<Record<string, unknown>> | undefined;
+  /** The adapter's proxy strips client-sent copies of the JWT payload header (GENOPS_TRUST_PAYLOAD_HEADER); else it is never read. */
+  readonly payloadHeaderTrusted?: boolean | undefined;
+  /** The adapter carries no jwt_authn metadata at all (forward auth). */
+  readonly withoutJwtMetadata?: boolean | undefined;
   /** Bytes of the request body (an upper bound of its prompt tokens, for budget reservations). */
   readonly bodyBytes?: number | undefined;
   /** True when the adapter sees the response and can settle a budget reservation (ext_proc). */
@@ -90,7 +95,9 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
     if (input.malformed) {
       return finish({ reasonCode: 'x_malformed_request', message: input.malformed, httpStatus: 400, mode: policy.mode });
     }
-    const bodyProblem = input.ai?.problem ?? (ai ? modelProblemOf(ai.model) : undefined);
+    // Every model the request names (a batch names several; an OpenAI Batch none it can show).
+    const models = ai ? modelsOf(ai) : [];
+    const bodyProblem = input.ai?.problem ?? models.map(modelProblemOf).find((found) => found !== undefined);
     if (bodyProblem) {
       const tooLarge = 'tooLarge' in bodyProblem && bodyProblem.tooLarge;
       return finish({ reasonCode: tooLarge ? 'x_body_too_large' : 'x_malformed_body', message: bodyProblem.message, httpStatus: tooLarge ? 413 : 400, mode: policy.mode });
@@ -115,12 +122,15 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
 
     // On an AI path the body's model is the model: a header may only repeat it (or name its family).
     if (ai) {
-      const bodyModel = ai.model.toLowerCase();
       const headerModel = context.model;
-      if (headerModel !== undefined && headerModel !== bodyModel && !createModelMatcher([headerModel]).matches(bodyModel)) {
-        return finish({ reasonCode: 'x_model_mismatch', message: `x-genops-model names ${headerModel} but the request body asks for ${bodyModel}`, httpStatus: 400, mode: policy.mode });
+      for (const model of models) {
+        const bodyModel = model.toLowerCase();
+        if (headerModel !== undefined && headerModel !== bodyModel && !createModelMatcher([headerModel]).matches(bodyModel)) {
+          return finish({ reasonCode: 'x_model_mismatch', message: `x-genops-model names ${headerModel} but the request ${ai.modelInPath ? 'path' : 'body'} asks for ${bodyModel}`, httpStatus: 400, mode: policy.mode });
+        }
       }
-      context.model = bodyModel;
+      // A request whose models cannot be read has no model: a header cannot vouch for one.
+      context.model = models.length > 0 ? ai.model.toLowerCase() : undefined;
     }
 
     if (policy.principals && !(principal && policy.principals.allow.matches(principal))) {
@@ -146,14 +156,15 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
       check(team.tiers && context.customerTier && !team.tiers.has(context.customerTier)
         ? { reasonCode: 'x_tier_not_allowed', message: `team ${team.name} may not serve ${context.customerTier} customers`, httpStatus: 403, mode: team.mode }
         : undefined) ??
-      check(context.model !== undefined && !team.models.matches(context.model)
-        ? { reasonCode: 'POLICY_DENY_MODEL', message: `team ${team.name} may not use model ${context.model}`, httpStatus: 403, mode: team.mode }
-        : undefined);
+      check(modelDenied(team.models, ai ? models : context.model !== undefined ? [context.model] : [], (model) => `team ${team.name} may not use model ${model}`, team.mode)) ??
+      check(ai ? unreadableModels(ai, team.models, policy.usage.batches, `team ${team.name}`, team.mode) : undefined);
     if (decided) return decided;
 
     const tierRule = context.customerTier ? policy.tiers.get(context.customerTier) : undefined;
-    if (tierRule && context.model !== undefined && !tierRule.models.matches(context.model)) {
-      decided = check({ reasonCode: 'POLICY_DENY_MODEL', message: `${context.customerTier} tier may not use model ${context.model}`, httpStatus: 403, mode: tierRule.mode });
+    if (tierRule) {
+      decided =
+        check(modelDenied(tierRule.models, ai ? models : context.model !== undefined ? [context.model] : [], (model) => `${context.customerTier} tier may not use model ${model}`, tierRule.mode)) ??
+        check(ai ? unreadableModels(ai, tierRule.models, policy.usage.batches, `the ${context.customerTier} tier`, tierRule.mode) : undefined);
       if (decided) return decided;
     }
 
@@ -161,6 +172,18 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
   }
 
   return { decide };
+}
+
+/** The first model of `models` the list does not allow. */
+function modelDenied(allowed: ModelMatcher, models: readonly string[], message: (model: string) => string, mode: PolicyMode): Violation | undefined {
+  const denied = models.find((model) => !allowed.matches(model.toLowerCase()));
+  return denied === undefined ? undefined : { reasonCode: 'POLICY_DENY_MODEL', message: message(denied.toLowerCase()), httpStatus: 403, mode };
+}
+
+/** An OpenAI Batch names its models inside an uploaded file: only a rule that allows every model can pass it, or the policy's batches: allow. */
+function unreadableModels(ai: AiRequestFacts, allowed: ModelMatcher, batches: 'refuse' | 'allow', who: string, mode: PolicyMode): Violation | undefined {
+  if (modelsOf(ai).length > 0 || allowed.matchesAll || batches === 'allow') return undefined;
+  return { reasonCode: 'x_unreadable_model', message: `${ai.api} names its models inside an uploaded file, which the service cannot read, and ${who} may use only some models (spec.usage.batches: allow admits it unchecked)`, httpStatus: 403, mode };
 }
 
 /** The body's model must be a model id the policy can match (the rule of x-genops-model). */

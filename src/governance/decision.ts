@@ -26,7 +26,10 @@ export type ReasonCode =
   | 'x_identity_required'
   | 'x_identity_invalid'
   | 'x_identity_mismatch'
-  | 'x_rate_limit_unavailable';
+  | 'x_rate_limit_unavailable'
+  | 'x_unreadable_model'
+  | 'x_unreservable_request'
+  | 'x_output_cap_required';
 
 export interface Decision {
   readonly id: string;

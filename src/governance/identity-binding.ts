@@ -13,6 +13,13 @@ export interface IdentityEvidence {
   /** The mTLS peer's identity (SPIFFE id), when Envoy knows it. */
   readonly principal?: string | undefined;
   readonly path?: string | undefined;
+  /**
+   * Set by the adapter: its proxy removes client-sent copies of the payload header before
+   * verifying (GENOPS_TRUST_PAYLOAD_HEADER). Without it the header is never read.
+   */
+  readonly payloadHeaderTrusted?: boolean | undefined;
+  /** The adapter carries no jwt_authn metadata at all (forward auth): a named metadata key cannot apply. */
+  readonly withoutJwtMetadata?: boolean | undefined;
 }
 
 export interface IdentityViolation {
@@ -87,7 +94,7 @@ export function bindIdentity(
       refuse('x_identity_invalid', 'token audience is not one this service accepts', 'audience');
     }
   } else if (isRequired(identity.required, evidence.path)) {
-    refuse('x_identity_required', 'a verified identity (bearer token) is required', 'required');
+    refuse('x_identity_required', `a verified identity (bearer token) is required${payload.ignored ?? ''}`, 'required');
   }
 
   // Claims
@@ -98,7 +105,7 @@ export function bindIdentity(
     if (!claims) {
       if (binding.mode === 'fill') continue;
       result('refused');
-      refuse('x_identity_required', `${header} is bound to the token claim ${binding.claim}: a verified identity (bearer token) is required`, `claim ${binding.claim}`);
+      refuse('x_identity_required', `${header} is bound to the token claim ${binding.claim}: a verified identity (bearer token) is required${payload.ignored ?? ''}`, `claim ${binding.claim}`);
       continue;
     }
     const candidates = candidatesOf(binding, claims, teams);
@@ -195,12 +202,23 @@ export function bearerChallenge(reasonCode: string | undefined): string {
 
 type Claims = Readonly<Record<string, unknown>>;
 
-function readPayload(evidence: IdentityEvidence, identity: CompiledIdentity): { claims?: Claims; source: IdentityOutcome['source']; error?: string } {
-  const fromMetadata = evidence.jwtMetadata?.[identity.metadataKey];
-  if (isObject(fromMetadata)) return { claims: fromMetadata, source: 'jwt_metadata' };
+/**
+ * The verified payload. Where the adapter carries jwt_authn metadata and the policy names a key,
+ * only from there (a channel a client cannot write; its absence means no token, never "look at a
+ * header"); otherwise from the payload header, and that only where the adapter vouches that its
+ * proxy strips client copies. `ignored` explains a header that was sent but not read.
+ */
+function readPayload(evidence: IdentityEvidence, identity: CompiledIdentity): { claims?: Claims; source: IdentityOutcome['source']; error?: string; ignored?: string } {
+  if (identity.metadataKey !== undefined && !evidence.withoutJwtMetadata) {
+    const fromMetadata = evidence.jwtMetadata?.[identity.metadataKey];
+    return isObject(fromMetadata) ? { claims: fromMetadata, source: 'jwt_metadata' } : { source: 'none' };
+  }
   if (!identity.payloadHeader) return { source: 'none' };
   const header = evidence.headers(identity.payloadHeader);
   if (header === undefined || header.trim() === '') return { source: 'none' };
+  if (!evidence.payloadHeaderTrusted) {
+    return { source: 'none', ignored: ` (${identity.payloadHeader} is not read here: GENOPS_TRUST_PAYLOAD_HEADER does not name this adapter as one whose proxy removes client-sent copies)` };
+  }
   try {
     const decoded: unknown = JSON.parse(Buffer.from(header.trim(), 'base64url').toString('utf8'));
     if (isObject(decoded)) return { claims: decoded, source: 'payload_header' };

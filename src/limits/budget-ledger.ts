@@ -94,16 +94,22 @@ export interface SettleResult {
 
 export interface BudgetLedger {
   /**
-   * Atomic over all entries: every account satisfies spent + reserved + amount <= limit, then all
-   * are reserved; otherwise none. A reservationId seen before (reserved, or settled and still
-   * remembered) is refused with a RangeError — callers use fresh ids.
+   * All or none: every account satisfies spent + reserved + amount <= limit, then all are
+   * reserved; otherwise none is once this returns (or throws). Memory checks all at once; Redis
+   * holds account by account (each account in its own cluster slot) and releases on the first
+   * refusal, so a concurrent caller may briefly see a hold that is then released — a transient
+   * refusal, never an overspend: each hold is checked against its own account's limit. A
+   * reservationId seen before (reserved, or settled and still remembered) is refused with a
+   * RangeError — callers use fresh ids.
    */
   reserve(request: ReserveRequest): ReserveResult | Promise<ReserveResult>;
   /**
-   * Atomic and idempotent per reservationId: removes the reservation's holds and adds `actual` to
+   * Idempotent per reservationId on each account (Redis: one atomic script per account, a failed
+   * account retried): removes the reservation's holds and adds `actual` to
    * spent (actual may exceed the hold: a provider that ignored the output cap — the overshoot is
    * allowed here and reported by the caller).
-   * - An id already settled (and still remembered): applied false, nothing changes.
+   * - An id already settled (and still remembered): applied false, nothing changes. Redis: applied
+   *   is true when this call changed any account (a retry after a partial failure settles the rest).
    * - An id never reserved, or whose reservation expired (and was swept): the usage really
    *   happened, so `actual` is still added, once: applied true, expired true, and the id is
    *   remembered like any other settled id.
@@ -120,6 +126,6 @@ export interface BudgetLedger {
 // Constructors (each in its own file):
 //   createMemoryBudgetLedger(options: { clock: () => number; maxAccounts?: number; ... }): BudgetLedger
 //     — src/limits/memory-budget-ledger.ts
-//   createRedisBudgetLedger(options: { client: Redis; clock: () => number; keyPrefix?: string; ... }): BudgetLedger
+//   createRedisBudgetLedger(options: { client: Redis | Cluster; clock: () => number; keyPrefix?: string; ... }): BudgetLedger
 //     — src/limits/redis-budget-ledger.ts
 //     Redis failures (down, timeout) reject reserve/settle/state with GenopsError('backend_unavailable').

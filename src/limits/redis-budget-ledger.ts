@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
-import { GenopsError } from '../errors/genops-error.js';
+import { randomUUID } from 'node:crypto';
+import { GenopsError, isGenopsError } from '../errors/genops-error.js';
 import {
   ACCOUNT_GRACE_MS,
   DEFAULT_SETTLED_RETENTION_MAX_MS,
@@ -11,16 +11,25 @@ import {
   spendRelevantUntilMs,
 } from './budget-account.js';
 import type { AccountState, BudgetAccount, BudgetLedger, ReserveRequest, ReserveResult, SettleRequest, SettleResult } from './budget-ledger.js';
+import { defineScript, preloadScripts, type RedisClient } from './redis-connection.js';
+import { escapeHashTag, groupBySlot } from './redis-slots.js';
 
 export interface RedisBudgetLedgerOptions {
-  /** A connection from connectRedis (command timeout, no offline queue), so no call can hang. */
-  readonly client: Redis;
+  /** A connection from connectRedis (command timeout, no offline queue), so no call can hang: one node or a Cluster. */
+  readonly client: RedisClient;
   /** Milliseconds since the epoch; the replica's clock, passed to the scripts. */
   readonly clock: () => number;
-  /** Prefix of every key, which is also their one hash tag. Default "genops:budget". */
+  /** Prefix of every key. Default "genops:budget". */
   readonly keyPrefix?: string;
   /** Longest a settled id is remembered past its reservation's expiry. Default 24 h. */
   readonly settledRetentionMaxMs?: number;
+  /**
+   * How long a settlement keeps retrying an account whose script failed (Redis down, a failover):
+   * safe, since settling is idempotent per account and reservation id. Default 15 s; 0 = no retry.
+   */
+  readonly settleRetryMs?: number;
+  /** Pause between those retries. Default 250 ms. */
+  readonly settleRetryDelayMs?: number;
 }
 
 export interface RedisBudgetLedger extends BudgetLedger {
@@ -30,30 +39,39 @@ export interface RedisBudgetLedger extends BudgetLedger {
 }
 
 /*
- * Storage, per account (its storage key carries the period: a calendar
- * period's start, a rolling window's slot width):
- *   <tag>:acct:<account>   HASH  spent (calendar) · reserved (sum of live holds) · h:<reservation id> → amount
- *   <tag>:exp:<account>    ZSET  reservation id by expiry (ms): expired holds are purged from both
- *                                whenever a script touches the account, before anything is read
- *   <tag>:slots:<account>  HASH  rolling windows: slot index → settled spend; slots older than the
- *                                window are deleted as they are read
- * and per reservation:
- *   <tag>:rsv:<id>         STRING  its expiry while held; "s" once settled (kept for the retention)
+ * Storage, per account, every key under the account's own hash tag (its storage key, which carries
+ * the period: a calendar period's start, a rolling window's slot width), so each account lives in
+ * one Redis Cluster slot and the fleet's accounts spread over all slots and shards:
+ *   <prefix>:{<account>}:acct      HASH  spent (calendar) · reserved (sum of live holds) · h:<reservation id> → amount
+ *   <prefix>:{<account>}:exp       ZSET  reservation id by expiry (ms): expired holds are purged from both
+ *                                        whenever a script touches the account, before anything is read
+ *   <prefix>:{<account>}:slots     HASH  rolling windows: slot index → settled spend; slots older than the
+ *                                        window are deleted as they are read
+ *   <prefix>:{<account>}:rsv:<id>  STRING  "s|<call>|<held>" once this reservation is settled on this account (kept for
+ *                                        the retention); "x" once released after a refusal elsewhere (kept
+ *                                        until the reservation's expiry, so a late copy of its reserve is refused)
  * Account keys expire a day (ACCOUNT_GRACE_MS) after the later of the period's end (rolling: the
  * window from the last write) and their last hold's expiry.
  *
- * Every key shares one hash tag, "{<keyPrefix>}": a script may only touch the keys of one Redis
- * Cluster slot, and a request's accounts are an arbitrary mix of budgets (a team's, a project's, a
- * customer's), so no per-account tag could place them together. Budget accounts are few (configured
- * budgets × key values) and each request costs one script call, which one shard serves at
- * ~10^5/s; the per-customer rate limits, which are hot and many, keep their own per-bucket tags.
+ * A request's accounts may be in different slots, so no one script can see them all. The protocol
+ * (see the README, "Budgets on Redis Cluster"):
+ * - reserve: one script per account, in entry order; each checks spent + reserved + amount <= limit
+ *   and holds on its own account atomically. The first refusal (or error) releases the holds already
+ *   taken (and the failed one, which may have applied after a timeout) and answers "refused". Every
+ *   hold is checked against its own account's limit, so spent + reserved <= limit holds on every
+ *   account at every instant; a hold that is released a moment later can only make another request
+ *   see less room (a transient refusal), never more. If the replica dies between two accounts, the
+ *   holds it took expire at the reservation's expiry.
+ * - settle: one script per account (in parallel), each exactly once per reservation id on that
+ *   account (the "s" marker). A failed account is retried (settleRetryMs): a retry, or a duplicate
+ *   settle from another replica, never counts twice.
+ * - state: one script per slot.
  *
  * Time: the scripts use the calling replica's clock (ARGV), as the rate-limit scripts do, so tests
  * can inject time; TTLs are set relative to it (PX / PEXPIRE), so Redis's own clock does not matter.
  * Replicas whose clocks differ by d ms disagree by d about when a calendar period or a rolling slot
  * turns over, and a replica ahead by d releases another's hold d ms before its expiry: keep
- * reservation lifetimes (minutes) far above the skew (NTP keeps it to milliseconds). Amounts are
- * never in doubt: every check and change of a request happens inside one script.
+ * reservation lifetimes (minutes) far above the skew (NTP keeps it to milliseconds).
  *
  * Redis must not evict these keys (maxmemory-policy noeviction or volatile-*, with room): an evicted
  * account starts again from zero.
@@ -111,102 +129,96 @@ end
 `;
 
 /**
- * KEYS: the reservation's key, then per account: acct, exp, slots.
- * ARGV: now, reservation id, expiresAtMs, grace, then per account: kind (c|r), limit, amount,
- * current slot, slot count, relevant-until.
- * Returns {-1} for a reused id; else {ok (1|0), failed index (1-based, 0 if ok), then per account
- * spent, reserved}: after reserving when ok, as found otherwise.
+ * One account. KEYS: acct, exp, slots, marker.
+ * ARGV: now, reservation id, expiresAtMs, grace, kind (c|r), limit, amount, current slot, slot
+ * count, relevant-until.
+ * Returns {-1} for a reused id (held, settled or released here); else {ok (1|0), spent, reserved}:
+ * after reserving when ok, as found otherwise.
  */
 const RESERVE_SCRIPT = `${LUA_HELPERS}
+local acct, exp, slots_key, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = tonumber(ARGV[1])
 local rid = ARGV[2]
-local expires = tonumber(ARGV[3])
-local grace = tonumber(ARGV[4])
-local n = (#KEYS - 1) / 3
 local hold = 'h:' .. rid
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
-for i = 1, n do
-  if redis.call('HEXISTS', KEYS[3 * i - 1], hold) == 1 then return {-1} end
-end
-local states = {}
-local failed = 0
-for i = 1, n do
-  local a = 4 + (i - 1) * 6
-  local reserved = purge(KEYS[3 * i - 1], KEYS[3 * i], now)
-  local spent = spent_of(KEYS[3 * i - 1], KEYS[3 * i + 1], ARGV[a + 1], tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]))
-  states[2 * i - 1] = spent
-  states[2 * i] = reserved
-  if failed == 0 and spent + reserved + tonumber(ARGV[a + 3]) > tonumber(ARGV[a + 2]) then failed = i end
-end
-if failed > 0 then return {0, failed, unpack(states)} end
-for i = 1, n do
-  local a = 4 + (i - 1) * 6
-  local acct, exp = KEYS[3 * i - 1], KEYS[3 * i]
-  local reserved = states[2 * i] + tonumber(ARGV[a + 3])
-  redis.call('HSET', acct, hold, ARGV[a + 3], 'reserved', fmt(reserved))
-  redis.call('ZADD', exp, ARGV[3], rid)
-  keep(acct, exp, KEYS[3 * i + 1], ARGV[a + 1], now, tonumber(ARGV[a + 6]), grace)
-  states[2 * i] = reserved
-end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', fmt(expires - now))
-return {1, 0, unpack(states)}
+if redis.call('EXISTS', marker) == 1 or redis.call('HEXISTS', acct, hold) == 1 then return {-1} end
+local reserved = purge(acct, exp, now)
+local spent = spent_of(acct, slots_key, ARGV[5], tonumber(ARGV[8]), tonumber(ARGV[9]))
+local amount = tonumber(ARGV[7])
+if spent + reserved + amount > tonumber(ARGV[6]) then return {0, spent, reserved} end
+reserved = reserved + amount
+redis.call('HSET', acct, hold, ARGV[7], 'reserved', fmt(reserved))
+redis.call('ZADD', exp, ARGV[3], rid)
+keep(acct, exp, slots_key, ARGV[5], now, tonumber(ARGV[10]), tonumber(ARGV[4]))
+return {1, spent, reserved}
 `;
 
 /**
- * KEYS: the reservation's key, then per account: acct, exp, slots.
- * ARGV: now, reservation id, retention cap, grace, then per account: kind (c|r), actual,
- * current slot, slot count, relevant-until.
- * Returns {applied (1|0), expired (1|0), then per account spent, reserved}.
+ * Undoes one account's hold of a reservation refused on another account, and marks the id released
+ * here until the reservation's expiry: a reserve of it that arrives late (it timed out on the way)
+ * is then refused instead of holding again. KEYS: acct, exp, marker. ARGV: now, reservation id, expiresAtMs.
  */
-const SETTLE_SCRIPT = `${LUA_HELPERS}
+const RELEASE_SCRIPT = `${LUA_HELPERS}
+local acct, exp, marker = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local rid = ARGV[2]
-local retention_cap = tonumber(ARGV[3])
-local grace = tonumber(ARGV[4])
-local n = (#KEYS - 1) / 3
+local reserved = purge(acct, exp, now)
+local amount = redis.call('HGET', acct, 'h:' .. rid)
+if amount then
+  redis.call('HDEL', acct, 'h:' .. rid)
+  redis.call('ZREM', exp, rid)
+  redis.call('HSET', acct, 'reserved', fmt(reserved - tonumber(amount)))
+end
+redis.call('SET', marker, 'x', 'PX', fmt(math.max(1000, tonumber(ARGV[3]) - now)), 'NX')
+return 1
+`;
+
+/**
+ * One account. KEYS: acct, exp, slots, marker.
+ * ARGV: now, reservation id, retention cap, grace, kind (c|r), actual, current slot, slot count,
+ * relevant-until, attempt token (one per settle call, the same on its retries).
+ * Returns {applied (1|0), held (1|0), spent, reserved}; applied also when an earlier try of the
+ * same call applied (a timeout whose script ran after all).
+ */
+const SETTLE_SCRIPT = `${LUA_HELPERS}
+local acct, exp, slots_key, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now = tonumber(ARGV[1])
+local rid = ARGV[2]
+local kind = ARGV[5]
 local hold = 'h:' .. rid
-local marker = redis.call('GET', KEYS[1])
-local states = {}
-if marker == 's' then
-  for i = 1, n do
-    local a = 4 + (i - 1) * 5
-    states[2 * i] = purge(KEYS[3 * i - 1], KEYS[3 * i], now)
-    states[2 * i - 1] = spent_of(KEYS[3 * i - 1], KEYS[3 * i + 1], ARGV[a + 1], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]))
-  end
-  return {0, 0, unpack(states)}
-end
-local held = false
-local base = now
-if marker and tonumber(marker) > base then base = tonumber(marker) end
-local wanted = base
-for i = 1, n do
-  local a = 4 + (i - 1) * 5
-  local acct, exp, slots_key, kind = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1], ARGV[a + 1]
+local mark = redis.call('GET', marker)
+if mark and string.sub(mark, 1, 2) == 's|' then
   local reserved = purge(acct, exp, now)
-  local amount = redis.call('HGET', acct, hold)
-  if amount then
-    reserved = reserved - tonumber(amount)
-    redis.call('HDEL', acct, hold)
-    redis.call('ZREM', exp, rid)
-    redis.call('HSET', acct, 'reserved', fmt(reserved))
-    held = true
-  end
-  if kind == 'c' then
-    redis.call('HINCRBY', acct, 'spent', ARGV[a + 2])
-  else
-    redis.call('HINCRBY', slots_key, ARGV[a + 3], ARGV[a + 2])
-  end
-  local relevant_until = tonumber(ARGV[a + 5])
-  keep(acct, exp, slots_key, kind, now, relevant_until, grace)
-  if relevant_until > wanted then wanted = relevant_until end
-  states[2 * i - 1] = spent_of(acct, slots_key, kind, tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]))
-  states[2 * i] = reserved
+  local spent = spent_of(acct, slots_key, kind, tonumber(ARGV[7]), tonumber(ARGV[8]))
+  -- This very settlement applied it before (its reply was lost): report that, once more.
+  if mark == 's|' .. ARGV[10] .. '|1' then return {1, 1, spent, reserved} end
+  if mark == 's|' .. ARGV[10] .. '|0' then return {1, 0, spent, reserved} end
+  return {0, 0, spent, reserved}
 end
-local remember_until = math.min(wanted, base + retention_cap)
-redis.call('SET', KEYS[1], 's', 'PX', fmt(math.max(1000, remember_until - now)))
-local expired = 1
-if held then expired = 0 end
-return {1, expired, unpack(states)}
+local base = now
+local expiry = redis.call('ZSCORE', exp, rid)
+if expiry and tonumber(expiry) > base then base = tonumber(expiry) end
+local reserved = purge(acct, exp, now)
+local held = 0
+local amount = redis.call('HGET', acct, hold)
+if amount then
+  reserved = reserved - tonumber(amount)
+  redis.call('HDEL', acct, hold)
+  redis.call('ZREM', exp, rid)
+  redis.call('HSET', acct, 'reserved', fmt(reserved))
+  held = 1
+end
+if kind == 'c' then
+  redis.call('HINCRBY', acct, 'spent', ARGV[6])
+else
+  redis.call('HINCRBY', slots_key, ARGV[7], ARGV[6])
+end
+local relevant_until = tonumber(ARGV[9])
+keep(acct, exp, slots_key, kind, now, relevant_until, tonumber(ARGV[4]))
+local wanted = base
+if relevant_until > wanted then wanted = relevant_until end
+local remember_until = math.min(wanted, base + tonumber(ARGV[3]))
+redis.call('SET', marker, 's|' .. ARGV[10] .. '|' .. held, 'PX', fmt(math.max(1000, remember_until - now)))
+return {1, held, spent_of(acct, slots_key, kind, tonumber(ARGV[7]), tonumber(ARGV[8])), reserved}
 `;
 
 /**
@@ -224,38 +236,39 @@ end
 return states
 `;
 
-type ScriptCommand = (numKeys: number, ...args: (string | number)[]) => Promise<number[]>;
+type ScriptCommand = (keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
+
+interface AccountKeys {
+  readonly acct: string;
+  readonly exp: string;
+  readonly slots: string;
+  readonly marker: string;
+}
 
 /**
- * The budget ledger shared by every replica through Redis: one atomic
- * script per reserve and one per settle across all of a request's accounts
- * (EVALSHA of scripts loaded on connect, EVAL on NOSCRIPT). Any Redis error
- * or timeout rejects with GenopsError('backend_unavailable'); the caller
- * applies each budget's failure mode. A call that timed out may still have
- * been applied: a reserve then holds until its expiry, a settle is safe to
- * repeat (exactly once per reservation id).
+ * The budget ledger shared by every replica through Redis — one node or a
+ * Redis Cluster — with each account in its own slot (the protocol above).
+ * Scripts are EVALSHA of scripts loaded on connect, EVAL on NOSCRIPT. A Redis
+ * error or timeout rejects with GenopsError('backend_unavailable') (after
+ * releasing whatever a refused or failed reserve took); the caller applies
+ * each budget's failure mode.
  */
 export function createRedisBudgetLedger(options: RedisBudgetLedgerOptions): RedisBudgetLedger {
   const { client, clock } = options;
   const keyPrefix = options.keyPrefix ?? 'genops:budget';
   const settledRetentionMaxMs = options.settledRetentionMaxMs ?? DEFAULT_SETTLED_RETENTION_MAX_MS;
-  const tag = `{${keyPrefix}}`;
-  client.defineCommand('genopsBudgetReserve', { lua: RESERVE_SCRIPT });
-  client.defineCommand('genopsBudgetSettle', { lua: SETTLE_SCRIPT });
-  client.defineCommand('genopsBudgetState', { lua: STATE_SCRIPT });
-  const preload = () => {
-    for (const script of [RESERVE_SCRIPT, SETTLE_SCRIPT, STATE_SCRIPT]) void client.script('LOAD', script).catch(() => undefined);
-  };
-  client.on('ready', preload);
-  if (client.status === 'ready') preload();
-  const commands = client as unknown as { genopsBudgetReserve: ScriptCommand; genopsBudgetSettle: ScriptCommand; genopsBudgetState: ScriptCommand };
-  const reserveScript = commands.genopsBudgetReserve.bind(client);
-  const settleScript = commands.genopsBudgetSettle.bind(client);
-  const stateScript = commands.genopsBudgetState.bind(client);
+  const settleRetryMs = options.settleRetryMs ?? 15_000;
+  const settleRetryDelayMs = options.settleRetryDelayMs ?? 250;
+  const reserveScript = defineScript(client, 'genopsBudgetReserve', RESERVE_SCRIPT);
+  const releaseScript = defineScript(client, 'genopsBudgetRelease', RELEASE_SCRIPT);
+  const settleScript = defineScript(client, 'genopsBudgetSettle', SETTLE_SCRIPT);
+  const stateScript = defineScript(client, 'genopsBudgetState', STATE_SCRIPT);
+  preloadScripts(client, [RESERVE_SCRIPT, RELEASE_SCRIPT, SETTLE_SCRIPT, STATE_SCRIPT]);
+  let closed = false;
 
-  const accountKeys = (account: BudgetAccount): string[] => {
-    const key = accountStorageKey(account);
-    return [`${tag}:acct:${key}`, `${tag}:exp:${key}`, `${tag}:slots:${key}`];
+  const accountKeys = (account: BudgetAccount, reservationId = ''): AccountKeys => {
+    const base = `${keyPrefix}:{${escapeHashTag(accountStorageKey(account))}}`;
+    return { acct: `${base}:acct`, exp: `${base}:exp`, slots: `${base}:slots`, marker: `${base}:rsv:${reservationId}` };
   };
   const slotArgs = (account: BudgetAccount, now: number): [number, number] =>
     account.period.kind === 'rolling' ? [slotIndexAt(account.period, now), account.period.slots] : [0, 0];
@@ -263,60 +276,136 @@ export function createRedisBudgetLedger(options: RedisBudgetLedgerOptions): Redi
 
   async function run(script: ScriptCommand, keys: string[], args: (string | number)[]): Promise<number[]> {
     try {
-      return await script(keys.length, ...keys, ...args);
+      return (await script(keys, args)) as number[];
     } catch (error) {
       throw new GenopsError('backend_unavailable', `redis: ${(error as Error).message}`, { cause: error });
     }
   }
 
-  const statesFrom = (reply: readonly number[], offset: number, accounts: readonly BudgetAccount[]): AccountState[] =>
-    accounts.map((account, index) => ({ spent: Number(reply[offset + 2 * index]), reserved: Number(reply[offset + 2 * index + 1]), limit: account.limit }));
+  async function reserveOne(reservationId: string, account: BudgetAccount, amount: number, expiresAtMs: number, now: number): Promise<number[]> {
+    const keys = accountKeys(account, reservationId);
+    return run(
+      reserveScript,
+      [keys.acct, keys.exp, keys.slots, keys.marker],
+      [now, reservationId, expiresAtMs, ACCOUNT_GRACE_MS, kindOf(account), account.limit, amount, ...slotArgs(account, now), spendRelevantUntilMs(account, now)],
+    );
+  }
+
+  /** Best effort: a release that fails leaves the hold to expire at the reservation's expiry. */
+  async function release(reservationId: string, accounts: readonly BudgetAccount[], expiresAtMs: number): Promise<void> {
+    const now = clock();
+    await Promise.allSettled(
+      accounts.map((account) => {
+        const keys = accountKeys(account, reservationId);
+        return run(releaseScript, [keys.acct, keys.exp, keys.marker], [now, reservationId, expiresAtMs]);
+      }),
+    );
+  }
+
+  async function settleOne(reservationId: string, account: BudgetAccount, actual: number, token: string): Promise<number[]> {
+    const deadline = clock() + settleRetryMs;
+    for (;;) {
+      const now = clock();
+      const keys = accountKeys(account, reservationId);
+      try {
+        return await run(
+          settleScript,
+          [keys.acct, keys.exp, keys.slots, keys.marker],
+          [now, reservationId, settledRetentionMaxMs, ACCOUNT_GRACE_MS, kindOf(account), actual, ...slotArgs(account, now), spendRelevantUntilMs(account, now), token],
+        );
+      } catch (error) {
+        // Idempotent per account: a retry of a settle that did apply (its reply was lost) changes nothing.
+        if (closed || !isGenopsError(error, 'backend_unavailable') || clock() + settleRetryDelayMs > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, settleRetryDelayMs));
+      }
+    }
+  }
+
+  async function readStates(accounts: readonly BudgetAccount[], now: number): Promise<AccountState[]> {
+    const states: AccountState[] = new Array(accounts.length);
+    await Promise.all(
+      groupBySlot(accounts, (account) => accountKeys(account).acct, client.isCluster).map(async (group) => {
+        const keys: string[] = [];
+        const args: (string | number)[] = [now];
+        for (const account of group.items) {
+          const { acct, exp, slots } = accountKeys(account);
+          keys.push(acct, exp, slots);
+          args.push(kindOf(account), ...slotArgs(account, now));
+        }
+        const reply = await run(stateScript, keys, args);
+        group.indexes.forEach((index, position) => {
+          states[index] = { spent: Number(reply[2 * position]), reserved: Number(reply[2 * position + 1]), limit: accounts[index]!.limit };
+        });
+      }),
+    );
+    return states;
+  }
 
   return {
     async reserve(request) {
       const now = clock();
       assertReserveRequest(request, now);
       const { reservationId, entries, expiresAtMs } = request;
-      const keys = [`${tag}:rsv:${reservationId}`];
-      const args: (string | number)[] = [now, reservationId, expiresAtMs, ACCOUNT_GRACE_MS];
-      for (const { account, amount } of entries) {
-        keys.push(...accountKeys(account));
-        args.push(kindOf(account), account.limit, amount, ...slotArgs(account, now), spendRelevantUntilMs(account, now));
+      const states: AccountState[] = [];
+      for (const [index, { account, amount }] of entries.entries()) {
+        const taken = entries.slice(0, index).map((entry) => entry.account);
+        let reply: number[];
+        try {
+          reply = await reserveOne(reservationId, account, amount, expiresAtMs, now);
+        } catch (error) {
+          // It may have applied after all (a timeout): release it with the others.
+          await release(reservationId, [...taken, account], expiresAtMs);
+          throw error;
+        }
+        if (Number(reply[0]) === -1) {
+          if (index > 0) await release(reservationId, taken, expiresAtMs);
+          throw new RangeError(`reservation id ${reservationId} was used before: reservation ids are single-use`);
+        }
+        const [spent, reserved] = [Number(reply[1]), Number(reply[2])];
+        if (Number(reply[0]) === 1) {
+          states.push({ spent, reserved, limit: account.limit });
+          continue;
+        }
+        await release(reservationId, taken, expiresAtMs);
+        // States as found: the accounts held are reported without this request's hold, the rest read.
+        const found = states.map((state, held) => ({ ...state, reserved: state.reserved - entries[held]!.amount }));
+        found.push({ spent, reserved, limit: account.limit });
+        const rest = entries.slice(index + 1).map((entry) => entry.account);
+        if (rest.length > 0) {
+          const read = await readStates(rest, now).catch(() => rest.map((rested) => ({ spent: 0, reserved: 0, limit: rested.limit })));
+          found.push(...read);
+        }
+        return { ok: false, failedIndex: index, states: found };
       }
-      const reply = await run(reserveScript, keys, args);
-      if (Number(reply[0]) === -1) throw new RangeError(`reservation id ${reservationId} was used before: reservation ids are single-use`);
-      const states = statesFrom(reply, 2, entries.map((entry) => entry.account));
-      return Number(reply[0]) === 1 ? { ok: true, states } : { ok: false, failedIndex: Number(reply[1]) - 1, states };
+      return { ok: true, states };
     },
 
     async settle(request) {
-      const now = clock();
       assertSettleRequest(request);
       const { reservationId, entries } = request;
-      const keys = [`${tag}:rsv:${reservationId}`];
-      const args: (string | number)[] = [now, reservationId, settledRetentionMaxMs, ACCOUNT_GRACE_MS];
-      for (const { account, actual } of entries) {
-        keys.push(...accountKeys(account));
-        args.push(kindOf(account), actual, ...slotArgs(account, now), spendRelevantUntilMs(account, now));
-      }
-      const reply = await run(settleScript, keys, args);
-      return { applied: Number(reply[0]) === 1, expired: Number(reply[1]) === 1, states: statesFrom(reply, 2, entries.map((entry) => entry.account)) };
+      const token = randomUUID();
+      const replies = await Promise.allSettled(entries.map(({ account, actual }) => settleOne(reservationId, account, actual, token)));
+      const failed = replies.find((reply) => reply.status === 'rejected');
+      // The accounts that did settle stay settled; settling again applies only the rest.
+      if (failed) throw failed.reason;
+      const settled = replies.map((reply) => (reply as PromiseFulfilledResult<number[]>).value);
+      const applied = settled.some((reply) => Number(reply[0]) === 1);
+      const held = settled.some((reply) => Number(reply[0]) === 1 && Number(reply[1]) === 1);
+      return {
+        applied,
+        expired: applied && !held,
+        states: settled.map((reply, index) => ({ spent: Number(reply[2]), reserved: Number(reply[3]), limit: entries[index]!.account.limit })),
+      };
     },
 
     async state(accounts) {
       assertAccounts(accounts);
       if (accounts.length === 0) return [];
-      const now = clock();
-      const keys: string[] = [];
-      const args: (string | number)[] = [now];
-      for (const account of accounts) {
-        keys.push(...accountKeys(account));
-        args.push(kindOf(account), ...slotArgs(account, now));
-      }
-      return statesFrom(await run(stateScript, keys, args), 0, accounts);
+      return readStates(accounts, clock());
     },
 
     async close() {
+      closed = true;
       client.disconnect();
     },
   };

@@ -1,5 +1,6 @@
-import type { Redis } from 'ioredis';
 import { GenopsError } from '../errors/genops-error.js';
+import { defineScript, preloadScripts, type RedisClient } from './redis-connection.js';
+import { groupBySlot } from './redis-slots.js';
 import { assertDebits, type BucketCheck, type BucketDebit, type BucketOutcome, type RateLimitStore, type TakeResult } from './rate-limit-store.js';
 import { admissionCost, lowestLevel, msUntil, refillRatePerMs, wholeTokens, type BucketSpec } from './token-bucket.js';
 
@@ -88,6 +89,28 @@ end
 return result
 `;
 
+/**
+ * Gives back what TAKE_SCRIPT charged, on a Redis Cluster when another slot's
+ * bucket of the same request refused it. ARGV[1] is the caller's clock in ms,
+ * then per bucket: refill rate per ms, cost. Moves the full-again time back by
+ * cost / rate (a bucket whose time is then past is full: deleted).
+ */
+const REFUND_SCRIPT = `
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[(i - 1) * 2 + 2])
+  local cost = tonumber(ARGV[(i - 1) * 2 + 3])
+  local full_at = redis.call('GET', KEYS[i])
+  if full_at and cost > 0 then
+    local back = tonumber(full_at) - cost / rate
+    local ttl = redis.call('PTTL', KEYS[i])
+    if back <= now then redis.call('DEL', KEYS[i])
+    elseif ttl > 0 then redis.call('SET', KEYS[i], string.format('%.17g', back), 'PX', ttl) end
+  end
+end
+return 1
+`;
+
 const REDIS_TIME_EPOCH_MS = Date.UTC(2025, 0, 1);
 
 interface CachedDenial {
@@ -98,10 +121,10 @@ interface CachedDenial {
   readonly rate: number;
 }
 
-type ScriptCommand = (numKeys: number, ...args: (string | number)[]) => Promise<(string | number)[]>;
+type ScriptCommand = (keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
 
 export interface RedisRateLimitStoreOptions {
-  readonly client: Redis;
+  readonly client: RedisClient;
   readonly clock: () => number;
   /** Bound on the local cache of over-limit keys. */
   readonly maxCachedDenials?: number;
@@ -109,7 +132,12 @@ export interface RedisRateLimitStoreOptions {
 
 /**
  * Token buckets shared by every replica through Redis. Keys are hash-tagged
- * per bucket ("genops:rl:{...}") so Redis Cluster can place them. A bucket
+ * per bucket ("genops:rl:{...}") so Redis Cluster can place them. On one
+ * node a request's buckets are taken in one atomic script; on a Cluster, one
+ * script per slot (in parallel), and when one slot's bucket refuses, the
+ * tokens the other slots took are given back (REFUND_SCRIPT): a request
+ * refused by one limit ends up charged by none, and meanwhile a concurrent
+ * request can only see fewer tokens, never more. A bucket
  * found empty is remembered locally until it has a token again, so a hot
  * abusive key costs no Redis call per request (a charge that leaves a token
  * bucket in debt is remembered the same way). Any Redis error or timeout
@@ -134,19 +162,63 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
     const entry = deniedUntil.get(cacheKey(check));
     return entry && entry.capacity === check.capacity && entry.rate === refillRatePerMs(check) ? entry : undefined;
   };
-  client.defineCommand('genopsTakeTokens', { lua: TAKE_SCRIPT });
-  client.defineCommand('genopsChargeTokens', { lua: CHARGE_SCRIPT });
-  // Load the scripts on every (re)connect, so the first burst of requests does not
-  // each pay a NOSCRIPT round trip before falling back to EVAL.
-  const preload = () => {
-    for (const script of [TAKE_SCRIPT, CHARGE_SCRIPT]) void client.script('LOAD', script).catch(() => undefined);
-  };
-  client.on('ready', preload);
-  if (client.status === 'ready') preload();
-  const commands = client as unknown as { genopsTakeTokens: ScriptCommand; genopsChargeTokens: ScriptCommand };
-  const takeTokens = commands.genopsTakeTokens.bind(client);
-  const chargeTokens = commands.genopsChargeTokens.bind(client);
+  const takeTokens = defineScript(client, 'genopsTakeTokens', TAKE_SCRIPT);
+  const chargeTokens = defineScript(client, 'genopsChargeTokens', CHARGE_SCRIPT);
+  const refundTokens = defineScript(client, 'genopsRefundTokens', REFUND_SCRIPT);
+  preloadScripts(client, [TAKE_SCRIPT, CHARGE_SCRIPT, REFUND_SCRIPT]);
   const redisKey = (check: BucketCheck) => `genops:rl:{${check.scope}|${check.key}}`;
+  const bySlot = client.isCluster;
+
+  async function call(script: ScriptCommand, keys: readonly string[], args: readonly (string | number)[]): Promise<(string | number)[]> {
+    try {
+      return (await script(keys, args)) as (string | number)[];
+    } catch (error) {
+      throw new GenopsError('backend_unavailable', `redis: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /** One slot's buckets in one script: admitted (all of them), then per bucket tokens after and conforming. */
+  function takeGroup(checks: readonly BucketCheck[], now: number): Promise<(string | number)[]> {
+    // Times relative to 2025-01-01 keep sub-microsecond precision in a double
+    // (absolute epoch milliseconds would lose it after a few hundred charges of a fast limit).
+    const args: (string | number)[] = [now - REDIS_TIME_EPOCH_MS];
+    for (const check of checks) args.push(check.capacity, refillRatePerMs(check), check.shadow ? '1' : '0', lowestLevel(check), admissionCost(check));
+    return call(takeTokens, checks.map(redisKey), args);
+  }
+
+  /** Takes every slot group; if one refused, gives back what the others took. Returns one reply in the single-script shape. */
+  async function takeAcrossSlots(checks: readonly BucketCheck[], now: number): Promise<(string | number)[]> {
+    const groups = groupBySlot(checks, redisKey, bySlot);
+    if (groups.length === 1) return takeGroup(checks, now);
+    const replies = await Promise.allSettled(groups.map((group) => takeGroup(group.items, now)));
+    const admitted = replies.every((reply) => reply.status === 'fulfilled' && Number(reply.value[0]) === 1);
+    const merged: (string | number)[] = [admitted ? 1 : 0];
+    const refunds: Promise<unknown>[] = [];
+    groups.forEach((group, g) => {
+      const reply = replies[g]!;
+      if (reply.status === 'rejected') return;
+      const charged = !admitted && Number(reply.value[0]) === 1;
+      // What TAKE_SCRIPT charged: every conforming bucket with a cost, once its group admitted.
+      const refunded = charged ? group.items.filter((check, position) => admissionCost(check) > 0 && Number(reply.value[2 + position * 2]) === 1) : [];
+      if (refunded.length > 0) {
+        const args: (string | number)[] = [now - REDIS_TIME_EPOCH_MS];
+        for (const check of refunded) args.push(refillRatePerMs(check), admissionCost(check));
+        refunds.push(call(refundTokens, refunded.map(redisKey), args));
+      }
+      group.indexes.forEach((index, position) => {
+        const check = group.items[position]!;
+        const tokens = Number(reply.value[1 + position * 2]);
+        // A refunded bucket is reported as found, before this request's token.
+        merged[1 + index * 2] = refunded.includes(check) ? tokens + admissionCost(check) : tokens;
+        merged[2 + index * 2] = reply.value[2 + position * 2]!;
+      });
+    });
+    // A backend error in one group fails the whole take (each limit's failure mode applies), once the others are given back.
+    await Promise.allSettled(refunds);
+    const failed = replies.find((reply) => reply.status === 'rejected');
+    if (failed) throw failed.reason;
+    return merged;
+  }
 
   function rememberDenial(check: BucketCheck, now: number, tokens: number): void {
     if (deniedUntil.size >= maxCachedDenials) deniedUntil.delete(deniedUntil.keys().next().value as string);
@@ -187,17 +259,7 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
       const now = clock();
       const cached = cachedDenial(checks, now);
       if (cached) return cached;
-      const args: (string | number)[] = checks.map(redisKey);
-      // Times relative to 2025-01-01 keep sub-microsecond precision in a double
-      // (absolute epoch milliseconds would lose it after a few hundred charges of a fast limit).
-      args.push(now - REDIS_TIME_EPOCH_MS);
-      for (const check of checks) args.push(check.capacity, refillRatePerMs(check), check.shadow ? '1' : '0', lowestLevel(check), admissionCost(check));
-      let reply: (string | number)[];
-      try {
-        reply = await takeTokens(checks.length, ...args);
-      } catch (error) {
-        throw new GenopsError('backend_unavailable', `redis: ${(error as Error).message}`, { cause: error });
-      }
+      const reply = await takeAcrossSlots(checks, now);
       const admitted = Number(reply[0]) === 1;
       const buckets = checks.map((check, index) => {
         const tokens = Number(reply[1 + index * 2]);
@@ -213,19 +275,25 @@ export function createRedisRateLimitStore(options: RedisRateLimitStoreOptions): 
       const charged = debits.filter((debit) => debit.amount > 0);
       if (charged.length === 0) return;
       const now = clock();
-      const args: (string | number)[] = charged.map(({ check }) => redisKey(check));
-      args.push(now - REDIS_TIME_EPOCH_MS);
-      for (const { check, amount } of charged) args.push(check.capacity, refillRatePerMs(check), lowestLevel(check), amount);
-      let reply: (string | number)[];
-      try {
-        reply = await chargeTokens(charged.length, ...args);
-      } catch (error) {
-        throw new GenopsError('backend_unavailable', `redis: ${(error as Error).message}`, { cause: error });
-      }
-      charged.forEach(({ check }, index) => {
-        const tokens = Number(reply[index]);
-        if (!check.shadow && tokens < 0.999) rememberDenial(check, now, tokens);
+      // One script per slot; on one node, one for all. Debits are independent: no refund is needed.
+      const groups = groupBySlot(charged, ({ check }) => redisKey(check), bySlot);
+      const replies = await Promise.allSettled(
+        groups.map((group) => {
+          const args: (string | number)[] = [now - REDIS_TIME_EPOCH_MS];
+          for (const { check, amount } of group.items) args.push(check.capacity, refillRatePerMs(check), lowestLevel(check), amount);
+          return call(chargeTokens, group.items.map(({ check }) => redisKey(check)), args);
+        }),
+      );
+      groups.forEach((group, g) => {
+        const reply = replies[g]!;
+        if (reply.status === 'rejected') return;
+        group.items.forEach(({ check }, position) => {
+          const tokens = Number(reply.value[position]);
+          if (!check.shadow && tokens < 0.999) rememberDenial(check, now, tokens);
+        });
       });
+      const failed = replies.find((reply) => reply.status === 'rejected');
+      if (failed) throw failed.reason;
     },
     async close() {
       deniedUntil.clear();

@@ -3,7 +3,8 @@ import type { PolicyMode } from './policy-schema.js';
 
 /** `spec.identity` in the shape the identity binding evaluates. */
 export interface CompiledIdentity {
-  readonly metadataKey: string;
+  /** The jwt_authn metadata key: the only source on adapters that carry metadata. Undefined when only a payload header is named. */
+  readonly metadataKey: string | undefined;
   readonly payloadHeader: string | undefined;
   readonly issuers: ReadonlySet<string> | undefined;
   readonly audiences: ReadonlySet<string> | undefined;
@@ -24,6 +25,9 @@ export interface CompiledClaimBinding {
   readonly prefix: string | undefined;
 }
 
+/** jwt_authn's payload_in_metadata key in the shipped Envoy configs. */
+export const DEFAULT_METADATA_KEY = 'jwt_payload';
+
 export function compileIdentity(identity: IdentityPolicy | undefined, effective: (mode: PolicyMode | undefined) => PolicyMode): CompiledIdentity | undefined {
   if (!identity) return undefined;
   const claims: CompiledClaimBinding[] = [];
@@ -36,7 +40,7 @@ export function compileIdentity(identity: IdentityPolicy | undefined, effective:
   }
   const required = identity.required;
   return {
-    metadataKey: identity.jwt.metadataKey,
+    metadataKey: identity.jwt.metadataKey ?? (identity.jwt.payloadHeader === undefined ? DEFAULT_METADATA_KEY : undefined),
     payloadHeader: identity.jwt.payloadHeader,
     issuers: identity.jwt.issuers ? new Set(identity.jwt.issuers) : undefined,
     audiences: identity.jwt.audiences ? new Set(identity.jwt.audiences) : undefined,

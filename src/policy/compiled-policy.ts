@@ -58,6 +58,10 @@ export interface CompiledUsage {
   readonly paths: AiPathMatcher;
   readonly maxRequestBodyBytes: number;
   readonly injectStreamUsage: boolean;
+  /** Azure OpenAI deployment name → the model it serves. */
+  readonly azureDeployments: ReadonlyMap<string, string>;
+  /** What the service cannot check about a batch (its cost, an OpenAI Batch's models): refused unless allowed. */
+  readonly batches: 'refuse' | 'allow';
 }
 
 export interface CompiledRoutes {
@@ -175,6 +179,8 @@ export function compilePolicy(document: PolicyDocument, sourceText: string, sour
       paths: createAiPathMatcher({ ...DEFAULT_AI_PATHS, ...spec.usage.paths }),
       maxRequestBodyBytes: spec.usage.maxRequestBodyBytes,
       injectStreamUsage: spec.usage.injectStreamUsage,
+      azureDeployments: new Map(Object.entries(spec.usage.azureDeployments)),
+      batches: spec.usage.batches,
     },
     prices: compilePrices(document, source),
   };

@@ -35,24 +35,25 @@ const requiredSchema = z
   ])
   .describe('Whether every request (true) or every request on these paths must carry a verified JWT identity; without one it is refused with 401. Fields bound must-match or claim-wins need an identity on every path regardless.');
 
-const jwtSchema = z.strictObject({
-  metadataKey: z
-    .string()
-    .min(1)
-    .default('jwt_payload')
-    .describe('The key jwt_authn writes the verified payload under (payload_in_metadata) in the dynamic-metadata namespace envoy.filters.http.jwt_authn.'),
-  payloadHeader: z
-    .string()
-    .regex(/^[a-z0-9-]+$/, 'must be a lowercase header name')
-    .optional()
-    .describe('Also read the payload from this header (base64url JSON, as jwt_authn forward_payload_header and Istio outputPayloadToHeader write it). Only safe when the proxy removes any client-sent copy before jwt_authn runs, as the shipped configs do.'),
-  issuers: z.array(z.string().min(1)).min(1).optional().describe('Accepted "iss" values; absent = any issuer Envoy verified.'),
-  audiences: z.array(z.string().min(1)).min(1).optional().describe('The payload "aud" must contain one of these; absent = no audience rule.'),
-});
+const jwtSchema = z
+  .strictObject({
+    metadataKey: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('The key jwt_authn writes the verified payload under (payload_in_metadata) in the dynamic-metadata namespace envoy.filters.http.jwt_authn; default jwt_payload unless only payloadHeader is named. On ext_authz and ext_proc, which carry the metadata, it is the only source: no metadata is no token, never a reason to read a header.'),
+    payloadHeader: z
+      .string()
+      .regex(/^[a-z0-9-]+$/, 'must be a lowercase header name')
+      .optional()
+      .describe('The payload as a header (base64url JSON, as jwt_authn forward_payload_header and Istio outputPayloadToHeader write it): read only on the adapters GENOPS_TRUST_PAYLOAD_HEADER names (their proxy removes client-sent copies before verifying), and there only when no metadataKey is named or the adapter carries no metadata (forward auth).'),
+    issuers: z.array(z.string().min(1)).min(1).optional().describe('Accepted "iss" values; absent = any issuer Envoy verified.'),
+    audiences: z.array(z.string().min(1)).min(1).optional().describe('The payload "aud" must contain one of these; absent = no audience rule.'),
+  });
 
 export const identitySchema = z
   .strictObject({
-    jwt: jwtSchema.default({ metadataKey: 'jwt_payload' }),
+    jwt: jwtSchema.default({}),
     required: requiredSchema.default(false),
     claims: z.partialRecord(z.enum(IDENTITY_FIELDS), claimBindingSchema).default({}).describe('Which claim gives which governance field, and how a header relates to it.'),
     peer: z

@@ -108,15 +108,23 @@ const rateLimitSchema = z
 
 const aiPath = z
   .string()
-  .regex(/^\/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*$/, 'must be a URL path starting with "/" (no query string)')
-  .describe('Path of the API; a request path matches when it equals it or ends with it after a prefix such as /openai.');
+  .regex(/^\/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*(?:\{(?:model|deployment)\}[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?$/, 'must be a URL path starting with "/" (no query string), with at most one {model} or {deployment} placeholder')
+  .describe('Path of the API; a request path matches when it equals it or ends with it after a prefix such as /openai. A {model} placeholder takes the model from the path (Gemini, Bedrock); {deployment} takes an Azure OpenAI deployment.');
 
 const usageSchema = z
   .strictObject({
     paths: z
       .partialRecord(z.enum(AI_APIS as [AiApi, ...AiApi[]]), z.array(aiPath).min(1))
       .optional()
-      .describe('AI API paths per API, replacing that API\'s defaults (openai.chat: /v1/chat/completions, openai.responses: /v1/responses, openai.embeddings: /v1/embeddings, anthropic.messages: /v1/messages).'),
+      .describe('AI API paths per API, replacing that API\'s defaults (e.g. openai.chat: /v1/chat/completions, azure.chat: /openai/deployments/{deployment}/chat/completions, gemini.generate: /v1beta/models/{model}:generateContent, bedrock.converse: /model/{model}/converse; the README lists them all).'),
+    azureDeployments: z
+      .record(z.string().min(1).max(256), z.string().regex(/^[a-z0-9][a-z0-9._:/-]*$/, 'must be a lowercase model id such as gpt-4o-2024-08-06'))
+      .default({})
+      .describe('Azure OpenAI deployment name → the model it serves. The model rules, budgets and prices apply to that model; a deployment not listed is taken as a model of its own name. The body\'s model is ignored, as Azure ignores it.'),
+    batches: z
+      .enum(['refuse', 'allow'])
+      .default('refuse')
+      .describe('Batch APIs: what the service cannot check about a batch. refuse: under an enforced budget a batch is refused (x_unreservable_request: it is billed later, so nothing can be reserved), and an OpenAI Batch (its models are inside an uploaded file) is refused for a team or tier with a model list (x_unreadable_model). allow: both pass, unreserved and uncounted.'),
     maxRequestBodyBytes: z
       .number()
       .int()
@@ -218,7 +226,7 @@ export const policySchema = z
       teams: z
         .record(teamName, teamSchema)
         .describe('Teams allowed to call AI services; a team not listed is refused.'),
-      usage: usageSchema.default({ maxRequestBodyBytes: 4 * 1024 * 1024, injectStreamUsage: true }),
+      usage: usageSchema.default({ maxRequestBodyBytes: 4 * 1024 * 1024, injectStreamUsage: true, azureDeployments: {}, batches: 'refuse' }),
       pricing: pricingSchema.default({ defaults: true, models: [] }),
       budgets: z
         .array(budgetSchema)

@@ -1,7 +1,9 @@
 import { parseArgs } from 'node:util';
 import { GenopsError } from '../errors/genops-error.js';
+import { parseRedisTarget, redactRedisUrl, type RedisTarget } from './redis-target.js';
 import { loadTracingSettings, type TracingSettings } from './otel-settings.js';
 import { loadTlsSettings, type TlsSettings } from './tls-settings.js';
+import { loadTrustSettings, type TrustSettings } from './trust-settings.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -15,6 +17,8 @@ export interface Settings {
   /** Forward-auth HTTP endpoint (nginx auth_request, Traefik forwardAuth); 0 = off. */
   readonly forwardAuthPort: number;
   readonly redisUrl: string | undefined;
+  /** GENOPS_REDIS_URL read: one node, or a Redis Cluster's seed nodes with TLS and credentials. */
+  readonly redis: RedisTarget | undefined;
   /** Per-command Redis timeout: past it a limit follows its failure mode. */
   readonly redisTimeoutMs: number;
   /** Cap on in-memory rate-limit buckets. */
@@ -25,12 +29,16 @@ export interface Settings {
   /** Opt-in genops_customer_id metric label, capped at metricsCustomerLimit distinct values (the rest share one). */
   readonly metricsCustomerLabel: boolean;
   readonly metricsCustomerLimit: number;
+  /** How long a capped label value must go unused before a new value may take its slot (bounded-label.ts). */
+  readonly metricsLabelIdleMs: number;
   /** From the standard OTEL_* variables. */
   readonly tracing: TracingSettings;
   /** TLS (and mTLS) on the gRPC and forward-auth ports; undefined = plaintext. */
   readonly tls: TlsSettings | undefined;
   /** Added to the wall clock that rate limits and budget periods read (tests of a period rollover). */
   readonly clockOffsetMs: number;
+  /** Payload-header trust per adapter, the /budgets token, the single-replica acknowledgement. */
+  readonly trust: TrustSettings;
 }
 
 /** Each flag and the environment variable it overrides. */
@@ -47,12 +55,16 @@ const SOURCES = {
   'drain-timeout': 'GENOPS_DRAIN_TIMEOUT_MS',
   'metrics-customer-label': 'GENOPS_METRICS_CUSTOMER_LABEL',
   'metrics-customer-limit': 'GENOPS_METRICS_CUSTOMER_LIMIT',
+  'metrics-label-idle': 'GENOPS_METRICS_LABEL_IDLE_MS',
   'tls-cert': 'GENOPS_TLS_CERT',
   'tls-key': 'GENOPS_TLS_KEY',
   'tls-client-ca': 'GENOPS_TLS_CLIENT_CA',
   'tls-client-allow': 'GENOPS_TLS_CLIENT_ALLOW',
   'tls-reload-interval': 'GENOPS_TLS_RELOAD_INTERVAL_MS',
   'clock-offset': 'GENOPS_CLOCK_OFFSET_MS',
+  'trust-payload-header': 'GENOPS_TRUST_PAYLOAD_HEADER',
+  'admin-token': 'GENOPS_ADMIN_TOKEN',
+  'single-replica': 'GENOPS_SINGLE_REPLICA',
 } as const;
 type Flag = keyof typeof SOURCES;
 
@@ -80,8 +92,13 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     throw new GenopsError('invalid_settings', `${logLevel.name}=${logLevel.value}: must be one of ${LOG_LEVELS.join(', ')}`);
   }
   const redis = read('redis-url');
-  if (redis.value !== undefined && !/^rediss?:\/\//.test(redis.value)) {
-    throw new GenopsError('invalid_settings', `${redis.name}=${redis.value}: must be a redis:// or rediss:// URL`);
+  let redisTarget: RedisTarget | undefined;
+  if (redis.value !== undefined) {
+    try {
+      redisTarget = parseRedisTarget(redis.value);
+    } catch (error) {
+      throw new GenopsError('invalid_settings', `${redis.name}=${redactRedisUrl(redis.value)}: ${(error as Error).message}`);
+    }
   }
 
   return Object.freeze({
@@ -91,15 +108,18 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     adminPort: port(read('admin-port'), 9464),
     forwardAuthPort: port(read('forward-auth-port'), 0),
     redisUrl: redis.value,
+    redis: redisTarget,
     redisTimeoutMs: integer(read('redis-timeout'), 50, 1, 60_000),
     rateLimitMaxBuckets: integer(read('rate-limit-max-buckets'), 1_000_000, 1, 100_000_000),
     logLevel: level as LogLevel,
     drainTimeoutMs: integer(read('drain-timeout'), 10_000, 0, 600_000),
     metricsCustomerLabel: boolean(read('metrics-customer-label'), false),
     metricsCustomerLimit: integer(read('metrics-customer-limit'), 100, 1, 10_000),
+    metricsLabelIdleMs: integer(read('metrics-label-idle'), 300_000, 1_000, 86_400_000),
     tracing: loadTracingSettings(env),
     tls: loadTlsSettings(read),
     clockOffsetMs: integer(read('clock-offset'), 0, -366 * 86_400_000, 366 * 86_400_000),
+    trust: loadTrustSettings(read),
   });
 }
 

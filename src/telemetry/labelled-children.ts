@@ -1,4 +1,4 @@
-import type { Counter, Histogram } from 'prom-client';
+import type { Counter, Gauge, Histogram } from 'prom-client';
 
 /**
  * prom-client finds a series by a string it builds from the label values on
@@ -10,10 +10,16 @@ import type { Counter, Histogram } from 'prom-client';
  */
 type Trie<T> = Map<string, Trie<T> | T>;
 
-function childCache<L extends string, T>(labelNames: readonly L[], make: (labels: Partial<Record<L, string>>) => T): (labels: Partial<Record<L, string>>) => T {
+interface ChildCache<L extends string, T> {
+  (labels: Partial<Record<L, string>>): T;
+  /** Drops the cached children whose `label` is `value`. */
+  forget(label: L, value: string): void;
+}
+
+function childCache<L extends string, T>(labelNames: readonly L[], make: (labels: Partial<Record<L, string>>) => T): ChildCache<L, T> {
   const root: Trie<T> = new Map();
   const last = labelNames.length - 1;
-  return (labels) => {
+  const find = (labels: Partial<Record<L, string>>): T => {
     let node = root;
     for (let i = 0; i < last; i++) {
       const value = labels[labelNames[i]!] ?? '';
@@ -35,6 +41,29 @@ function childCache<L extends string, T>(labelNames: readonly L[], make: (labels
     }
     return child;
   };
+  const forget = (label: L, value: string) => {
+    const depth = labelNames.indexOf(label);
+    if (depth < 0) return;
+    const visit = (node: Trie<T>, level: number) => {
+      if (level === depth) node.delete(value);
+      else for (const next of node.values()) visit(next as Trie<T>, level + 1);
+    };
+    visit(root, 0);
+  };
+  return Object.assign(find, { forget });
+}
+
+type LabelledMetric<L extends string> = Counter<L> | Histogram<L> | Gauge<L>;
+
+/**
+ * Removes every series of `metric` whose `label` is `value` (a label value that lost its slot,
+ * bounded-label.ts). A counter that comes back later starts again from 0: Prometheus's rate()
+ * and increase() read that as a counter reset, which they handle.
+ */
+export function removeSeriesWith<L extends string>(metric: LabelledMetric<L>, label: L, value: string): void {
+  // prom-client keeps its series in `hashMap` (hash -> { labels }); it has no public "remove where".
+  const series = (metric as unknown as { hashMap: Record<string, { labels: Partial<Record<L, string>> }> }).hashMap;
+  for (const { labels } of Object.values(series)) if (labels[label] === value) metric.remove(labels as Record<L, string>);
 }
 
 /** The label names the metric was created with (prom-client keeps them on the instance). */
@@ -42,10 +71,22 @@ function labelNamesOf<L extends string>(metric: Counter<L> | Histogram<L>): read
   return (metric as unknown as { labelNames: L[] }).labelNames;
 }
 
+export interface CounterChildren<L extends string> {
+  (labels: Partial<Record<L, string>>, value?: number): void;
+  /** Removes every series whose `label` is `value`, from the cache and from the counter. */
+  forget(label: L, value: string): void;
+}
+
 /** `inc(labels, value)` through cached children; an absent label counts as "". */
-export function createCounterChildren<L extends string>(counter: Counter<L>): (labels: Partial<Record<L, string>>, value?: number) => void {
+export function createCounterChildren<L extends string>(counter: Counter<L>): CounterChildren<L> {
   const childOf = childCache(labelNamesOf(counter), (labels) => counter.labels(labels));
-  return (labels, value = 1) => childOf(labels).inc(value);
+  const inc = (labels: Partial<Record<L, string>>, value = 1) => childOf(labels).inc(value);
+  return Object.assign(inc, {
+    forget(label: L, value: string) {
+      childOf.forget(label, value);
+      removeSeriesWith(counter, label, value);
+    },
+  });
 }
 
 /** `observe(labels, value)` through cached children; an absent label counts as "". */

@@ -37,6 +37,10 @@ export interface Metrics {
   readonly budgetOvershoot: Counter<'budget'>;
   readonly spansExported: Counter<never>;
   readonly spansDropped: Counter<'reason'>;
+  /** Capped label values (bounded-label.ts): `evicted` = an idle value gave its slot (and its series) to a new one; `overflowed` = a sample counted as `_other`. */
+  readonly labelOverflow: Counter<'label' | 'outcome'>;
+  /** Removes the genops_cost_total series whose `label` is `value` (a capped value that lost its slot). */
+  forgetCost(label: UsageLabel, value: string): void;
 }
 
 export interface MetricsOptions {
@@ -182,6 +186,15 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       help: 'Decision spans the OTLP collector accepted.',
       registers: [registry],
     }),
+    labelOverflow: new Counter({
+      name: 'genops_metric_label_overflow_total',
+      help: 'Capped metric label values, by label and outcome: evicted (an idle value gave its slot and its series to a new one), overflowed (a sample counted as _other because every slot was in use).',
+      labelNames: ['label', 'outcome'],
+      registers: [registry],
+    }),
+    forgetCost(label, value) {
+      for (const [key, entry] of exactCost) if (entry.labels[label] === value) exactCost.delete(key);
+    },
     spansDropped: new Counter({
       name: 'genops_spans_dropped_total',
       help: 'Decision spans lost: queue_full (the export queue was full) or export_failed (the collector did not accept the batch).',

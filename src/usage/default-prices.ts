@@ -15,6 +15,7 @@ import type { PriceEntry } from './pricing.js';
  *   names, and what a client sending just the family gets) price at the current generation
  *   (Opus 5.5, Sonnet 5.5, Haiku 5.5). Every generation still served has its own, more specific entry,
  *   so a dated id never falls back to the bare family's price.
+ * - Gemini 2.5 Pro's prompts over 200K tokens cost more (not modelled, like the other long-prompt tiers).
  * - Not modelled: Claude Haiku 5.5's prompt-length tier (prompts over 100,000 tokens cost 5× more;
  *   the table has the ≤ 100K rates, so longer prompts are under-counted), regional/US-only
  *   inference multipliers, OpenAI's long-context and priority tiers.
@@ -23,6 +24,8 @@ export const DEFAULT_PRICES_VERSION = '2026-12-01';
 
 const OPENAI = 'https://platform.openai.com/docs/pricing';
 const ANTHROPIC = 'https://platform.claude.com/docs/en/about-claude/pricing';
+const GOOGLE = 'https://ai.google.dev/gemini-api/docs/pricing';
+const BEDROCK = 'https://aws.amazon.com/bedrock/pricing/';
 
 export const DEFAULT_PRICE_ENTRIES: readonly PriceEntry[] = Object.freeze(
   [
@@ -38,6 +41,9 @@ export const DEFAULT_PRICE_ENTRIES: readonly PriceEntry[] = Object.freeze(
     { model: 'gpt-4o-mini', price: { input: '0.15', cachedInput: '0.075', output: '0.60' }, source: OPENAI },
     { model: 'o3', price: { input: '2', cachedInput: '0.50', output: '8' }, source: OPENAI },
     { model: 'o4-mini', price: { input: '1.10', cachedInput: '0.275', output: '4.40' }, source: OPENAI },
+    { model: 'gpt-3.5-turbo-instruct', price: { input: '1.50', output: '2' }, source: OPENAI },
+    { model: 'davinci-002', price: { input: '2', output: '2' }, source: OPENAI },
+    { model: 'babbage-002', price: { input: '0.40', output: '0.40' }, source: OPENAI },
     { model: 'text-embedding-3-small', price: { input: '0.02', output: '0' }, source: OPENAI },
     { model: 'text-embedding-3-large', price: { input: '0.13', output: '0' }, source: OPENAI },
     { model: 'text-embedding-ada-002', price: { input: '0.10', output: '0' }, source: OPENAI },
@@ -64,5 +70,23 @@ export const DEFAULT_PRICE_ENTRIES: readonly PriceEntry[] = Object.freeze(
     { model: 'claude-haiku-4-5', price: { input: '1', cacheWrite: '1.25', cachedInput: '0.10', output: '5' }, source: ANTHROPIC },
     { model: 'claude-3-5-haiku', price: { input: '0.80', cacheWrite: '1', cachedInput: '0.08', output: '4' }, source: ANTHROPIC },
     { model: 'claude-3-haiku', price: { input: '0.25', cacheWrite: '0.30', cachedInput: '0.03', output: '1.25' }, source: ANTHROPIC },
+
+    // Google Gemini (paid tier, prompts ≤ 200K tokens; thinking tokens are billed as output). Preview ids
+    // (gemini-2.5-flash-preview-09-2025) are not versions of the family, so each has a glob.
+    { model: 'gemini-2.5-pro', price: { input: '1.25', cachedInput: '0.125', output: '10' }, source: GOOGLE },
+    { model: 'gemini-2.5-pro-preview-*', price: { input: '1.25', cachedInput: '0.125', output: '10' }, source: GOOGLE },
+    { model: 'gemini-2.5-flash', price: { input: '0.30', cachedInput: '0.03', output: '2.50' }, source: GOOGLE },
+    { model: 'gemini-2.5-flash-preview-*', price: { input: '0.30', cachedInput: '0.03', output: '2.50' }, source: GOOGLE },
+    { model: 'gemini-2.5-flash-lite', price: { input: '0.10', cachedInput: '0.01', output: '0.40' }, source: GOOGLE },
+    { model: 'gemini-2.5-flash-lite-preview-*', price: { input: '0.10', cachedInput: '0.01', output: '0.40' }, source: GOOGLE },
+    { model: 'gemini-2.0-flash', price: { input: '0.10', cachedInput: '0.025', output: '0.40' }, source: GOOGLE },
+    { model: 'gemini-2.0-flash-lite', price: { input: '0.075', output: '0.30' }, source: GOOGLE },
+
+    // Amazon Nova on Bedrock (on-demand, US regions). Claude on Bedrock prices as Claude above
+    // (a Bedrock id is matched as the model it names: model-pattern.ts canonicalModelId).
+    { model: 'nova-premier', price: { input: '2.50', cachedInput: '0.625', output: '12.50' }, source: BEDROCK },
+    { model: 'nova-pro', price: { input: '0.80', cachedInput: '0.20', output: '3.20' }, source: BEDROCK },
+    { model: 'nova-lite', price: { input: '0.06', cachedInput: '0.015', output: '0.24' }, source: BEDROCK },
+    { model: 'nova-micro', price: { input: '0.035', cachedInput: '0.00875', output: '0.14' }, source: BEDROCK },
   ].map((entry) => Object.freeze({ ...entry, price: Object.freeze(entry.price) })),
 );

@@ -9,6 +9,9 @@
  *   So `claude-sonnet` matches `claude-sonnet-4-5` and `claude-sonnet-4-5-20250929`,
  *   `gpt-4o` matches `gpt-4o-2024-08-06` but never `gpt-4o-mini` (another model, another price),
  *   `o4-mini` matches `o4-mini-2025-04-16`, and `claude-3-5-haiku` matches `claude-3-5-haiku-latest`.
+ * - An Amazon Bedrock id is also matched as the model it names (canonicalModelId):
+ *   `us.anthropic.claude-sonnet-4-5-20250929-v1:0` is `claude-sonnet-4-5-20250929` to every pattern,
+ *   besides matching patterns written in Bedrock's own form (`anthropic.claude-*`).
  */
 export interface ModelMatcher {
   readonly matchesAll: boolean;
@@ -34,7 +37,10 @@ export function createModelMatcher(patterns: readonly string[]): ModelMatcher {
         // Walk from the full id down through its trailing version segments: O(segments) set look-ups.
         for (const candidate of modelFamilyCandidates(id)) if (families.has(candidate)) return true;
       }
-      for (const glob of globs) if (glob.test(id)) return true;
+      if (globs.length > 0) {
+        const canonical = canonicalModelId(id);
+        for (const glob of globs) if (glob.test(id) || (canonical !== id && glob.test(canonical))) return true;
+      }
       return false;
     },
   };
@@ -46,7 +52,13 @@ export function createModelMatcher(patterns: readonly string[]): ModelMatcher {
  * (`claude-sonnet-4-5-20250929` → `claude-sonnet-4-5-20250929`, `claude-sonnet-4-5`, `claude-sonnet-4`, `claude-sonnet`).
  */
 export function modelFamilyCandidates(model: string): string[] {
-  let candidate = model.trim().toLowerCase();
+  const id = model.trim().toLowerCase();
+  const canonical = canonicalModelId(id);
+  return canonical === id ? versionCandidates(id) : [...versionCandidates(id), ...versionCandidates(canonical)];
+}
+
+function versionCandidates(id: string): string[] {
+  let candidate = id;
   const candidates = [candidate];
   for (;;) {
     const shorter = withoutLastVersionSegment(candidate);
@@ -67,8 +79,17 @@ const GLOB = 1;
  * Returns undefined when the pattern does not match the model.
  */
 export function modelPatternSpecificity(pattern: string, model: string): number | undefined {
-  const normalizedPattern = pattern.trim().toLowerCase();
   const id = model.trim().toLowerCase();
+  const canonical = canonicalModelId(id);
+  const own = specificityOf(pattern, id);
+  if (canonical === id) return own;
+  const asCanonical = specificityOf(pattern, canonical);
+  if (own === undefined) return asCanonical;
+  return asCanonical === undefined ? own : Math.max(own, asCanonical);
+}
+
+function specificityOf(pattern: string, id: string): number | undefined {
+  const normalizedPattern = pattern.trim().toLowerCase();
   if (normalizedPattern === '*') return 0;
   if (normalizedPattern.includes('*')) {
     if (!modelGlobToRegExp(normalizedPattern).test(id)) return undefined;
@@ -110,3 +131,30 @@ export function modelGlobToRegExp(pattern: string): RegExp {
     .join('.*');
   return new RegExp(`^${body}$`, 's');
 }
+
+/**
+ * The model an Amazon Bedrock model id names, lowercased; any other id is returned as it is.
+ * Bedrock wraps the model in a provider prefix and a version suffix, optionally a cross-region
+ * inference profile's geography prefix, or an ARN of a foundation model or system inference
+ * profile: `arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0`,
+ * `us.anthropic.claude-sonnet-4-5-20250929-v1:0` and `anthropic.claude-sonnet-4-5-20250929-v1:0` all
+ * name `claude-sonnet-4-5-20250929`. Ids Bedrock generates (application inference profiles,
+ * provisioned and custom models) name no model: they stay as they are, for the policy to list.
+ */
+export function canonicalModelId(model: string): string {
+  let id = model.trim().toLowerCase();
+  const arn = BEDROCK_ARN.exec(id);
+  if (arn) id = arn[1]!;
+  const geography = BEDROCK_GEOGRAPHY.exec(id);
+  const rest = geography ? id.slice(geography[0].length) : id;
+  const provider = BEDROCK_PROVIDER.exec(rest);
+  if (!provider) return arn ? id : model.trim().toLowerCase();
+  const named = rest.slice(provider[0].length).replace(BEDROCK_VERSION, '');
+  return named.length > 0 ? named : id;
+}
+
+const BEDROCK_ARN = /^arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d*:(?:foundation-model|inference-profile)\/(.+)$/;
+const BEDROCK_GEOGRAPHY = /^(?:us|eu|apac|us-gov|global|jp|au|ca)\./;
+const BEDROCK_PROVIDER = /^(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|openai|qwen|writer|twelvelabs)\./;
+/** `-v1:0`, `-v2`, a bare `:0`, and a provisioned context-size suffix such as `:200k`. */
+const BEDROCK_VERSION = /(?:-v\d+(?::\d+)?|:\d+)(?::\d+k)?$/;

@@ -3,7 +3,8 @@
  * input size), validated with messages that name the field, and the forwarded body's rewrite
  * (include_usage on, a model or an output cap replaced). The body is decoded and parsed once.
  */
-import type { AiApi } from './ai-api.js';
+import { canonicalModelId } from './model-pattern.js';
+import { FORMAT_OF, PROVIDER_OF, type AiApi, type AiRoute, type WireFormat } from './ai-api.js';
 
 export interface AiRequest {
   readonly api: AiApi;
@@ -16,8 +17,50 @@ export interface AiRequest {
   readonly n: number;
   /** Rough: text characters of messages/input/system/instructions/tools ÷ 4, rounded up, ≥ 1; images etc. counted roughly. */
   readonly inputEstimateTokens: number;
-  /** openai.chat with stream:true and without stream_options.include_usage:true. */
+  /** openai.chat / completions with stream:true and without stream_options.include_usage:true. */
   readonly needsIncludeUsage: boolean;
+  /**
+   * Every model the request names, when it names more than its `model` (a batch: each request's
+   * model, distinct). Empty when the models cannot be read (OpenAI Batch: they are inside an
+   * uploaded file; `model` is then empty too). Undefined means just `model`.
+   */
+  readonly models?: readonly string[] | undefined;
+  /** The model came from the path (Gemini, Bedrock, an Azure deployment): a body rewrite cannot change it. */
+  readonly modelInPath?: boolean | undefined;
+  /**
+   * The provider bills this request later, outside this exchange (a batch, a background response):
+   * nothing can be reserved for it and its response carries no usage.
+   */
+  readonly deferred?: 'batch' | 'background' | undefined;
+  /** The client signed the body (AWS SigV4): the service cannot change it (no cap, model or include_usage set). */
+  readonly signedBody?: boolean | undefined;
+}
+
+/** The body field that carries the output cap, as a client would write it. */
+export function outputCapField(api: AiApi): string {
+  switch (FORMAT_OF[api]) {
+    case 'openai.chat':
+      return 'max_completion_tokens';
+    case 'openai.responses':
+      return 'max_output_tokens';
+    case 'gemini':
+      return 'generationConfig.maxOutputTokens';
+    case 'bedrock.converse':
+      return 'inferenceConfig.maxTokens';
+    default:
+      return 'max_tokens';
+  }
+}
+
+/** A budget downgrade can send the request to another model by rewriting the body's `model`. */
+export function canChangeModel(request: Pick<AiRequest, 'api' | 'modelInPath' | 'deferred' | 'signedBody'>): boolean {
+  // Azure's body model, where it has one, names a deployment, not a model.
+  return request.modelInPath !== true && request.deferred === undefined && request.signedBody !== true && PROVIDER_OF[request.api] !== 'azure';
+}
+
+/** Every model a request names (see AiRequest.models). */
+export function modelsOf(request: Pick<AiRequest, 'model' | 'models'>): readonly string[] {
+  return request.models ?? [request.model];
 }
 
 export type BodyProblemCode = 'not_json' | 'not_object' | 'model_missing' | 'model_not_string' | 'bad_field';
@@ -42,8 +85,14 @@ const CHARS_PER_TOKEN = 4;
 const MAX_WALK_DEPTH = 32;
 
 const ATTACHMENT_TYPES: ReadonlySet<string> = new Set(['image_url', 'input_image', 'image', 'document', 'file', 'input_file', 'input_audio', 'audio']);
+const ATTACHMENT_KEYS: ReadonlySet<string> = new Set(['inlineData', 'inline_data', 'fileData', 'file_data', 'image', 'document', 'video']);
 
-export function parseAiRequestBody(api: AiApi, body: Uint8Array): ParsedAiRequest {
+/**
+ * `route` carries what the path said: for Gemini and Bedrock the model is the path's (the body names
+ * none); for an Azure deployment the caller passes the model the deployment serves. A body `model`
+ * is then ignored, as the provider ignores it.
+ */
+export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<AiRoute, 'pathModel'>): ParsedAiRequest {
   const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
   if (text.trim().length === 0) return problem('not_json', 'request body is empty; expected a JSON object');
   let json: unknown;
@@ -55,12 +104,20 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array): ParsedAiReques
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return problem('not_object', `request body must be a JSON object (got ${describe(json)})`);
   const fields = json as Record<string, unknown>;
 
-  const rawModel = fields.model;
-  if (rawModel === undefined || rawModel === null) return problem('model_missing', 'request body field "model" is missing');
-  if (typeof rawModel !== 'string') return problem('model_not_string', `request body field "model" must be a string (got ${describe(rawModel)})`);
-  const model = rawModel.trim();
-  if (model.length === 0) return problem('model_missing', 'request body field "model" is empty');
-  if (model.length > MAX_MODEL_LENGTH) return problem('bad_field', `request body field "model" is too long (${model.length} characters; at most ${MAX_MODEL_LENGTH})`);
+  const format = FORMAT_OF[api];
+  const pathModel = route?.pathModel?.trim();
+  let model: string;
+  if (pathModel !== undefined) {
+    if (pathModel.length === 0) return problem('model_missing', 'the model in the request path is empty');
+    if (pathModel.length > MAX_MODEL_LENGTH) return problem('bad_field', `the model in the request path is too long (${pathModel.length} characters; at most ${MAX_MODEL_LENGTH})`);
+    model = pathModel;
+  } else if (format === 'openai.batches' || format === 'anthropic.batches') {
+    model = '';
+  } else {
+    const named = modelField(fields.model, 'model');
+    if (!named.ok) return named;
+    model = named.model;
+  }
 
   const stream = optionalBoolean(fields, 'stream');
   if (stream.problem) return stream.problem;
@@ -68,7 +125,10 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array): ParsedAiReques
   let outputCap: number | undefined;
   let n = 1;
   let needsIncludeUsage = false;
-  switch (api) {
+  let models: readonly string[] | undefined;
+  let deferred: AiRequest['deferred'];
+  let streams = stream.value === true;
+  switch (format) {
     case 'openai.chat': {
       const completionCap = optionalPositiveInteger(fields, 'max_completion_tokens');
       if (completionCap.problem) return completionCap.problem;
@@ -78,21 +138,86 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array): ParsedAiReques
       const choices = optionalPositiveInteger(fields, 'n');
       if (choices.problem) return choices.problem;
       n = choices.value ?? 1;
-      const streamOptions = fields.stream_options;
-      let includeUsage = false;
-      if (streamOptions !== undefined && streamOptions !== null) {
-        if (typeof streamOptions !== 'object' || Array.isArray(streamOptions)) return problem('bad_field', `request body field "stream_options" must be an object (got ${describe(streamOptions)})`);
-        const flag = optionalBoolean(streamOptions as Record<string, unknown>, 'include_usage', 'stream_options.include_usage');
-        if (flag.problem) return flag.problem;
-        includeUsage = flag.value === true;
-      }
-      needsIncludeUsage = stream.value === true && !includeUsage;
+      const includeUsage = streamIncludeUsage(fields);
+      if (!includeUsage.ok) return includeUsage;
+      needsIncludeUsage = stream.value === true && !includeUsage.value;
       break;
     }
     case 'openai.responses': {
       const cap = optionalPositiveInteger(fields, 'max_output_tokens');
       if (cap.problem) return cap.problem;
       outputCap = cap.value;
+      const background = optionalBoolean(fields, 'background');
+      if (background.problem) return background.problem;
+      if (background.value === true) deferred = 'background';
+      break;
+    }
+    case 'openai.completions': {
+      const cap = optionalPositiveInteger(fields, 'max_tokens');
+      if (cap.problem) return cap.problem;
+      // Legacy Completions default to 16 tokens when max_tokens is absent.
+      outputCap = cap.value ?? 16;
+      const choices = optionalPositiveInteger(fields, 'n');
+      if (choices.problem) return choices.problem;
+      const bestOf = optionalPositiveInteger(fields, 'best_of');
+      if (bestOf.problem) return bestOf.problem;
+      // best_of completions are generated (and billed) server-side; n of them are returned.
+      n = Math.max(choices.value ?? 1, bestOf.value ?? 1);
+      const includeUsage = streamIncludeUsage(fields);
+      if (!includeUsage.ok) return includeUsage;
+      needsIncludeUsage = stream.value === true && !includeUsage.value;
+      break;
+    }
+    case 'gemini': {
+      streams = api === 'gemini.stream';
+      const config = optionalObject(fields, 'generationConfig');
+      if (config.problem) return config.problem;
+      if (config.value !== undefined) {
+        const cap = optionalPositiveInteger(config.value, 'maxOutputTokens', 'generationConfig.maxOutputTokens');
+        if (cap.problem) return cap.problem;
+        outputCap = cap.value;
+        const candidates = optionalPositiveInteger(config.value, 'candidateCount', 'generationConfig.candidateCount');
+        if (candidates.problem) return candidates.problem;
+        n = candidates.value ?? 1;
+      }
+      break;
+    }
+    case 'bedrock.converse': {
+      streams = api === 'bedrock.converse-stream';
+      const config = optionalObject(fields, 'inferenceConfig');
+      if (config.problem) return config.problem;
+      if (config.value !== undefined) {
+        const cap = optionalPositiveInteger(config.value, 'maxTokens', 'inferenceConfig.maxTokens');
+        if (cap.problem) return cap.problem;
+        outputCap = cap.value;
+      }
+      break;
+    }
+    case 'bedrock.invoke': {
+      // InvokeModel takes each model provider's own body; only Claude's (Anthropic Messages) is read.
+      if (!canonicalModelId(model).startsWith('claude')) {
+        return problem('bad_field', `Bedrock InvokeModel is read for Anthropic Claude models only, not ${model}: call it through Converse (/model/{model}/converse), whose body every model shares`);
+      }
+      streams = api === 'bedrock.invoke-stream';
+      const cap = optionalPositiveInteger(fields, 'max_tokens');
+      if (cap.problem) return cap.problem;
+      outputCap = cap.value;
+      break;
+    }
+    case 'anthropic.batches': {
+      const read = anthropicBatchModels(fields.requests);
+      if (!read.ok) return read;
+      models = read.models;
+      model = read.models[0]!;
+      deferred = 'batch';
+      streams = false;
+      break;
+    }
+    case 'openai.batches': {
+      if (typeof fields.input_file_id !== 'string' || fields.input_file_id.length === 0) return problem('bad_field', `request body field "input_file_id" must be a file id (got ${describe(fields.input_file_id)})`);
+      models = [];
+      deferred = 'batch';
+      streams = false;
       break;
     }
     case 'anthropic.messages': {
@@ -109,11 +234,14 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array): ParsedAiReques
   const request: AiRequest = {
     api,
     model,
-    stream: api === 'openai.embeddings' ? false : stream.value === true,
+    stream: format === 'openai.embeddings' ? false : streams,
     outputCap,
     n,
-    inputEstimateTokens: Math.max(1, Math.ceil(inputChars(api, fields) / CHARS_PER_TOKEN)),
+    inputEstimateTokens: Math.max(1, Math.ceil(inputChars(format, fields) / CHARS_PER_TOKEN)),
     needsIncludeUsage,
+    ...(models !== undefined ? { models } : {}),
+    ...(pathModel !== undefined ? { modelInPath: true } : {}),
+    ...(deferred !== undefined ? { deferred } : {}),
   };
   return { ok: true, request, json: fields };
 }
@@ -133,15 +261,17 @@ export interface RequestBodyChanges {
  * Numbers beyond 2^53 in the original body lose precision through JSON.parse/stringify (no real request field has them).
  */
 export function rewriteAiRequestBody(api: AiApi, json: Record<string, unknown>, changes: RequestBodyChanges): Buffer {
+  const format = FORMAT_OF[api];
   const patched: Record<string, unknown> = { ...json };
-  if (changes.model !== undefined) patched.model = changes.model;
-  if (changes.includeUsage === true && api === 'openai.chat') {
+  // A model named by the path (Gemini, Bedrock, Azure deployments) is not the body's to change.
+  if (changes.model !== undefined && format !== 'gemini' && format !== 'bedrock.converse' && format !== 'bedrock.invoke') patched.model = changes.model;
+  if (changes.includeUsage === true && (format === 'openai.chat' || format === 'openai.completions')) {
     const streamOptions = json.stream_options;
     const kept = typeof streamOptions === 'object' && streamOptions !== null && !Array.isArray(streamOptions) ? (streamOptions as Record<string, unknown>) : {};
     patched.stream_options = { ...kept, include_usage: true };
   }
   if (changes.outputCap !== undefined) {
-    switch (api) {
+    switch (format) {
       case 'openai.chat': {
         // max_completion_tokens is what every current chat model takes (reasoning models refuse
         // max_tokens); a body that used max_tokens keeps it, changed.
@@ -154,13 +284,73 @@ export function rewriteAiRequestBody(api: AiApi, json: Record<string, unknown>, 
         patched.max_output_tokens = changes.outputCap;
         break;
       case 'anthropic.messages':
+      case 'openai.completions':
+      case 'bedrock.invoke':
         patched.max_tokens = changes.outputCap;
         break;
+      case 'gemini':
+        patched.generationConfig = { ...objectOr(json.generationConfig), maxOutputTokens: changes.outputCap };
+        break;
+      case 'bedrock.converse':
+        patched.inferenceConfig = { ...objectOr(json.inferenceConfig), maxTokens: changes.outputCap };
+        break;
       case 'openai.embeddings':
+      case 'openai.batches':
+      case 'anthropic.batches':
         break;
     }
   }
   return Buffer.from(JSON.stringify(patched), 'utf8');
+}
+
+function objectOr(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
+type Problem = { readonly ok: false; readonly problem: BodyProblem };
+
+function modelField(value: unknown, name: string): { readonly ok: true; readonly model: string } | Problem {
+  if (value === undefined || value === null) return problem('model_missing', `request body field "${name}" is missing`);
+  if (typeof value !== 'string') return problem('model_not_string', `request body field "${name}" must be a string (got ${describe(value)})`);
+  const model = value.trim();
+  if (model.length === 0) return problem('model_missing', `request body field "${name}" is empty`);
+  if (model.length > MAX_MODEL_LENGTH) return problem('bad_field', `request body field "${name}" is too long (${model.length} characters; at most ${MAX_MODEL_LENGTH})`);
+  return { ok: true, model };
+}
+
+/** Most requests one Message Batch may hold (Anthropic's own limit is 100,000). */
+const MAX_BATCH_REQUESTS = 100_000;
+
+/** Every `requests[].params.model` of an Anthropic Message Batch, distinct, in order of appearance. */
+function anthropicBatchModels(requests: unknown): { readonly ok: true; readonly models: readonly string[] } | Problem {
+  if (!Array.isArray(requests) || requests.length === 0) return problem('bad_field', `request body field "requests" must be a non-empty array (got ${describe(requests)})`);
+  if (requests.length > MAX_BATCH_REQUESTS) return problem('bad_field', `request body field "requests" holds ${requests.length} requests; at most ${MAX_BATCH_REQUESTS}`);
+  const models = new Set<string>();
+  for (const [index, entry] of requests.entries()) {
+    const params = typeof entry === 'object' && entry !== null && !Array.isArray(entry) ? (entry as Record<string, unknown>).params : undefined;
+    if (typeof params !== 'object' || params === null || Array.isArray(params)) return problem('bad_field', `request body field "requests[${index}].params" must be an object (got ${describe(params)})`);
+    const named = modelField((params as Record<string, unknown>).model, `requests[${index}].params.model`);
+    if (!named.ok) return named;
+    models.add(named.model);
+  }
+  return { ok: true, models: [...models] };
+}
+
+/** stream_options.include_usage (OpenAI Chat and legacy Completions). */
+function streamIncludeUsage(fields: Record<string, unknown>): { readonly ok: true; readonly value: boolean } | Problem {
+  const streamOptions = fields.stream_options;
+  if (streamOptions === undefined || streamOptions === null) return { ok: true, value: false };
+  if (typeof streamOptions !== 'object' || Array.isArray(streamOptions)) return problem('bad_field', `request body field "stream_options" must be an object (got ${describe(streamOptions)})`);
+  const flag = optionalBoolean(streamOptions as Record<string, unknown>, 'include_usage', 'stream_options.include_usage');
+  if (flag.problem) return flag.problem;
+  return { ok: true, value: flag.value === true };
+}
+
+function optionalObject(fields: Record<string, unknown>, key: string): Field<Record<string, unknown>> {
+  const value = fields[key];
+  if (value === undefined || value === null) return { value: undefined };
+  if (typeof value !== 'object' || Array.isArray(value)) return { problem: problem('bad_field', `request body field "${key}" must be an object (got ${describe(value)})`) };
+  return { value: value as Record<string, unknown> };
 }
 
 function isPresent(value: unknown): boolean {
@@ -181,10 +371,10 @@ function optionalBoolean(fields: Record<string, unknown>, key: string, name = ke
   return { value };
 }
 
-function optionalPositiveInteger(fields: Record<string, unknown>, key: string): Field<number> {
+function optionalPositiveInteger(fields: Record<string, unknown>, key: string, name = key): Field<number> {
   const value = fields[key];
   if (value === undefined || value === null) return { value: undefined };
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) return { problem: problem('bad_field', `request body field "${key}" must be a positive integer (got ${describe(value)})`) };
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) return { problem: problem('bad_field', `request body field "${name}" must be a positive integer (got ${describe(value)})`) };
   return { value };
 }
 
@@ -208,8 +398,8 @@ function syntaxErrorMessage(error: unknown, text: string): string {
 // ---------------------------------------------------------------------------------------------
 // The input estimate: characters of the text the model reads.
 
-function inputChars(api: AiApi, fields: Record<string, unknown>): number {
-  switch (api) {
+function inputChars(format: WireFormat, fields: Record<string, unknown>): number {
+  switch (format) {
     case 'openai.chat':
       return walk(fields.messages, 0, false) + walk(fields.tools, 0, false) + walk(fields.functions, 0, false);
     case 'openai.responses':
@@ -218,7 +408,19 @@ function inputChars(api: AiApi, fields: Record<string, unknown>): number {
       // input may be token ids (an array of integers, or of arrays): one token each.
       return walk(fields.input, 0, true);
     case 'anthropic.messages':
+    case 'bedrock.invoke':
       return walk(fields.messages, 0, false) + walk(fields.system, 0, false) + walk(fields.tools, 0, false);
+    case 'openai.completions':
+      // prompt: a string, strings, token ids or arrays of token ids.
+      return walk(fields.prompt, 0, true) + walk(fields.suffix, 0, false);
+    case 'gemini':
+      return walk(fields.contents, 0, false) + walk(fields.systemInstruction ?? fields.system_instruction, 0, false) + walk(fields.tools, 0, false);
+    case 'bedrock.converse':
+      return walk(fields.messages, 0, false) + walk(fields.system, 0, false) + walk(fields.toolConfig, 0, false);
+    case 'anthropic.batches':
+      return walk(fields.requests, 0, false);
+    case 'openai.batches':
+      return 0;
   }
 }
 
@@ -236,6 +438,11 @@ function walk(value: unknown, depth: number, numbersAreTokens: boolean): number 
   if (typeof record.type === 'string' && ATTACHMENT_TYPES.has(record.type)) return ATTACHMENT_CHARS;
   for (const key in record) {
     if (key === 'type' || key === 'role' || key === 'cache_control' || key === 'id' || key === 'tool_call_id' || key === 'tool_use_id') continue;
+    // Gemini's inlineData / fileData parts and Bedrock's image, document and video blocks.
+    if (ATTACHMENT_KEYS.has(key) && typeof record[key] === 'object') {
+      chars += ATTACHMENT_CHARS;
+      continue;
+    }
     chars += key.length + walk(record[key], depth + 1, numbersAreTokens);
   }
   return chars;

@@ -14,7 +14,8 @@
  * output over 8 MiB, whose terminal event repeats it), the report falls back to the estimate.
  */
 import { isAscii } from 'node:buffer';
-import type { AiApi } from './ai-api.js';
+import { FORMAT_OF, type AiApi, type WireFormat } from './ai-api.js';
+import { createEventStreamMeter } from './event-stream-usage.js';
 import { createSseParser, DEFAULT_MAX_EVENT_BYTES, type SseEvent } from './sse-parser.js';
 import type { TokenUsage } from './token-usage.js';
 
@@ -60,7 +61,16 @@ export const DEFAULT_MAX_RESPONSES_EVENT_BYTES = 8 * 1024 * 1024;
 const CHARS_PER_TOKEN = 4;
 
 export function createUsageMeter(options: UsageMeterOptions): UsageMeter {
+  const wire = FORMAT_OF[options.api];
+  // A batch's (or background response's) creation reply carries no usage: the provider bills it later.
+  if (wire === 'openai.batches' || wire === 'anthropic.batches') return IGNORED_BODY;
   const format = bodyFormatOf(options.contentType);
+  if (format === 'eventstream') {
+    if (wire === 'bedrock.converse') return createEventStreamMeter({ maxEventBytes: options.maxEventBytes });
+    // InvokeModel's stream: Anthropic's own events, each base64 inside a `chunk` message.
+    if (wire === 'bedrock.invoke') return createEventStreamMeter({ maxEventBytes: options.maxEventBytes, chunks: createSseMeter('anthropic.messages', options.maxEventBytes) });
+    return IGNORED_BODY;
+  }
   if (format === 'sse') return createSseMeter(options.api, options.maxEventBytes);
   if (format === 'json') return createJsonMeter(options.api, options.maxJsonBytes ?? DEFAULT_MAX_JSON_CAPTURE_BYTES);
   if (format === 'other') return IGNORED_BODY;
@@ -88,17 +98,18 @@ export function createUsageMeter(options: UsageMeterOptions): UsageMeter {
   };
 }
 
-type BodyFormat = 'sse' | 'json' | 'unknown' | 'other';
+type BodyFormat = 'sse' | 'json' | 'eventstream' | 'unknown' | 'other';
 
 function bodyFormatOf(contentType: string | undefined): BodyFormat {
   if (contentType === undefined || contentType.trim() === '') return 'unknown';
   const mediaType = (contentType.split(';', 1)[0] ?? '').trim().toLowerCase();
   if (mediaType === 'text/event-stream') return 'sse';
+  if (mediaType === 'application/vnd.amazon.eventstream') return 'eventstream';
   if (mediaType === 'application/json' || mediaType.endsWith('+json')) return 'json';
   return 'other';
 }
 
-const NOTHING: UsageReport = Object.freeze({ usage: undefined, modelServed: undefined, estimatedOutputTokens: 0, complete: false, providerError: undefined });
+export const NOTHING: UsageReport = Object.freeze({ usage: undefined, modelServed: undefined, estimatedOutputTokens: 0, complete: false, providerError: undefined });
 
 /** A body that is neither JSON nor SSE (an HTML error page, plain text): nothing to read. */
 const IGNORED_BODY: UsageMeter = Object.freeze({ push() {}, end: () => NOTHING, snapshot: () => NOTHING, retainedBytes: 0 });
@@ -111,28 +122,28 @@ function firstSignificantByte(chunk: Uint8Array): number | undefined {
   return undefined;
 }
 
-function estimateTokens(chars: number): number {
+export function estimateTokens(chars: number): number {
   return Math.ceil(chars / CHARS_PER_TOKEN);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Provider usage objects → TokenUsage
 
-function count(value: unknown): number {
+export function count(value: unknown): number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
 }
 
-function objectAt(value: unknown, key: string): Record<string, unknown> | undefined {
+export function objectAt(value: unknown, key: string): Record<string, unknown> | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const inner = (value as Record<string, unknown>)[key];
   return typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? (inner as Record<string, unknown>) : undefined;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function normalized(input: number, cachedInput: number, cacheWrite: number, output: number, reasoning: number): TokenUsage {
+export function normalized(input: number, cachedInput: number, cacheWrite: number, output: number, reasoning: number): TokenUsage {
   const cached = Math.min(cachedInput, input);
   return { input, cachedInput: cached, cacheWrite: Math.min(cacheWrite, input - cached), output, reasoning: Math.min(reasoning, output) };
 }
@@ -175,13 +186,35 @@ function mergeAnthropicUsage(counts: AnthropicCounts, usage: Record<string, unkn
   if (usage.output_tokens !== undefined && usage.output_tokens !== null) counts.output = count(usage.output_tokens);
 }
 
-function usageFromJson(api: AiApi, usage: Record<string, unknown>): TokenUsage {
-  switch (api) {
+/** Gemini: promptTokenCount includes the cached tokens; thinking is billed as output beside candidatesTokenCount. */
+function fromGeminiUsage(usage: Record<string, unknown>): TokenUsage {
+  const input = count(usage.promptTokenCount) + count(usage.toolUsePromptTokenCount);
+  const reasoning = count(usage.thoughtsTokenCount);
+  return normalized(input, count(usage.cachedContentTokenCount), 0, count(usage.candidatesTokenCount) + reasoning, reasoning);
+}
+
+/** Bedrock Converse: inputTokens are the uncached ones; cache reads and writes are reported beside them (as Anthropic does). */
+export function fromBedrockUsage(usage: Record<string, unknown>): TokenUsage {
+  const cacheRead = count(usage.cacheReadInputTokens);
+  const cacheWrite = count(usage.cacheWriteInputTokens);
+  return normalized(count(usage.inputTokens) + cacheRead + cacheWrite, cacheRead, cacheWrite, count(usage.outputTokens), 0);
+}
+
+function usageFromJson(format: WireFormat, usage: Record<string, unknown>): TokenUsage {
+  switch (format) {
     case 'openai.chat':
     case 'openai.embeddings':
+    case 'openai.completions':
+    case 'openai.batches':
       return fromOpenAiChatUsage(usage);
+    case 'gemini':
+      return fromGeminiUsage(usage);
+    case 'bedrock.converse':
+      return fromBedrockUsage(usage);
     case 'openai.responses':
       return fromOpenAiResponsesUsage(usage);
+    case 'anthropic.batches':
+    case 'bedrock.invoke':
     case 'anthropic.messages': {
       const counts: AnthropicCounts = { input: 0, cacheRead: 0, cacheCreation: 0, output: 0 };
       mergeAnthropicUsage(counts, usage);
@@ -190,14 +223,14 @@ function usageFromJson(api: AiApi, usage: Record<string, unknown>): TokenUsage {
   }
 }
 
-/** `{"error": {"message": ...}}` (OpenAI, Anthropic inside `error`), or a bare string. */
-function errorMessageOf(error: unknown): string | undefined {
+/** `{"error": {"message": ...}}` (OpenAI, Anthropic inside `error`; Gemini names its kind in `status`), or a bare string. */
+export function errorMessageOf(error: unknown): string | undefined {
   if (error === undefined || error === null) return undefined;
   if (typeof error === 'string') return error;
   if (isObject(error)) {
     const message = typeof error.message === 'string' ? error.message : undefined;
     // `type` names the error kind, except on the Responses API's error event where it is the event name.
-    const kind = typeof error.type === 'string' && error.type !== 'error' ? error.type : typeof error.code === 'string' ? error.code : undefined;
+    const kind = typeof error.type === 'string' && error.type !== 'error' ? error.type : typeof error.code === 'string' ? error.code : typeof error.status === 'string' ? error.status : undefined;
     if (message !== undefined) return kind !== undefined ? `${kind}: ${message}` : message;
     if (kind !== undefined) return kind;
   }
@@ -208,7 +241,8 @@ function errorMessageOf(error: unknown): string | undefined {
 // SSE
 
 function createSseMeter(api: AiApi, maxEventBytes: number | undefined): UsageMeter {
-  const parser = createSseParser({ maxEventBytes: maxEventBytes ?? (api === 'openai.responses' ? DEFAULT_MAX_RESPONSES_EVENT_BYTES : DEFAULT_MAX_EVENT_BYTES) });
+  const format = FORMAT_OF[api];
+  const parser = createSseParser({ maxEventBytes: maxEventBytes ?? (FORMAT_OF[api] === 'openai.responses' ? DEFAULT_MAX_RESPONSES_EVENT_BYTES : DEFAULT_MAX_EVENT_BYTES) });
   let usage: TokenUsage | undefined;
   let modelServed: string | undefined;
   let outputChars = 0;
@@ -217,6 +251,7 @@ function createSseMeter(api: AiApi, maxEventBytes: number | undefined): UsageMet
   // Anthropic: the running, cumulative counts.
   const anthropic: AnthropicCounts = { input: 0, cacheRead: 0, cacheCreation: 0, output: 0 };
   let anthropicStarted = false;
+  let geminiFinished = false;
 
   const noteModel = (model: unknown) => {
     if (modelServed === undefined && typeof model === 'string' && model.length > 0) modelServed = model;
@@ -231,6 +266,8 @@ function createSseMeter(api: AiApi, maxEventBytes: number | undefined): UsageMet
     const choices = chunk.choices;
     if (Array.isArray(choices)) {
       for (const choice of choices) {
+        // Legacy Completions stream `choices[].text`.
+        if (isObject(choice)) addText(choice.text);
         const delta = objectAt(choice, 'delta');
         if (delta === undefined) continue;
         addText(delta.content);
@@ -242,6 +279,26 @@ function createSseMeter(api: AiApi, maxEventBytes: number | undefined): UsageMet
       usage = fromOpenAiChatUsage(chunk.usage);
       complete = true;
     }
+  }
+
+  /** Gemini: every chunk repeats the usage so far (cumulative: the last wins); the final one has a finishReason. */
+  function onGeminiChunk(chunk: Record<string, unknown>): void {
+    noteModel(chunk.modelVersion);
+    if (chunk.error !== undefined) providerError = errorMessageOf(chunk.error);
+    let finished = false;
+    if (Array.isArray(chunk.candidates)) {
+      for (const candidate of chunk.candidates) {
+        if (!isObject(candidate)) continue;
+        if (typeof candidate.finishReason === 'string' && candidate.finishReason.length > 0) finished = true;
+        const parts = objectAt(candidate, 'content')?.parts;
+        if (Array.isArray(parts)) for (const part of parts) if (isObject(part)) addText(part.text);
+      }
+    }
+    if (isObject(chunk.usageMetadata)) {
+      usage = fromGeminiUsage(chunk.usageMetadata);
+      if (finished) geminiFinished = true;
+    }
+    if (geminiFinished && usage !== undefined) complete = true;
   }
 
   function onResponsesEvent(type: string, payload: Record<string, unknown>): void {
@@ -316,7 +373,7 @@ function createSseMeter(api: AiApi, maxEventBytes: number | undefined): UsageMet
   }
 
   function onEvent(event: SseEvent): void {
-    if (api === 'openai.chat' && event.data === '[DONE]') return;
+    if (event.data === '[DONE]') return;
     let payload: unknown;
     try {
       payload = JSON.parse(event.data);
@@ -325,9 +382,10 @@ function createSseMeter(api: AiApi, maxEventBytes: number | undefined): UsageMet
     }
     if (!isObject(payload)) return;
     const type = typeof payload.type === 'string' ? payload.type : (event.event ?? '');
-    if (api === 'openai.chat' || api === 'openai.embeddings') onChatChunk(payload);
-    else if (api === 'openai.responses') onResponsesEvent(type, payload);
-    else onAnthropicEvent(type, payload);
+    if (format === 'gemini') onGeminiChunk(payload);
+    else if (format === 'openai.responses') onResponsesEvent(type, payload);
+    else if (format === 'anthropic.messages') onAnthropicEvent(type, payload);
+    else onChatChunk(payload);
   }
 
   const report = (): UsageReport => ({ usage, modelServed, estimatedOutputTokens: estimateTokens(outputChars), complete, providerError });
@@ -375,16 +433,16 @@ const enum Key {
   Text,
 }
 
-const KEYS: ReadonlyMap<string, Key> = new Map([
-  ['model', Key.Model],
-  ['usage', Key.Usage],
-  ['error', Key.Error],
+const TEXT_KEYS: readonly [string, Key][] = [
   ['content', Key.Text],
   ['text', Key.Text],
   ['thinking', Key.Text],
   ['arguments', Key.Text],
   ['refusal', Key.Text],
-]);
+];
+const KEYS: ReadonlyMap<string, Key> = new Map([['model', Key.Model], ['usage', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
+/** Gemini names its usage `usageMetadata` and the model served `modelVersion`. */
+const GEMINI_KEYS: ReadonlyMap<string, Key> = new Map([['modelVersion', Key.Model], ['usageMetadata', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
 
 interface Capture {
   parts: Buffer[];
@@ -393,6 +451,11 @@ interface Capture {
 }
 
 function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
+  const format = FORMAT_OF[api];
+  const keys = format === 'gemini' ? GEMINI_KEYS : KEYS;
+  // The depth of the objects whose keys are read: 1, or 2 when the body is an array of them
+  // (Gemini's streamGenerateContent without alt=sse: each element repeats the cumulative usage, the last wins).
+  let rootDepth = 1;
   let depth = 0;
   // Per tracked depth: 1 = object, 0 = array.
   const isObjectAt = new Uint8Array(MAX_TRACKED_DEPTH + 1);
@@ -439,7 +502,7 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
   }
 
   function endKey(): void {
-    const key = keyHasEscape || keyLength > MAX_KEY_BYTES ? Key.Other : (KEYS.get(keyBytes.toString('latin1', 0, keyLength)) ?? Key.Other);
+    const key = keyHasEscape || keyLength > MAX_KEY_BYTES ? Key.Other : (keys.get(keyBytes.toString('latin1', 0, keyLength)) ?? Key.Other);
     if (depth <= MAX_TRACKED_DEPTH) lastKey[depth] = key;
   }
 
@@ -563,11 +626,12 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
             keyHasEscape = false;
             stringCounts = false;
           } else {
-            stringCounts = depth >= 2 && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1 && lastKey[depth] === Key.Text;
+            stringCounts = depth > rootDepth && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1 && lastKey[depth] === Key.Text;
           }
           break;
         case OPEN_BRACE:
         case OPEN_BRACKET:
+          if (depth === 0 && byte === OPEN_BRACKET && format === 'gemini') rootDepth = 2;
           depth += 1;
           if (depth <= MAX_TRACKED_DEPTH) {
             isObjectAt[depth] = byte === OPEN_BRACE ? 1 : 0;
@@ -577,21 +641,19 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
           break;
         case CLOSE_BRACE:
         case CLOSE_BRACKET:
-          if (depth === 1) {
-            if (capturing !== undefined) finishCapture(chunk, index);
-            topLevelClosed = true;
-          }
+          if (depth === rootDepth && capturing !== undefined) finishCapture(chunk, index);
+          if (depth === 1) topLevelClosed = true;
           if (depth > 0) depth -= 1;
           expectKey = false;
           break;
         case COMMA:
-          if (depth === 1 && capturing !== undefined) finishCapture(chunk, index);
+          if (depth === rootDepth && capturing !== undefined) finishCapture(chunk, index);
           expectKey = depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1;
           break;
         case COLON:
           expectKey = false;
-          if (depth === 1 && !topLevelClosed && isObjectAt[1] === 1) {
-            const key = lastKey[1];
+          if (depth === rootDepth && !topLevelClosed && isObjectAt[rootDepth] === 1) {
+            const key = lastKey[rootDepth];
             if (key === Key.Model || key === Key.Usage || key === Key.Error) {
               capturing = key;
               capture = { parts: [], bytes: 0, overflow: false };
@@ -619,7 +681,7 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
     const usageJson = parsed(usageText);
     const model = parsed(modelText);
     const error = parsed(errorText);
-    const usage = isObject(usageJson) ? usageFromJson(api, usageJson) : undefined;
+    const usage = isObject(usageJson) ? usageFromJson(format, usageJson) : undefined;
     return {
       usage,
       modelServed: typeof model === 'string' && model.length > 0 ? model : undefined,

@@ -24,6 +24,9 @@ import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.j
 import { genopsViolations } from '../telemetry/genops-conformance.js';
 import { eventually, newTraceparent, scrape, tracingEnv } from '../telemetry/telemetry-support.js';
 
+/** /budgets lists customer ids and their spend: it needs the operator's token (GENOPS_ADMIN_TOKEN). */
+const ADMIN_TOKEN = 'budgets-admin-token-for-tests';
+
 /**
  * claude-sonnet-4-5 at $3 / $15 per million tokens. A request body of B bytes with max_tokens 1000
  * reserves B × $3/M + 1000 × $15/M; the budget of $0.10 a day per project affords a few.
@@ -72,7 +75,7 @@ describe('budgets through the real Envoy (ext_proc)', () => {
     dir = policy.dir;
     receiver = await startOtlpReceiver();
     llm = await startStubLlm({ chunkDelayMs: 100 });
-    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv: tracingEnv(receiver.endpoint) });
+    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv: { ...tracingEnv(receiver.endpoint), GENOPS_ADMIN_TOKEN: ADMIN_TOKEN } });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -98,7 +101,7 @@ describe('budgets through the real Envoy (ext_proc)', () => {
     expect(Number(refused[0]!.headers['retry-after'])).toBeGreaterThan(0);
     // Settled: each passed request cost 10 × 3 + 10 × 15 µUSD; what was reserved beyond that is free again.
     const budgets = await eventually(async () => {
-      const document = (await (await fetch(`${stack.service.adminUrl}/budgets`)).json()) as { budgets: { name: string; accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
+      const document = (await (await fetch(`${stack.service.adminUrl}/budgets`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { budgets: { name: string; accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
       const account = document.budgets.find((budget) => budget.name === 'science-daily')!.accounts.find((entry) => entry.key === project);
       return account && account.reserved_usd === 0 ? account : undefined;
     }, 'the reservations to be settled');
@@ -138,7 +141,7 @@ describe('budgets through the real Envoy (ext_proc)', () => {
     const failed = await send(project, { [STUB_BEHAVIOR_HEADER]: 'status=503' });
     expect(failed.status).toBe(503);
     const account = await eventually(async () => {
-      const document = (await (await fetch(`${stack.service.adminUrl}/budgets`)).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
+      const document = (await (await fetch(`${stack.service.adminUrl}/budgets`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
       const entry = document.budgets.flatMap((budget) => budget.accounts).find((candidate) => candidate.key === project);
       return entry && entry.reserved_usd === 0 ? entry : undefined;
     }, 'the release');
@@ -149,7 +152,7 @@ describe('budgets through the real Envoy (ext_proc)', () => {
     const project = `cancel-${randomUUID().slice(0, 6)}`;
     await disconnectMidResponse(`${stack.url}/v1/messages`, { headers: headers(project, { [STUB_USAGE_HEADER]: JSON.stringify({ input: 40, output: 900 }) }), body: body() });
     const account = await eventually(async () => {
-      const document = (await (await fetch(`${stack.service.adminUrl}/budgets`)).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
+      const document = (await (await fetch(`${stack.service.adminUrl}/budgets`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
       const entry = document.budgets.flatMap((budget) => budget.accounts).find((candidate) => candidate.key === project);
       return entry && entry.reserved_usd === 0 && entry.spent_usd > 0 ? entry : undefined;
     }, 'the cancelled stream to be settled', 15_000);

@@ -94,7 +94,7 @@ function describeIdentity(mode: EnvoyMode, config: string, { full }: { full: boo
       // The rotation test sends hundreds of requests for one customer: no per-customer bucket here.
       policy.spec.rateLimits = [];
       policy.spec.identity = {
-        jwt: { payloadHeader: 'x-jwt-payload', issuers: [ISSUER], audiences: [AUDIENCE] },
+        jwt: { metadataKey: 'jwt_payload', issuers: [ISSUER], audiences: [AUDIENCE] },
         required: { paths: ['/v1/'] },
         claims: { team: { claim: 'groups', mode: 'must-match' }, customerId: { claim: 'customer_id', mode: 'claim-wins' } },
       };

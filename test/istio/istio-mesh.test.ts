@@ -222,6 +222,77 @@ describe.each<IstioGovernance>(['ext-authz', 'ext-proc'])('Istio with genops-mes
     await expect(httpRequest(`http://127.0.0.3:${mesh.sidecarPort}${CHAT}`, { method: 'POST', headers: { ...aiHeaders(), 'x-test-id': testId }, body: chatBody() })).rejects.toThrow();
     expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(0);
   });
+
+  // Last in this block: it turns the namespace's mTLS to PERMISSIVE and the sidecar's XFCC handling to ALWAYS_FORWARD_ONLY.
+  it('never lets a caller skip governance at the sidecar with a forged x-forwarded-client-cert ending in the gateway\'s identity', async () => {
+    const FORGED_XFCC = `By=spiffe://cluster.local/ns/genops/sa/claude-haiku;URI=${GATEWAY_PRINCIPAL}`;
+    const plaintext = (testId: string, team: string) =>
+      httpRequest(`http://127.0.0.3:${mesh.sidecarPort}${CHAT}`, {
+        method: 'POST',
+        headers: { ...aiHeaders({ 'x-genops-team': team, 'x-genops-customer-tier': 'standard' }), 'x-test-id': testId, 'x-forwarded-client-cert': FORGED_XFCC },
+        body: chatBody(),
+      });
+    const pushed = async (edit: () => void) => {
+      const before = await mesh.sidecar.listenerUpdates();
+      edit();
+      await eventually(async () => ((await mesh.sidecar.listenerUpdates()) > before ? true : undefined), 'a listener push to the sidecar');
+    };
+    const permissive = () => pushed(() => mesh.applyEdit('deploy/istio/peer-authentication.yaml', (objects) => {
+      (objects[0] as { spec: { mtls: { mode: string } } }).spec.mtls.mode = 'PERMISSIVE';
+    }));
+    if (variant === 'ext-authz') {
+      await permissive();
+      // The CUSTOM rule can only read the header, so the governed workloads take mTLS only (authorization-policy.yaml)...
+      const testId = randomUUID();
+      await expect(plaintext(testId, 'marketing')).rejects.toThrow();
+      expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(0);
+      // ...and behind that, Envoy itself drops x-forwarded-client-cert from a connection without a client
+      // certificate (Istio's APPEND_FORWARD): without the workload STRICT, the forged header is gone and the call governed.
+      await pushed(() => mesh.applyEdit('deploy/istio/authorization-policy.yaml', (objects) => {
+        objects.splice(objects.findIndex((object) => object.kind === 'PeerAuthentication'), 1);
+      }));
+      const governedId = randomUUID();
+      const governed = await eventually(() => plaintext(governedId, 'marketing').catch(() => undefined), 'the sidecar to take plaintext without the workload STRICT');
+      expectJsonDenial(governed, 403, 'x_team_not_allowed');
+      expect(mesh.haiku.requestsWith('x-test-id', governedId)).toHaveLength(0);
+      return;
+    }
+    // ext_proc skips on the URI SAN of the certificate on the connection, not on a header. Even where the sidecar
+    // passes a caller's x-forwarded-client-cert on unchanged (ALWAYS_FORWARD_ONLY, an operator's EnvoyFilter),
+    // which the header rule it replaced would have taken for the gateway:
+    await pushed(() => mesh.applyEdit('deploy/istio/ext-proc/envoy-filter.yaml', (objects) => {
+      objects.push({
+        apiVersion: 'networking.istio.io/v1alpha3',
+        kind: 'EnvoyFilter',
+        metadata: { name: 'xfcc-always-forward', namespace: 'genops' },
+        spec: {
+          workloadSelector: { labels: { 'genops.ai/governance': 'ext-proc' } },
+          configPatches: [{
+            applyTo: 'NETWORK_FILTER',
+            match: { context: 'SIDECAR_INBOUND', listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } } },
+            patch: { operation: 'MERGE', value: { typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', forward_client_cert_details: 'ALWAYS_FORWARD_ONLY' } } },
+          }],
+        },
+      });
+    }));
+    // A meshed caller (mTLS, its own identity) forging the header: governed.
+    const meshedId = randomUUID();
+    const meshed = await eventually(() => mesh.eastWest(CHAT, { ...aiHeaders({ 'x-genops-team': 'marketing' }), 'x-test-id': meshedId, 'x-forwarded-client-cert': FORGED_XFCC }, chatBody()).catch(() => undefined), 'an mTLS call through the sidecar');
+    expectJsonDenial(meshed, 403, 'x_team_not_allowed');
+    // A plaintext caller under PERMISSIVE: governed.
+    await permissive();
+    const refusedId = randomUUID();
+    const refused = await eventually(() => plaintext(refusedId, 'marketing').catch(() => undefined), 'the sidecar to take plaintext (PERMISSIVE)');
+    expectJsonDenial(refused, 403, 'x_team_not_allowed');
+    const allowedId = randomUUID();
+    const allowed = await plaintext(allowedId, 'ml-platform');
+    expect(allowed.status, allowed.body).toBe(200);
+    const [received] = mesh.haiku.requestsWith('x-test-id', allowedId);
+    // The forged header did reach the workload as sent (ALWAYS_FORWARD_ONLY in force); the decision was made all the same.
+    expect(received?.headers['x-forwarded-client-cert']).toBe(FORGED_XFCC);
+    expect(received?.headers['x-genops-decision-id']).toBe(allowed.header('x-genops-decision-id'));
+    expect([...mesh.haiku.requestsWith('x-test-id', refusedId), ...mesh.haiku.requestsWith('x-test-id', meshedId)]).toHaveLength(0);
+  }, 60_000);
 });
 
 describe('Istio config edits reach the proxies through istiod, without restarts', () => {

@@ -5,6 +5,7 @@ import { createMemoryBudgetLedger } from '../../src/limits/memory-budget-ledger.
 import { connectRedis, waitForRedis } from '../../src/limits/redis-connection.js';
 import { createRedisBudgetLedger } from '../../src/limits/redis-budget-ledger.js';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
+import { startRedisCluster, type RunningRedisCluster } from '../support/start-redis-cluster.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -20,14 +21,25 @@ function manualClock(start = Math.ceil(1_700_000_000_000 / HOUR) * HOUR) {
 type Backend = { name: string; create(clock: () => number): Promise<BudgetLedger> };
 
 let redis: RunningRedis | undefined;
+let cluster: RunningRedisCluster | undefined;
 const opened: BudgetLedger[] = [];
 beforeAll(async () => {
-  redis = await startRedis();
-});
+  [redis, cluster] = await Promise.all([startRedis(), startRedisCluster()]);
+}, 60_000);
 afterAll(async () => {
   for (const ledger of opened) await ledger.close();
   await redis?.stop();
+  await cluster?.stop();
 });
+
+/** A ledger on the Redis Cluster (3 primaries, 3 replicas): every account in its own slot. */
+async function clusterLedger(clock: () => number, keyPrefix: string): Promise<BudgetLedger> {
+  const client = connectRedis(cluster!.target, { timeoutMs: 2_000, onError: () => undefined });
+  if (!(await waitForRedis(client, 5_000))) throw new Error(`redis cluster at ${cluster!.url} not ready`);
+  const ledger = createRedisBudgetLedger({ client, clock, keyPrefix });
+  opened.push(ledger);
+  return ledger;
+}
 
 async function redisLedger(clock: () => number, keyPrefix: string): Promise<BudgetLedger> {
   const client = connectRedis(redis!.url, { timeoutMs: 2_000, onError: () => undefined });
@@ -47,6 +59,7 @@ const backends: Backend[] = [
     },
   },
   { name: 'redis', create: (clock) => redisLedger(clock, `test:${randomUUID()}`) },
+  { name: 'redis cluster', create: (clock) => clusterLedger(clock, `test:${randomUUID()}`) },
 ];
 
 /** Calls either backend and always returns a promise (memory throws synchronously). */
@@ -319,8 +332,11 @@ describe.each(backends)('budget ledger contract: $name', (backend) => {
   });
 });
 
-// Two replicas: two ledgers, each with its own client, sharing one Redis.
-describe('budget ledger contract: two redis replicas', () => {
+// Two replicas: two ledgers, each with its own client, sharing one Redis (or one Redis Cluster).
+describe.each([
+  { name: 'redis', connect: redisLedger },
+  { name: 'redis cluster', connect: clusterLedger },
+])('budget ledger contract: two replicas on $name', ({ connect: redisLedger }) => {
   it('never overspend together: exactly floor(limit / amount) of 200 parallel reservations across both', async () => {
     const clock = manualClock();
     const prefix = `test:${randomUUID()}`;

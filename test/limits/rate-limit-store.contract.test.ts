@@ -5,6 +5,7 @@ import type { BucketCheck, RateLimitStore } from '../../src/limits/rate-limit-st
 import { connectRedis, waitForRedis } from '../../src/limits/redis-connection.js';
 import { createRedisRateLimitStore } from '../../src/limits/redis-rate-limit-store.js';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
+import { startRedisCluster, type RunningRedisCluster } from '../support/start-redis-cluster.js';
 
 /** A clock the test moves by hand, shared by both backends. */
 function manualClock(start = 1_700_000_000_000) {
@@ -15,13 +16,15 @@ function manualClock(start = 1_700_000_000_000) {
 type Backend = { name: string; create(clock: () => number): Promise<RateLimitStore> };
 
 let redis: RunningRedis | undefined;
+let cluster: RunningRedisCluster | undefined;
 const opened: RateLimitStore[] = [];
 beforeAll(async () => {
-  redis = await startRedis();
-});
+  [redis, cluster] = await Promise.all([startRedis(), startRedisCluster()]);
+}, 60_000);
 afterAll(async () => {
   for (const store of opened) await store.close();
   await redis?.stop();
+  await cluster?.stop();
 });
 
 const backends: Backend[] = [
@@ -31,6 +34,15 @@ const backends: Backend[] = [
     async create(clock) {
       const client = connectRedis(redis!.url, { timeoutMs: 1_000, onError: () => undefined });
       if (!(await waitForRedis(client, 5_000))) throw new Error(`redis at ${redis!.url} not ready`);
+      return createRedisRateLimitStore({ client, clock });
+    },
+  },
+  {
+    // A request's buckets are in different slots here: one script per slot, refunds on refusal.
+    name: 'redis cluster',
+    async create(clock) {
+      const client = connectRedis(cluster!.target, { timeoutMs: 1_000, onError: () => undefined });
+      if (!(await waitForRedis(client, 5_000))) throw new Error(`redis cluster at ${cluster!.url} not ready`);
       return createRedisRateLimitStore({ client, clock });
     },
   },

@@ -33,6 +33,13 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
     expect(read(`${CHART}/files/envoy-ext-authz.yaml`), 'run scripts/render-gateway-config.sh').toBe(read('deploy/envoy/ext-authz.yaml'));
   });
 
+  it('passes the /budgets token from the Secret an operator names, and leaves /budgets off without one', async () => {
+    const env = (objects: KubeObject[]) => envOf(containerOf(find(objects, 'Deployment', 'genops-mesh')));
+    expect(env(rendered.get('none')!).GENOPS_ADMIN_TOKEN).toBeUndefined();
+    const withToken = await template('mesh.mode=none', 'adminToken.existingSecret=genops-admin');
+    expect(env(withToken).GENOPS_ADMIN_TOKEN).toEqual({ secretKeyRef: { name: 'genops-admin', key: 'token' } });
+  });
+
   describe.each(MODES)('mode %s', (mode) => {
     it('renders the hardened Deployment, Service, ServiceAccount, policy ConfigMap, PDB and HPA', () => {
       const objects = rendered.get(mode)!;
@@ -68,6 +75,8 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
       { key: 'request.headers[x-forwarded-client-cert]', notValues: ['*;URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account'] },
     ]);
     expect(find(policies, 'AuthorizationPolicy', 'genops-mesh-workloads').spec).toEqual(parseObjects(read('deploy/istio/authorization-policy.yaml'))[1]!.spec);
+    // ...which only an mTLS connection makes trustworthy: the same STRICT PeerAuthentication for the governed workloads.
+    expect(find(objects, 'PeerAuthentication', 'genops-mesh-governed-strict').spec).toEqual(parseObjects(read('deploy/istio/authorization-policy.yaml'))[2]!.spec);
     const tags = find(objects, 'Telemetry').spec.tracing[0].customTags as Record<string, { header: { name: string } }>;
     expect(tags['genops.route']?.header.name).toBe('x-genops-route');
     expect(tags['genops.decision_id']?.header.name).toBe('x-genops-decision-id');

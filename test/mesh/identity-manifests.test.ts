@@ -84,8 +84,8 @@ describe('Istio identity resources (deploy/istio/identity)', () => {
     const policy = parse(read('deploy/default-policy.yaml')) as { spec: Loose };
     policy.spec.identity = block.spec.identity;
     const compiled = loadPolicyText(stringify(policy), 'istio-identity.yaml');
-    // Istio's jwt_authn writes the payload under "payload" and the header outputPayloadToHeader names.
-    expect(compiled.identity).toMatchObject({ metadataKey: 'payload', payloadHeader: 'x-jwt-payload', issuers: new Set(['https://auth.example.com']), audiences: new Set(['genops-ai-api']) });
+    // Istio's jwt_authn writes the payload under "payload": the one source, never x-jwt-payload (outputPayloadToHeader, for upstreams).
+    expect(compiled.identity).toMatchObject({ metadataKey: 'payload', payloadHeader: undefined, issuers: new Set(['https://auth.example.com']), audiences: new Set(['genops-ai-api']) });
   });
 });
 

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPolicyFile } from '../../src/policy/policy-store.js';
 import { findEnvoy, renderEnvoyConfig, REPO_ROOT } from '../support/index.js';
 import { all, find, kustomize, type KubeObject } from './support/kube-tools.js';
-import { containerOf, expectGovernanceDeployment, expectGovernanceService } from './support/manifest-expectations.js';
+import { containerOf, envOf, expectGovernanceDeployment, expectGovernanceService } from './support/manifest-expectations.js';
 
 const read = (path: string) => readFileSync(join(REPO_ROOT, path), 'utf8');
 const OVERLAYS = ['standalone', 'istio', 'linkerd', 'consul'] as const;
@@ -47,6 +47,8 @@ describe('Kubernetes manifests (kustomize)', () => {
       expect(find(list, 'PodDisruptionBudget', 'genops-mesh').spec).toMatchObject({ minAvailable: 1, selector: { matchLabels: { app: 'genops-mesh' } } });
       expect(find(list, 'HorizontalPodAutoscaler', 'genops-mesh').spec).toMatchObject({ scaleTargetRef: { kind: 'Deployment', name: 'genops-mesh' }, minReplicas: 2 });
       expect(find(list, 'Namespace', 'genops')).toBeDefined();
+      // /budgets answers only the token in the optional Secret genops-mesh-admin; without it the endpoint is off.
+      expect(envOf(containerOf(find(list, 'Deployment', 'genops-mesh'))).GENOPS_ADMIN_TOKEN).toEqual({ secretKeyRef: { name: 'genops-mesh-admin', key: 'token', optional: true } });
       const base = ['Deployment', 'Service', 'ServiceAccount', 'ConfigMap', 'PodDisruptionBudget', 'HorizontalPodAutoscaler'];
       for (const object of list.filter((candidate) => base.includes(candidate.kind))) expect(object.metadata.namespace, `${object.kind}/${object.metadata.name}`).toBe('genops');
       expect(containerOf(find(list, 'Deployment', 'genops-mesh')).image).toBe('genops-mesh:0.1.0');
@@ -102,6 +104,9 @@ describe('Kubernetes manifests (kustomize)', () => {
         to: [{ operation: { paths: ['/v1/*'] } }],
         when: [{ key: 'request.headers[x-forwarded-client-cert]', notValues: ['*;URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account'] }],
       });
+      // That rule trusts x-forwarded-client-cert, which only an mTLS connection makes trustworthy: the governed workloads take no plaintext.
+      const strict = find(objects('istio'), 'PeerAuthentication', 'genops-governance-strict');
+      expect(strict.spec).toEqual({ selector: { matchLabels: { 'genops.ai/governance': 'ext-authz' } }, mtls: { mode: 'STRICT' } });
       // The gateway re-routes after the decision (istiod does not turn meshConfig clearRouteCache into Envoy config).
       const routeCache = find(objects('istio'), 'EnvoyFilter', 'genops-gateway-route-cache');
       expect(routeCache.metadata.namespace).toBe('istio-system');

@@ -45,7 +45,8 @@ describe('start-up errors', () => {
   it.each([
     [{ GENOPS_GRPC_PORT: 'ninety' }, [], 'GENOPS_GRPC_PORT=ninety: must be an integer from 0 to 65535'],
     [{ LOG_LEVEL: 'loud' }, [], 'LOG_LEVEL=loud: must be one of fatal, error, warn, info, debug, trace, silent'],
-    [{ GENOPS_REDIS_URL: 'localhost:6379' }, [], 'GENOPS_REDIS_URL=localhost:6379: must be a redis:// or rediss:// URL'],
+    [{ GENOPS_REDIS_URL: 'localhost:6379' }, [], 'GENOPS_REDIS_URL=localhost:6379: must be a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL'],
+    [{ GENOPS_REDIS_URL: 'redis+cluster://:s3cret@h1:7000,h2' }, ['--redis-url', 'redis+cluster://:s3cret@h1:7000,h2:0'], '--redis-url=redis+cluster://:***@h1:7000,h2:0: has a cluster node "h2:0" that is not host:port (IPv6 as [addr]:port)'],
     [{}, ['--admin-port', '70000'], '--admin-port=70000: must be an integer from 0 to 65535'],
     [{}, ['--polcy', 'x.yaml'], "Unknown option '--polcy'"],
     [{ GENOPS_CLOCK_OFFSET_MS: '1d' }, [], 'GENOPS_CLOCK_OFFSET_MS=1d: must be an integer from -31622400000 to 31622400000'],

@@ -12,6 +12,7 @@
  * and cache-written tokens, output includes reasoning) and encoded the way each provider
  * reports it, so a test can expect exactly the usage it passed in.
  */
+import { crc32 } from 'node:zlib';
 import type { TokenUsage } from '../../src/usage/token-usage.js';
 
 export type { TokenUsage };
@@ -311,6 +312,255 @@ export function anthropicMessagesSse(options: AnthropicMessagesSseOptions): stri
   body += sseEvent('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { ...inputFields, output_tokens: options.usage.output } });
   body += sseEvent('message_stop', { type: 'message_stop' });
   return body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI legacy Completions (/v1/completions): choices[].text; streams end with a usage chunk
+// (empty choices) only with stream_options.include_usage, then [DONE].
+
+export function openAiCompletionsJson(fixture: CompletionFixture & { readonly n?: number }): string {
+  const text = fixture.text ?? deltasOf(fixture).join('');
+  return JSON.stringify({
+    id: fixture.id ?? 'cmpl-uqkvlQyYK7bGYrRHQ0eXlWi7',
+    object: 'text_completion',
+    created: fixture.created ?? DEFAULT_CREATED,
+    model: fixture.model,
+    system_fingerprint: 'fp_44709d6fcb',
+    choices: Array.from({ length: fixture.n ?? 1 }, (_, index) => ({ text, index, logprobs: null, finish_reason: 'length' })),
+    usage: { prompt_tokens: fixture.usage.input, completion_tokens: fixture.usage.output, total_tokens: fixture.usage.input + fixture.usage.output },
+  });
+}
+
+export function openAiCompletionsSse(options: CompletionFixture & { readonly includeUsage: boolean }): string {
+  const base = { id: options.id ?? 'cmpl-8mUvHpDWbjCrIvkYwV6pBXH3', object: 'text_completion', created: options.created ?? DEFAULT_CREATED, model: options.model, system_fingerprint: 'fp_44709d6fcb' };
+  let body = '';
+  for (const delta of deltasOf(options)) body += sseData({ ...base, choices: [{ text: delta, index: 0, logprobs: null, finish_reason: null }] });
+  body += sseData({ ...base, choices: [{ text: '', index: 0, logprobs: null, finish_reason: 'stop' }] });
+  if (options.includeUsage) body += sseData({ ...base, choices: [], usage: { prompt_tokens: options.usage.input, completion_tokens: options.usage.output, total_tokens: options.usage.input + options.usage.output } });
+  return `${body}data: [DONE]\n\n`;
+}
+
+/** Azure OpenAI's first chat stream chunk: the prompt's content-filter results, no model, no choices. */
+export function azurePromptFilterChunk(): string {
+  return sseData({
+    choices: [],
+    created: 0,
+    id: '',
+    model: '',
+    object: '',
+    prompt_filter_results: [{ prompt_index: 0, content_filter_results: { hate: { filtered: false, severity: 'safe' }, self_harm: { filtered: false, severity: 'safe' }, sexual: { filtered: false, severity: 'safe' }, violence: { filtered: false, severity: 'safe' } } }],
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Google Gemini (generateContent, streamGenerateContent as SSE with alt=sse or as a JSON array).
+
+/** usageMetadata: promptTokenCount includes the cached tokens; thoughts are reported beside the candidates. */
+export function geminiUsage(usage: TokenUsage, toolUsePrompt = 0): Record<string, unknown> {
+  const prompt = usage.input - toolUsePrompt;
+  const candidates = usage.output - usage.reasoning;
+  return {
+    promptTokenCount: prompt,
+    candidatesTokenCount: candidates,
+    totalTokenCount: usage.input + usage.output,
+    ...(usage.cachedInput > 0 ? { cachedContentTokenCount: usage.cachedInput } : {}),
+    ...(toolUsePrompt > 0 ? { toolUsePromptTokenCount: toolUsePrompt } : {}),
+    ...(usage.reasoning > 0 ? { thoughtsTokenCount: usage.reasoning } : {}),
+    promptTokensDetails: [{ modality: 'TEXT', tokenCount: prompt }],
+    ...(usage.cachedInput > 0 ? { cacheTokensDetails: [{ modality: 'TEXT', tokenCount: usage.cachedInput }] } : {}),
+  };
+}
+
+function geminiChunk(model: string, text: string | undefined, finish: boolean, usageMetadata: Record<string, unknown>): Record<string, unknown> {
+  return {
+    candidates: [{ content: { parts: text !== undefined ? [{ text }] : [], role: 'model' }, ...(finish ? { finishReason: 'STOP' } : {}), index: 0 }],
+    usageMetadata,
+    modelVersion: model,
+    responseId: 'mAitaJ2WBs2nz7IPpOOT-AQ',
+  };
+}
+
+export function geminiJson(fixture: CompletionFixture & { readonly toolUsePrompt?: number }): string {
+  return JSON.stringify(geminiChunk(fixture.model, fixture.text ?? deltasOf(fixture).join(''), true, geminiUsage(fixture.usage, fixture.toolUsePrompt)), null, 2);
+}
+
+export interface GeminiStreamOptions extends CompletionFixture {
+  readonly toolUsePrompt?: number;
+  /** Stop before the final chunk (the one with finishReason and the full usage). */
+  readonly truncateAfterDeltas?: boolean;
+}
+
+/** The chunks of a stream: each repeats the usage so far (prompt counts, thoughts), the last one the whole usage. */
+function geminiChunks(options: GeminiStreamOptions): Record<string, unknown>[] {
+  const deltas = deltasOf(options);
+  const running = { promptTokenCount: options.usage.input - (options.toolUsePrompt ?? 0), totalTokenCount: options.usage.input + options.usage.reasoning, ...(options.usage.reasoning > 0 ? { thoughtsTokenCount: options.usage.reasoning } : {}) };
+  const chunks = deltas.slice(0, -1).map((delta) => geminiChunk(options.model, delta, false, running));
+  if (!options.truncateAfterDeltas) chunks.push(geminiChunk(options.model, deltas.at(-1) ?? '', true, geminiUsage(options.usage, options.toolUsePrompt)));
+  return chunks;
+}
+
+/** `alt=sse`: one `data:` event per chunk, separated by CRLF CRLF as Google sends them. */
+export function geminiSse(options: GeminiStreamOptions): string {
+  return geminiChunks(options).map((chunk) => `data: ${JSON.stringify(chunk)}\r\n\r\n`).join('');
+}
+
+/** Without alt=sse: one JSON array, its elements pretty-printed and streamed as they come. */
+export function geminiJsonArray(options: GeminiStreamOptions): string {
+  const elements = geminiChunks(options).map((chunk) => JSON.stringify(chunk, null, 2));
+  return options.truncateAfterDeltas ? `[${elements.join('\n,\r\n')}` : `[${elements.join('\n,\r\n')}]`;
+}
+
+export function geminiErrorJson(status: number, message = 'Resource has been exhausted (e.g. check quota).'): string {
+  const statusName = status === 429 ? 'RESOURCE_EXHAUSTED' : status === 400 ? 'INVALID_ARGUMENT' : status === 404 ? 'NOT_FOUND' : status === 503 ? 'UNAVAILABLE' : 'INTERNAL';
+  return JSON.stringify({ error: { code: status, message, status: statusName } }, null, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Amazon Bedrock Converse: JSON, and ConverseStream in the AWS event-stream binary framing.
+// Encoded here by hand from the framing's specification (prelude, headers, payload, CRC32s),
+// independently of the library the service decodes it with.
+
+export function bedrockUsage(usage: TokenUsage): Record<string, unknown> {
+  const input = usage.input - usage.cachedInput - usage.cacheWrite;
+  return {
+    inputTokens: input,
+    outputTokens: usage.output,
+    totalTokens: usage.input + usage.output,
+    ...(usage.cachedInput > 0 || usage.cacheWrite > 0 ? { cacheReadInputTokens: usage.cachedInput, cacheWriteInputTokens: usage.cacheWrite } : {}),
+  };
+}
+
+export function bedrockConverseJson(fixture: CompletionFixture): string {
+  return JSON.stringify({
+    metrics: { latencyMs: 1234 },
+    output: { message: { content: [{ text: fixture.text ?? deltasOf(fixture).join('') }], role: 'assistant' } },
+    stopReason: 'end_turn',
+    usage: bedrockUsage(fixture.usage),
+  });
+}
+
+/** One event-stream message: string headers only (all Bedrock sends). */
+export function eventStreamMessage(headers: Readonly<Record<string, string>>, payload: Uint8Array): Buffer {
+  const headerParts: Buffer[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    const nameBytes = Buffer.from(name, 'utf8');
+    const valueBytes = Buffer.from(value, 'utf8');
+    const header = Buffer.alloc(1 + nameBytes.length + 1 + 2 + valueBytes.length);
+    header.writeUInt8(nameBytes.length, 0);
+    nameBytes.copy(header, 1);
+    header.writeUInt8(7, 1 + nameBytes.length); // 7: string
+    header.writeUInt16BE(valueBytes.length, 2 + nameBytes.length);
+    valueBytes.copy(header, 4 + nameBytes.length);
+    headerParts.push(header);
+  }
+  const headerBytes = Buffer.concat(headerParts);
+  const total = 12 + headerBytes.length + payload.length + 4;
+  const message = Buffer.alloc(total);
+  message.writeUInt32BE(total, 0);
+  message.writeUInt32BE(headerBytes.length, 4);
+  message.writeUInt32BE(crc32(message.subarray(0, 8)), 8);
+  headerBytes.copy(message, 12);
+  Buffer.from(payload).copy(message, 12 + headerBytes.length);
+  message.writeUInt32BE(crc32(message.subarray(0, total - 4)), total - 4);
+  return message;
+}
+
+function bedrockEvent(eventType: string, payload: Record<string, unknown>): Buffer {
+  return eventStreamMessage({ ':event-type': eventType, ':content-type': 'application/json', ':message-type': 'event' }, Buffer.from(JSON.stringify(payload), 'utf8'));
+}
+
+/** Bedrock pads each event with a `p` field of varying length (against length side channels). */
+function padding(index: number): string {
+  return 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0'.slice(0, 1 + ((index * 7) % 50));
+}
+
+export interface BedrockStreamOptions extends CompletionFixture {
+  /** Stop after the deltas: no messageStop, no metadata. */
+  readonly truncateAfterDeltas?: boolean;
+  /** An exception message (e.g. throttlingException) after the deltas, in place of the end. */
+  readonly exception?: string;
+}
+
+export function bedrockConverseStream(options: BedrockStreamOptions): Buffer {
+  const parts: Buffer[] = [bedrockEvent('messageStart', { p: padding(0), role: 'assistant' })];
+  deltasOf(options).forEach((text, index) => parts.push(bedrockEvent('contentBlockDelta', { contentBlockIndex: 0, delta: { text }, p: padding(index + 1) })));
+  if (options.exception !== undefined) {
+    parts.push(eventStreamMessage({ ':exception-type': options.exception, ':content-type': 'application/json', ':message-type': 'exception' }, Buffer.from(JSON.stringify({ message: 'Too many tokens, please wait before trying again.' }), 'utf8')));
+    return Buffer.concat(parts);
+  }
+  if (!options.truncateAfterDeltas) {
+    parts.push(bedrockEvent('contentBlockStop', { contentBlockIndex: 0, p: padding(3) }));
+    parts.push(bedrockEvent('messageStop', { p: padding(4), stopReason: 'end_turn' }));
+    parts.push(bedrockEvent('metadata', { metrics: { latencyMs: 812 }, p: padding(5), usage: bedrockUsage(options.usage) }));
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * InvokeModel's stream for Claude: each Anthropic Messages event (as anthropicMessagesSse makes it)
+ * base64 inside a `chunk` message; message_stop carries Bedrock's invocation metrics.
+ */
+export function bedrockInvokeStream(options: AnthropicMessagesSseOptions): Buffer {
+  const events = anthropicMessagesSse(options)
+    .split('\n\n')
+    .map((block) => block.split('\n').find((line) => line.startsWith('data: ')))
+    .filter((line): line is string => line !== undefined)
+    .map((line) => JSON.parse(line.slice('data: '.length)) as Record<string, unknown>);
+  return Buffer.concat(
+    events.map((event, index) => {
+      const payload = event.type === 'message_stop' ? { ...event, 'amazon-bedrock-invocationMetrics': { inputTokenCount: options.usage.input - options.usage.cachedInput - options.usage.cacheWrite, outputTokenCount: options.usage.output, invocationLatency: 812, firstByteLatency: 233 } } : event;
+      return eventStreamMessage({ ':event-type': 'chunk', ':content-type': 'application/json', ':message-type': 'event' }, Buffer.from(JSON.stringify({ bytes: Buffer.from(JSON.stringify(payload), 'utf8').toString('base64'), p: padding(index) }), 'utf8'));
+    }),
+  );
+}
+
+export function bedrockErrorJson(message = 'The model returned the following errors: Malformed input request.'): string {
+  return JSON.stringify({ message });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches and background responses: created now, billed later; no usage in the reply.
+
+export function anthropicBatchJson(requests: number): string {
+  return JSON.stringify({
+    id: 'msgbatch_013Zva2CMHLNnXjNJJKqJ2EF',
+    type: 'message_batch',
+    processing_status: 'in_progress',
+    request_counts: { processing: requests, succeeded: 0, errored: 0, canceled: 0, expired: 0 },
+    ended_at: null,
+    created_at: '2026-12-01T18:37:24.100435Z',
+    expires_at: '2026-12-02T18:37:24.100435Z',
+    archived_at: null,
+    cancel_initiated_at: null,
+    results_url: null,
+  });
+}
+
+export function openAiBatchJson(inputFileId: string, endpoint: string): string {
+  return JSON.stringify({
+    id: 'batch_abc123',
+    object: 'batch',
+    endpoint,
+    errors: null,
+    input_file_id: inputFileId,
+    completion_window: '24h',
+    status: 'validating',
+    output_file_id: null,
+    error_file_id: null,
+    created_at: DEFAULT_CREATED,
+    in_progress_at: null,
+    expires_at: DEFAULT_CREATED + 86_400,
+    completed_at: null,
+    failed_at: null,
+    expired_at: null,
+    request_counts: { total: 0, completed: 0, failed: 0 },
+    metadata: null,
+  });
+}
+
+/** A `background: true` Responses reply: queued, no output, no usage yet. */
+export function openAiBackgroundResponseJson(model: string): string {
+  return JSON.stringify({ id: 'resp_bg_67ccd2bed1ec8190', object: 'response', created_at: DEFAULT_CREATED, status: 'queued', background: true, model, output: [], usage: null, error: null });
 }
 
 // ---------------------------------------------------------------------------------------------

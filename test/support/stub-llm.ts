@@ -1,7 +1,11 @@
 /**
  * A stub LLM provider speaking the real wire formats (see llm-wire.ts): OpenAI Chat
- * Completions (JSON and SSE), Responses (JSON and SSE), Embeddings (JSON) and Anthropic
- * Messages (JSON and SSE), with known usage. The API is chosen by path (a prefix such as
+ * Completions (JSON and SSE), Responses (JSON and SSE; `background: true` answers queued),
+ * Embeddings (JSON), legacy Completions (JSON and SSE), Batch; Azure OpenAI deployments (OpenAI's
+ * formats, chat streams opening with a prompt-filter chunk); Anthropic Messages (JSON and SSE) and
+ * Message Batches; Gemini generateContent (JSON) and streamGenerateContent (SSE with `alt=sse`,
+ * else a streamed JSON array); Bedrock Converse (JSON) and ConverseStream (AWS event-stream
+ * binary frames), with known usage. The API is chosen by path (a prefix such as
  * `/openai` is allowed); other paths fall back to `respond` or echo like startUpstream.
  *
  * Per request, headers steer it:
@@ -20,8 +24,22 @@
  * tagged with the `x-test-id` header, the same contract as startUpstream's `requestsWith`.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createAiPathMatcher, DEFAULT_AI_PATHS, type AiApi } from '../../src/usage/ai-api.js';
+import { createAiPathMatcher, DEFAULT_AI_PATHS, FORMAT_OF, type AiApi } from '../../src/usage/ai-api.js';
 import {
+  anthropicBatchJson,
+  azurePromptFilterChunk,
+  bedrockConverseJson,
+  bedrockConverseStream,
+  bedrockErrorJson,
+  bedrockInvokeStream,
+  geminiErrorJson,
+  geminiJson,
+  geminiJsonArray,
+  geminiSse,
+  openAiBackgroundResponseJson,
+  openAiBatchJson,
+  openAiCompletionsJson,
+  openAiCompletionsSse,
   anthropicErrorJson,
   anthropicMessagesJson,
   anthropicMessagesSse,
@@ -51,6 +69,8 @@ export interface StubLlmRequest extends RecordedRequest {
   readonly rawBody: Buffer;
   /** The API its path selected, if any. */
   readonly api: AiApi | undefined;
+  /** The model or deployment its path names (Gemini, Bedrock, Azure), percent-decoded. */
+  readonly pathModel?: string | undefined;
 }
 
 export interface StartStubLlmOptions {
@@ -136,7 +156,8 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
     incoming.on('end', () => {
       const rawBody = Buffer.concat(chunks);
       const path = incoming.url ?? '';
-      const recorded: StubLlmRequest = { method: incoming.method ?? '', path, headers: incoming.headers, body: rawBody.toString('utf8'), rawBody, api: matcher.match(path) };
+      const route = matcher.route(path);
+      const recorded: StubLlmRequest = { method: incoming.method ?? '', path, headers: incoming.headers, body: rawBody.toString('utf8'), rawBody, api: route?.api, pathModel: route?.pathModel };
       requests.push(recorded);
       if (recorded.api === undefined) {
         if (options.respond?.(recorded, response) === true) return;
@@ -150,8 +171,12 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
 
   function answer(request: StubLlmRequest, api: AiApi, response: ServerResponse): void {
     const behavior = behaviorOf(request.headers[STUB_BEHAVIOR_HEADER]);
-    const anthropic = api === 'anthropic.messages';
-    const errorJson = anthropic ? anthropicErrorJson : openAiErrorJson;
+    const format = FORMAT_OF[api];
+    const errorJson =
+      format === 'anthropic.messages' || format === 'anthropic.batches' ? anthropicErrorJson
+      : format === 'gemini' ? geminiErrorJson
+      : format === 'bedrock.converse' || format === 'bedrock.invoke' ? (_status: number, message?: string) => bedrockErrorJson(message)
+      : openAiErrorJson;
     let json: Record<string, unknown>;
     try {
       const parsed: unknown = JSON.parse(request.body);
@@ -166,17 +191,23 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
       return;
     }
     const usage = usageOf(request.headers[STUB_USAGE_HEADER]) ?? options.usage ?? STUB_DEFAULT_USAGE;
-    const model = String(request.headers[STUB_MODEL_HEADER] ?? (typeof json.model === 'string' ? json.model : 'unknown-model'));
+    const model = String(request.headers[STUB_MODEL_HEADER] ?? (typeof json.model === 'string' ? json.model : (request.pathModel ?? 'unknown-model')));
     const text = options.text ?? DEFAULT_TEXT;
     const fixture = { model, usage, text };
-    const stream = json.stream === true && api !== 'openai.embeddings';
+    const stream = api === 'gemini.stream' || api === 'bedrock.converse-stream' || api === 'bedrock.invoke-stream' || (json.stream === true && format !== 'openai.embeddings');
+    const other = otherShape(request, api, json, fixture, behavior, stream);
+    if (other !== undefined) {
+      if ('contentType' in other) writeInPieces(response, other.body, other.contentType, behavior.resetMidStream);
+      else sendJson(response, 200, other.body);
+      return;
+    }
     if (!stream) {
       const body =
-        api === 'openai.chat'
+        format === 'openai.chat'
           ? openAiChatJson({ ...fixture, n: typeof json.n === 'number' ? json.n : 1 })
-          : api === 'openai.responses'
+          : format === 'openai.responses'
             ? openAiResponsesJson(fixture)
-            : api === 'openai.embeddings'
+            : format === 'openai.embeddings'
               ? openAiEmbeddingsJson({ model, inputTokens: usage.input, vectors: Array.isArray(json.input) ? json.input.length : 1 })
               : anthropicMessagesJson(behavior.thinking ? { ...fixture, thinking: 'Let me think about capitals.' } : fixture);
       sendJson(response, 200, body);
@@ -185,8 +216,8 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
     const streamOptions = json.stream_options as { include_usage?: unknown } | undefined;
     const includeUsage = streamOptions?.include_usage === true && !behavior.ignoreIncludeUsage && !behavior.noUsage;
     let body: string;
-    if (api === 'openai.chat') body = openAiChatSse({ ...fixture, includeUsage });
-    else if (api === 'openai.responses') {
+    if (format === 'openai.chat') body = (isAzure(api) ? azurePromptFilterChunk() : '') + openAiChatSse({ ...fixture, includeUsage });
+    else if (format === 'openai.responses') {
       body = openAiResponsesSse({ ...fixture, truncateAfterDeltas: behavior.noUsage || behavior.streamError });
       if (behavior.streamError) body += openAiResponsesSseError();
     } else {
@@ -199,15 +230,52 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
       });
       if (behavior.streamError) body += anthropicSseError();
     }
-    const bytes = Buffer.from(body, 'utf8');
+    writeInPieces(response, Buffer.from(body, 'utf8'), 'text/event-stream; charset=utf-8', behavior.resetMidStream);
+  }
+
+  /** The shapes beyond the original four: a whole JSON body (string) or a stream (bytes and their content type). */
+  function otherShape(request: StubLlmRequest, api: AiApi, json: Record<string, unknown>, fixture: { model: string; usage: TokenUsage; text: string }, behavior: Behavior, stream: boolean): { body: string } | { body: Buffer; contentType: string } | undefined {
+    const format = FORMAT_OF[api];
+    const cut = behavior.noUsage || behavior.streamError;
+    switch (format) {
+      case 'openai.completions': {
+        if (!stream) return { body: openAiCompletionsJson({ ...fixture, n: typeof json.n === 'number' ? json.n : 1 }) };
+        const streamOptions = json.stream_options as { include_usage?: unknown } | undefined;
+        return { body: Buffer.from(openAiCompletionsSse({ ...fixture, includeUsage: streamOptions?.include_usage === true && !behavior.noUsage }), 'utf8'), contentType: 'text/event-stream; charset=utf-8' };
+      }
+      case 'openai.batches':
+        return { body: openAiBatchJson(String(json.input_file_id), String(json.endpoint)) };
+      case 'anthropic.batches':
+        return { body: anthropicBatchJson(Array.isArray(json.requests) ? json.requests.length : 0) };
+      case 'openai.responses':
+        return json.background === true ? { body: openAiBackgroundResponseJson(fixture.model) } : undefined;
+      case 'gemini': {
+        if (!stream) return { body: geminiJson(fixture) };
+        const sse = /[?&]alt=sse(&|$)/.test(request.path);
+        return sse
+          ? { body: Buffer.from(geminiSse({ ...fixture, truncateAfterDeltas: cut }), 'utf8'), contentType: 'text/event-stream' }
+          : { body: Buffer.from(geminiJsonArray({ ...fixture, truncateAfterDeltas: cut }), 'utf8'), contentType: 'application/json; charset=UTF-8' };
+      }
+      case 'bedrock.invoke':
+        if (!stream) return { body: anthropicMessagesJson(fixture) };
+        return { body: bedrockInvokeStream({ ...fixture, truncateAfterDeltas: behavior.noUsage }), contentType: 'application/vnd.amazon.eventstream' };
+      case 'bedrock.converse':
+        if (!stream) return { body: bedrockConverseJson(fixture) };
+        return { body: bedrockConverseStream({ ...fixture, truncateAfterDeltas: behavior.noUsage, ...(behavior.streamError ? { exception: 'throttlingException' } : {}) }), contentType: 'application/vnd.amazon.eventstream' };
+      default:
+        return undefined;
+    }
+  }
+
+  function writeInPieces(response: ServerResponse, bytes: Buffer, contentType: string, resetMidStream: boolean): void {
     const pieces = splitAt(bytes, splitPoints(bytes));
-    response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-request-id': 'req_stub' });
-    const stopAt = behavior.resetMidStream ? Math.max(1, Math.floor(pieces.length / 2)) : pieces.length;
+    response.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-cache', 'x-request-id': 'req_stub' });
+    const stopAt = resetMidStream ? Math.max(1, Math.floor(pieces.length / 2)) : pieces.length;
     let next = 0;
     const writeNext = () => {
       if (response.destroyed) return;
       if (next >= stopAt) {
-        if (behavior.resetMidStream) response.socket?.destroy();
+        if (resetMidStream) response.socket?.destroy();
         else response.end();
         return;
       }
@@ -238,6 +306,10 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
         server.closeAllConnections();
       }),
   };
+}
+
+function isAzure(api: AiApi): boolean {
+  return api.startsWith('azure.');
 }
 
 function sendJson(response: ServerResponse, status: number, body: string): void {

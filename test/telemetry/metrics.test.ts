@@ -41,7 +41,7 @@ describe('/metrics', () => {
     const series = metrics.find('genops_requests_total').map((sample) => ({ ...sample.labels, value: sample.value }));
     const base = { genops_project: 'chatbot', genops_tier: '', model: '', reason_code: '', dry_run: 'false' };
     // Each Check carries a Chat Completions body: its model (claude-sonnet-4-5 unless the test names one)
-    // is the model label once the context is valid and complete.
+    // is the model label, whatever the decision (the body's model is the model; a header cannot name another).
     const sonnet = 'claude-sonnet-4-5';
     expect(series).toEqual(
       expect.arrayContaining([
@@ -49,8 +49,8 @@ describe('/metrics', () => {
         { ...base, service: 'authz', decision: 'ALLOWED', genops_team: 'product-team', genops_tier: 'standard', model: sonnet, value: 2 },
         { ...base, service: 'authz', decision: 'RATE_LIMITED', reason_code: 'RATE_LIMITED', genops_team: 'product-team', genops_tier: 'standard', model: sonnet, value: 1 },
         { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'x_team_not_allowed', genops_team: '_unlisted', model: sonnet, value: 2 },
-        { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'x_missing_context', genops_team: 'ml-platform', genops_project: '', value: 1 },
-        { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'x_invalid_context', genops_team: '', value: 1 },
+        { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'x_missing_context', genops_team: 'ml-platform', genops_project: '', model: sonnet, value: 1 },
+        { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'x_invalid_context', genops_team: '', model: sonnet, value: 1 },
         { ...base, service: 'authz', decision: 'BLOCKED', reason_code: 'POLICY_DENY_MODEL', genops_team: 'product-team', model: 'gpt-4o', value: 1 },
         { ...base, service: 'authz', decision: 'WARNING', reason_code: 'POLICY_DENY_MODEL', genops_team: 'ml-research', model: 'gpt-4o', dry_run: 'true', value: 1 },
         { ...base, service: 'ext_proc', decision: 'ALLOWED', genops_team: 'ml-platform', genops_tier: 'basic', value: 2 },

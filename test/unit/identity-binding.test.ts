@@ -49,12 +49,14 @@ claims:
 
 const token = (claims: Record<string, unknown>) => ({ jwt_payload: { iss: 'https://issuer.test', sub: 'user-7', ...claims } });
 const headersOf = (headers: Record<string, string>) => (name: string) => headers[name];
-function decide(identity: string, input: { headers?: Record<string, string>; claims?: Record<string, unknown>; principal?: string; path?: string }): Decision {
+function decide(identity: string, input: { headers?: Record<string, string>; claims?: Record<string, unknown>; principal?: string; path?: string; trusted?: boolean; forwardAuth?: boolean }): Decision {
   const decisionInput: DecisionInput = {
     headers: headersOf(input.headers ?? {}),
     principal: input.principal,
     path: input.path ?? '/v1/messages',
     jwtMetadata: input.claims ? token(input.claims) : undefined,
+    payloadHeaderTrusted: input.trusted,
+    withoutJwtMetadata: input.forwardAuth,
   };
   return engineFor(identity).decide(decisionInput);
 }
@@ -157,19 +159,36 @@ claims: { project: { claim: project, mode: fill } }
     expect(decide(identity, { headers, path: '/internal/ping' }).result).toBe('ALLOWED');
   });
 
-  it('reads a payload header only when the policy names it', () => {
+  it('reads a payload header only when the policy names it and the adapter vouches that its proxy strips client copies', () => {
     const forged = Buffer.from(JSON.stringify({ groups: ['ml-platform'], customer: { id: 'acme' } })).toString('base64url');
     const headers = { 'x-genops-team': 'ml-platform', 'x-jwt-payload': forged };
-    expect(decide(TEAM_FROM_GROUPS, { headers }).reasonCode).toBe('x_identity_required');
-    const trusting = `${TEAM_FROM_GROUPS}\njwt: { payloadHeader: x-jwt-payload }`;
-    expect(decide(trusting, { headers })).toMatchObject({ result: 'ALLOWED', context: { team: 'ml-platform', customerId: 'acme' }, identity: { source: 'payload_header' } });
-    expect(decide(trusting, { headers: { 'x-jwt-payload': 'not base64 json' } })).toMatchObject({ reasonCode: 'x_identity_invalid', message: 'x-jwt-payload is not a base64url-encoded JSON object' });
+    expect(decide(TEAM_FROM_GROUPS, { headers, trusted: true }).reasonCode).toBe('x_identity_required');
+    const headerOnly = `${TEAM_FROM_GROUPS}\njwt: { payloadHeader: x-jwt-payload }`;
+    expect(decide(headerOnly, { headers, trusted: true })).toMatchObject({ result: 'ALLOWED', context: { team: 'ml-platform', customerId: 'acme' }, identity: { source: 'payload_header' } });
+    expect(decide(headerOnly, { headers: { 'x-jwt-payload': 'not base64 json' }, trusted: true })).toMatchObject({ reasonCode: 'x_identity_invalid', message: 'x-jwt-payload is not a base64url-encoded JSON object' });
+    // An adapter that does not vouch (Istio CUSTOM ext_authz runs before any strip filter; forward auth): ignored, and the refusal says why.
+    expect(decide(headerOnly, { headers })).toMatchObject({
+      result: 'BLOCKED',
+      reasonCode: 'x_identity_required',
+      httpStatus: 401,
+      message: 'x-genops-team is bound to the token claim groups: a verified identity (bearer token) is required (x-jwt-payload is not read here: GENOPS_TRUST_PAYLOAD_HEADER does not name this adapter as one whose proxy removes client-sent copies)',
+      identity: { source: 'none' },
+    });
   });
 
-  it('prefers the metadata payload over a payload header', () => {
-    const trusting = `${TEAM_FROM_GROUPS}\njwt: { payloadHeader: x-jwt-payload }`;
+  it('never falls back from the metadata key to a payload header: no metadata is no token', () => {
+    const forged = Buffer.from(JSON.stringify({ groups: ['ml-platform'], customer: { id: 'acme' } })).toString('base64url');
+    const headers = { 'x-genops-team': 'ml-platform', 'x-jwt-payload': forged };
+    const both = `${TEAM_FROM_GROUPS}\njwt: { metadataKey: payload, payloadHeader: x-jwt-payload }`;
+    for (const identity of [TEAM_FROM_GROUPS, `${TEAM_FROM_GROUPS}\njwt: { metadataKey: payload }`, both]) {
+      expect(decide(identity, { headers, trusted: true })).toMatchObject({ reasonCode: 'x_identity_required', identity: { source: 'none' } });
+    }
+    // Forward auth carries no metadata: there the named header is the source, where trusted.
+    expect(decide(both, { headers, trusted: true, forwardAuth: true })).toMatchObject({ result: 'ALLOWED', identity: { source: 'payload_header' } });
+    expect(decide(both, { headers, forwardAuth: true }).reasonCode).toBe('x_identity_required');
+    // With a token, the metadata decides whatever the header says.
     const header = Buffer.from(JSON.stringify({ groups: ['product-team'] })).toString('base64url');
-    expect(decide(trusting, { headers: { 'x-jwt-payload': header }, claims }).context.team).toBe('ml-platform');
+    expect(decide(TEAM_FROM_GROUPS, { headers: { 'x-jwt-payload': header }, claims, trusted: true })).toMatchObject({ context: { team: 'ml-platform' }, identity: { source: 'jwt_metadata' } });
   });
 
   it('in dry-run reports the violation as a WARNING and leaves the context as the headers made it', () => {

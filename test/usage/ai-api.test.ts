@@ -23,7 +23,7 @@ describe('AI path matcher', () => {
     '/xv1/chat/completions',
     '/v1/chat/completions/extra',
     '/v1/messages/count_tokens',
-    '/v1/messages/batches',
+    '/v1/messages/batches/msgbatch_01/cancel',
     '/v1/responses/resp_123',
     '/v1/models',
     '/V1/CHAT/COMPLETIONS',

@@ -134,7 +134,7 @@ describe('the default price table', () => {
   it('is dated and names a source for every entry', () => {
     expect(DEFAULT_PRICE_TABLE.version).toBe(DEFAULT_PRICES_VERSION);
     expect(DEFAULT_PRICES_VERSION).toMatch(/^\d{4}-\d{2}-\d{2}$/);
-    for (const entry of DEFAULT_PRICE_ENTRIES) expect(entry.source, entry.model).toMatch(/^https:\/\/(platform\.openai\.com|platform\.claude\.com)\//);
+    for (const entry of DEFAULT_PRICE_ENTRIES) expect(entry.source, entry.model).toMatch(/^https:\/\/(platform\.openai\.com|platform\.claude\.com|ai\.google\.dev|aws\.amazon\.com)\//);
   });
 
   it.each([

@@ -62,7 +62,8 @@ forward_rules:
 {{/*
 The matchers that skip genops-mesh's ext_proc filter: requests outside istio.paths (as the CUSTOM
 policies' rules do) and, at sidecars (.skipGateway), calls from the ingress gateway, governed
-there: the last x-forwarded-client-cert entry is the mTLS peer the sidecar appended itself.
+there: the URI SAN of the certificate the caller presented on this connection, which no caller
+can write (never a header such as x-forwarded-client-cert, which a plaintext peer can send).
 */}}
 {{- define "genops-mesh.extProcSkipMatchers" -}}
 {{- $paths := list -}}
@@ -75,8 +76,8 @@ there: the last x-forwarded-client-cert entry is the mTLS peer the sidecar appen
 {{- $outside := ternary (first $paths) (dict "or_matcher" (dict "predicate" $paths)) (eq (len $paths) 1) -}}
 {{- $matchers := list (dict "predicate" (dict "not_matcher" $outside) "on_match" $skip) -}}
 {{- if .skipGateway -}}
-{{- $xfcc := dict "name" "peer-identity" "typed_config" (dict "@type" "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput" "header_name" "x-forwarded-client-cert") -}}
-{{- $fromGateway := dict "single_predicate" (dict "input" $xfcc "value_match" (dict "suffix" (printf ";URI=spiffe://%s" .root.Values.istio.gateway.principal))) -}}
+{{- $peerSan := dict "name" "peer-identity" "typed_config" (dict "@type" "type.googleapis.com/envoy.extensions.matching.common_inputs.ssl.v3.UriSanInput") -}}
+{{- $fromGateway := dict "single_predicate" (dict "input" $peerSan "value_match" (dict "exact" (printf "spiffe://%s" .root.Values.istio.gateway.principal))) -}}
 {{- $matchers = append $matchers (dict "predicate" $fromGateway "on_match" $skip) -}}
 {{- end -}}
 {{- toYaml (dict "matcher_list" (dict "matchers" $matchers)) -}}
