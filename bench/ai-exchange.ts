@@ -147,6 +147,9 @@ export async function runAiExchange(options: AiExchangeOptions): Promise<string>
             const clientMs = performance.now() - clientStart;
             await new Promise((resolve) => setTimeout(resolve, 300));
             const events = traced.logs().slice(mark).filter((line) => line.event === 'ext_proc_stream') as { stream: number; step: string; t_us: number; kind?: string; bytes?: number; end?: boolean; observed?: string }[];
+            // Only the streams this request opened (the warm-up's last events may be logged late).
+            const opened = new Set(events.filter((event) => event.step === 'open').map((event) => event.stream));
+            events.splice(0, events.length, ...events.filter((event) => opened.has(event.stream)));
             const t0 = events[0]?.t_us ?? 0;
             const lines = events.map((event) => `+${((event.t_us - t0) / 1000).toFixed(3)} ms  stream ${event.stream}  ${event.step}${event.kind ? ` ${event.kind}` : ''}${event.bytes !== undefined ? ` ${event.bytes} B` : ''}${event.end ? ' end_of_stream' : ''}${event.observed ? ` (${event.observed})` : ''}`);
             const shown = lines.length > 24 ? [...lines.slice(0, 10), `  … ${lines.length - 20} more events …`, ...lines.slice(-10)] : lines;
