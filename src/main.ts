@@ -118,6 +118,7 @@ async function main(): Promise<void> {
     ...serviceTls?.grpcBinding(),
     host: settings.listenHost,
     port: settings.grpcPort,
+    socketPath: settings.grpcSocket,
     authz: createAuthzAdapter({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('ext_authz')), reporter, policy, now }),
     extProc: createExtProcSessionFactory({
       governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('ext_proc')),

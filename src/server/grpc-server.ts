@@ -1,3 +1,4 @@
+import { lstatSync, rmSync } from 'node:fs';
 import type { ServerOptions as Http2ServerOptions } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { GenopsError, isGenopsError } from '../errors/genops-error.js';
@@ -26,6 +27,8 @@ export interface GrpcServerOptions {
   readonly metrics: Metrics;
   /** TLS / mTLS credentials (service-tls.ts); plaintext when absent. */
   readonly credentials?: grpc.ServerCredentials | undefined;
+  /** Also serve on this Unix domain socket path (GENOPS_GRPC_SOCKET): a sidecar Envoy's `pipe` address. */
+  readonly socketPath?: string | undefined;
   /** Listens itself and hands accepted connections to the server (service-tls.ts, mTLS with an allow-list); replaces bindAsync. */
   readonly listen?: ((server: grpc.Server, host: string, port: number) => Promise<GrpcListener>) | undefined;
 }
@@ -181,6 +184,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       else resolve(boundPort);
     });
   });
+  if (options.socketPath) await bindSocket(server, options.socketPath, options.credentials, options.listen !== undefined);
   health.setAll('SERVING');
 
   return {
@@ -207,6 +211,27 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
 function messageKind(request: ProcessingRequest): string {
   for (const kind of ['request_headers', 'request_body', 'request_trailers', 'response_headers', 'response_body', 'response_trailers'] as const) if (request[kind]) return kind;
   return 'unknown';
+}
+
+/**
+ * Serves the same services on a Unix domain socket as well: no TCP stack between a sidecar Envoy
+ * and the service. A socket file left by an earlier run is replaced. The mTLS allow-list works on
+ * TCP connections it accepts itself, so it cannot guard the socket: that combination is refused
+ * (the socket's file permissions are its guard).
+ */
+async function bindSocket(server: grpc.Server, path: string, credentials: grpc.ServerCredentials | undefined, allowList: boolean): Promise<void> {
+  if (allowList) throw new GenopsError('invalid_settings', `GENOPS_GRPC_SOCKET=${path}: a Unix socket cannot be combined with GENOPS_TLS_CLIENT_ALLOW (the allow-list guards TCP connections only)`);
+  try {
+    if (lstatSync(path).isSocket()) rmSync(path);
+  } catch {
+    // no such file: nothing to replace
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.bindAsync(`unix:${path}`, credentials ?? grpc.ServerCredentials.createInsecure(), (error) => {
+      if (error) reject(new GenopsError('invalid_settings', `cannot listen for gRPC on the Unix socket ${path}: ${error.message}`, { cause: error }));
+      else resolve();
+    });
+  });
 }
 
 /**

@@ -3,7 +3,8 @@
  * filters): a JSON answer is read on the deciding stream alone; only an event stream opens the
  * metering stream (observability_mode, behind its content-type matcher); a request that is not an
  * AI call costs one message; and a route an operator turned off with ExtProcPerRoute reaches its
- * upstream without any stream, while every other path stays governed.
+ * upstream without any stream, while every other path stays governed. And the same config over a
+ * Unix domain socket (GENOPS_GRPC_SOCKET, Envoy's `pipe` address), as a sidecar would run it.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,6 +16,22 @@ import { httpRequest, REPO_ROOT, startEnvoy, startService, startStubLlm, STUB_TE
 import { context } from '../support/request-context.js';
 
 const DISABLED = { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute', disabled: true };
+
+interface Endpoint { endpoint: { address: Record<string, unknown> } }
+interface Cluster { name: string; load_assignment: { endpoints: { lb_endpoints: Endpoint[] }[] }; type?: string; dns_lookup_family?: string }
+
+/** deploy/envoy/ext-proc.yaml with the genops_mesh cluster on a Unix socket (${GENOPS_SOCKET}) instead of host and port. */
+function configOverUnixSocket(dir: string): string {
+  const template = readFileSync(join(REPO_ROOT, 'deploy/envoy/ext-proc.yaml'), 'utf8').replace(/\$\{([A-Z][A-Z0-9_]*)\}/g, '__PLACEHOLDER_$1__');
+  const config = parse(template) as { static_resources: { clusters: Cluster[] } };
+  const cluster = config.static_resources.clusters.find((candidate) => candidate.name === 'genops_mesh')!;
+  cluster.type = 'STATIC';
+  delete cluster.dns_lookup_family;
+  cluster.load_assignment.endpoints[0]!.lb_endpoints[0]!.endpoint.address = { pipe: { path: '__PLACEHOLDER_GENOPS_SOCKET__' } };
+  const path = join(dir, 'ext-proc-unix-socket.yaml');
+  writeFileSync(path, stringify(config, { lineWidth: 0 }).replace(/__PLACEHOLDER_([A-Z][A-Z0-9_]*)__/g, '$${$1}'));
+  return path;
+}
 
 interface Route { name: string; match: Record<string, unknown>; route: Record<string, unknown>; typed_per_filter_config?: Record<string, unknown> }
 
@@ -118,5 +135,38 @@ describe('ext_proc streams through the real Envoy (deploy/envoy/ext-proc.yaml)',
       expect(refused.status, path).toBe(403);
     }
     expect(llm.received(testId)).toHaveLength(1);
+  });
+});
+
+describe('ext_proc over a Unix domain socket (GENOPS_GRPC_SOCKET, Envoy pipe address)', () => {
+  let llm: StubLlm;
+  let service: RunningService;
+  let envoy: RunningEnvoy;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'genops-ext-proc-uds-'));
+    const socket = join(dir, 'genops.sock');
+    llm = await startStubLlm();
+    service = await startService({ env: { GENOPS_GRPC_SOCKET: socket } });
+    envoy = await startEnvoy({ config: configOverUnixSocket(dir), vars: { GENOPS_SOCKET: socket, UPSTREAM_HOST: '127.0.0.1', UPSTREAM_PORT: llm.port } });
+  });
+  afterAll(async () => {
+    await envoy?.stop();
+    await service?.stop();
+    await llm?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('governs and meters through the socket: a refusal, a JSON answer and an event stream', async () => {
+    const refused = await httpRequest(`${envoy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'claude-sonnet-4-5', messages: [] }) });
+    expect(refused.status).toBe(403);
+    for (const stream of [false, true]) {
+      const response = await httpRequest(`${envoy.url}/v1/chat/completions`, { method: 'POST', headers: { ...context(), 'content-type': 'application/json' }, body: JSON.stringify({ model: 'claude-sonnet-4-5', stream, messages: [{ role: 'user', content: 'Hello' }] }) });
+      expect(response.status, response.body).toBe(200);
+      expect(response.headers['x-genops-decision-id']).toBeTruthy();
+    }
+    const metrics = await (await fetch(`${service.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^genops_metering_unmatched_total 0$/m);
+    expect(metrics).toMatch(/genops_usage_records_total\{[^}]*\} [1-9]/);
   });
 });
