@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '../src/demo/repo-root.js';
 import { startService } from '../src/demo/start-service.js';
 import { startEnvoy } from '../src/demo/start-envoy.js';
-import { writeEnvoyTemplate, type EnvoyVariant } from './lib/envoy-configs.js';
+import { withUnixSocketService, writeEnvoyTemplate, type EnvoyVariant } from './lib/envoy-configs.js';
 import { Fixtures, type EnvoyBackend } from './lib/fixtures.js';
 
 export interface AiExchangeOptions {
@@ -164,10 +164,24 @@ export async function runAiExchange(options: AiExchangeOptions): Promise<string>
     }
 
     // 2. Side by side, in interleaved rounds.
-    const variants: [EnvoyVariant, EnvoyBackend, string][] = [
+    // The shipped config with genops-mesh on a Unix socket (GENOPS_GRPC_SOCKET), as a sidecar runs it.
+    const socket = join(workDir, 'genops.sock');
+    const udsService = () =>
+      fixtures.shared('service:uds', () => startService({ policyPath, env: { GENOPS_GRPC_SOCKET: socket, OTEL_SDK_DISABLED: 'true', LOG_LEVEL: 'info' } }), (service) => service.stop({ timeoutMs: 15_000 }).catch(() => undefined));
+    const udsEnvoy = () =>
+      fixtures.shared(
+        'envoy:uds',
+        async () => {
+          await udsService();
+          return startEnvoy({ config: withUnixSocketService(writeEnvoyTemplate('ext-proc', join(workDir, 'uds'))), vars: { GENOPS_SOCKET: socket, UPSTREAM_PORT: upstream.port } });
+        },
+        (envoy) => envoy.stop().catch(() => undefined),
+      );
+    const variants: [EnvoyVariant, EnvoyBackend | 'uds', string][] = [
       ['envoy-alone', 'plain', 'Envoy alone → upstream'],
       ['ext-proc', 'plain', 'ext_proc → genops-mesh, observed metering (shipped)'],
       ['ext-proc-sync', 'plain', 'ext_proc → genops-mesh, synchronous metering'],
+      ['ext-proc', 'uds', 'ext_proc → genops-mesh over a Unix socket, observed metering'],
       ['ext-proc', 'trivial', 'shipped filters → trivial grpc-js server'],
       ['ext-proc', 'lean', 'shipped filters → the same fixed replies on node:http2 alone (no grpc-js)'],
       ['ext-proc', 'go', 'shipped filters → fixed-reply Go ext_proc server'],
@@ -175,8 +189,8 @@ export async function runAiExchange(options: AiExchangeOptions): Promise<string>
     const rows = new Map<string, Row[]>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const [variant, backend, title] of variants) {
-        const envoy = await fixtures.envoy(variant, backend);
-        const target = variant === 'envoy-alone' ? undefined : backend === 'plain' ? (await fixtures.service('plain', 'envoy')).process.pid : backend === 'trivial' ? (await fixtures.trivial('envoy')).process.pid : backend === 'lean' ? (await fixtures.lean()).process.pid : (await fixtures.goExtProc()).process.pid;
+        const envoy = backend === 'uds' ? await udsEnvoy() : await fixtures.envoy(variant, backend);
+        const target = variant === 'envoy-alone' ? undefined : backend === 'uds' ? (await udsService()).process.pid : backend === 'plain' ? (await fixtures.service('plain', 'envoy')).process.pid : backend === 'trivial' ? (await fixtures.trivial('envoy')).process.pid : backend === 'lean' ? (await fixtures.lean()).process.pid : (await fixtures.goExtProc()).process.pid;
         for (const [kind, path, body, total] of [['json', '/v1/chat/completions', JSON_BODY, REQUESTS], ['sse', '/stream/v1/chat/completions?gap_us=2000', SSE_BODY, STREAMS]] as const) {
           await load(`${envoy.url}${path}`, body, Math.min(200, total), CONCURRENCY); // warm
           const statsBefore = await envoyStats(envoy.adminUrl);
