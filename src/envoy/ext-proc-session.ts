@@ -32,15 +32,14 @@ const AI_EXCHANGE_MODE: ProcessingMode = { response_header_mode: 'SEND', request
 const HEADERS_ONLY_MODE: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 /**
  * Observed metering (a second ext_proc filter in observability_mode reads event streams): an AI
- * response's headers still come here, and their reply chooses: an event stream is handed to the
- * metering stream (no round trip per chunk; STREAM_HANDED_OVER), any other body is read here
- * (STREAMED: a JSON answer is one or two messages). A request that is not an AI call is decided
- * on its headers alone; its client headers travel as dynamic metadata (METERING_NAMESPACE) that
- * the virtual host's response_headers_to_add writes, so its response is not sent here at all.
+ * exchange starts as AI_EXCHANGE_MODE, and the response-headers reply of an event stream hands it
+ * to the metering stream (STREAM_HANDED_OVER: no round trip per chunk); any other body is read
+ * here as in the synchronous mode (a JSON answer is one or two messages). A request that is not an
+ * AI call is decided on its headers alone; its client headers travel as dynamic metadata
+ * (METERING_NAMESPACE) that the virtual host's response_headers_to_add writes, so its response is
+ * not sent here at all.
  */
-const AI_EXCHANGE_MODE_OBSERVED: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 const HEADERS_ONLY_MODE_OBSERVED: ProcessingMode = { response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
-const RESPONSE_READ_HERE: ProcessingMode = { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'STREAMED', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 const STREAM_HANDED_OVER: ProcessingMode = { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 
 /**
@@ -182,7 +181,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const route = headers(':method') === 'POST' ? policy().usage.paths.route(path) : undefined;
         if (route && !request.request_headers?.end_of_stream) {
           awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata };
-          return { request_headers: { response: {} }, mode_override: observed ? AI_EXCHANGE_MODE_OBSERVED : AI_EXCHANGE_MODE };
+          return { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
         }
         const ai: AiBodyInput | undefined = route ? readAiBody(route, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
         const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata });
@@ -219,15 +218,13 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           // Compressed bodies are not decoded: accept-encoding is removed upstream, so this is a provider ignoring it.
           if (encoding === undefined || encoding === 'identity') exchange.meter = createUsageMeter({ api: exchange.decision.ai!.api, contentType: headers('content-type') });
           if (request.response_headers?.end_of_stream) finishExchange('completed');
-          else if (observed) {
-            const reply: ProcessingResponse = { response_headers: { response: { header_mutation: { set_headers } } }, mode_override: RESPONSE_READ_HERE };
-            if (!isEventStream(headers('content-type')) || exchange.upstreamStatus !== 200) return reply;
+          else if (observed && exchange.upstreamStatus === 200 && isEventStream(headers('content-type'))) {
             // An event stream: the metering filter reads it without holding it; it claims the exchange by this id.
             const open = exchange;
             exchange = undefined;
             handedOver = open.decision.id;
             metered.expect(handedOver, open);
-            return { ...reply, mode_override: STREAM_HANDED_OVER, dynamic_metadata: exchangeMetadata(handedOver) };
+            return { response_headers: { response: { header_mutation: { set_headers } } }, mode_override: STREAM_HANDED_OVER, dynamic_metadata: exchangeMetadata(handedOver) };
           }
         }
         return { response_headers: { response: { header_mutation: { set_headers } } } };

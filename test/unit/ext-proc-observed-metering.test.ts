@@ -46,7 +46,7 @@ function setup() {
 async function decide(session: ExtProcSession, headers: Record<string, string> = CONTEXT): Promise<ProcessingResponse> {
   const first = await session.handle({ request_headers: { headers: headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', ...headers }) } });
   if (first && 'immediate_response' in first) return first;
-  expect(first?.mode_override).toMatchObject({ response_header_mode: 'SEND', response_body_mode: 'NONE', request_body_mode: 'BUFFERED' });
+  expect(first?.mode_override).toMatchObject({ response_header_mode: 'SEND', response_body_mode: 'STREAMED', request_body_mode: 'BUFFERED' });
   const body = JSON.stringify({ model: 'claude-sonnet-4-5', stream: true, messages: [{ role: 'user', content: 'Hello' }] });
   return (await session.handle({ request_body: { body: Buffer.from(body), end_of_stream: true } }))!;
 }
@@ -150,7 +150,7 @@ describe('observed metering: the exchange handed from the deciding stream to the
     for (const [status, contentType, body] of [['200', 'application/json', USAGE_JSON], ['503', 'text/event-stream', 'upstream connect error']] as const) {
       const decider = factory.open({ observedMetering: true });
       const reply = await handOver(decider, status, contentType);
-      expect(reply.mode_override).toMatchObject({ response_body_mode: 'STREAMED' });
+      expect(reply.mode_override).toBeUndefined(); // the body stays STREAMED here
       expect(metadataOf(reply).exchange_id).toBeUndefined();
       await decider.handle({ response_body: { body: Buffer.from(body), end_of_stream: true } });
       decider.close();
