@@ -11,8 +11,10 @@
  *   npm run build && node --import ./bench/register-ts.mjs bench/llm-stream.ts [--requests 300] [--concurrency 4] [--events 100] [--gap-ms 2]
  */
 import { createServer, request as httpRequest, Agent } from 'node:http';
-import { readFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_POLICY_PATH } from '../src/policy/default-policy.js';
 import { parseArgs } from 'node:util';
 import { startEnvoy } from '../src/demo/start-envoy.js';
 import { startService } from '../src/demo/start-service.js';
@@ -139,7 +141,10 @@ const fmt = (values: number[]) => values.map((value) => value.toFixed(2)).join('
 
 async function main(): Promise<void> {
   const upstream = await startUpstream();
-  const service = await startService({ env: { LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true' } });
+  // The headers-only variant posts to a path the service does not read: listed as headers-only (deny by default).
+  const policyPath = join(tmpdir(), `genops-llm-stream-${process.pid}.yaml`);
+  writeFileSync(policyPath, readFileSync(DEFAULT_POLICY_PATH, 'utf8').replace('  rateLimits:', '  usage:\n    headersOnly: [{ prefix: /v1/stream-bench }]\n  rateLimits:'));
+  const service = await startService({ policyPath, env: { LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true' } });
   const envoy = await startEnvoy({ config: 'deploy/envoy/ext-proc.yaml', vars: { GENOPS_HOST: service.host, GENOPS_PORT: service.grpcPort, UPSTREAM_HOST: '127.0.0.1', UPSTREAM_PORT: upstream.port }, logLevel: 'error' });
   const variants: [string, URL, boolean][] = [
     ['upstream alone', new URL(`http://127.0.0.1:${upstream.port}/v1/chat/completions`), false],

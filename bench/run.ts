@@ -18,6 +18,7 @@ import { startService } from '../src/demo/start-service.js';
 import { renderLatencyChart } from './lib/chart.js';
 import { ENVOY_VARIANTS, type EnvoyVariant } from './lib/envoy-configs.js';
 import { identitySteps } from './lib/identity-scenarios.js';
+import { workerSteps } from './lib/worker-scenarios.js';
 import { Fixtures, type EnvoyBackend, type ServiceKind } from './lib/fixtures.js';
 import { runH2load, runLoadgen, type LoadResult } from './lib/load-tools.js';
 import { rssMb, sampleUsage } from './lib/process-stats.js';
@@ -42,6 +43,8 @@ const HELP = `npm run bench [-- options]
   --keys <n>         distinct customer ids for the memory scenario (default 1000000)
   --scenario <list>  only scenarios whose id starts with one of these, e.g.
                      direct,envoy/ext-authz,traced,memory (default: all; --list shows ids)
+  --workers <list>   GENOPS_WORKERS values the workers/ scenarios compare, on Redis
+                     (default 1,2; e.g. --scenario workers/ --workers 1,2)
   --node-options <s> NODE_OPTIONS for genops-mesh on top of the flags it ships with,
                      e.g. "--max-old-space-size=128" (default none)
   --out <dir>        results directory (default bench/results)
@@ -63,6 +66,7 @@ interface Options {
   keys: number;
   scenarios: string[];
   nodeOptions: string;
+  workers: number[];
   out: string;
   updateResults: boolean;
   list: boolean;
@@ -93,6 +97,7 @@ function parseOptions(argv: string[]): Options {
       keys: { type: 'string' },
       scenario: { type: 'string' },
       'node-options': { type: 'string' },
+      workers: { type: 'string' },
       out: { type: 'string' },
       'update-results': { type: 'boolean' },
       list: { type: 'boolean' },
@@ -121,6 +126,7 @@ function parseOptions(argv: string[]): Options {
     keys: Math.round(positive('keys', values.keys, 1_000_000)),
     scenarios: values.scenario ? values.scenario.split(',').map((part) => part.trim()).filter(Boolean) : [],
     nodeOptions: values['node-options'] ?? '',
+    workers: (values.workers ?? '1,2').split(',').map((count) => Math.round(positive('workers', count, 1))),
     out: values.out ?? join(REPO_ROOT, 'bench/results'),
     updateResults: values['update-results'] ?? false,
     list: values.list ?? false,
@@ -388,7 +394,9 @@ async function main(): Promise<void> {
 
   // Identity (issue 13): its own services, one group in interleaved rounds: --scenario identity/
   const identity = identitySteps({ durationS: options.durationS, warmupS: options.warmupS, workDir: work, policyPath: join(REPO_ROOT, 'bench/policy.yaml') });
-  const groups: Step[][] = [...buildSteps(options, paths), identity.steps];
+  // GENOPS_WORKERS (issue 19): one group in interleaved rounds: --scenario workers/
+  const workers = workerSteps({ durationS: options.durationS, warmupS: options.warmupS, workDir: work, policyPath: join(REPO_ROOT, 'bench/policy.yaml'), workers: options.workers, httpBody: paths.httpBody, httpHeaders: HTTP_HEADERS });
+  const groups: Step[][] = [...buildSteps(options, paths), identity.steps, workers.steps];
   const selected = (id: string) => options.scenarios.length === 0 || options.scenarios.some((prefix) => id.startsWith(prefix));
   const memorySelected = selected('memory/keys');
   // The AI exchange side by side (issue 18): its own services and Envoys, after the plan.
@@ -402,7 +410,7 @@ async function main(): Promise<void> {
   const plan: { step: Step; round: number }[] = [];
   groups.forEach((group, index) => {
     const steps = group.filter((step) => selected(step.id));
-    const rounds = ROUND_GROUPS.has(index) || group === identity.steps ? options.rounds : 1;
+    const rounds = ROUND_GROUPS.has(index) || group === identity.steps || group === workers.steps ? options.rounds : 1;
     for (let round = 1; round <= rounds; round++) for (const step of steps) plan.push({ step, round });
   });
   if (plan.length === 0 && !memorySelected && !aiExchangeSelected) throw new Error(`--scenario ${options.scenarios.join(',')} selects nothing; --list shows the ids`);
@@ -421,6 +429,7 @@ async function main(): Promise<void> {
   const stop = async () => {
     await fixtures.stopAll();
     await identity.stopAll();
+    await workers.stopAll();
   };
   process.once('SIGINT', () => {
     progress.note('interrupted: stopping everything');

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { performance } from 'node:perf_hooks';
 import { createAuthzAdapter } from './envoy/authz-adapter.js';
 import { createDecisionReporter } from './envoy/decision-reporter.js';
@@ -22,6 +23,8 @@ import { createPolicyStore, loadPolicyFile, type PolicyStore } from './policy/po
 import { startAdminServer } from './server/admin-server.js';
 import { startForwardAuthServer } from './server/forward-auth-server.js';
 import { startGrpcServer } from './server/grpc-server.js';
+import { connectWorker } from './server/worker-link.js';
+import { startWorkerPrimary } from './server/worker-primary.js';
 import { createServiceTls } from './server/service-tls.js';
 import { loadSettings } from './settings/settings.js';
 import { untrustedPayloadHeaderWarning } from './settings/trust-settings.js';
@@ -33,7 +36,14 @@ import { createMetrics } from './telemetry/metrics.js';
 
 async function main(): Promise<void> {
   const settings = loadSettings(process.argv.slice(2), process.env);
-  const logger = createLogger({ level: settings.logLevel });
+  if (settings.workers > 1 && cluster.isPrimary) {
+    // The primary checks the policy once (a bad one stops the start-up here, with one line), then forks.
+    loadPolicyFile(settings.policyPath ?? DEFAULT_POLICY_PATH);
+    await startWorkerPrimary({ workers: settings.workers, host: settings.listenHost, adminPort: settings.adminPort, drainTimeoutMs: settings.drainTimeoutMs, budgetsToken: settings.trust.adminToken, logger: createLogger({ level: settings.logLevel }) });
+    return;
+  }
+  const inWorker = cluster.isWorker;
+  const logger = inWorker ? createLogger({ level: settings.logLevel }).child({ worker: Number(process.env.GENOPS_WORKER_INDEX) }) : createLogger({ level: settings.logLevel });
   const metrics = createMetrics({ customerLabel: settings.metricsCustomerLabel });
   // ioredis and the OTLP exporter are loaded only when configured: ~10 MB of RSS (98 instead
   // of 110 MB idle) that a process without Redis or tracing does not need.
@@ -135,19 +145,23 @@ async function main(): Promise<void> {
     metrics,
   });
   const forwardAuth = settings.forwardAuthPort > 0
-    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('forward_auth'), { withoutJwtMetadata: true }), reporter, now }), logger, tls: serviceTls })
+    ? await startForwardAuthServer({ host: settings.listenHost, port: settings.forwardAuthPort, adapter: createForwardAuthAdapter({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('forward_auth'), { withoutJwtMetadata: true }), reporter, now, policy, uriHeader: settings.forwardAuthUriHeader, methodHeader: settings.forwardAuthMethodHeader }), logger, tls: serviceTls })
     : undefined;
-  const admin = await startAdminServer({
-    host: settings.listenHost,
-    port: settings.adminPort,
-    metrics,
-    isReady: () => !draining,
-    budgets: () => budgetTracker.snapshot(),
-    budgetsToken: settings.trust.adminToken,
-  });
+  // In a worker the primary serves admin HTTP for all (metrics aggregated, budgets merged).
+  const admin = inWorker
+    ? undefined
+    : await startAdminServer({
+        host: settings.listenHost,
+        port: settings.adminPort,
+        metrics,
+        isReady: () => !draining,
+        budgets: () => budgetTracker.snapshot(),
+        budgetsToken: settings.trust.adminToken,
+      });
+  if (inWorker) connectWorker({ registry: metrics.registry, budgets: () => budgetTracker.snapshot() }).ready();
   logger.info(
-    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin.port, forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redis ? (settings.redis.kind === 'cluster' ? 'redis-cluster' : 'redis') : 'memory', tls: serviceTls ? (serviceTls.mutual ? 'mutual' : 'server') : 'off', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
-    `genops-mesh serving gRPC on ${settings.listenHost}:${grpcServer.port}, admin on ${settings.listenHost}:${admin.port}`,
+    { event: 'listening', grpc_port: grpcServer.port, admin_port: admin?.port ?? 'primary', forward_auth_port: forwardAuth?.port ?? 'disabled', policy: initial.name, policy_path: policyPath, rate_limit_backend: settings.redis ? (settings.redis.kind === 'cluster' ? 'redis-cluster' : 'redis') : 'memory', tls: serviceTls ? (serviceTls.mutual ? 'mutual' : 'server') : 'off', traces_endpoint: tracing ? settings.tracing.endpoint : 'disabled' },
+    `genops-mesh serving gRPC on ${settings.listenHost}:${grpcServer.port}, admin on ${settings.listenHost}:${admin?.port ?? settings.adminPort}`,
   );
   warnOfReplicaBudgets(initial);
   const untrustedHeader = untrustedPayloadHeaderWarning(initial.identity, settings.trust);
@@ -159,7 +173,7 @@ async function main(): Promise<void> {
     logger.info({ event: 'draining', signal, timeout_ms: settings.drainTimeoutMs }, 'draining in-flight calls');
     policyStore?.close();
     await Promise.all([grpcServer.drain(settings.drainTimeoutMs), forwardAuth?.close(settings.drainTimeoutMs)]);
-    await admin.close();
+    await admin?.close();
     serviceTls?.close();
     await rateLimitStore.close();
     await ledger.close();
@@ -171,6 +185,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
+  // A worker whose primary is gone has no admin endpoint and no one to restart it: drain and go.
+  if (inWorker) process.once('disconnect', () => void shutdown('primary_exited'));
 }
 
 /** True at most once per interval: keeps a failing backend from flooding the log. */

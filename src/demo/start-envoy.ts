@@ -20,6 +20,8 @@ export interface StartEnvoyOptions {
   /** Serve the listener over mTLS (client certificate required), as a mesh sidecar would. */
   readonly downstreamTls?: DownstreamTls;
   readonly readyTimeoutMs?: number;
+  /** Envoy worker threads (default 1); each opens its own connections to every upstream. */
+  readonly concurrency?: number;
 }
 
 /** PEM file paths for a listener that requires a client certificate signed by `trustedCa`. */
@@ -81,7 +83,7 @@ async function startEnvoyOnce(options: StartEnvoyOptions): Promise<RunningEnvoy>
   const child = spawnManaged(
     'envoy',
     envoy,
-    ['-c', configPath, '--use-dynamic-base-id', '--concurrency', '1', '--log-level', options.logLevel ?? 'warn', '--drain-time-s', '0'],
+    ['-c', configPath, '--use-dynamic-base-id', '--concurrency', String(options.concurrency ?? 1), '--log-level', options.logLevel ?? 'warn', '--drain-time-s', '0'],
     process.env,
   );
   const adminUrl = `http://127.0.0.1:${vars.ADMIN_PORT}`;

@@ -23,6 +23,8 @@ export interface StartGovernanceStackOptions {
   /** Another deploy/envoy config for the same mode (e.g. deploy/envoy/ext-authz-jwt.yaml), with its extra placeholders. */
   readonly config?: string;
   readonly envoyVars?: EnvoyConfigVars;
+  /** Envoy worker threads (default 1). */
+  readonly envoyConcurrency?: number;
 }
 
 export interface GovernanceStack {
@@ -54,6 +56,7 @@ export async function startGovernanceStack(options: StartGovernanceStackOptions)
       },
       ...(options.envoyLogLevel ? { logLevel: options.envoyLogLevel } : {}),
       ...(options.downstreamTls ? { downstreamTls: options.downstreamTls } : {}),
+      ...(options.envoyConcurrency ? { concurrency: options.envoyConcurrency } : {}),
     });
   } catch (error) {
     await service.stop().catch(() => undefined);

@@ -1,4 +1,6 @@
 import { readAiBody } from '../governance/ai-body.js';
+import { classifyRequest } from '../governance/request-class.js';
+import type { AiRoute } from '../usage/ai-api.js';
 import type { AiBodyInput } from '../governance/decision-engine.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
 import type { CompiledPolicy } from '../policy/compiled-policy.js';
@@ -38,13 +40,15 @@ export function createAuthzAdapter(options: { governor: Governor; reporter: Deci
       const http = request.attributes?.request?.http;
       const headers = http ? headerLookupOf(http.headers, http.header_map) : () => undefined;
       const path = http?.path || undefined;
+      const shape = http ? classifyRequest({ method: http.method || undefined, path, hasBody: carriesBody(http, headers) }, policy().usage) : undefined;
       const decision = governor.evaluate({
         headers,
         // proto3 cannot tell an empty string from an absent one: both are absent here.
         principal: request.attributes?.source?.principal || undefined,
         path,
         malformed: http ? undefined : 'CheckRequest has no attributes.request.http',
-        ai: http ? aiBodyOf(http, headers, policy()) : undefined,
+        ai: shape?.kind === 'ai' ? aiBodyOf(shape.route, http!, headers, policy()) : undefined,
+        unknownAiApi: shape?.kind === 'unknown' ? shape.message : undefined,
         jwtMetadata: metadataNamespace(request.attributes?.metadata_context, JWT_AUTHN_NAMESPACE),
       });
       return decision instanceof Promise ? decision.then((settled) => respond(settled, startedAt, headers)) : respond(decision, startedAt, headers);
@@ -56,10 +60,7 @@ export function createAuthzAdapter(options: { governor: Governor; reporter: Deci
  * The body of an AI API request, as with_request_body sends it. ext_authz cannot change the body,
  * so stream usage is not injected here (the ext_proc adapter does it).
  */
-function aiBodyOf(http: HttpRequestAttributes, headers: HeaderLookup, policy: CompiledPolicy): AiBodyInput | undefined {
-  if (http.method !== 'POST') return undefined;
-  const route = policy.usage.paths.route(http.path);
-  if (!route) return undefined;
+function aiBodyOf(route: AiRoute, http: HttpRequestAttributes, headers: HeaderLookup, policy: CompiledPolicy): AiBodyInput {
   // with_request_body.allow_partial_message sends the first max_request_bytes and marks it.
   if (headers('x-envoy-auth-partial-body') === 'true') {
     return { problem: { tooLarge: true, message: `request body is larger than the ${policy.usage.maxRequestBodyBytes} bytes this service reads` } };
@@ -72,6 +73,14 @@ function aiBodyOf(http: HttpRequestAttributes, headers: HeaderLookup, policy: Co
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** with_request_body sends the body; without it (or past its limit) the headers still tell. */
+function carriesBody(http: HttpRequestAttributes, headers: HeaderLookup): boolean {
+  if ((http.raw_body && http.raw_body.length > 0) || (http.body && http.body.length > 0)) return true;
+  const length = headers('content-length');
+  if (length !== undefined && length.trim() !== '0') return true;
+  return headers('transfer-encoding') !== undefined;
+}
 
 export function toCheckResponse(decision: Decision): CheckResponse {
   if (isAllowed(decision)) {

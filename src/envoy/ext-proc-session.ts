@@ -1,5 +1,6 @@
 import { GenopsError } from '../errors/genops-error.js';
 import { isBodySigned, readAiBody } from '../governance/ai-body.js';
+import { classifyRequest } from '../governance/request-class.js';
 import type { AiBodyInput } from '../governance/decision-engine.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
 import type { HeaderLookup } from '../governance/governance-context.js';
@@ -178,13 +179,15 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const path = headers(':path');
         const principal = principalOf(request.attributes);
         const jwtMetadata = metadataNamespace(request.metadata_context, JWT_AUTHN_NAMESPACE);
-        const route = headers(':method') === 'POST' ? policy().usage.paths.route(path) : undefined;
+        const shape = classifyRequest({ method: headers(':method'), path, hasBody: request.request_headers?.end_of_stream !== true }, policy().usage);
+        const route = shape.kind === 'ai' ? shape.route : undefined;
+        const unknownAiApi = shape.kind === 'unknown' ? shape.message : undefined;
         if (route && !request.request_headers?.end_of_stream) {
           awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata };
           return { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
         }
         const ai: AiBodyInput | undefined = route ? readAiBody(route, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
-        const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata });
+        const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata, unknownAiApi });
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
           if (!isAllowed(settled)) return immediateDenial(settled);

@@ -1,6 +1,10 @@
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
 import type { HeaderLookup } from '../governance/governance-context.js';
 import type { Governor } from '../governance/governor.js';
+import { deploymentModel } from '../governance/ai-body.js';
+import { classifyRequest } from '../governance/request-class.js';
+import type { AiRoute } from '../usage/ai-api.js';
+import type { CompiledPolicy } from '../policy/compiled-policy.js';
 import type { DecisionReporter } from './decision-reporter.js';
 import { clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
 
@@ -34,6 +38,8 @@ const ENVOY_HEADERS_TO_REMOVE = 'x-envoy-auth-headers-to-remove';
 export interface ForwardAuthRequest {
   /** The request target of the auth call itself, e.g. `/forward-auth` or `/forward-auth/envoy/v1/chat`. */
   readonly target: string;
+  /** The auth call's own method (Envoy's HTTP ext_authz sends the original one). */
+  readonly method?: string | undefined;
   /** The auth call's headers (the original request's, plus the proxy's X-Forwarded-* / X-Original-*). */
   readonly headers: HeaderLookup;
 }
@@ -55,18 +61,48 @@ type Style = 'native' | 'nginx';
  * Forward auth through the same governor as ext_authz and ext_proc: same
  * decisions, same upstream and client headers, same JSON denial bodies.
  */
-export function createForwardAuthAdapter(options: { governor: Governor; reporter: DecisionReporter; now: () => number }): ForwardAuthAdapter {
-  const { governor, reporter, now } = options;
+export interface ForwardAuthAdapterOptions {
+  readonly governor: Governor;
+  readonly reporter: DecisionReporter;
+  readonly now: () => number;
+  readonly policy: () => CompiledPolicy;
+  /**
+   * The header carrying the original request target: one the proxy always sets, so a client
+   * cannot choose the path that is checked (default x-original-uri, as the shipped nginx config
+   * sets it; Traefik: x-forwarded-uri; ingress-nginx: x-original-url, a whole URL).
+   */
+  readonly uriHeader?: string | undefined;
+  /** The header carrying the original method (default x-original-method; Traefik: x-forwarded-method). */
+  readonly methodHeader?: string | undefined;
+}
+
+/** Methods whose requests carry no body worth reading; forward auth never sees a body, so the method is all it has. */
+const BODYLESS_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
+
+export function createForwardAuthAdapter(options: ForwardAuthAdapterOptions): ForwardAuthAdapter {
+  const { governor, reporter, now, policy } = options;
+  const uriHeader = options.uriHeader ?? 'x-original-uri';
+  const methodHeader = options.methodHeader ?? 'x-original-method';
   return {
     check(request) {
       const endpoint = endpointOf(request.target);
       if (!endpoint) return undefined;
       const startedAt = now();
-      const original = endpoint.originalTarget ?? originalTargetFromHeaders(request.headers);
-      const malformed = original !== undefined && !original.startsWith('/')
+      const original = endpoint.originalTarget ?? originalTargetFromHeader(request.headers, uriHeader);
+      const malformed = original === undefined
+        ? `the proxy sent no ${uriHeader} header: forward auth needs the original request target from it (GENOPS_FORWARD_AUTH_URI_HEADER names the header your proxy sets)`
+        : !original.startsWith('/')
         ? `the original request target must be an origin-form path starting with "/", got ${JSON.stringify(original.slice(0, 64))}`
         : undefined;
-      const decision = governor.evaluate({ headers: request.headers, path: original, malformed });
+      const method = (endpoint.originalTarget !== undefined ? request.method : request.headers(methodHeader)?.trim() || request.method)?.toUpperCase();
+      const shape = malformed ? undefined : classifyRequest({ method, path: original, hasBody: method === undefined || !BODYLESS_METHODS.has(method) }, policy().usage);
+      const decision = governor.evaluate({
+        headers: request.headers,
+        path: original,
+        malformed,
+        unknownAiApi: shape?.kind === 'unknown' ? shape.message : undefined,
+        bodyUnseen: shape?.kind === 'ai' ? { api: shape.route.api, adapter: 'forward auth', model: pathModelOf(shape.route, policy()) } : undefined,
+      });
       const respond = (settled: Decision) => {
         const response = toForwardAuthResponse(settled, endpoint.style);
         reporter.report('forward_auth', settled, startedAt, request.headers);
@@ -75,6 +111,12 @@ export function createForwardAuthAdapter(options: { governor: Governor; reporter
       return decision instanceof Promise ? decision.then(respond) : respond(decision);
     },
   };
+}
+
+/** The model a path names (Gemini, Bedrock; an Azure deployment's through the policy's map). */
+function pathModelOf(route: AiRoute, policy: CompiledPolicy): string | undefined {
+  if (route.pathModel === undefined || route.pathProblem !== undefined) return undefined;
+  return route.deployment ? deploymentModel(route.pathModel, policy.usage) : route.pathModel;
 }
 
 function endpointOf(target: string): { style: Style; originalTarget?: string } | undefined {
@@ -90,21 +132,19 @@ function endpointOf(target: string): { style: Style; originalTarget?: string } |
 }
 
 /**
- * The original request target, from the header each proxy uses: Traefik
- * `X-Forwarded-Uri`, nginx configs by convention `X-Original-URI`,
- * ingress-nginx `X-Original-URL` (a whole URL). Undefined when none is sent:
- * path selectors and the `path` key dimension then do not apply.
+ * The original request target, from the one header the settings name. Never a fallback to another
+ * header: a client can send any header the proxy does not overwrite (X-Forwarded-Uri through nginx).
  */
-function originalTargetFromHeaders(headers: HeaderLookup): string | undefined {
-  const uri = headers('x-forwarded-uri') ?? headers('x-original-uri');
-  if (uri !== undefined) return uri.trim();
-  const url = headers('x-original-url');
-  if (url === undefined) return undefined;
+function originalTargetFromHeader(headers: HeaderLookup, name: string): string | undefined {
+  const value = headers(name)?.trim();
+  if (value === undefined || value.length === 0) return undefined;
+  if (!/^https?:\/\//i.test(value)) return value;
   try {
-    const parsed = new URL(url.trim());
+    // ingress-nginx's X-Original-URL is a whole URL.
+    const parsed = new URL(value);
     return `${parsed.pathname}${parsed.search}`;
   } catch {
-    return url.trim();
+    return value;
   }
 }
 

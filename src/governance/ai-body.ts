@@ -1,5 +1,6 @@
 import type { CompiledUsage } from '../policy/compiled-policy.js';
 import type { AiApi, AiRoute } from '../usage/ai-api.js';
+import { jsonStructureProblem } from '../usage/json-structure.js';
 import { parseAiRequestBody, rewriteAiRequestBody, type RequestBodyChanges } from '../usage/request-body.js';
 import type { AiBodyInput } from './decision-engine.js';
 import type { HeaderLookup } from './governance-context.js';
@@ -28,6 +29,8 @@ export function readAiBody(route: AiApi | AiRoute, body: Uint8Array, usage: Comp
   if (body.length > usage.maxRequestBodyBytes) {
     return { input: { problem: { tooLarge: true, message: `request body is ${body.length} bytes; the limit is ${usage.maxRequestBodyBytes}` } }, rewrite: UNCHANGED };
   }
+  const structure = jsonStructureProblem(body);
+  if (structure) return { input: { problem: { tooLarge: false, message: structure } }, rewrite: UNCHANGED };
   // An Azure deployment serves the model the policy maps it to (else the one it is named after);
   // on the Azure APIs that name the deployment in the body (Responses), the body's model is one.
   const fromPath = pathModel !== undefined && deployment === true ? deploymentModel(pathModel, usage) : pathModel;
@@ -49,8 +52,9 @@ export function readAiBody(route: AiApi | AiRoute, body: Uint8Array, usage: Comp
   };
 }
 
-function deploymentModel(name: string, usage: CompiledUsage): string {
-  return usage.azureDeployments.get(name) ?? usage.azureDeployments.get(name.toLowerCase()) ?? name;
+/** The model an Azure OpenAI deployment serves: the policy's map, else the deployment's own name. */
+export function deploymentModel(name: string, usage: CompiledUsage): string {
+  return usage.azureDeployments.get(name.toLowerCase()) ?? name;
 }
 
 /** azure.responses names its deployment in the body's model: the model is the deployment's. */

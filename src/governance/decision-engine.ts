@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { CompiledPolicy, CompiledRoutes } from '../policy/compiled-policy.js';
+import type { CompiledPolicy, CompiledRoutes, CompiledTeam } from '../policy/compiled-policy.js';
 import type { PolicyMode } from '../policy/policy-schema.js';
 import { HEADER_OF_FIELD, extractGovernanceContext, type GovernanceContext, type HeaderLookup } from './governance-context.js';
 import type { AiRequestFacts, Decision, ReasonCode } from './decision.js';
@@ -7,6 +7,7 @@ import { MODEL_RULE } from './governance-context.js';
 import { createModelMatcher, type ModelMatcher } from '../usage/model-pattern.js';
 import { modelsOf } from '../usage/request-body.js';
 import { bindIdentity } from './identity-binding.js';
+import { selects } from './selector.js';
 
 /** What the engine needs to know about one request, free of any wire format. */
 export interface DecisionInput {
@@ -28,6 +29,18 @@ export interface DecisionInput {
   readonly bodyBytes?: number | undefined;
   /** True when the adapter sees the response and can settle a budget reservation (ext_proc). */
   readonly settles?: boolean | undefined;
+  /** The request carries a body the service cannot read (request-class.ts): refused, deny by default. */
+  readonly unknownAiApi?: string | undefined;
+  /**
+   * An AI API request whose body this adapter cannot see (forward auth): refused where a model
+   * rule or a budget would need the body, else decided on headers.
+   */
+  readonly bodyUnseen?: {
+    readonly api: string;
+    readonly adapter: string;
+    /** The model the path names (Gemini, Bedrock, an Azure deployment's): model rules can be checked without the body. */
+    readonly model?: string | undefined;
+  } | undefined;
   /** Reuse this decision id (a request decided again, e.g. with a budget's cheaper model). */
   readonly decisionId?: string | undefined;
 }
@@ -95,6 +108,9 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
     if (input.malformed) {
       return finish({ reasonCode: 'x_malformed_request', message: input.malformed, httpStatus: 400, mode: policy.mode });
     }
+    if (input.unknownAiApi) {
+      return finish({ reasonCode: 'x_unknown_ai_api', message: input.unknownAiApi, httpStatus: 403, mode: policy.mode });
+    }
     // Every model the request names (a batch names several; an OpenAI Batch none it can show).
     const models = ai ? modelsOf(ai) : [];
     const bodyProblem = input.ai?.problem ?? models.map(modelProblemOf).find((found) => found !== undefined);
@@ -133,6 +149,18 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
       context.model = models.length > 0 ? ai.model.toLowerCase() : undefined;
     }
 
+    if (input.bodyUnseen) {
+      // The path's model, when it names one; else none: a header cannot vouch for the body it does not see.
+      const pathModel = input.bodyUnseen.model?.toLowerCase();
+      const headerModel = context.model;
+      if (pathModel !== undefined && headerModel !== undefined && headerModel !== pathModel && !createModelMatcher([headerModel]).matches(pathModel)) {
+        return finish({ reasonCode: 'x_model_mismatch', message: `x-genops-model names ${headerModel} but the request path asks for ${pathModel}`, httpStatus: 400, mode: policy.mode });
+      }
+      const problem = pathModel !== undefined ? modelProblemOf(pathModel) : undefined;
+      if (problem) return finish({ reasonCode: 'x_malformed_body', message: problem.message.replace('request body field "model"', 'the model in the request path'), httpStatus: 400, mode: policy.mode });
+      context.model = pathModel;
+    }
+
     if (policy.principals && !(principal && policy.principals.allow.matches(principal))) {
       decided = check({ reasonCode: 'x_principal_not_allowed', message: principal ? `caller ${principal} is not allowed` : 'caller has no mTLS identity and the policy requires one', httpStatus: 403, mode: policy.principals.mode });
       if (decided) return decided;
@@ -168,6 +196,15 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
       if (decided) return decided;
     }
 
+    if (input.bodyUnseen) {
+      // The model is in the body: a header naming one proves nothing here.
+      const needs = bodyNeededFor(policy, input.bodyUnseen.model === undefined ? team : undefined, tierRule, finish(undefined), input.path);
+      if (needs) {
+        decided = check({ reasonCode: 'x_body_required', message: bodyRequiredMessage(input.bodyUnseen, needs.why), httpStatus: 403, mode: needs.mode });
+        if (decided) return decided;
+      }
+    }
+
     return finish(undefined, chooseRoute(team.routes, context));
   }
 
@@ -192,6 +229,24 @@ function modelProblemOf(model: string): { tooLarge: false; message: string } | u
   if (trimmed.length > MODEL_RULE.maxLength) return { tooLarge: false, message: `request body field "model" is longer than ${MODEL_RULE.maxLength} characters` };
   if (!MODEL_RULE.pattern.test(trimmed.toLowerCase())) return { tooLarge: false, message: `request body field "model" must be ${MODEL_RULE.expectation}` };
   return undefined;
+}
+
+/**
+ * What would need the body: a model rule of the team or tier while the model is unknown (no team
+ * given: the path named the model and the rules already checked it), or an enforced budget that
+ * may select the request (budgets are reserved and settled only where the service reads bodies and
+ * responses).
+ */
+function bodyNeededFor(policy: CompiledPolicy, team: CompiledTeam | undefined, tier: CompiledPolicy['tiers'] extends ReadonlyMap<unknown, infer T> ? T | undefined : never, decision: Decision, path: string | undefined): { why: string; mode: PolicyMode } | undefined {
+  if (team && !team.models.matchesAll) return { why: `team ${team.name} may use only some models`, mode: team.mode };
+  if (team && tier && !tier.models.matchesAll) return { why: `the ${decision.context.customerTier} tier may use only some models`, mode: tier.mode };
+  const modelKnown = decision.context.model !== undefined;
+  const budget = policy.budgets.find((rule) => rule.mode === 'enforce' && (!rule.selector || selects(modelKnown ? rule.selector : { ...rule.selector, models: undefined }, decision, path)));
+  return budget ? { why: `budget ${budget.name} applies`, mode: 'enforce' } : undefined;
+}
+
+function bodyRequiredMessage(unseen: { readonly api: string; readonly adapter: string }, why: string): string {
+  return `${unseen.adapter} cannot see request bodies, and ${why}: the model of this ${unseen.api} request is in its body. Send AI API paths through Envoy's ext_proc (deploy/envoy/ext-proc.yaml; budgets need it) or ext_authz with_request_body (deploy/envoy/ext-authz.yaml)`;
 }
 
 function chooseRoute(routes: CompiledRoutes, context: GovernanceContext): string | undefined {

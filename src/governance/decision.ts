@@ -27,6 +27,8 @@ export type ReasonCode =
   | 'x_identity_invalid'
   | 'x_identity_mismatch'
   | 'x_rate_limit_unavailable'
+  | 'x_unknown_ai_api'
+  | 'x_body_required'
   | 'x_unreadable_model'
   | 'x_unreservable_request'
   | 'x_output_cap_required';

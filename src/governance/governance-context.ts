@@ -33,7 +33,7 @@ interface FieldRule {
 const KEBAB = /^[a-z0-9]+(-[a-z0-9]+)*$/;
 const IDENTIFIER = /^[a-zA-Z0-9]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$/;
 const LABEL = /^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$/;
-const MODEL = /^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?$/;
+const MODEL = /^[a-z0-9]([a-z0-9._:/@-]*[a-z0-9])?$/;
 
 export const CONTEXT_RULES: readonly FieldRule[] = [
   { field: 'team', header: 'x-genops-team', maxLength: 63, lowercase: true, pattern: KEBAB, expectation: 'kebab-case (a-z, 0-9, single dashes)' },
@@ -43,7 +43,7 @@ export const CONTEXT_RULES: readonly FieldRule[] = [
   { field: 'customerTier', header: 'x-genops-customer-tier', maxLength: 16, lowercase: true, pattern: /^(premium|standard|basic)$/, expectation: 'one of premium, standard, basic' },
   { field: 'environment', header: 'x-genops-environment', maxLength: 32, lowercase: true, pattern: KEBAB, expectation: 'kebab-case (a-z, 0-9, single dashes)' },
   { field: 'feature', header: 'x-genops-feature', maxLength: 128, lowercase: false, pattern: LABEL, expectation: 'letters, digits, ".", "_" or "-", starting and ending with a letter or digit' },
-  { field: 'model', header: 'x-genops-model', maxLength: 128, lowercase: true, pattern: MODEL, expectation: 'a model name: a-z, 0-9, ".", "_", ":", "/" or "-"' },
+  { field: 'model', header: 'x-genops-model', maxLength: 128, lowercase: true, pattern: MODEL, expectation: 'a model name: a-z, 0-9, ".", "_", ":", "/", "@" or "-"' },
 ];
 
 /** The rule a model id follows, from a header or a request body. */

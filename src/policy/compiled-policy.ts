@@ -3,6 +3,7 @@ import { compileIdentity, type CompiledIdentity } from './compiled-identity.js';
 import { parseDurationMs } from './duration.js';
 import { GenopsError } from '../errors/genops-error.js';
 import { createAiPathMatcher, DEFAULT_AI_PATHS, type AiPathMatcher } from '../usage/ai-api.js';
+import { compileHeadersOnly } from '../usage/request-path.js';
 import { createModelMatcher, type ModelMatcher } from '../usage/model-pattern.js';
 import { createPriceTable, DEFAULT_PRICE_TABLE, type PriceEntry, type PriceTable } from '../usage/pricing.js';
 import { createGlobMatcher, normalizePrincipal, type GlobMatcher } from './glob-matcher.js';
@@ -58,7 +59,9 @@ export interface CompiledUsage {
   readonly paths: AiPathMatcher;
   readonly maxRequestBodyBytes: number;
   readonly injectStreamUsage: boolean;
-  /** Azure OpenAI deployment name → the model it serves. */
+  /** spec.usage.headersOnly prefixes, normalized and lowercased, without a trailing slash. */
+  readonly headersOnly: readonly string[];
+  /** Azure OpenAI deployment name (lowercased) → the model it serves. */
   readonly azureDeployments: ReadonlyMap<string, string>;
   /** What the service cannot check about a batch (its cost, an OpenAI Batch's models): refused unless allowed. */
   readonly batches: 'refuse' | 'allow';
@@ -179,7 +182,9 @@ export function compilePolicy(document: PolicyDocument, sourceText: string, sour
       paths: createAiPathMatcher({ ...DEFAULT_AI_PATHS, ...spec.usage.paths }),
       maxRequestBodyBytes: spec.usage.maxRequestBodyBytes,
       injectStreamUsage: spec.usage.injectStreamUsage,
-      azureDeployments: new Map(Object.entries(spec.usage.azureDeployments)),
+      headersOnly: compileHeadersOnly(spec.usage.headersOnly),
+      // Azure deployment names are case-insensitive: keys are compared lowercased.
+      azureDeployments: new Map(Object.entries(spec.usage.azureDeployments).map(([name, model]) => [name.toLowerCase(), model])),
       batches: spec.usage.batches,
     },
     prices: compilePrices(document, source),

@@ -136,6 +136,20 @@ const usageSchema = z
       .boolean()
       .default(true)
       .describe('Turn on stream_options.include_usage in OpenAI Chat Completions stream requests that do not ask for it, so their usage can be counted (ext_proc only).'),
+    // Deny by default (issue 20): a request with a body the service cannot read is refused unless listed here.
+    headersOnly: z
+      .array(
+        z.strictObject({
+          prefix: z
+            .string()
+            .regex(/^\/[A-Za-z0-9._~%!$&'()*+,=:@/-]*$/, 'must be a URL path starting with "/" (no query string, no ";")')
+            .refine((prefix) => !/(^|\/)\.{1,2}(\/|$)/.test(prefix) && !/%2f|%5c/i.test(prefix), 'must not contain "." or ".." segments or an encoded slash')
+            .describe('Path prefix, matched on whole segments from the start of the path (case-insensitive, after the path is normalized).'),
+          description: z.string().max(200).optional(),
+        }),
+      )
+      .default([])
+      .describe('Path prefixes governed on headers only (team, tier, rate limits; no model rules, no budgets), e.g. /v1/files. Any other request with a body that is not an AI API the service reads is refused with 403 x_unknown_ai_api.'),
   })
   .describe('Reading AI traffic: which paths carry AI API calls and how their bodies are read.');
 
@@ -226,7 +240,7 @@ export const policySchema = z
       teams: z
         .record(teamName, teamSchema)
         .describe('Teams allowed to call AI services; a team not listed is refused.'),
-      usage: usageSchema.default({ maxRequestBodyBytes: 4 * 1024 * 1024, injectStreamUsage: true, azureDeployments: {}, batches: 'refuse' }),
+      usage: usageSchema.default({ maxRequestBodyBytes: 4 * 1024 * 1024, injectStreamUsage: true, azureDeployments: {}, batches: 'refuse', headersOnly: [] }),
       pricing: pricingSchema.default({ defaults: true, models: [] }),
       budgets: z
         .array(budgetSchema)

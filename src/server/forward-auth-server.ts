@@ -68,7 +68,7 @@ export async function startForwardAuthServer(options: ForwardAuthServerOptions):
       send({ status: 503, headers: [['content-type', 'application/json']], body: JSON.stringify({ error: 'unavailable', message: 'the governance check failed; the request is refused' }) });
     };
     try {
-      const answer = adapter.check({ target: request.url ?? '/', headers: headerLookupOf(request) });
+      const answer = adapter.check({ target: request.url ?? '/', method: request.method, headers: headerLookupOf(request) });
       if (answer === undefined) send({ status: 404, headers: [['content-type', 'application/json']], body: NOT_FOUND });
       else if (answer instanceof Promise) answer.then(send, fail);
       else send(answer);

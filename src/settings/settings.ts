@@ -18,6 +18,10 @@ export interface Settings {
   readonly adminPort: number;
   /** Forward-auth HTTP endpoint (nginx auth_request, Traefik forwardAuth); 0 = off. */
   readonly forwardAuthPort: number;
+  /** The header forward auth reads the original request target from (one the proxy sets, never one a client can forge). */
+  readonly forwardAuthUriHeader: string;
+  /** The header forward auth reads the original method from. */
+  readonly forwardAuthMethodHeader: string;
   readonly redisUrl: string | undefined;
   /** GENOPS_REDIS_URL read: one node, or a Redis Cluster's seed nodes with TLS and credentials. */
   readonly redis: RedisTarget | undefined;
@@ -39,6 +43,8 @@ export interface Settings {
   readonly tls: TlsSettings | undefined;
   /** Added to the wall clock that rate limits and budget periods read (tests of a period rollover). */
   readonly clockOffsetMs: number;
+  /** Worker processes sharing the gRPC and forward-auth ports (1 = this process serves alone). */
+  readonly workers: number;
   /** Payload-header trust per adapter, the /budgets token, the single-replica acknowledgement. */
   readonly trust: TrustSettings;
 }
@@ -51,6 +57,8 @@ const SOURCES = {
   'grpc-socket': 'GENOPS_GRPC_SOCKET',
   'admin-port': 'GENOPS_ADMIN_PORT',
   'forward-auth-port': 'GENOPS_FORWARD_AUTH_PORT',
+  'forward-auth-uri-header': 'GENOPS_FORWARD_AUTH_URI_HEADER',
+  'forward-auth-method-header': 'GENOPS_FORWARD_AUTH_METHOD_HEADER',
   'redis-url': 'GENOPS_REDIS_URL',
   'redis-timeout': 'GENOPS_REDIS_TIMEOUT_MS',
   'rate-limit-max-buckets': 'GENOPS_RATE_LIMIT_MAX_BUCKETS',
@@ -65,6 +73,7 @@ const SOURCES = {
   'tls-client-allow': 'GENOPS_TLS_CLIENT_ALLOW',
   'tls-reload-interval': 'GENOPS_TLS_RELOAD_INTERVAL_MS',
   'clock-offset': 'GENOPS_CLOCK_OFFSET_MS',
+  workers: 'GENOPS_WORKERS',
   'trust-payload-header': 'GENOPS_TRUST_PAYLOAD_HEADER',
   'admin-token': 'GENOPS_ADMIN_TOKEN',
   'single-replica': 'GENOPS_SINGLE_REPLICA',
@@ -104,6 +113,16 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     }
   }
 
+  // GENOPS_REDIS_PASSWORD goes into the URL (either form) once the URL itself is known to be valid.
+  const redisUrl = withRedisPassword(redis, env.GENOPS_REDIS_PASSWORD);
+  if (redisUrl !== undefined && redisUrl !== redis.value) redisTarget = parseRedisTarget(redisUrl);
+
+  const workers = read('workers');
+  const workerCount = integer(workers, 1, 1, 64);
+  if (workerCount > 1 && redis.value === undefined) {
+    throw new GenopsError('invalid_settings', `${workers.name}=${workerCount} needs GENOPS_REDIS_URL: in memory each worker would enforce its own rate limits and budgets (${workerCount} x each); set GENOPS_REDIS_URL or run one worker`);
+  }
+
   return Object.freeze({
     policyPath: read('policy').value,
     listenHost: read('host').value ?? '0.0.0.0',
@@ -111,7 +130,9 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     grpcSocket: read('grpc-socket').value,
     adminPort: port(read('admin-port'), 9464),
     forwardAuthPort: port(read('forward-auth-port'), 0),
-    redisUrl: redis.value,
+    forwardAuthUriHeader: headerName(read('forward-auth-uri-header'), 'x-original-uri'),
+    forwardAuthMethodHeader: headerName(read('forward-auth-method-header'), 'x-original-method'),
+    redisUrl,
     redis: redisTarget,
     redisTimeoutMs: integer(read('redis-timeout'), 50, 1, 60_000),
     rateLimitMaxBuckets: integer(read('rate-limit-max-buckets'), 1_000_000, 1, 100_000_000),
@@ -123,6 +144,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     tracing: loadTracingSettings(env),
     tls: loadTlsSettings(read),
     clockOffsetMs: integer(read('clock-offset'), 0, -366 * 86_400_000, 366 * 86_400_000),
+    workers: workerCount,
     trust: loadTrustSettings(read),
   });
 }
@@ -132,6 +154,13 @@ function boolean(source: { value: string | undefined; name: string }, fallback: 
   const value = source.value.trim().toLowerCase();
   if (value !== 'true' && value !== 'false') throw new GenopsError('invalid_settings', `${source.name}=${source.value}: must be true or false`);
   return value === 'true';
+}
+
+function headerName(source: { value: string | undefined; name: string }, fallback: string): string {
+  if (source.value === undefined) return fallback;
+  const value = source.value.trim().toLowerCase();
+  if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(value)) throw new GenopsError('invalid_settings', `${source.name}=${source.value}: must be an HTTP header name`);
+  return value;
 }
 
 function port(source: { value: string | undefined; name: string }, fallback: number): number {
@@ -145,4 +174,21 @@ function integer(source: { value: string | undefined; name: string }, fallback: 
     throw new GenopsError('invalid_settings', `${source.name}=${source.value}: must be an integer from ${min} to ${max}`);
   }
   return value;
+}
+
+/**
+ * GENOPS_REDIS_PASSWORD (environment only: a flag would show in `ps`), written into the URL's
+ * user-info percent-encoded, so a Kubernetes Secret can hold the password alone and the URL
+ * stays a plain value. A URL that already carries a password and this setting is ambiguous.
+ */
+function withRedisPassword(redis: { value: string | undefined; name: string }, password: string | undefined): string | undefined {
+  if (password === undefined || password === '') return redis.value;
+  if (redis.value === undefined) throw new GenopsError('invalid_settings', 'GENOPS_REDIS_PASSWORD is set but GENOPS_REDIS_URL is not: set the URL of the Redis it opens');
+  if (password.length > 512 || /[\u0000-\u001f\u007f]/.test(password)) throw new GenopsError('invalid_settings', 'GENOPS_REDIS_PASSWORD: must be 1 to 512 characters without control characters');
+  const scheme = redis.value.indexOf('://') + 3;
+  const authority = redis.value.slice(scheme).split(/[/?#]/, 1)[0]!;
+  const userInfo = authority.includes('@') ? authority.slice(0, authority.lastIndexOf('@')) : undefined;
+  if (userInfo !== undefined && userInfo.includes(':')) throw new GenopsError('invalid_settings', `${redis.name} already carries a password and GENOPS_REDIS_PASSWORD is set: use one of them`);
+  const rest = userInfo === undefined ? redis.value.slice(scheme) : redis.value.slice(scheme + userInfo.length + 1);
+  return `${redis.value.slice(0, scheme)}${userInfo ?? ''}:${encodeURIComponent(password)}@${rest}`;
 }

@@ -159,18 +159,22 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     budgetSpent: new Gauge({
       name: 'genops_budget_spent_usd',
+      // Each worker (GENOPS_WORKERS) reads the same shared account: aggregate by max, not sum.
+      aggregator: 'max',
       help: 'Settled spend of a budget account in its current period, USD (accounts this replica has seen, capped).',
       labelNames: ['budget', 'key'],
       registers: [registry],
     }),
     budgetReserved: new Gauge({
       name: 'genops_budget_reserved_usd',
+      aggregator: 'max',
       help: 'Money held by reservations of requests still running, USD.',
       labelNames: ['budget', 'key'],
       registers: [registry],
     }),
     budgetLimit: new Gauge({
       name: 'genops_budget_limit_usd',
+      aggregator: 'max',
       help: 'The amount a budget account may spend per period, USD.',
       labelNames: ['budget', 'key'],
       registers: [registry],

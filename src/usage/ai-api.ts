@@ -16,8 +16,10 @@ export type AiApi =
   | 'bedrock.converse'
   | 'bedrock.converse-stream'
   | 'bedrock.invoke'
-  | 'bedrock.invoke-stream';
-export type Provider = 'openai' | 'azure' | 'anthropic' | 'google' | 'bedrock';
+  | 'bedrock.invoke-stream'
+  | 'vertex.anthropic'
+  | 'vertex.anthropic-stream';
+export type Provider = 'openai' | 'azure' | 'anthropic' | 'google' | 'bedrock' | 'vertex';
 
 export const AI_APIS: readonly AiApi[] = Object.freeze([
   'openai.chat',
@@ -37,6 +39,8 @@ export const AI_APIS: readonly AiApi[] = Object.freeze([
   'bedrock.converse-stream',
   'bedrock.invoke',
   'bedrock.invoke-stream',
+  'vertex.anthropic',
+  'vertex.anthropic-stream',
 ]);
 
 export const PROVIDER_OF: Readonly<Record<AiApi, Provider>> = Object.freeze({
@@ -57,6 +61,8 @@ export const PROVIDER_OF: Readonly<Record<AiApi, Provider>> = Object.freeze({
   'bedrock.converse-stream': 'bedrock',
   'bedrock.invoke': 'bedrock',
   'bedrock.invoke-stream': 'bedrock',
+  'vertex.anthropic': 'vertex',
+  'vertex.anthropic-stream': 'vertex',
 });
 
 /** The OpenTelemetry GenAI conventions' gen_ai.provider.name of each provider. */
@@ -66,6 +72,7 @@ export const GEN_AI_PROVIDER_NAME: Readonly<Record<Provider, string>> = Object.f
   anthropic: 'anthropic',
   google: 'gcp.gemini',
   bedrock: 'aws.bedrock',
+  vertex: 'gcp.vertex_ai',
 });
 
 /**
@@ -104,6 +111,8 @@ export const FORMAT_OF: Readonly<Record<AiApi, WireFormat>> = Object.freeze({
   'bedrock.converse-stream': 'bedrock.converse',
   'bedrock.invoke': 'bedrock.invoke',
   'bedrock.invoke-stream': 'bedrock.invoke',
+  'vertex.anthropic': 'anthropic.messages',
+  'vertex.anthropic-stream': 'anthropic.messages',
 });
 
 /** The path placeholder that carries the model (Gemini, Bedrock), and the one that carries an Azure deployment. */
@@ -134,6 +143,9 @@ export const DEFAULT_AI_PATHS: Readonly<Record<AiApi, readonly string[]>> = Obje
   'bedrock.converse-stream': Object.freeze(['/model/{model}/converse-stream']),
   'bedrock.invoke': Object.freeze(['/model/{model}/invoke']),
   'bedrock.invoke-stream': Object.freeze(['/model/{model}/invoke-with-response-stream']),
+  // Claude on Vertex AI: Anthropic Messages bodies and responses, the model (claude-sonnet-4-5@20250929) in the path.
+  'vertex.anthropic': Object.freeze(['/publishers/anthropic/models/{model}:rawPredict']),
+  'vertex.anthropic-stream': Object.freeze(['/publishers/anthropic/models/{model}:streamRawPredict']),
 });
 
 /** What a request path says: its API and, for the APIs that name it there, the model or deployment. */

@@ -11,7 +11,8 @@
  *   `o4-mini` matches `o4-mini-2025-04-16`, and `claude-3-5-haiku` matches `claude-3-5-haiku-latest`.
  * - An Amazon Bedrock id is also matched as the model it names (canonicalModelId):
  *   `us.anthropic.claude-sonnet-4-5-20250929-v1:0` is `claude-sonnet-4-5-20250929` to every pattern,
- *   besides matching patterns written in Bedrock's own form (`anthropic.claude-*`).
+ *   besides matching patterns written in Bedrock's own form (`anthropic.claude-*`); a Vertex AI
+ *   id `claude-sonnet-4-5@20250929` is `claude-sonnet-4-5-20250929`.
  */
 export interface ModelMatcher {
   readonly matchesAll: boolean;
@@ -143,6 +144,12 @@ export function modelGlobToRegExp(pattern: string): RegExp {
  */
 export function canonicalModelId(model: string): string {
   let id = model.trim().toLowerCase();
+  // The common case first (every OpenAI, Anthropic and Gemini id): nothing to unwrap.
+  const dot = id.indexOf('.');
+  if (!id.includes('@') && !id.startsWith('arn:') && (dot === -1 || !BEDROCK_PREFIXES.has(id.slice(0, dot)))) return id;
+  // Vertex AI names a Claude version after an '@': claude-sonnet-4-5@20250929.
+  const vertex = VERTEX_VERSION.exec(id);
+  if (vertex) return `${vertex[1]}-${vertex[2]}`;
   const arn = BEDROCK_ARN.exec(id);
   if (arn) id = arn[1]!;
   const geography = BEDROCK_GEOGRAPHY.exec(id);
@@ -153,8 +160,10 @@ export function canonicalModelId(model: string): string {
   return named.length > 0 ? named : id;
 }
 
+const VERTEX_VERSION = /^([a-z0-9][a-z0-9.-]*)@(\d+)$/;
 const BEDROCK_ARN = /^arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d*:(?:foundation-model|inference-profile)\/(.+)$/;
 const BEDROCK_GEOGRAPHY = /^(?:us|eu|apac|us-gov|global|jp|au|ca)\./;
 const BEDROCK_PROVIDER = /^(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|openai|qwen|writer|twelvelabs)\./;
 /** `-v1:0`, `-v2`, a bare `:0`, and a provisioned context-size suffix such as `:200k`. */
+const BEDROCK_PREFIXES: ReadonlySet<string> = new Set(['us', 'eu', 'apac', 'us-gov', 'global', 'jp', 'au', 'ca', 'anthropic', 'amazon', 'meta', 'mistral', 'cohere', 'ai21', 'deepseek', 'openai', 'qwen', 'writer', 'twelvelabs']);
 const BEDROCK_VERSION = /(?:-v\d+(?::\d+)?|:\d+)(?::\d+k)?$/;

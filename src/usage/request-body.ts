@@ -414,9 +414,10 @@ function inputChars(format: WireFormat, fields: Record<string, unknown>): number
       // prompt: a string, strings, token ids or arrays of token ids.
       return walk(fields.prompt, 0, true) + walk(fields.suffix, 0, false);
     case 'gemini':
-      return walk(fields.contents, 0, false) + walk(fields.systemInstruction ?? fields.system_instruction, 0, false) + walk(fields.tools, 0, false);
+      // Media parts are keys here (inlineData, fileData), not typed blocks; tools are outside the contents.
+      return walk(fields.contents, 0, false, true) + walk(fields.systemInstruction ?? fields.system_instruction, 0, false) + walk(fields.tools, 0, false);
     case 'bedrock.converse':
-      return walk(fields.messages, 0, false) + walk(fields.system, 0, false) + walk(fields.toolConfig, 0, false);
+      return walk(fields.messages, 0, false, true) + walk(fields.system, 0, false) + walk(fields.toolConfig, 0, false);
     case 'anthropic.batches':
       return walk(fields.requests, 0, false);
     case 'openai.batches':
@@ -425,13 +426,13 @@ function inputChars(format: WireFormat, fields: Record<string, unknown>): number
 }
 
 /** Sums the lengths of strings and object keys (tool schemas are mostly keys); an attachment part counts a fixed amount. */
-function walk(value: unknown, depth: number, numbersAreTokens: boolean): number {
+function walk(value: unknown, depth: number, numbersAreTokens: boolean, mediaKeys = false): number {
   if (typeof value === 'string') return attachmentLike(value) ? ATTACHMENT_CHARS : value.length;
   if (typeof value === 'number') return numbersAreTokens ? CHARS_PER_TOKEN : 0;
   if (typeof value !== 'object' || value === null || depth >= MAX_WALK_DEPTH) return 0;
   let chars = 0;
   if (Array.isArray(value)) {
-    for (const item of value) chars += walk(item, depth + 1, numbersAreTokens);
+    for (const item of value) chars += walk(item, depth + 1, numbersAreTokens, mediaKeys);
     return chars;
   }
   const record = value as Record<string, unknown>;
@@ -439,11 +440,11 @@ function walk(value: unknown, depth: number, numbersAreTokens: boolean): number 
   for (const key in record) {
     if (key === 'type' || key === 'role' || key === 'cache_control' || key === 'id' || key === 'tool_call_id' || key === 'tool_use_id') continue;
     // Gemini's inlineData / fileData parts and Bedrock's image, document and video blocks.
-    if (ATTACHMENT_KEYS.has(key) && typeof record[key] === 'object') {
+    if (mediaKeys && ATTACHMENT_KEYS.has(key) && typeof record[key] === 'object') {
       chars += ATTACHMENT_CHARS;
       continue;
     }
-    chars += key.length + walk(record[key], depth + 1, numbersAreTokens);
+    chars += key.length + walk(record[key], depth + 1, numbersAreTokens, mediaKeys);
   }
   return chars;
 }

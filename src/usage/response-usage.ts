@@ -285,20 +285,19 @@ function createSseMeter(api: AiApi, maxEventBytes: number | undefined): UsageMet
   function onGeminiChunk(chunk: Record<string, unknown>): void {
     noteModel(chunk.modelVersion);
     if (chunk.error !== undefined) providerError = errorMessageOf(chunk.error);
-    let finished = false;
     if (Array.isArray(chunk.candidates)) {
       for (const candidate of chunk.candidates) {
         if (!isObject(candidate)) continue;
-        if (typeof candidate.finishReason === 'string' && candidate.finishReason.length > 0) finished = true;
+        if (typeof candidate.finishReason === 'string' && candidate.finishReason.length > 0) geminiFinished = true;
         const parts = objectAt(candidate, 'content')?.parts;
         if (Array.isArray(parts)) for (const part of parts) if (isObject(part)) addText(part.text);
       }
     }
+    // The usage that comes with the finish (or after it) is the whole usage.
     if (isObject(chunk.usageMetadata)) {
       usage = fromGeminiUsage(chunk.usageMetadata);
-      if (finished) geminiFinished = true;
+      if (geminiFinished) complete = true;
     }
-    if (geminiFinished && usage !== undefined) complete = true;
   }
 
   function onResponsesEvent(type: string, payload: Record<string, unknown>): void {

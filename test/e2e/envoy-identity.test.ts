@@ -260,7 +260,7 @@ function describeIdentity(mode: EnvoyMode, config: string, { full }: { full: boo
         const forwardAuth = (identity?: string) => {
           const client = identity ? pki.clients.get(identity) : undefined;
           return httpRequest(`https://127.0.0.1:${forwardAuthPort}/forward-auth`, {
-            headers: { 'x-genops-team': 'ml-platform', 'x-forwarded-uri': '/internal/x', ...project },
+            headers: { 'x-genops-team': 'ml-platform', 'x-original-uri': '/internal/x', ...project },
             tls: { ca: pki.ca, ...(client ? { cert: client.cert, key: client.key } : {}) },
           });
         };

@@ -62,7 +62,8 @@ function picoToDecimal(pico: bigint): string {
 
 function writeTestPolicy(): { path: string; dir: string } {
   const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
-  policy.spec.usage = { maxRequestBodyBytes: MAX_BODY };
+  // /v1/files carries uploads, not AI calls: governed on headers only, said explicitly (deny by default otherwise).
+  policy.spec.usage = { maxRequestBodyBytes: MAX_BODY, headersOnly: [{ prefix: '/v1/files' }] };
   policy.spec.pricing = { defaults: false, version: PRICE_TABLE, models: Object.entries(PRICES).map(([model, price]) => ({ model, ...price })) };
   // A token rate limit for one project: 100 tokens a minute, charged when the usage is known.
   (policy.spec.rateLimits as unknown[]).push({ name: 'tokens-per-project', key: ['project'], unit: 'tokens', capacity: 100, refill: { amount: 100, every: '60s' }, selector: { projects: [TOKEN_LIMITED_PROJECT] } });
@@ -182,7 +183,7 @@ function describeModelFromBody(get: () => Stack, mode: string): void {
       expect(response.status, response.body).toBe(200);
     });
 
-    it('decides a non-AI path on its headers without reading its body', async () => {
+    it('decides a headers-only path (spec.usage.headersOnly) on its headers without reading its body', async () => {
       const testId = randomUUID();
       const response = await httpRequest(`${get().stack.url}/v1/files`, { method: 'POST', headers: { ...context(), 'content-type': 'text/plain', 'x-test-id': testId }, body: 'not json at all' });
       expect(response.status, response.body).toBe(200);

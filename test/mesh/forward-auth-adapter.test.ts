@@ -8,6 +8,14 @@ import { createForwardAuthAdapter, toForwardAuthResponse, type ForwardAuthRespon
 import type { DecisionReporter } from '../../src/envoy/decision-reporter.js';
 import type { Decision } from '../../src/governance/decision.js';
 import type { DecisionInput } from '../../src/governance/decision-engine.js';
+import { DEFAULT_POLICY_PATH } from '../../src/policy/default-policy.js';
+import { loadPolicyFile, loadPolicyText } from '../../src/policy/policy-store.js';
+import type { CompiledPolicy } from '../../src/policy/compiled-policy.js';
+import { createDecisionEngine } from '../../src/governance/decision-engine.js';
+import { createGovernor } from '../../src/governance/governor.js';
+import { readFileSync } from 'node:fs';
+
+const defaultPolicy = loadPolicyFile(DEFAULT_POLICY_PATH);
 
 const base = { id: '0b6c1d2e-0000-4000-8000-000000000000', dryRun: false, principal: undefined, policyName: 'default' } as const;
 const allowed: Decision = { ...base, result: 'ALLOWED', reasonCode: undefined, message: 'allowed', httpStatus: 200, route: 'claude-opus', context: { team: 'ml-platform', customerId: 'acme', project: 'bot', customerTier: 'premium' }, rateLimit: { name: 'per-customer', quota: 100, windowSeconds: 60, remaining: 99, resetSeconds: 1 } };
@@ -49,25 +57,69 @@ describe('forward-auth adapter', () => {
     expect(headerMap(toForwardAuthResponse(allowed, 'native'))['x-envoy-auth-headers-to-remove']).toBeUndefined();
   });
 
-  it('passes the original path from each proxy convention to the governor, and reports as forward_auth', () => {
+  it('reads the original path only from the header the settings name, and reports as forward_auth', () => {
     const inputs: DecisionInput[] = [];
     const services: string[] = [];
     const reporter: DecisionReporter = { report: (service) => void services.push(service) };
-    const adapter = createForwardAuthAdapter({ governor: { evaluate: (input) => (inputs.push(input), allowed) }, reporter, now: () => 0 });
+    const adapterFor = (uriHeader?: string) => createForwardAuthAdapter({ governor: { evaluate: (input) => (inputs.push(input), allowed) }, reporter, now: () => 0, policy: () => defaultPolicy, uriHeader });
+    const adapter = adapterFor();
     const lookup = (headers: Record<string, string>) => (name: string) => headers[name];
 
-    adapter.check({ target: '/forward-auth', headers: lookup({ 'x-forwarded-uri': '/v1/a?b=c' }) });
     adapter.check({ target: '/forward-auth/nginx', headers: lookup({ 'x-original-uri': '/v1/b' }) });
-    adapter.check({ target: '/forward-auth?ignored=1', headers: lookup({ 'x-original-url': 'https://ai.example.com/v1/c?d=e' }) });
+    // A client can send X-Forwarded-Uri through nginx: it is never read unless the settings name it.
+    adapter.check({ target: '/forward-auth', headers: lookup({ 'x-forwarded-uri': '/v1/a?b=c', 'x-original-uri': '/v1/models' }) });
+    adapterFor('x-forwarded-uri').check({ target: '/forward-auth', headers: lookup({ 'x-forwarded-uri': '/v1/a?b=c', 'x-original-uri': '/v1/models' }) });
+    adapterFor('x-original-url').check({ target: '/forward-auth?ignored=1', headers: lookup({ 'x-original-url': 'https://ai.example.com/v1/c?d=e' }) });
     adapter.check({ target: '/forward-auth/envoy/v1/d?e=f', headers: lookup({}) });
     adapter.check({ target: '/forward-auth/envoy', headers: lookup({}) });
-    adapter.check({ target: '/forward-auth', headers: lookup({}) });
-    adapter.check({ target: '/forward-auth', headers: lookup({ 'x-forwarded-uri': 'v1/relative' }) });
+    adapter.check({ target: '/forward-auth', headers: lookup({ 'x-forwarded-uri': '/v1/a' }) });
+    adapter.check({ target: '/forward-auth', headers: lookup({ 'x-original-uri': 'v1/relative' }) });
 
-    expect(inputs.map((input) => input.path)).toEqual(['/v1/a?b=c', '/v1/b', '/v1/c?d=e', '/v1/d?e=f', '/', undefined, 'v1/relative']);
-    expect(inputs.map((input) => input.malformed !== undefined)).toEqual([false, false, false, false, false, false, true]);
-    expect(services).toEqual(Array(7).fill('forward_auth'));
+    expect(inputs.map((input) => input.path)).toEqual(['/v1/b', '/v1/models', '/v1/a?b=c', '/v1/c?d=e', '/v1/d?e=f', '/', undefined, 'v1/relative']);
+    expect(inputs.map((input) => input.malformed !== undefined)).toEqual([false, false, false, false, false, false, true, true]);
+    expect(inputs[6]?.malformed).toMatch(/x-original-uri.*GENOPS_FORWARD_AUTH_URI_HEADER/);
+    expect(services).toEqual(Array(8).fill('forward_auth'));
     expect(adapter.check({ target: '/forward-authx', headers: lookup({}) })).toBeUndefined();
     expect(adapter.check({ target: '/', headers: lookup({}) })).toBeUndefined();
+  });
+
+  it('classifies by the original method: an unreadable body is refused, an AI API path needs the body where a rule needs it', () => {
+    const inputs: DecisionInput[] = [];
+    const adapter = createForwardAuthAdapter({ governor: { evaluate: (input) => (inputs.push(input), allowed) }, reporter: { report: () => undefined }, now: () => 0, policy: () => defaultPolicy });
+    const lookup = (headers: Record<string, string>) => (name: string) => headers[name];
+    adapter.check({ target: '/forward-auth/nginx', headers: lookup({ 'x-original-uri': '/v1/uploads', 'x-original-method': 'POST' }) });
+    adapter.check({ target: '/forward-auth/nginx', headers: lookup({ 'x-original-uri': '/v1/uploads', 'x-original-method': 'GET' }) });
+    adapter.check({ target: '/forward-auth/nginx', headers: lookup({ 'x-original-uri': '/v1//chat%2Fcompletions', 'x-original-method': 'post' }) });
+    // A forged X-Forwarded-Method is not the method header: the auth call's own method (POST here) stands.
+    adapter.check({ target: '/forward-auth/nginx', method: 'POST', headers: lookup({ 'x-original-uri': '/v1/uploads', 'x-forwarded-method': 'GET' }) });
+    adapter.check({ target: '/forward-auth/envoy/v1/messages', method: 'POST', headers: lookup({}) });
+    expect(inputs.map((input) => [input.unknownAiApi !== undefined, input.bodyUnseen?.api])).toEqual([
+      [true, undefined],
+      [false, undefined],
+      [false, 'openai.chat'],
+      [true, undefined],
+      [false, 'anthropic.messages'],
+    ]);
+    expect(inputs[0]?.unknownAiApi).toContain('"/v1/uploads"');
+  });
+
+  it('checks a model the path names (Gemini, Bedrock, an Azure deployment) and needs the body only for the rest, or for a budget', async () => {
+    const budgeted = loadPolicyText(readFileSync(DEFAULT_POLICY_PATH, 'utf8').replace('  rateLimits:', '  budgets:\n    - { name: product-monthly, key: [team], amount: "100", period: monthly, timeZone: UTC, selector: { teams: [product-team] } }\n  rateLimits:'), 'budgeted.yaml');
+    const decide = async (policy: CompiledPolicy, path: string, team = 'product-team') => {
+      const engine = createDecisionEngine({ policy: () => policy });
+      const adapter = createForwardAuthAdapter({ governor: createGovernor({ engine }), reporter: { report: () => undefined }, now: () => 0, policy: () => policy });
+      const headers: Record<string, string> = { 'x-genops-team': team, 'x-genops-customer-id': 'acme', 'x-genops-project': 'bot', 'x-original-uri': path, 'x-original-method': 'POST' };
+      const answer = await adapter.check({ target: '/forward-auth', headers: (name) => headers[name] })!;
+      return answer.status === 200 ? 'ALLOWED' : (JSON.parse(answer.body) as { reason_code: string }).reason_code;
+    };
+    expect(await decide(defaultPolicy, '/v1beta/models/gemini-2.5-pro:generateContent')).toBe('POLICY_DENY_MODEL');
+    expect(await decide(defaultPolicy, `/model/${encodeURIComponent('us.anthropic.claude-haiku-4-5-20251001-v1:0')}/converse`)).toBe('ALLOWED');
+    expect(await decide(defaultPolicy, '/model/us.anthropic.claude-opus-4-1-20250805-v1:0/converse')).toBe('POLICY_DENY_MODEL');
+    expect(await decide(defaultPolicy, '/openai/deployments/claude-haiku-4-5/chat/completions?api-version=2024-10-21')).toBe('ALLOWED');
+    expect(await decide(defaultPolicy, '/model/%3Cscript%3E/converse')).toBe('x_malformed_body');
+    expect(await decide(defaultPolicy, '/v1/chat/completions')).toBe('x_body_required');
+    expect(await decide(defaultPolicy, '/v1/chat/completions', 'ml-platform')).toBe('ALLOWED');
+    expect(await decide(budgeted, `/model/${encodeURIComponent('us.anthropic.claude-haiku-4-5-20251001-v1:0')}/converse`)).toBe('x_body_required');
+    expect(await decide(budgeted, '/v1/chat/completions', 'ml-platform')).toBe('ALLOWED');
   });
 });

@@ -9,7 +9,7 @@ import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, renderEnvoyConfig } from '../support/index.js';
 import { all, find, helm, parseObjects, type KubeObject } from './support/kube-tools.js';
-import { containerOf, envOf, expectGovernanceDeployment, expectGovernanceService } from './support/manifest-expectations.js';
+import { argValue, containerOf, envOf, expectGovernanceDeployment, expectGovernanceService, expectSharedStore } from './support/manifest-expectations.js';
 
 const CHART = 'deploy/helm/genops-mesh';
 const MODES = ['none', 'istio', 'linkerd', 'consul'] as const;
@@ -51,13 +51,13 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
       expect(find(objects, 'HorizontalPodAutoscaler', 'genops-mesh').spec).toMatchObject({ minReplicas: 2, maxReplicas: 10 });
       expect(deployment.spec.replicas, 'the HPA owns the replica count').toBeUndefined();
       expect(envOf(containerOf(deployment))).toMatchObject({ OTEL_SDK_DISABLED: 'true' });
-      expect(envOf(containerOf(deployment)).GENOPS_REDIS_URL).toBeUndefined();
+      expectSharedStore(objects, { store: 'genops-mesh-redis', secret: 'genops-mesh-redis-auth', genopsPods: { 'app.kubernetes.io/name': 'genops-mesh', 'app.kubernetes.io/instance': 'genops-mesh' } });
     });
   });
 
   it('mode none: no mesh resources, pods opted out of injection', () => {
     const objects = rendered.get('none')!;
-    expect(new Set(objects.map((object) => object.kind))).toEqual(new Set(['ServiceAccount', 'ConfigMap', 'Service', 'Deployment', 'HorizontalPodAutoscaler', 'PodDisruptionBudget']));
+    expect(new Set(objects.map((object) => object.kind))).toEqual(new Set(['ServiceAccount', 'ConfigMap', 'Service', 'Deployment', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'StatefulSet', 'Secret', 'NetworkPolicy']));
     const metadata = find(objects, 'Deployment', 'genops-mesh').spec.template.metadata;
     expect(metadata.labels['sidecar.istio.io/inject']).toBe('false');
     expect(metadata.annotations).toMatchObject({ 'linkerd.io/inject': 'disabled', 'consul.hashicorp.com/connect-inject': 'false' });
@@ -112,6 +112,8 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
         expect.objectContaining({ name: 'builtin/ext-authz', required: true, arguments: expect.objectContaining({ config: expect.objectContaining({ grpcService: { target: { service: { name: 'genops-mesh' }, timeout: '250ms' } }, statusOnError: 503 }) }) }),
       ]);
     }
+    expect(find(objects, 'Deployment', 'genops-mesh').spec.template.metadata.annotations['consul.hashicorp.com/transparent-proxy-exclude-outbound-ports']).toBe('6379');
+    expect(find(objects, 'StatefulSet', 'genops-mesh-redis').spec.template.metadata.annotations).toEqual({ 'consul.hashicorp.com/connect-inject': 'false' });
     expect(find(objects, 'ServiceIntentions').spec.sources).toEqual([{ name: 'ai-inference', action: 'allow' }, { name: 'embeddings', action: 'allow' }, { name: '*', action: 'deny' }]);
   });
 
@@ -127,9 +129,55 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
     const env = envOf(containerOf(deployment));
     expect(env.GENOPS_REDIS_URL).toEqual({ secretKeyRef: { name: 'genops-mesh-redis', key: 'url' } });
     expect(find(objects, 'Secret', 'genops-mesh-redis').stringData.url).toBe('redis://redis.genops:6379/0');
+    expect(all(objects, 'StatefulSet'), 'your Redis instead of the chart\'s').toHaveLength(0);
+    expect(env.GENOPS_REDIS_PASSWORD).toBeUndefined();
     expect(env).toMatchObject({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector.observability:4317', GENOPS_FORWARD_AUTH_PORT: '0' });
     expect(env.OTEL_SDK_DISABLED).toBeUndefined();
     expect(find(objects, 'Service', 'genops-mesh').spec.ports.map((port: { name: string }) => port.name)).toEqual(['grpc', 'http-admin']);
+  });
+
+  it('persistence off: the store runs on an emptyDir without the append-only file', async () => {
+    const objects = await template('redis.persistence.enabled=false');
+    const store = find(objects, 'StatefulSet', 'genops-mesh-redis');
+    expect(store.spec.volumeClaimTemplates).toBeUndefined();
+    expect(store.spec.template.spec.volumes).toEqual([{ name: 'data', emptyDir: {} }]);
+    expect(argValue(store.spec.template.spec.containers[0].args, '--appendonly')).toBe('no');
+    expect(argValue(store.spec.template.spec.containers[0].args, '--maxmemory-policy')).toBe('noeviction');
+  });
+
+  it('takes the store password from your Secret when named, and generates none', async () => {
+    const objects = await template('redis.auth.existingSecret=my-redis', 'redis.auth.existingSecretKey=pw');
+    expect(all(objects, 'Secret')).toHaveLength(0);
+    const env = envOf(containerOf(find(objects, 'Deployment', 'genops-mesh')));
+    expect(env.GENOPS_REDIS_PASSWORD).toEqual({ secretKeyRef: { name: 'my-redis', key: 'pw' } });
+    expect(find(objects, 'StatefulSet', 'genops-mesh-redis').spec.template.spec.containers[0].env).toEqual([{ name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'my-redis', key: 'pw' } } }]);
+  });
+
+  it('refuses in-memory limits and budgets with more than one replica or worker, unless allowPerReplicaBudgets', async () => {
+    await expect(template('redis.enabled=false')).rejects.toThrow(/redis\.enabled=false with 10 replicas \(autoscaling\.maxReplicas\).*up to 10 x every limit and budget.*allowPerReplicaBudgets=true/);
+    await expect(template('redis.enabled=false', 'autoscaling.enabled=false', 'replicaCount=3')).rejects.toThrow(/with 3 replicas \(replicaCount\)/);
+    await expect(template('redis.enabled=false', 'autoscaling.enabled=false', 'replicaCount=1', 'workers=2')).rejects.toThrow(/workers=2/);
+    await expect(template('redis.enabled=false', 'autoscaling.maxReplicas=1', 'autoscaling.minReplicas=1')).resolves.toBeDefined();
+    const single = await template('redis.enabled=false', 'autoscaling.enabled=false', 'replicaCount=1');
+    const allowed = await template('redis.enabled=false', 'allowPerReplicaBudgets=true');
+    for (const objects of [single, allowed]) {
+      expect(all(objects, 'StatefulSet')).toHaveLength(0);
+      const env = envOf(containerOf(find(objects, 'Deployment', 'genops-mesh')));
+      expect(env.GENOPS_REDIS_URL).toBeUndefined();
+      expect(env.GENOPS_REDIS_PASSWORD).toBeUndefined();
+    }
+    // One replica says so (no per-replica warning); several allowed ones keep the service's warning.
+    expect(envOf(containerOf(find(single, 'Deployment', 'genops-mesh'))).GENOPS_SINGLE_REPLICA).toBe('true');
+    expect(envOf(containerOf(find(allowed, 'Deployment', 'genops-mesh'))).GENOPS_SINGLE_REPLICA).toBeUndefined();
+    expect(envOf(containerOf(find(rendered.get('none')!, 'Deployment', 'genops-mesh'))).GENOPS_SINGLE_REPLICA).toBeUndefined();
+    // A Redis of yours lifts the refusal.
+    await expect(template('redis.enabled=false', 'redis.url=redis://redis.genops:6379/0')).resolves.toBeDefined();
+  });
+
+  it('passes workers to every replica as GENOPS_WORKERS', async () => {
+    const env = envOf(containerOf(find(await template('workers=2'), 'Deployment', 'genops-mesh')));
+    expect(env.GENOPS_WORKERS).toBe('2');
+    expect(envOf(containerOf(find(rendered.get('none')!, 'Deployment', 'genops-mesh'))).GENOPS_WORKERS).toBeUndefined();
   });
 
   it('refuses an unknown mesh mode (values.schema.json)', async () => {

@@ -6,14 +6,14 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPolicyFile } from '../../src/policy/policy-store.js';
 import { findEnvoy, renderEnvoyConfig, REPO_ROOT } from '../support/index.js';
 import { all, find, kustomize, type KubeObject } from './support/kube-tools.js';
-import { containerOf, envOf, expectGovernanceDeployment, expectGovernanceService } from './support/manifest-expectations.js';
+import { containerOf, envOf, expectGovernanceDeployment, expectGovernanceService, expectSharedStore } from './support/manifest-expectations.js';
 
 const read = (path: string) => readFileSync(join(REPO_ROOT, path), 'utf8');
 const OVERLAYS = ['standalone', 'istio', 'linkerd', 'consul'] as const;
@@ -49,9 +49,13 @@ describe('Kubernetes manifests (kustomize)', () => {
       expect(find(list, 'Namespace', 'genops')).toBeDefined();
       // /budgets answers only the token in the optional Secret genops-mesh-admin; without it the endpoint is off.
       expect(envOf(containerOf(find(list, 'Deployment', 'genops-mesh'))).GENOPS_ADMIN_TOKEN).toEqual({ secretKeyRef: { name: 'genops-mesh-admin', key: 'token', optional: true } });
-      const base = ['Deployment', 'Service', 'ServiceAccount', 'ConfigMap', 'PodDisruptionBudget', 'HorizontalPodAutoscaler'];
+      const base = ['Deployment', 'Service', 'ServiceAccount', 'ConfigMap', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'StatefulSet', 'Secret', 'NetworkPolicy'];
       for (const object of list.filter((candidate) => base.includes(candidate.kind))) expect(object.metadata.namespace, `${object.kind}/${object.metadata.name}`).toBe('genops');
       expect(containerOf(find(list, 'Deployment', 'genops-mesh')).image).toBe('genops-mesh:0.1.0');
+    });
+
+    it('ships the shared store (Redis-compatible, noeviction, password from a Secret) and points every replica at it', () => {
+      expectSharedStore(objects(overlay), { store: 'genops-redis', secret: 'genops-redis', genopsPods: { app: 'genops-mesh' } });
     });
 
     it('ships the default policy, which the service loads', () => {
@@ -65,6 +69,28 @@ describe('Kubernetes manifests (kustomize)', () => {
         rmSync(dir, { recursive: true, force: true });
       }
     });
+  });
+
+  it('an overlay replaces the placeholder store password, and both the store and the service read the new one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'genops-k8s-overlay-'));
+    try {
+      writeFileSync(join(dir, 'kustomization.yaml'), [
+        'apiVersion: kustomize.config.k8s.io/v1beta1',
+        'kind: Kustomization',
+        `resources: [${relative(dir, join(REPO_ROOT, 'deploy/kubernetes/overlays/standalone'))}]`,
+        'secretGenerator:',
+        '  - { name: genops-redis, behavior: replace, literals: [password=s3cret-from-overlay] }',
+      ].join('\n'));
+      const list = await kustomize(relative(REPO_ROOT, dir));
+      const secrets = all(list, 'Secret');
+      expect(secrets).toHaveLength(1);
+      expect(Buffer.from(secrets[0]!.data.password, 'base64').toString()).toBe('s3cret-from-overlay');
+      expectSharedStore(list, { store: 'genops-redis', secret: secrets[0]!.metadata.name, genopsPods: { app: 'genops-mesh' } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const shipped = all(objects('standalone'), 'Secret')[0]!;
+    expect(Buffer.from(shipped.data.password, 'base64').toString(), 'the base ships an obvious placeholder').toBe('change-me-in-your-overlay');
   });
 
   it('standalone: opts the pods out of every mesh', () => {
@@ -201,6 +227,9 @@ describe('Kubernetes manifests (kustomize)', () => {
     it('meshes the service with its admin port outside the sidecar, probing /readyz', () => {
       const template = find(objects('consul'), 'Deployment', 'genops-mesh').spec.template;
       expect(template.metadata.annotations).toMatchObject({ 'consul.hashicorp.com/connect-inject': 'true', 'consul.hashicorp.com/connect-service-port': '9001', 'consul.hashicorp.com/transparent-proxy-exclude-inbound-ports': '9464' });
+      // The store is no Consul service: the transparent proxy lets the service reach it directly, and it is never injected.
+      expect(template.metadata.annotations['consul.hashicorp.com/transparent-proxy-exclude-outbound-ports']).toBe('6379');
+      expect(find(objects('consul'), 'StatefulSet', 'genops-redis').spec.template.metadata.annotations).toEqual({ 'consul.hashicorp.com/connect-inject': 'false' });
     });
 
     it('declares gRPC, allows the governed service, and attaches builtin/ext-authz failing closed, as the booted config does', () => {

@@ -32,6 +32,9 @@ describe('forward auth: genops-mesh behind the real nginx auth_request', () => {
   let upstream: Upstream | undefined;
   let nginx: RunningNginx | undefined;
   let forwardAuthUrl = '';
+  // Traefik sets X-Forwarded-Uri and X-Forwarded-Method itself: a service behind it names them.
+  let traefik: RunningService | undefined;
+  let traefikUrl = '';
 
   beforeAll(async () => {
     // The default policy with a small per-customer bucket on /v1/ paths, to reach 429 quickly.
@@ -42,6 +45,9 @@ describe('forward auth: genops-mesh behind the real nginx auth_request', () => {
     const forwardAuthPort = await freePort();
     service = await startService({ policyPath, env: { GENOPS_FORWARD_AUTH_PORT: String(forwardAuthPort) } });
     forwardAuthUrl = `http://127.0.0.1:${forwardAuthPort}`;
+    const traefikPort = await freePort();
+    traefik = await startService({ policyPath, env: { GENOPS_FORWARD_AUTH_PORT: String(traefikPort), GENOPS_FORWARD_AUTH_URI_HEADER: 'X-Forwarded-Uri', GENOPS_FORWARD_AUTH_METHOD_HEADER: 'x-forwarded-method' } });
+    traefikUrl = `http://127.0.0.1:${traefikPort}`;
     upstream = await startUpstream();
     nginx = await startNginx({
       snippet: 'deploy/linkerd/nginx/genops-forward-auth.conf',
@@ -51,6 +57,7 @@ describe('forward auth: genops-mesh behind the real nginx auth_request', () => {
   afterAll(async () => {
     await nginx?.stop();
     await service?.stop();
+    await traefik?.stop();
     await upstream?.stop();
     if (policyPath) rmSync(policyPath, { force: true });
   });
@@ -150,9 +157,9 @@ describe('forward auth: genops-mesh behind the real nginx auth_request', () => {
   });
 
   describe('called directly, as Traefik forwardAuth and Envoy HTTP ext_authz call it', () => {
-    it('answers 200 with the headers to copy upstream (Traefik: X-Forwarded-Uri)', async () => {
-      const response = await httpRequest(`${forwardAuthUrl}/forward-auth`, {
-        headers: { ...context({ 'x-genops-customer-tier': 'standard' }), 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/v1/messages', 'x-forwarded-host': 'ai.example.com' },
+    it('answers 200 with the headers to copy upstream (Traefik: X-Forwarded-Uri, named by GENOPS_FORWARD_AUTH_URI_HEADER)', async () => {
+      const response = await httpRequest(`${traefikUrl}/forward-auth`, {
+        headers: { ...context({ 'x-genops-customer-tier': 'standard' }), 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/v1/messages', 'x-forwarded-host': 'ai.example.com' },
       });
       expect(response.status).toBe(200);
       expect(response.body).toBe('');
@@ -160,20 +167,21 @@ describe('forward auth: genops-mesh behind the real nginx auth_request', () => {
     });
 
     it('answers denials with their real status and JSON body (Traefik passes them to the client)', async () => {
-      const headers = { ...context(), 'x-forwarded-uri': '/v1/messages' };
-      await httpRequest(`${forwardAuthUrl}/forward-auth`, { headers });
-      await httpRequest(`${forwardAuthUrl}/forward-auth`, { headers });
-      const limited = await httpRequest(`${forwardAuthUrl}/forward-auth`, { headers });
+      const headers = { ...context(), 'x-forwarded-uri': '/v1/messages', 'x-forwarded-method': 'GET' };
+      await httpRequest(`${traefikUrl}/forward-auth`, { headers });
+      await httpRequest(`${traefikUrl}/forward-auth`, { headers });
+      const limited = await httpRequest(`${traefikUrl}/forward-auth`, { headers });
       expectJsonDenial(limited, 429, 'RATE_LIMITED');
       expect(limited.header('retry-after')).toMatch(/^\d+$/);
       expect(limited.header('x-genops-status')).toBeUndefined();
 
-      expectJsonDenial(await httpRequest(`${forwardAuthUrl}/forward-auth`, { headers: context({ 'x-genops-team': 'marketing' }) }), 403, 'x_team_not_allowed');
-      expectJsonDenial(await httpRequest(`${forwardAuthUrl}/forward-auth`, { headers: context({ 'x-genops-customer-tier': 'gold' }) }), 400, 'x_invalid_context');
+      const at = { 'x-forwarded-uri': '/v1/models', 'x-forwarded-method': 'GET' };
+      expectJsonDenial(await httpRequest(`${traefikUrl}/forward-auth`, { headers: { ...context({ 'x-genops-team': 'marketing' }), ...at } }), 403, 'x_team_not_allowed');
+      expectJsonDenial(await httpRequest(`${traefikUrl}/forward-auth`, { headers: { ...context({ 'x-genops-customer-tier': 'gold' }), ...at } }), 400, 'x_invalid_context');
     });
 
     it('answers nginx-style: 403 carrying the real status and body in headers', async () => {
-      const response = await httpRequest(`${forwardAuthUrl}/forward-auth/nginx`, { headers: context({ 'x-genops-customer-tier': 'gold' }) });
+      const response = await httpRequest(`${forwardAuthUrl}/forward-auth/nginx`, { headers: { ...context({ 'x-genops-customer-tier': 'gold' }), 'x-original-uri': '/v1/models', 'x-original-method': 'GET' } });
       expect(response.status).toBe(403);
       expect(response.header('x-genops-status')).toBe('400');
       expect(JSON.parse(response.header('x-genops-denial') ?? '')).toEqual(response.json());
@@ -191,7 +199,7 @@ describe('forward auth: genops-mesh behind the real nginx auth_request', () => {
     });
 
     it('refuses an original target that is not a path with 400 x_malformed_request', async () => {
-      const response = await httpRequest(`${forwardAuthUrl}/forward-auth`, { headers: { ...context(), 'x-forwarded-uri': 'http://evil.example/v1' } });
+      const response = await httpRequest(`${traefikUrl}/forward-auth`, { headers: { ...context(), 'x-forwarded-uri': '../v1' } });
       expectJsonDenial(response, 400, 'x_malformed_request');
     });
 

@@ -38,11 +38,11 @@ export function aiRequestBody(model = 'claude-sonnet-4-5', path = '/v1/chat/comp
 }
 
 /** A gRPC client of the service built from our protos, for process-level tests. */
-export function createGovernanceClient(address: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()): GovernanceClient {
+export function createGovernanceClient(address: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(), channelOptions?: grpc.ChannelOptions): GovernanceClient {
   const loaded = load();
-  const authz = new loaded.envoy.service.auth.v3.Authorization(address, credentials);
-  const extProc = new loaded.envoy.service.ext_proc.v3.ExternalProcessor(address, credentials);
-  const healthClient = new loaded.grpc.health.v1.Health(address, credentials);
+  const authz = new loaded.envoy.service.auth.v3.Authorization(address, credentials, channelOptions);
+  const extProc = new loaded.envoy.service.ext_proc.v3.ExternalProcessor(address, credentials, channelOptions);
+  const healthClient = new loaded.grpc.health.v1.Health(address, credentials, channelOptions);
   const unary = <Request, Response>(client: grpc.Client, method: string, request: Request) =>
     new Promise<Response>((resolve, reject) => {
       (client as unknown as Record<string, (request: Request, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: Response) => void) => void>)[method]!(

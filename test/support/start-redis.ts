@@ -29,14 +29,16 @@ function redisServerPath(): string {
 
 /**
  * A real redis-server on a free loopback port, without persistence, in its
- * own temporary directory. Pass `port` to restart one on the same address.
+ * own temporary directory. Pass `port` to restart one on the same address; `args` to run
+ * another command line (given the port and directory to use), `password` if it sets requirepass.
  */
-export async function startRedis(options: { port?: number } = {}): Promise<RunningRedis> {
+export async function startRedis(options: { port?: number; args?: (place: { port: number; dir: string }) => string[]; password?: string } = {}): Promise<RunningRedis> {
   const server = redisServerPath();
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'genops-redis-'));
-  const child = spawnManaged('redis-server', server, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], process.env);
-  const url = `redis://127.0.0.1:${port}`;
+  const args = options.args ? options.args({ port, dir }) : ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  const child = spawnManaged('redis-server', server, args, process.env);
+  const url = options.password === undefined ? `redis://127.0.0.1:${port}` : `redis://:${encodeURIComponent(options.password)}@127.0.0.1:${port}`;
   const clients: Redis[] = [];
   const deadline = Date.now() + 10_000;
   for (;;) {

@@ -18,7 +18,7 @@ function parts() {
   return { reported, reporter, governor: createGovernor({ engine }), now: () => 0 };
 }
 
-const allowedHeaders = { 'x-genops-team': 'ML-Platform', 'x-genops-customer-id': 'acme', 'x-genops-project': 'chatbot', 'x-genops-customer-tier': 'premium', 'x-genops-route': 'spoofed' };
+const allowedHeaders = { ':method': 'GET', ':path': '/v1/models', 'x-genops-team': 'ML-Platform', 'x-genops-customer-id': 'acme', 'x-genops-project': 'chatbot', 'x-genops-customer-tier': 'premium', 'x-genops-route': 'spoofed' };
 const headerMap = (headers: Record<string, string>) => ({
   headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })),
 });
@@ -78,7 +78,7 @@ describe('ext_proc session', () => {
     const { governor, reporter, now } = parts();
     const session = createExtProcSessionFactory({ governor, reporter, now, policy: () => policy }).open();
     const kinds: [ProcessingRequest, string][] = [
-      [{ request_headers: { headers: headerMap(allowedHeaders) } }, 'request_headers'],
+      [{ request_headers: { headers: headerMap(allowedHeaders), end_of_stream: true } }, 'request_headers'],
       [{ request_body: { body: Buffer.from('{}'), end_of_stream: true } }, 'request_body'],
       [{ request_trailers: { trailers: headerMap({ 'grpc-status': '0' }) } }, 'request_trailers'],
       [{ response_headers: { headers: headerMap({ ':status': '200' }) } }, 'response_headers'],
@@ -94,7 +94,7 @@ describe('ext_proc session', () => {
   it('continues an allowed request with raw_value header mutations and clears the route cache', async () => {
     const { governor, reporter, now } = parts();
     const session = createExtProcSessionFactory({ governor, reporter, now, policy: () => policy }).open();
-    const reply = await session.handle({ request_headers: { headers: headerMap(allowedHeaders) } }) as { request_headers: { response: { status: string; clear_route_cache: boolean; header_mutation: { set_headers: { header: { key: string; value?: string; raw_value: Buffer }; append_action: string }[] } } } };
+    const reply = await session.handle({ request_headers: { headers: headerMap(allowedHeaders), end_of_stream: true } }) as { request_headers: { response: { status: string; clear_route_cache: boolean; header_mutation: { set_headers: { header: { key: string; value?: string; raw_value: Buffer }; append_action: string }[] } } } };
     const { response } = reply.request_headers;
     expect(response.status).toBe('CONTINUE');
     expect(response.clear_route_cache).toBe(true);
@@ -113,7 +113,7 @@ describe('ext_proc session', () => {
   it('denies with an immediate response carrying the status, JSON body and headers', async () => {
     const { governor, reporter, now } = parts();
     const session = createExtProcSessionFactory({ governor, reporter, now, policy: () => policy }).open();
-    const reply = await session.handle({ request_headers: { headers: headerMap({ ...allowedHeaders, 'x-genops-customer-tier': 'basic', 'x-genops-model': 'claude-opus' }) } }) as { immediate_response: { status: { code: number }; body: Buffer; details: string; headers: { set_headers: { header: { key: string; raw_value: Buffer } }[] } } };
+    const reply = await session.handle({ request_headers: { headers: headerMap({ ...allowedHeaders, 'x-genops-customer-tier': 'basic', 'x-genops-model': 'claude-opus' }), end_of_stream: true } }) as { immediate_response: { status: { code: number }; body: Buffer; details: string; headers: { set_headers: { header: { key: string; raw_value: Buffer } }[] } } };
     expect(reply.immediate_response.status.code).toBe(403);
     expect(JSON.parse(text(reply.immediate_response.body))).toMatchObject({ reason_code: 'POLICY_DENY_MODEL', decision_id: 'decision-1' });
     expect(reply.immediate_response.details).toBe('genops_POLICY_DENY_MODEL');
@@ -127,7 +127,7 @@ describe('ext_proc session', () => {
     const { governor, reporter, reported, now } = parts();
     const session = createExtProcSessionFactory({ governor, reporter, now, policy: () => policy }).open();
     await session.handle({
-      request_headers: { headers: headerMap(allowedHeaders) },
+      request_headers: { headers: headerMap(allowedHeaders), end_of_stream: true },
       attributes: { 'envoy.filters.http.ext_proc': { fields: { 'source.principal': { stringValue: 'spiffe://cluster.local/ns/a/sa/b' } } } },
     });
     expect(reported[0]!.principal).toBe('spiffe://cluster.local/ns/a/sa/b');
@@ -136,7 +136,7 @@ describe('ext_proc session', () => {
   it('sends nothing back in observability mode, and rejects a message of no known kind', async () => {
     const { governor, reporter, now } = parts();
     const session = createExtProcSessionFactory({ governor, reporter, now, policy: () => policy }).open();
-    expect(await session.handle({ observability_mode: true, request_headers: { headers: headerMap(allowedHeaders) } })).toBeUndefined();
+    expect(await session.handle({ observability_mode: true, request_headers: { headers: headerMap(allowedHeaders), end_of_stream: true } })).toBeUndefined();
     expect(() => session.handle({})).toThrow('ProcessingRequest carries none of the request kinds this service knows');
   });
 });
@@ -148,7 +148,7 @@ describe('ext_proc session: an exchange ends exactly once', () => {
     const slowGovernor = { evaluate: (input: Parameters<ReturnType<typeof createGovernor>['evaluate']>[0]) => new Promise<Decision>((resolve) => { release = (decision) => resolve(decision); void input; }) };
     const settled: string[] = [];
     const session = createExtProcSessionFactory({ governor: slowGovernor, reporter, now: () => 0, policy: () => policy, settle: (exchange) => settled.push(exchange.outcome) }).open();
-    await session.handle({ request_headers: { headers: headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', ...allowedHeaders }) } });
+    await session.handle({ request_headers: { headers: headerMap({ ...allowedHeaders, ':method': 'POST', ':path': '/v1/chat/completions' }) } });
     const pending = session.handle({ request_body: { body: Buffer.from('{"model":"claude-sonnet-4-5","messages":[]}'), end_of_stream: true } });
     session.close();
     const engine = createDecisionEngine({ policy: () => policy, newDecisionId: () => 'late' });
@@ -162,7 +162,7 @@ describe('ext_proc session: an exchange ends exactly once', () => {
     const { governor, reporter } = parts();
     const settled: string[] = [];
     const session = createExtProcSessionFactory({ governor, reporter, now: () => 0, policy: () => policy, settle: (exchange) => settled.push(exchange.outcome) }).open();
-    await session.handle({ request_headers: { headers: headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', ...allowedHeaders }) } });
+    await session.handle({ request_headers: { headers: headerMap({ ...allowedHeaders, ':method': 'POST', ':path': '/v1/chat/completions' }) } });
     await session.handle({ request_body: { body: Buffer.from('{"model":"claude-sonnet-4-5","messages":[]}'), end_of_stream: true } });
     await session.handle({ response_headers: { headers: headerMap({ ':status': '200', 'content-type': 'application/json' }) } });
     await session.handle({ response_body: { body: Buffer.from('{"model":"claude-sonnet-4-5","usage":{"prompt_tokens":5,"completion_tokens":2}}'), end_of_stream: true } });

@@ -49,7 +49,7 @@ describe('extractGovernanceContext', () => {
     ['x-genops-customer-tier', 'gold', 'x-genops-customer-tier must be one of premium, standard, basic'],
     ['x-genops-environment', 'prod env', 'x-genops-environment must be kebab-case (a-z, 0-9, single dashes)'],
     ['x-genops-feature', 'feature<script>', 'x-genops-feature must be letters, digits, ".", "_" or "-", starting and ending with a letter or digit'],
-    ['x-genops-model', 'gpt 4', 'x-genops-model must be a model name: a-z, 0-9, ".", "_", ":", "/" or "-"'],
+    ['x-genops-model', 'gpt 4', 'x-genops-model must be a model name: a-z, 0-9, ".", "_", ":", "/", "@" or "-"'],
     ['x-genops-team', 'ml-platform,product-team', 'x-genops-team must be kebab-case (a-z, 0-9, single dashes)'],
   ];
   it.each(invalid)('%s: %j is invalid', (header, value, message) => {

@@ -281,7 +281,7 @@ describe('adapters hand the jwt_authn metadata to the engine', () => {
   it('ext_proc: ProcessingRequest.metadata_context', async () => {
     const session = createExtProcSessionFactory({ governor, reporter, policy: () => policy, now: () => 0 }).open();
     const headers = { headers: [{ key: ':path', raw_value: Buffer.from('/v1/messages') }, { key: 'x-genops-team', raw_value: Buffer.from('product-team') }] };
-    const reply = await session.handle({ request_headers: { headers }, metadata_context: jwtAuthn });
+    const reply = await session.handle({ request_headers: { headers, end_of_stream: true }, metadata_context: jwtAuthn });
     expect(reply).toMatchObject({ immediate_response: { status: { code: 403 } } });
     expect(reported.at(-1)).toMatchObject({ reasonCode: 'x_identity_mismatch', identity: { decidedBy: 'claim groups' } });
   });

@@ -105,6 +105,8 @@ describe('paths: the API, and the model or deployment a path names', () => {
     ['/model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke', { api: 'bedrock.invoke', pathModel: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0' }],
     ['/model/anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke-with-response-stream', { api: 'bedrock.invoke-stream', pathModel: 'anthropic.claude-haiku-4-5-20251001-v1:0' }],
     ['/v1beta/openai/chat/completions', { api: 'openai.chat' }],
+    ['/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict', { api: 'vertex.anthropic', pathModel: 'claude-sonnet-4-5@20250929' }],
+    ['/v1/projects/p/locations/global/publishers/anthropic/models/claude-haiku-4-5@20251001:streamRawPredict', { api: 'vertex.anthropic-stream', pathModel: 'claude-haiku-4-5@20251001' }],
   ] as const)('%s', (path, expected) => {
     expect(matcher.route(path)).toEqual(expected);
     expect(matcher.match(path)).toBe(expected.api);
@@ -202,11 +204,13 @@ metadata: { name: azure }
 spec:
   teams: { a: {} }
   usage:
-    azureDeployments: { prod-chat: gpt-4o-2024-11-20, cheap: gpt-4o-mini }
+    azureDeployments: { Prod-Chat: gpt-4o-2024-11-20, cheap: gpt-4o-mini }
 `, 'azure.yaml');
     const read = (path: string, body: unknown) => readAiBody(policy.usage.paths.route(path)!, bytes(body), policy.usage, { canRewrite: false }).input.request;
     expect(read('/openai/deployments/prod-chat/chat/completions?api-version=2024-10-21', { model: 'gpt-4o-mini', messages: [] })).toMatchObject({ api: 'azure.chat', model: 'gpt-4o-2024-11-20', modelInPath: true });
     expect(read('/openai/deployments/unlisted/chat/completions', { messages: [] })).toMatchObject({ model: 'unlisted' });
+    // Deployment names are case-insensitive on Azure, so here too.
+    expect(read('/openai/deployments/PROD-CHAT/chat/completions', { messages: [] })).toMatchObject({ model: 'gpt-4o-2024-11-20' });
     expect(read('/openai/responses', { model: 'cheap', input: 'hi' })).toMatchObject({ api: 'azure.responses', model: 'gpt-4o-mini' });
     expect(readAiBody(policy.usage.paths.route('/model/a%ZZ/converse')!, bytes({}), policy.usage, { canRewrite: false }).input.problem?.message).toContain('percent-encoding');
   });
@@ -250,6 +254,9 @@ describe('responses of the new shapes, split at every byte', () => {
     expect(sse).toMatchObject({ complete: false, usage: { input: 1200, output: 90, reasoning: 90 } });
     const array = meter('gemini.stream', 'application/json', [bytes(geminiJsonArray({ model: 'gemini-2.5-flash', usage, truncateAfterDeltas: true }))]);
     expect(array).toMatchObject({ complete: false, usage: { input: 1200 } });
+    // The finish in one chunk, the final usage in the next: complete with the later usage.
+    const finishThenUsage = `data: ${JSON.stringify({ candidates: [{ content: { parts: [{ text: 'Hi' }], role: 'model' }, finishReason: 'STOP', index: 0 }], modelVersion: 'gemini-2.5-flash' })}\r\n\r\ndata: ${JSON.stringify({ usageMetadata: { promptTokenCount: 10, candidatesTokenCount: 2, totalTokenCount: 12 }, modelVersion: 'gemini-2.5-flash' })}\r\n\r\n`;
+    expect(meter('gemini.stream', 'text/event-stream', [bytes(finishThenUsage)])).toMatchObject({ complete: true, usage: { input: 10, output: 2 } });
     expect(meter('gemini.generate', 'application/json', [bytes(geminiErrorJson(429))])).toMatchObject({ usage: undefined, providerError: 'RESOURCE_EXHAUSTED: Resource has been exhausted (e.g. check quota).' });
   });
 
@@ -319,6 +326,7 @@ describe('Bedrock ids are the models they name', () => {
     ['arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3', 'arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3'],
     ['gpt-4o', 'gpt-4o'],
     ['claude-sonnet-4-5', 'claude-sonnet-4-5'],
+    ['claude-opus-4-1@20250805', 'claude-opus-4-1-20250805'],
   ])('%s → %s', (id, canonical) => {
     expect(canonicalModelId(id)).toBe(canonical);
   });

@@ -55,6 +55,23 @@ describe('stub LLM', () => {
     expect(meter.end()).toMatchObject({ usage, modelServed: `${body.model}-2026-01-01`, complete: true, providerError: undefined });
   });
 
+  const plain = { input: 321, cachedInput: 0, cacheWrite: 0, output: 45, reasoning: 0 };
+  it.each([
+    ['/v1/completions', 'openai.completions', { model: 'gpt-3.5-turbo-instruct', prompt: 'hi', stream: true, stream_options: { include_usage: true } }, plain, 'served'],
+    ['/openai/deployments/d1/chat/completions?api-version=2024-10-21', 'azure.chat', { stream: true, stream_options: { include_usage: true }, messages: [] }, { ...plain, cachedInput: 100 }, 'served'],
+    ['/v1beta/models/gemini-2.5-flash:generateContent', 'gemini.generate', { contents: [] }, { ...plain, cachedInput: 100, reasoning: 9 }, 'served'],
+    ['/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse', 'gemini.stream', { contents: [] }, { ...plain, reasoning: 9 }, 'served'],
+    ['/v1beta/models/gemini-2.5-flash:streamGenerateContent', 'gemini.stream', { contents: [] }, plain, 'served'],
+    ['/model/amazon.nova-pro-v1%3A0/converse', 'bedrock.converse', { messages: [] }, { ...plain, cachedInput: 100, cacheWrite: 20 }, undefined],
+    ['/model/amazon.nova-pro-v1%3A0/converse-stream', 'bedrock.converse-stream', { messages: [] }, { ...plain, cachedInput: 100, cacheWrite: 20 }, undefined],
+    ['/model/anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke-with-response-stream', 'bedrock.invoke-stream', { anthropic_version: 'bedrock-2023-05-31', max_tokens: 10, messages: [] }, { ...plain, cachedInput: 100, cacheWrite: 20 }, 'served'],
+  ] as const)('%s: the usage it was told, read back by the meter over HTTP chunks', async (path, api, body, usage, served) => {
+    const response = await post(path, body, { 'x-stub-usage': JSON.stringify(usage), 'x-stub-model': 'served' });
+    const meter = createUsageMeter({ api: api as AiApi, contentType: response.headers.get('content-type') ?? undefined });
+    for await (const chunk of response.body!) meter.push(chunk);
+    expect(meter.end()).toEqual({ usage, modelServed: served, estimatedOutputTokens: expect.any(Number), complete: true, providerError: undefined });
+  });
+
   it('streams without the usage chunk when told to ignore include_usage', async () => {
     const response = await post('/v1/chat/completions', { model: 'gpt-4o', stream: true, stream_options: { include_usage: true }, messages: [] }, { 'x-stub-behavior': 'ignore-include-usage' });
     const meter = createUsageMeter({ api: 'openai.chat', contentType: response.headers.get('content-type') ?? undefined });

@@ -82,3 +82,43 @@ can write (never a header such as x-forwarded-client-cert, which a plaintext pee
 {{- end -}}
 {{- toYaml (dict "matcher_list" (dict "matchers" $matchers)) -}}
 {{- end -}}
+
+{{/*
+Where replicas keep rate limits and budgets: "external" (redis.url or redis.existingSecret),
+"deployed" (redis.enabled: the chart's own Valkey), or "memory" (each replica its own).
+*/}}
+{{- define "genops-mesh.store" -}}
+{{- if or .Values.redis.url .Values.redis.existingSecret -}}external
+{{- else if .Values.redis.enabled -}}deployed
+{{- else -}}memory
+{{- end -}}
+{{- end -}}
+
+{{- define "genops-mesh.redisName" -}}
+{{- printf "%s-redis" (include "genops-mesh.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "genops-mesh.redisSelectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-redis
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "genops-mesh.redisAuthSecret" -}}
+{{- .Values.redis.auth.existingSecret | default (printf "%s-auth" (include "genops-mesh.redisName" .)) -}}
+{{- end -}}
+
+{{/*
+In memory, N replicas (or N workers) enforce N x every rate limit and budget. Refused unless
+allowPerReplicaBudgets says the operator means it.
+*/}}
+{{- define "genops-mesh.refusePerReplicaState" -}}
+{{- if and (eq (include "genops-mesh.store" .) "memory") (not .Values.allowPerReplicaBudgets) -}}
+{{- $replicas := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled | int -}}
+{{- if gt $replicas 1 -}}
+{{- fail (printf "genops-mesh: redis.enabled=false with %d replicas (%s) keeps rate limits and budgets in each replica's memory, so together they allow up to %d x every limit and budget. Keep redis.enabled=true, set redis.url, or set allowPerReplicaBudgets=true if that is what you want." $replicas (ternary "autoscaling.maxReplicas" "replicaCount" .Values.autoscaling.enabled) $replicas) -}}
+{{- end -}}
+{{- if gt (int .Values.workers) 1 -}}
+{{- fail (printf "genops-mesh: redis.enabled=false with workers=%d: the service refuses in-memory limits and budgets shared by several worker processes. Keep redis.enabled=true or set redis.url." (int .Values.workers)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

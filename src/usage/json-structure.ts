@@ -1,0 +1,132 @@
+/**
+ * One pass over a JSON body's bytes, before it is parsed, for what JSON.parse lets through but an
+ * AI request must not carry:
+ * - a key twice in one object: JSON.parse keeps the last, other readers (an upstream) may keep the
+ *   first, so `{"model":"claude-opus-4-1","model":"claude-haiku-4-5"}` could be authorized as one
+ *   model and served as the other. Checked in every object, not only at the top: `stream_options`,
+ *   a batch's `params` and a config object carry fields the service acts on too, and no JSON
+ *   encoder writes a key twice.
+ * - nesting deeper than MAX_JSON_DEPTH: recursive readers and writers (JSON.stringify in the
+ *   body rewrite) overflow the stack on a few thousand levels.
+ * Invalid JSON is not this scanner's business: it stops and leaves the syntax error to JSON.parse.
+ */
+
+/** Deepest nesting of objects and arrays accepted in an AI request body (real requests, tool schemas included, stay far below). */
+export const MAX_JSON_DEPTH = 128;
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const MAX_KEY_IN_MESSAGE = 64;
+
+interface Frame {
+  readonly object: boolean;
+  /** Where this container sits, for messages: `stream_options`, `requests[]`. */
+  readonly at: string;
+  expectKey: boolean;
+  lastKey: string;
+  keys: Set<string> | undefined;
+}
+
+/** A message naming the problem, or undefined when the body has none (or is not JSON at all). */
+export function jsonStructureProblem(body: Uint8Array, maxDepth = MAX_JSON_DEPTH): string | undefined {
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const stack: Frame[] = [];
+  const length = bytes.length;
+  let top: Frame | undefined;
+  for (let index = 0; index < length; index++) {
+    const byte = bytes[index]!;
+    switch (byte) {
+      case QUOTE: {
+        const end = closingQuote(bytes, index + 1);
+        if (end === -1) return undefined;
+        if (top?.object && top.expectKey) {
+          const key = keyText(bytes, index + 1, end);
+          if (key === undefined) return undefined;
+          top.keys ??= new Set();
+          if (top.keys.has(key)) return `request body has the key ${JSON.stringify(cut(key))} twice ${top.at === '' ? 'at the top level' : `in "${top.at}"`}: JSON readers disagree on which one counts`;
+          top.keys.add(key);
+          top.lastKey = key;
+          top.expectKey = false;
+        }
+        index = end;
+        break;
+      }
+      case OPEN_OBJECT:
+      case OPEN_ARRAY: {
+        if (stack.length >= maxDepth) return `request body nests objects and arrays deeper than ${maxDepth} levels`;
+        const at = top === undefined ? '' : top.object ? join(top.at, cut(top.lastKey)) : `${top.at}[]`;
+        top = { object: byte === OPEN_OBJECT, at, expectKey: byte === OPEN_OBJECT, lastKey: '', keys: undefined };
+        stack.push(top);
+        break;
+      }
+      case CLOSE_OBJECT:
+      case CLOSE_ARRAY:
+        stack.pop();
+        top = stack[stack.length - 1];
+        break;
+      case COMMA:
+        if (top?.object) top.expectKey = true;
+        break;
+      case COLON:
+        if (top?.object) top.expectKey = false;
+        break;
+      default:
+        break;
+    }
+  }
+  return undefined;
+}
+
+/** The index of the quote that closes a string starting at `from`, or -1 (a JS loop: Buffer#indexOf costs more per call than short strings do). */
+function closingQuote(bytes: Buffer, from: number): number {
+  const length = bytes.length;
+  for (let index = from; index < length; index++) {
+    const byte = bytes[index];
+    if (byte === QUOTE) return index;
+    if (byte === BACKSLASH) index++;
+  }
+  return -1;
+}
+
+/** A key as JSON.parse reads it (`"mod\u0065l"` is `model`); undefined when its escapes are invalid. */
+function keyText(bytes: Buffer, start: number, end: number): string | undefined {
+  let escaped = false;
+  for (let index = start; index < end; index++) {
+    if (bytes[index] === BACKSLASH) {
+      escaped = true;
+      break;
+    }
+  }
+  if (!escaped) return asciiText(bytes, start, end) ?? bytes.toString('utf8', start, end);
+  try {
+    return JSON.parse(bytes.toString('utf8', start - 1, end + 1)) as string;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Short ASCII keys (nearly all) without a trip through Buffer#toString. */
+function asciiText(bytes: Buffer, start: number, end: number): string | undefined {
+  if (end - start > 32) return undefined;
+  let text = '';
+  for (let index = start; index < end; index++) {
+    const byte = bytes[index]!;
+    if (byte >= 0x80) return undefined;
+    text += String.fromCharCode(byte);
+  }
+  return text;
+}
+
+function join(at: string, key: string): string {
+  return at === '' ? key : `${at}.${key}`;
+}
+
+function cut(key: string): string {
+  return key.length > MAX_KEY_IN_MESSAGE ? `${key.slice(0, MAX_KEY_IN_MESSAGE)}…` : key;
+}
