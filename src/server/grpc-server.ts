@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { lstatSync, rmSync } from 'node:fs';
 import type { ServerOptions as Http2ServerOptions } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
@@ -217,10 +218,12 @@ function messageKind(request: ProcessingRequest): string {
  * Serves the same services on a Unix domain socket as well: no TCP stack between a sidecar Envoy
  * and the service. A socket file left by an earlier run is replaced. The mTLS allow-list works on
  * TCP connections it accepts itself, so it cannot guard the socket: that combination is refused
- * (the socket's file permissions are its guard).
+ * (the socket's file permissions are its guard), as are worker processes (GENOPS_WORKERS).
  */
 async function bindSocket(server: grpc.Server, path: string, credentials: grpc.ServerCredentials | undefined, allowList: boolean): Promise<void> {
   if (allowList) throw new GenopsError('invalid_settings', `GENOPS_GRPC_SOCKET=${path}: a Unix socket cannot be combined with GENOPS_TLS_CLIENT_ALLOW (the allow-list guards TCP connections only)`);
+  // Workers would replace each other's socket file (one path, several listeners): one process per socket.
+  if (cluster.isWorker) throw new GenopsError('invalid_settings', `GENOPS_GRPC_SOCKET=${path}: a Unix socket serves one process; it cannot be combined with GENOPS_WORKERS > 1`);
   try {
     if (lstatSync(path).isSocket()) rmSync(path);
   } catch {
