@@ -183,7 +183,7 @@ describe('observed metering: the exchange handed from the deciding stream to the
   it('decides a request that is not an AI call on its headers and carries its client headers as metadata, with nothing to meter', async () => {
     const { factory, settled } = setup();
     const decider = factory.open({ observedMetering: true });
-    const reply = (await decider.handle({ request_headers: { headers: headerMap({ ':method': 'GET', ':path': '/v1/models', ...CONTEXT }) } }))!;
+    const reply = (await decider.handle({ request_headers: { headers: headerMap({ ':method': 'GET', ':path': '/v1/models', ...CONTEXT }), end_of_stream: true } }))!;
     expect(reply.mode_override).toMatchObject({ response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE' });
     const metadata = metadataOf(reply);
     expect(metadata['x-genops-decision-id']).toMatch(/^decision-/);
