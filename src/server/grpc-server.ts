@@ -86,8 +86,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       ? (event: string, detail?: Record<string, unknown>) => logger.trace({ event: 'ext_proc_stream', stream: streamId, step: event, t_us: Math.round(performance.now() * 1000), ...detail }, 'ext_proc stream')
       : undefined;
     // The deciding filter declares observed metering in its grpc_service.initial_metadata.
-    const session = extProc.open({ observedMetering: call.metadata.get(METERING_STREAM_HEADER)[0] === 'observed' });
-    trace?.('open', { observed: call.metadata.get(METERING_STREAM_HEADER)[0] });
+    const metering = call.metadata.get(METERING_STREAM_HEADER)[0];
+    const session = extProc.open({ observedMetering: metering === 'observed' });
+    trace?.('open', { observed: metering });
     let closed = false;
     // Replies must leave in the order the messages came; once one waits on a
     // backend, the ones after it queue behind it.
