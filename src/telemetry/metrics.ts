@@ -25,6 +25,8 @@ export interface Metrics {
   readonly decisionDuration: Histogram<'service'>;
   readonly policyReloads: Counter<'result'>;
   readonly backendErrors: Counter<'backend' | 'kind'>;
+  /** Exceptions on a budget or rate-limit path that were not the backend's (the rule's failure mode applied). */
+  readonly internalErrors: Counter<'component'>;
   readonly malformedMessages: Counter<'service'>;
   /** Metering streams (observed metering) naming an exchange this process does not hold. */
   readonly meteringUnmatched: Counter<never>;
@@ -137,6 +139,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     meteringUnmatched: new Counter({
       name: 'genops_metering_unmatched_total',
       help: 'ext_proc metering streams (observability_mode) naming an AI exchange this process did not decide or already settled: its usage is not counted here.',
+      registers: [registry],
+    }),
+    internalErrors: new Counter({
+      name: 'genops_internal_errors_total',
+      help: 'Exceptions on a budget or rate-limit path that were not a backend failure; the rule\'s failureMode decided the request.',
+      labelNames: ['component'],
       registers: [registry],
     }),
     malformedMessages: new Counter({

@@ -5,6 +5,7 @@
  */
 import { canonicalModelId } from './model-pattern.js';
 import { FORMAT_OF, PROVIDER_OF, type AiApi, type AiRoute, type WireFormat } from './ai-api.js';
+import { hasBoundExtras, readRequestBound, type RequestBound } from './request-bound.js';
 
 export interface AiRequest {
   readonly api: AiApi;
@@ -19,6 +20,8 @@ export interface AiRequest {
   readonly inputEstimateTokens: number;
   /** openai.chat / completions with stream:true and without stream_options.include_usage:true. */
   readonly needsIncludeUsage: boolean;
+  /** What the request can be billed for beyond its body's text (request-bound.ts); absent = nothing. */
+  readonly bound?: RequestBound | undefined;
   /**
    * Every model the request names, when it names more than its `model` (a batch: each request's
    * model, distinct). Empty when the models cannot be read (OpenAI Batch: they are inside an
@@ -243,6 +246,8 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
     ...(pathModel !== undefined ? { modelInPath: true } : {}),
     ...(deferred !== undefined ? { deferred } : {}),
   };
+  const bound = readRequestBound(api, fields, text);
+  if (hasBoundExtras(bound)) return { ok: true, request: { ...request, bound }, json: fields };
   return { ok: true, request, json: fields };
 }
 

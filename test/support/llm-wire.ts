@@ -248,9 +248,10 @@ export function anthropicUsage(usage: TokenUsage): Record<string, unknown> {
     input_tokens: usage.input - usage.cachedInput - usage.cacheWrite,
     cache_creation_input_tokens: usage.cacheWrite,
     cache_read_input_tokens: usage.cachedInput,
-    cache_creation: { ephemeral_5m_input_tokens: usage.cacheWrite, ephemeral_1h_input_tokens: 0 },
+    cache_creation: { ephemeral_5m_input_tokens: usage.cacheWrite - (usage.cacheWrite1h ?? 0), ephemeral_1h_input_tokens: usage.cacheWrite1h ?? 0 },
     output_tokens: usage.output,
     service_tier: 'standard',
+    ...(usage.serverToolCalls ? { server_tool_use: Object.fromEntries(Object.entries(usage.serverToolCalls).map(([tool, calls]) => [`${tool}_requests`, calls])) } : {}),
   };
 }
 
