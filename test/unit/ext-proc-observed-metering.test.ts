@@ -55,7 +55,8 @@ async function decide(session: ExtProcSession, headers: Record<string, string> =
 async function handOver(session: ExtProcSession, status = '200', contentType = 'text/event-stream; charset=utf-8'): Promise<ProcessingResponse> {
   const decided = await decide(session);
   expect(decided).toHaveProperty('request_body');
-  return (await session.handle({ response_headers: { headers: headerMap({ ':status': status, 'content-type': contentType }) } }))!;
+  // x-envoy-upstream-service-time: Envoy's router marks what came from the upstream (not a local reply).
+  return (await session.handle({ response_headers: { headers: headerMap({ ':status': status, 'content-type': contentType, 'x-envoy-upstream-service-time': '3' }) } }))!;
 }
 
 function metadataOf(reply: ProcessingResponse): Record<string, string | undefined> {
