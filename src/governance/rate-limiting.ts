@@ -146,6 +146,8 @@ export function createRateLimiter(options: {
       if (limits.length === 0) return decision;
       const selected: Selected[] = [];
       for (const limit of limits) {
+        // A token limit counts billed tokens: a token count (free) bills none, so none applies to it.
+        if (limit.unit === 'tokens' && decision.ai?.free) continue;
         if (limit.selector && !selects(limit.selector, decision, request.path)) continue;
         const key = bucketKey(limit, decision, request.path);
         if (key === undefined) continue;

@@ -91,8 +91,8 @@ export function createUsageAccounting(options: { policy: () => CompiledPolicy })
   return {
     account({ decision, report, upstreamStatus, outcome }) {
       const ai = decision.ai;
-      // A batch or a background response is billed later: this exchange carries no usage to record.
-      if (!ai || ai.deferred) return undefined;
+      // A batch or a background response is billed later, a token count never: this exchange carries no usage to record.
+      if (!ai || ai.deferred || ai.free) return undefined;
       const prices = options.policy().prices;
       // The body's model; a budget downgrade sends another one upstream (context.model).
       const modelRequested = ai.model.toLowerCase();

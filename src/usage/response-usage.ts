@@ -14,7 +14,7 @@
  * output over 8 MiB, whose terminal event repeats it), the report falls back to the estimate.
  */
 import { isAscii } from 'node:buffer';
-import { FORMAT_OF, type AiApi, type WireFormat } from './ai-api.js';
+import { FORMAT_OF, isFreeApi, type AiApi, type WireFormat } from './ai-api.js';
 import { createEventStreamMeter } from './event-stream-usage.js';
 import { createSseParser, DEFAULT_MAX_EVENT_BYTES, type SseEvent } from './sse-parser.js';
 import type { TokenUsage } from './token-usage.js';
@@ -63,7 +63,8 @@ const CHARS_PER_TOKEN = 4;
 export function createUsageMeter(options: UsageMeterOptions): UsageMeter {
   const wire = FORMAT_OF[options.api];
   // A batch's (or background response's) creation reply carries no usage: the provider bills it later.
-  if (wire === 'openai.batches' || wire === 'anthropic.batches') return IGNORED_BODY;
+  // A token count's reply carries none either: it is free.
+  if (wire === 'openai.batches' || wire === 'anthropic.batches' || isFreeApi(options.api)) return IGNORED_BODY;
   const format = bodyFormatOf(options.contentType);
   if (format === 'eventstream') {
     if (wire === 'bedrock.converse') return createEventStreamMeter({ maxEventBytes: options.maxEventBytes });

@@ -629,4 +629,23 @@ export function offsetsInsideMultibyteCharacters(bytes: Uint8Array): number[] {
   return offsets;
 }
 
+/**
+ * The token-count replies (free calls, no usage object): Anthropic `POST /v1/messages/count_tokens`
+ * (and Claude on Vertex AI) `{"input_tokens"}`, OpenAI `POST /v1/responses/input_tokens`
+ * `{"object":"response.input_tokens","input_tokens"}`, Gemini `:countTokens` `{"totalTokens",
+ * "promptTokensDetails"}`, Bedrock CountTokens `{"inputTokens"}`.
+ */
+export function countTokensJson(provider: 'anthropic' | 'openai' | 'google' | 'bedrock', inputTokens: number): string {
+  switch (provider) {
+    case 'anthropic':
+      return JSON.stringify({ input_tokens: inputTokens });
+    case 'openai':
+      return JSON.stringify({ object: 'response.input_tokens', input_tokens: inputTokens });
+    case 'google':
+      return JSON.stringify({ totalTokens: inputTokens, promptTokensDetails: [{ modality: 'TEXT', tokenCount: inputTokens }] });
+    case 'bedrock':
+      return JSON.stringify({ inputTokens });
+  }
+}
+
 export { seededRandom } from './seeded-random.js';

@@ -5,7 +5,7 @@
  * formats, chat streams opening with a prompt-filter chunk); Anthropic Messages (JSON and SSE) and
  * Message Batches; Gemini generateContent (JSON) and streamGenerateContent (SSE with `alt=sse`,
  * else a streamed JSON array); Bedrock Converse (JSON) and ConverseStream (AWS event-stream
- * binary frames), with known usage. The API is chosen by path (a prefix such as
+ * binary frames), with known usage; the token-count calls (free: their own small replies). The API is chosen by path (a prefix such as
  * `/openai` is allowed); other paths fall back to `respond` or echo like startUpstream.
  *
  * Per request, headers steer it:
@@ -28,7 +28,7 @@
  * tagged with the `x-test-id` header, the same contract as startUpstream's `requestsWith`.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createAiPathMatcher, DEFAULT_AI_PATHS, FORMAT_OF, type AiApi } from '../../src/usage/ai-api.js';
+import { createAiPathMatcher, DEFAULT_AI_PATHS, FORMAT_OF, isFreeApi, PROVIDER_OF, type AiApi } from '../../src/usage/ai-api.js';
 import { readRequestBound } from '../../src/usage/request-bound.js';
 import {
   anthropicBatchJson,
@@ -37,6 +37,7 @@ import {
   bedrockConverseStream,
   bedrockErrorJson,
   bedrockInvokeStream,
+  countTokensJson,
   geminiErrorJson,
   geminiJson,
   geminiJsonArray,
@@ -220,6 +221,11 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
       return;
     }
     const usage = (behavior.billMaxWindow !== undefined ? maximumBill(api, json, request.rawBody.length, behavior.billMaxWindow) : undefined) ?? usageOf(request.headers[STUB_USAGE_HEADER]) ?? options.usage ?? STUB_DEFAULT_USAGE;
+    if (isFreeApi(api)) {
+      const provider = PROVIDER_OF[api];
+      sendJson(response, 200, countTokensJson(provider === 'vertex' ? 'anthropic' : provider === 'azure' ? 'openai' : provider, usage.input));
+      return;
+    }
     const model = String(request.headers[STUB_MODEL_HEADER] ?? (typeof json.model === 'string' ? json.model : (request.pathModel ?? 'unknown-model')));
     const text = options.text ?? DEFAULT_TEXT;
     const fixture = { model, usage, text };
