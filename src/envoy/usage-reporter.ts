@@ -4,7 +4,7 @@ import { GEN_AI_PROVIDER_NAME } from '../usage/ai-api.js';
 import { picoToUsdNumber } from '../usage/pricing.js';
 import { TOKEN_TYPES, tokensByType } from '../usage/token-usage.js';
 import { createBoundedLabel } from '../telemetry/bounded-label.js';
-import { removeSeriesWith } from '../telemetry/labelled-children.js';
+import { createCounterChildren, removeSeriesWith } from '../telemetry/labelled-children.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, UsageLabel } from '../telemetry/metrics.js';
 import {
@@ -45,11 +45,14 @@ export interface UsageReporterOptions {
  */
 export function createUsageReporter(options: UsageReporterOptions): UsageReporter {
   const { metrics, logger } = options;
+  // Cached series children: no label hashing per request (labelled-children.ts).
+  const countTokens = createCounterChildren(metrics.tokens);
+  const countRecord = createCounterChildren(metrics.usageRecords);
   // A value that lost its slot takes its series with it (bounded-label.ts).
   const bounded = (label: UsageLabel, limit: number) => createBoundedLabel(limit, {
     minIdleMs: options.labelIdleMs,
     onEvict: (value) => {
-      removeSeriesWith(metrics.tokens, label, value);
+      countTokens.forget(label, value);
       metrics.forgetCost(label, value);
       metrics.labelOverflow.inc({ label, outcome: 'evicted' });
     },
@@ -83,11 +86,14 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
       };
       if (customerLabel) labels.genops_customer_id = customerLabel(context.customerId);
       const byType = tokensByType(tokens);
+      const tokenLabels: Partial<Record<UsageLabel | 'type', string>> = { ...labels, type: '' };
       for (const type of TOKEN_TYPES) {
         const count = byType[type];
-        if (count > 0 || type === 'input' || type === 'output') metrics.tokens.inc({ ...labels, type }, count);
+        if (count === 0 && type !== 'input' && type !== 'output') continue;
+        tokenLabels.type = type;
+        countTokens(tokenLabels, count);
       }
-      metrics.usageRecords.inc({ api: record.api, outcome: record.outcome, estimated: record.estimated ? 'true' : 'false' });
+      countRecord({ api: record.api, outcome: record.outcome, estimated: record.estimated ? 'true' : 'false' });
       if (record.cost) metrics.addCost(labels, record.cost.pico);
       else {
         const model = unpricedModels(record.modelServed);
