@@ -5,6 +5,7 @@ import { picoToUsdNumber } from '../usage/pricing.js';
 import { TOKEN_TYPES, tokensByType } from '../usage/token-usage.js';
 import { createBoundedLabel } from '../telemetry/bounded-label.js';
 import { createCounterChildren, removeSeriesWith } from '../telemetry/labelled-children.js';
+import { createHotLogLine } from '../telemetry/hot-log-line.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, UsageLabel } from '../telemetry/metrics.js';
 import {
@@ -72,6 +73,7 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
     },
     onOverflow: () => metrics.labelOverflow.inc({ label: 'unpriced_model', outcome: 'overflowed' }),
   });
+  const usageLine = createHotLogLine(logger, 'info', 'ai request usage');
   const tracer = options.tracing?.tracer;
   const defaultEnvironment = options.tracing?.deploymentEnvironment ?? UNKNOWN;
 
@@ -106,7 +108,7 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
       }
 
       const span = tracer ? recordSpan(record, headers, startedAt, endedAt) : undefined;
-      logger.info({
+      usageLine({
         event: 'usage',
         decision_id: record.decisionId,
         trace_id: span?.traceId ?? remoteParentOf(headers)?.traceId,
@@ -133,7 +135,7 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
         provider_error: record.providerError,
         budgets: record.reservation?.budgets,
         reserved: record.reservation ? record.reservation.reservedNano / 1e9 : undefined,
-      }, 'ai request usage');
+      });
     },
   };
 

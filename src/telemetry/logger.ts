@@ -1,4 +1,5 @@
 import pino, { type Logger, type LevelWithSilent } from 'pino';
+import { HOT_LINE_SAFE } from './hot-log-line.js';
 
 export type { Logger };
 
@@ -42,7 +43,7 @@ export function createLogger(options: LoggerOptions): Logger {
     sync,
     ...(sync ? {} : { minLength: BUFFER_BYTES, periodicFlush: FLUSH_INTERVAL_MS }),
   });
-  return pino(
+  const logger = pino(
     {
       name: 'genops-mesh',
       level: options.level,
@@ -53,4 +54,7 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     destination,
   );
+  // No mixin, hooks, redaction or nested key: createHotLogLine may write this logger's lines itself.
+  Object.defineProperty(logger, HOT_LINE_SAFE, { value: true });
+  return logger;
 }
