@@ -109,10 +109,14 @@ async function main(): Promise<void> {
     observer: {
       limitChecked: (limit, outcome) => countLimitCheck({ limit, outcome }),
       backendFailed: onBackendError,
+      internalError: (error) => {
+        metrics.internalErrors.inc({ component: 'rate_limit' });
+        logger.error({ event: 'internal_error', component: 'rate_limit', err: error.message, stack: error.stack }, 'rate-limit error; limits follow their failure mode');
+      },
     },
   });
   const budgetTracker = createBudgetTracker({ metrics, logger, ledger, policy, clock, accountIdleMs: settings.metricsLabelIdleMs });
-  const budgeter = createBudgeter({ ledger, policy, clock, observer: budgetTracker });
+  const budgeter = createBudgeter({ ledger, policy, clock, observer: budgetTracker, holdTtlMs: settings.budgetHoldTtlMs });
   const governor = createGovernor({ engine, rateLimiter, budgeter });
   const settle = createExchangeSettlement({
     budgeter,

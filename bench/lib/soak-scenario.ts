@@ -40,7 +40,9 @@ export interface SoakResult {
   /** genops_backend_errors_total of each replica (Redis timeouts, connection errors). */
   readonly backendErrors: number[];
   readonly usageRecords: number;
-  /** Sum of the usage records' costs, nano-USD (each record's cost rounded up to a nano-USD, as the ledger does). */
+  /** Records of streams that ended without the provider's usage (charged at least their hold). */
+  readonly estimatedRecords: number;
+  /** What the usage records charge, nano-USD: each record's cost rounded up to a nano-USD as the ledger does (an estimated one at least its hold). */
   readonly usageNano: string;
   /** Spent per budget, summed over its accounts, nano-USD. */
   readonly spentNano: Record<string, string>;
@@ -176,23 +178,34 @@ export async function runSoak(options: SoakOptions, progress: Progress, loadavgT
     const client = connectRedis(cluster.target, { timeoutMs: 2_000, onError: () => undefined });
     if (!(await waitForRedis(client, 10_000))) throw new Error('soak: cannot read the ledger on the cluster');
     const reader = createRedisBudgetLedger({ client, clock: () => Date.now() });
-    const dayStart = Math.floor(Date.now() / DAY) * DAY;
+    // A run that crosses midnight UTC counts in two daily periods: read every day it touched.
+    const days: number[] = [];
+    for (let day = Math.floor(startedAt / DAY) * DAY; day <= Date.now(); day += DAY) days.push(day);
     const accountsOf = (budget: string, values: readonly string[]): BudgetAccount[] =>
-      values.map((value) => ({ id: `${budget}|${value}`, limit: 1_000_000 * 1e9, period: { kind: 'calendar', startMs: dayStart, endMs: dayStart + DAY } }));
+      days.flatMap((dayStart) => values.map((value) => ({ id: `${budget}|${value}`, limit: 1_000_000 * 1e9, period: { kind: 'calendar' as const, startMs: dayStart, endMs: dayStart + DAY } })));
     const spentOf = async (budget: string, values: readonly string[]) => (await reader.state(accountsOf(budget, values))).reduce((sum, state) => sum + BigInt(state.spent), 0n);
+    /**
+     * What each usage record charges a budget (README "Budgets"): nothing for an upstream error or
+     * a request never sent; its cost; and for a stream that ended without the provider's usage
+     * (estimated, e.g. cut by a client or a timeout) at least its hold (unknownUsage: hold).
+     */
     const usage = () => {
       let records = 0;
+      let estimated = 0;
       let nano = 0n;
       for (const stack of stacks) {
         for (const line of stack.service.process.stdoutLines) {
           if (!line.includes('"event":"usage"')) continue;
-          const record = JSON.parse(line) as { cost: string | null };
-          if (record.cost === null) throw new Error(`soak: a usage record without a cost: ${line}`);
+          const record = JSON.parse(line) as { cost: string | null; estimated: boolean; outcome: string; reserved?: number };
           records++;
-          nano += usdToNano(record.cost);
+          if (record.outcome === 'upstream_error' || record.outcome === 'not_sent') continue;
+          const held = BigInt(Math.round((record.reserved ?? 0) * 1e9));
+          const priced = record.cost === null ? undefined : usdToNano(record.cost);
+          if (record.estimated) estimated++;
+          nano += record.estimated ? (priced !== undefined && priced > held ? priced : held) : (priced ?? held);
         }
       }
-      return { records, nano };
+      return { records, estimated, nano };
     };
     let spent: Record<string, bigint> = {};
     let records = usage();
@@ -222,6 +235,7 @@ export async function runSoak(options: SoakOptions, progress: Progress, loadavgT
       errorSamples,
       backendErrors,
       usageRecords: records.records,
+      estimatedRecords: records.estimated,
       usageNano: records.nano.toString(),
       spentNano: Object.fromEntries(Object.entries(spent).map(([budget, value]) => [budget, value.toString()])),
       rss,
@@ -250,9 +264,9 @@ export function renderSoakMarkdown(result: SoakResult): string {
     `|---|---|`,
     `| requests sent / admitted / errors | ${result.sent} / ${result.admitted} / ${result.errors} |`,
     `| Redis errors counted by the replicas (genops_backend_errors_total) | ${result.backendErrors.join(' / ')} |`,
-    `| usage records, their cost (nano-USD) | ${result.usageRecords}, ${result.usageNano} |`,
+    `| usage records (of them estimated: cut before the provider's usage), what they charge (nano-USD) | ${result.usageRecords} (${result.estimatedRecords}), ${result.usageNano} |`,
     ...Object.entries(result.spentNano).map(([budget, value]) => `| spent on \`${budget}\` (all accounts, nano-USD) | ${value} |`),
-    `| money exact (every budget's spent = the usage records' sum) | ${result.moneyExact ? 'yes' : '**no**'} |`,
+    `| money exact (every budget's spent = what the usage records charge) | ${result.moneyExact ? 'yes' : '**no**'} |`,
     ...result.rss.map(({ replica, earlyMb, lateMb, peakMb, heapUsedMb }) => {
       // The heap is a sawtooth (collected now and then): its lowest point per fifth is what a leak would raise.
       const floor = (which: number) => Math.min(...heapUsedMb.slice(Math.floor((heapUsedMb.length * which) / 5), Math.max(1, Math.floor((heapUsedMb.length * (which + 1)) / 5))));

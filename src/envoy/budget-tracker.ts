@@ -108,6 +108,10 @@ export function createBudgetTracker(options: { metrics: Metrics; logger: Logger;
       metrics.backendErrors.inc({ backend: 'redis', kind: 'budget' });
       logger.warn({ event: 'backend_error', backend: 'budget_ledger', err: error.message }, 'budget ledger error; budgets follow their failure mode');
     },
+    internalError(error: Error) {
+      metrics.internalErrors.inc({ component: 'budget' });
+      logger.error({ event: 'internal_error', component: 'budget', err: error.message, stack: error.stack }, 'budget error; budgets follow their failure mode');
+    },
     overshoot(budget: string, reservedNano: number, actualNano: number, decisionId: string) {
       metrics.budgetOvershoot.inc({ budget });
       logger.warn({ event: 'budget_overshoot', budget, decision_id: decisionId, reserved_usd: reservedNano / 1e9, actual_usd: actualNano / 1e9 }, `budget ${budget}: a request cost more than its reservation (the provider ignored the output cap)`);

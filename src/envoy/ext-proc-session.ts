@@ -5,7 +5,7 @@ import type { AiBodyInput } from '../governance/decision-engine.js';
 import { denialBody, isAllowed, type Decision } from '../governance/decision.js';
 import type { HeaderLookup } from '../governance/governance-context.js';
 import type { Governor } from '../governance/governor.js';
-import type { ExchangeOutcome, FinishedExchange } from '../governance/usage-accounting.js';
+import { exchangeOutcome, UPSTREAM_RESPONSE_MARK, type FinishedExchange } from '../governance/usage-accounting.js';
 import type { CompiledPolicy } from '../policy/compiled-policy.js';
 import type { AiApi, AiRoute } from '../usage/ai-api.js';
 import { createUsageMeter, type UsageMeter } from '../usage/response-usage.js';
@@ -71,6 +71,8 @@ interface OpenExchange {
   readonly headers: HeaderLookup;
   meter: UsageMeter | undefined;
   upstreamStatus: number | undefined;
+  /** The response came from the upstream, not from Envoy itself (a local reply). */
+  fromUpstream: boolean;
 }
 
 /**
@@ -88,15 +90,12 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
       let exchange: OpenExchange | undefined;
       let ended = false;
 
-      function finishExchange(outcome: ExchangeOutcome): void {
+      function finishExchange(outcome: 'completed' | 'interrupted' | 'no_response'): void {
         const open = exchange;
         if (!open) return;
         exchange = undefined;
         const report = open.meter ? (outcome === 'completed' ? open.meter.end() : open.meter.snapshot()) : undefined;
-        const settled: ExchangeOutcome =
-          open.upstreamStatus !== undefined && open.upstreamStatus >= 400 ? 'upstream_error'
-          : outcome === 'completed' && !report?.complete ? 'ended_without_usage'
-          : outcome;
+        const settled = exchangeOutcome(outcome, { status: open.upstreamStatus, fromUpstream: open.fromUpstream, usageComplete: report?.complete === true });
         settle?.({ decision: open.decision, startedAt: open.startedAt, report, upstreamStatus: open.upstreamStatus, outcome: settled }, open.headers);
       }
 
@@ -107,7 +106,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           // Envoy reset the stream while the decision was being made: the request never went upstream,
           // but what was reserved for it must be released now, not when the reservation expires.
           if (ended) settle?.({ decision: settled, startedAt, report: undefined, upstreamStatus: undefined, outcome: 'not_sent' }, headers);
-          else exchange = { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined };
+          else exchange = { decision: settled, startedAt, headers, meter: undefined, upstreamStatus: undefined, fromUpstream: false };
         }
         return settled;
       }
@@ -153,6 +152,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         if (exchange) {
           const status = Number(headers(':status'));
           exchange.upstreamStatus = Number.isInteger(status) ? status : undefined;
+          exchange.fromUpstream = headers(UPSTREAM_RESPONSE_MARK) !== undefined;
           const encoding = headers('content-encoding');
           // Compressed bodies are not decoded: accept-encoding is removed upstream, so this is a provider ignoring it.
           if (encoding === undefined || encoding === 'identity') exchange.meter = createUsageMeter({ api: exchange.decision.ai!.api, contentType: headers('content-type') });

@@ -1,9 +1,11 @@
 import { isGenopsError } from '../errors/genops-error.js';
+import { boundedAccountId } from '../limits/budget-account.js';
 import type { AccountState, BudgetAccount, BudgetLedger } from '../limits/budget-ledger.js';
 import { periodWindow } from '../policy/budget-periods.js';
 import type { CompiledBudget, CompiledPolicy } from '../policy/compiled-policy.js';
 import { createModelMatcher } from '../usage/model-pattern.js';
 import { canChangeModel, outputCapField } from '../usage/request-body.js';
+import { requestBound } from './budget-bound.js';
 import { isAllowed, type Decision } from './decision.js';
 import { selects } from './selector.js';
 import { isFree, type UsageRecord } from './usage-accounting.js';
@@ -28,14 +30,18 @@ export interface ReservedBudget {
   readonly account: BudgetAccount;
   /** nano-USD held for the request; 0 when nothing is held (dry-run, or the ledger unreachable and the budget fails open). */
   readonly heldNano: number;
+  /** The budget's unknownUsage when the request was admitted. */
+  readonly unknownUsage: 'hold' | 'estimate';
 }
 
 /** Set on an allowed AI request that budgets select. */
 export interface BudgetOutcome {
   readonly reservationId: string;
   readonly entries: readonly ReservedBudget[];
-  /** The worst case reserved: input bound × input price + output cap × output price, nano-USD. */
+  /** The worst case reserved: input bound × input price + output cap × output price (+ server tools), nano-USD. */
   readonly worstCaseNano: number;
+  /** Of which the server-tool calls' prices at the request's maximum calls (charged when the response does not count them). */
+  readonly toolsNano?: number | undefined;
   /** The tightest budget after reserving. */
   readonly status: BudgetStatus | undefined;
   /** The output cap the service sets in the forwarded body (the request named none). */
@@ -52,6 +58,8 @@ export interface BudgetObserver {
   /** Current state of one account, after a reservation or a settlement. */
   account(budget: string, account: BudgetAccount, state: AccountState): void;
   backendFailed(error: Error): void;
+  /** Any other exception on a budget path (counted and logged); the budgets follow their failure mode. */
+  internalError?(error: Error): void;
   overshoot(budget: string, reservedNano: number, actualNano: number, decisionId: string): void;
 }
 
@@ -73,8 +81,12 @@ export interface BudgetRequest {
   readonly recheck: (model: string) => Decision;
 }
 
-/** A reservation that is never settled (a crashed replica, a stream that never ended) is released after this. */
+/** A reservation nobody renews (its replica crashed) is released after this; a live one is renewed every third of it. */
 export const RESERVATION_TTL_MS = 15 * 60_000;
+/** What the service may add to a body it rewrites: `,"max_completion_tokens":N,"max_tokens":N`, `"stream_options":{…,"include_usage":true}` (the model id's length is added on a downgrade). */
+export const REWRITE_ALLOWANCE_BYTES = 128;
+/** Renewal stops after this: a hold whose settlement never came (a leak) expires at last. */
+export const MAX_HOLD_MS = 24 * 3_600_000;
 
 interface Selected {
   readonly budget: CompiledBudget;
@@ -82,14 +94,35 @@ interface Selected {
   readonly resetMs: number;
 }
 
-export function createBudgeter(options: { ledger: BudgetLedger; policy: () => CompiledPolicy; clock: () => number; observer: BudgetObserver }): Budgeter {
+export interface BudgeterOptions {
+  readonly ledger: BudgetLedger;
+  readonly policy: () => CompiledPolicy;
+  readonly clock: () => number;
+  readonly observer: BudgetObserver;
+  /** How long a hold lives without renewal; default RESERVATION_TTL_MS. */
+  readonly holdTtlMs?: number | undefined;
+}
+
+export function createBudgeter(options: BudgeterOptions): Budgeter {
   const { ledger, policy, clock, observer } = options;
+  const holdTtlMs = options.holdTtlMs ?? RESERVATION_TTL_MS;
+  const holds = createHoldKeeper({ ledger, clock, holdTtlMs, failed: (error) => failed(error) });
 
   async function apply(decision: Decision, request: BudgetRequest): Promise<Decision> {
     const current = policy();
-    const nowMs = clock();
-    const selected = select(current.budgets, decision, request.path, nowMs);
-    if (selected.length === 0) return decision;
+    let selected: Selected[] | undefined;
+    try {
+      const nowMs = clock();
+      selected = select(current.budgets, decision, request.path, nowMs);
+      if (selected.length === 0) return decision;
+      return await reserve(decision, request, current, selected, nowMs);
+    } catch (error) {
+      // Whatever failed (the ledger, or a bug), each budget follows its failure mode: never an error to Envoy.
+      return unavailable(decision, selected ?? [], error, current);
+    }
+  }
+
+  async function reserve(decision: Decision, request: BudgetRequest, current: CompiledPolicy, selected: readonly Selected[], nowMs: number): Promise<Decision> {
     const ai = decision.ai!;
     if (ai.deferred) {
       // Billed later, outside this exchange (a batch, a background response): nothing can be reserved for it.
@@ -146,8 +179,19 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
     // (dry-run budgets never change traffic).
     const enforced = selected.filter(({ budget }) => budget.mode === 'enforce');
     const tracked = selected.filter(({ budget }) => budget.mode !== 'enforce');
-    const inputNano = ceilDiv(BigInt(request.bodyBytes) * price.inputPico, 1000n);
     const choices = Math.max(1, ai.n);
+    // The provider reads the forwarded body: when the service changes it (an output cap, include_usage, a cheaper
+    // model) it grows by at most those fields.
+    const rewritten = downgradedTo !== undefined || ai.needsIncludeUsage || (ai.outputCap === undefined && ai.api !== 'openai.embeddings' && enforced.length > 0);
+    const bodyBytes = rewritten ? Math.max(request.bodyBytes, ai.bound?.reserializedBytes ?? 0) + REWRITE_ALLOWANCE_BYTES + (downgradedTo?.length ?? 0) : request.bodyBytes;
+    const bound = requestBound({ ai, bodyBytes, model: servedModel, price, toolPrices: current.toolPrices });
+    if (!bound.ok && enforced.length > 0) {
+      observer.event(enforced[0]!.budget.name, 'blocked');
+      return refuse(decided, 'x_unreservable_request', 403, `budget ${enforced[0]!.budget.name} cannot reserve for this request: ${bound.reason}`, undefined);
+    }
+    // Dry-run budgets only: what can be bounded (the body) is tracked.
+    const fixedPico = bound.ok ? bound.fixedPico : BigInt(bodyBytes) * price.inputPico;
+    const outputRate = bound.ok ? bound.outputPicoPerToken : price.outputPico * BigInt(choices);
     let outputCap = ai.outputCap;
     let injectedCap: number | undefined;
     if (outputCap === undefined && ai.signedBody && enforced.length > 0 && ai.api !== 'openai.embeddings' && ai.api !== 'azure.embeddings') {
@@ -157,12 +201,13 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
     }
     if (outputCap === undefined && ai.api !== 'openai.embeddings' && ai.api !== 'azure.embeddings' && enforced.length > 0) {
       const remaining = Math.min(...enforced.map((entry) => remainingOf(states[selected.indexOf(entry)]!)));
-      const affordable = price.outputPico > 0n ? (BigInt(Math.max(0, remaining)) * 1000n - inputNano * 1000n) / (price.outputPico * BigInt(choices)) : BigInt(Number.MAX_SAFE_INTEGER);
-      const maximum = Math.min(...enforced.map(({ budget }) => budget.maxOutputTokens));
+      const affordable = outputRate > 0n ? (BigInt(Math.max(0, remaining)) * 1000n - fixedPico) / outputRate : BigInt(Number.MAX_SAFE_INTEGER);
+      const maximum = Math.min(...enforced.map(({ budget }) => budget.maxOutputTokens), (bound.ok ? bound.maxOutput : undefined) ?? Number.MAX_SAFE_INTEGER);
       injectedCap = Math.max(0, Math.min(maximum, Number(affordable < 0n ? 0n : affordable)));
       outputCap = injectedCap;
     }
-    const worstCase = inputNano + ceilDiv(BigInt(outputCap ?? 0) * BigInt(choices) * price.outputPico, 1000n);
+    const worstCase = ceilDiv(fixedPico + BigInt(outputCap ?? 0) * outputRate, 1000n);
+    const toolsNano = bound.ok ? Number(ceilDiv(bound.toolsPico, 1000n)) : 0;
     // An enforced budget that cannot pay for the worst case refuses before anything is reserved
     // (also keeps absurd caps, beyond any budget, out of the ledger's integer range).
     const unaffordable = enforced.find((entry) => worstCase > BigInt(Math.max(0, remainingOf(states[selected.indexOf(entry)]!))));
@@ -182,11 +227,11 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
         warning = warn(decided, entry, state, worstCaseNano);
       }
     }
-    if (enforced.length === 0) return { ...(warning ?? decided), budget: outcome(decided.id, selected, [], worstCaseNano, statusOf(selected, states, worstCaseNano, false), injectedCap, downgradedTo, downgradedBy) };
+    if (enforced.length === 0) return { ...(warning ?? decided), budget: { ...outcome(decided.id, selected, [], worstCaseNano, statusOf(selected, states, worstCaseNano, false), injectedCap, downgradedTo, downgradedBy), toolsNano } };
 
     let reserved: Awaited<ReturnType<BudgetLedger['reserve']>>;
     try {
-      reserved = await ledger.reserve({ reservationId: decided.id, entries: enforced.map(({ account }) => ({ account, amount: worstCaseNano })), expiresAtMs: nowMs + RESERVATION_TTL_MS });
+      reserved = await ledger.reserve({ reservationId: decided.id, entries: enforced.map(({ account }) => ({ account, amount: worstCaseNano })), expiresAtMs: nowMs + holdTtlMs });
     } catch (error) {
       return unavailable(decided, selected, error);
     }
@@ -195,6 +240,7 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
       observer.event(failed.budget.name, 'blocked');
       return exceeded(decided, failed, reserved.states[reserved.failedIndex]!, nowMs);
     }
+    holds.keep(decided.id, enforced.map(({ account }) => account));
     const after = selected.map((entry, index) => {
       const enforcedIndex = enforced.indexOf(entry);
       return enforcedIndex === -1 ? states[index]! : reserved.states[enforcedIndex]!;
@@ -209,15 +255,24 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
       }
     }
     const status = statusOf(selected, after, 0, warned);
-    return { ...(warning ?? decided), budget: outcome(decided.id, selected, enforced, worstCaseNano, status, injectedCap, downgradedTo, downgradedBy) };
+    return { ...(warning ?? decided), budget: { ...outcome(decided.id, selected, enforced, worstCaseNano, status, injectedCap, downgradedTo, downgradedBy), toolsNano } };
   }
 
-  function unavailable(decision: Decision, selected: readonly Selected[], error: unknown): Decision {
-    if (!isGenopsError(error, 'backend_unavailable')) throw error;
-    observer.backendFailed(error);
+  function failed(error: unknown): boolean {
+    const failure = error instanceof Error ? error : new Error(String(error));
+    const backend = isGenopsError(failure, 'backend_unavailable');
+    if (backend || !observer.internalError) observer.backendFailed(failure);
+    else observer.internalError(failure);
+    return backend;
+  }
+
+  function unavailable(decision: Decision, selected: readonly Selected[], error: unknown, current?: CompiledPolicy): Decision {
+    const backend = failed(error);
     for (const { budget } of selected) observer.event(budget.name, 'unavailable');
-    const closed = selected.find(({ budget }) => budget.failureMode === 'closed' && budget.mode === 'enforce');
-    if (closed) return refuse(decision, 'BUDGET_RESERVATION_FAILED', 503, `budget ${closed.budget.name} cannot be checked (ledger unavailable) and fails closed`, undefined);
+    // Failed before the budgets were known: the strictest budget of the policy decides.
+    const candidates = selected.length > 0 ? selected.map(({ budget }) => budget) : (current?.budgets ?? []);
+    const closed = candidates.find((budget) => budget.failureMode === 'closed' && budget.mode === 'enforce');
+    if (closed) return refuse(decision, 'BUDGET_RESERVATION_FAILED', 503, `budget ${closed.name} cannot be checked (${backend ? 'ledger unavailable' : 'internal error'}) and fails closed`, undefined);
     // Fail open: admitted without a hold; the spend is still recorded when the ledger answers again.
     return { ...decision, budget: outcome(decision.id, selected, [], 0, undefined, undefined, undefined, undefined) };
   }
@@ -228,31 +283,123 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
       return apply(decision, request);
     },
     async settle(decision, record) {
-      const budget = decision.budget;
-      if (!budget || budget.entries.length === 0) return;
-      const actualNano = isFree(record.outcome) ? 0 : record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) : budget.worstCaseNano;
-      const held = budget.entries.filter((entry) => entry.heldNano > 0);
-      const untracked = budget.entries.filter((entry) => entry.heldNano === 0);
+      if (decision.budget) holds.release(decision.budget.reservationId);
       try {
-        if (held.length > 0) {
-          const settled = await ledger.settle({ reservationId: budget.reservationId, entries: held.map(({ account }) => ({ account, actual: actualNano })) });
-          if (settled.applied) {
-            held.forEach((entry, index) => {
-              observer.account(entry.name, entry.account, settled.states[index]!);
-              observer.event(entry.name, actualNano === 0 ? 'released' : 'settled');
-              if (actualNano > entry.heldNano) observer.overshoot(entry.name, entry.heldNano, actualNano, decision.id);
-            });
-          }
-        }
-        if (untracked.length > 0 && actualNano > 0) {
-          // Never held (dry-run, or admitted while the ledger was down): the spend still counts.
-          const settled = await ledger.settle({ reservationId: `${budget.reservationId}#untracked`, entries: untracked.map(({ account }) => ({ account, actual: actualNano })) });
-          untracked.forEach((entry, index) => observer.account(entry.name, entry.account, settled.states[index]!));
-        }
+        await settleNow(decision, record);
       } catch (error) {
-        // The reservation expires on its own; the actual cost is lost to this budget period only if the ledger stays down.
-        observer.backendFailed(error as Error);
+        failed(error);
       }
+    },
+  };
+
+  async function settleNow(decision: Decision, record: UsageRecord): Promise<void> {
+    const budget = decision.budget;
+    if (!budget || budget.entries.length === 0) return;
+    const toolsNano = toolChargeOf(decision, record, policy().toolPrices);
+    const actualOf = (entry: ReservedBudget) => actualNanoOf(record, budget.worstCaseNano, entry.unknownUsage, toolsNano);
+    const held = budget.entries.filter((entry) => entry.heldNano > 0);
+    const untracked = budget.entries.filter((entry) => entry.heldNano === 0);
+    // The reservation expires on its own if this fails; the actual cost is lost to this period only if the ledger stays down.
+    if (held.length > 0) {
+      const settled = await ledger.settle({ reservationId: budget.reservationId, entries: held.map((entry) => ({ account: entry.account, actual: actualOf(entry) })) });
+      if (settled.applied) {
+        held.forEach((entry, index) => {
+          const actualNano = actualOf(entry);
+          observer.account(entry.name, entry.account, settled.states[index]!);
+          observer.event(entry.name, actualNano === 0 ? 'released' : 'settled');
+          if (actualNano > entry.heldNano) observer.overshoot(entry.name, entry.heldNano, actualNano, decision.id);
+        });
+      }
+    }
+    const charged = untracked.filter((entry) => actualOf(entry) > 0);
+    if (charged.length > 0) {
+      // Never held (dry-run, or admitted while the ledger was down): the spend still counts.
+      const settled = await ledger.settle({ reservationId: `${budget.reservationId}#untracked`, entries: charged.map((entry) => ({ account: entry.account, actual: actualOf(entry) })) });
+      charged.forEach((entry, index) => observer.account(entry.name, entry.account, settled.states[index]!));
+    }
+  }
+}
+
+/**
+ * What one budget is charged, nano-USD: nothing when the provider did not bill (its own error, or
+ * never sent); the provider's usage priced; when the usage is unknown (estimated), the worst case
+ * reserved under unknownUsage: hold (never less than the estimate); an unpriced model, the worst case.
+ */
+export function actualNanoOf(record: UsageRecord, worstCaseNano: number, unknownUsage: 'hold' | 'estimate', toolsNano = 0): number {
+  if (isFree(record.outcome)) return 0;
+  const priced = record.cost ? Number(ceilDiv(record.cost.pico, 1000n)) + toolsNano : undefined;
+  if (record.estimated && unknownUsage === 'hold') return Math.max(priced ?? 0, worstCaseNano);
+  return priced ?? worstCaseNano;
+}
+
+/**
+ * Server-tool calls of a request that used them: the calls the response counted (Anthropic
+ * usage.server_tool_use) at their price, else the request's maximum calls as reserved.
+ */
+function toolChargeOf(decision: Decision, record: UsageRecord, toolPrices: ReadonlyMap<string, bigint>): number {
+  const reserved = decision.budget?.toolsNano ?? 0;
+  const counted = record.tokens.serverToolCalls;
+  if (reserved === 0 || counted === undefined) return reserved;
+  let pico = 0n;
+  for (const tool of decision.ai?.bound?.serverTools ?? []) pico += BigInt(counted[tool.name] ?? 0) * (toolPrices.get(tool.name) ?? 0n);
+  return Number(ceilDiv(pico, 1000n));
+}
+
+/**
+ * Keeps holds alive while their requests are open: every third of the hold's lifetime each live
+ * hold is renewed for another lifetime, until it is settled (or MAX_HOLD_MS passes). A replica
+ * that crashes stops renewing, and its holds expire one lifetime later.
+ */
+function createHoldKeeper(options: { ledger: BudgetLedger; clock: () => number; holdTtlMs: number; failed: (error: unknown) => void }) {
+  const { ledger, clock, holdTtlMs, failed } = options;
+  const live = new Map<string, { readonly accounts: readonly BudgetAccount[]; readonly since: number }>();
+  let timer: NodeJS.Timeout | undefined;
+  let renewing = false;
+
+  async function renewAll(): Promise<void> {
+    if (renewing) return;
+    renewing = true;
+    try {
+      await renewEach();
+    } finally {
+      renewing = false;
+    }
+  }
+
+  async function renewEach(): Promise<void> {
+    const now = clock();
+    for (const [reservationId, hold] of live) {
+      if (now - hold.since > MAX_HOLD_MS) {
+        live.delete(reservationId);
+        continue;
+      }
+      try {
+        const { renewed } = await ledger.renew({ reservationId, accounts: hold.accounts, expiresAtMs: clock() + holdTtlMs });
+        // Gone (settled meanwhile, or expired while the ledger was unreachable): nothing left to keep.
+        if (!renewed) live.delete(reservationId);
+      } catch (error) {
+        failed(error);
+      }
+    }
+    if (live.size === 0) stop();
+  }
+
+  function stop(): void {
+    if (timer) clearInterval(timer);
+    timer = undefined;
+  }
+
+  return {
+    keep(reservationId: string, accounts: readonly BudgetAccount[]): void {
+      live.set(reservationId, { accounts, since: clock() });
+      if (!timer) {
+        timer = setInterval(() => void renewAll(), Math.max(1, Math.floor(holdTtlMs / 3)));
+        timer.unref();
+      }
+    },
+    release(reservationId: string): void {
+      live.delete(reservationId);
+      if (live.size === 0) stop();
     },
   };
 }
@@ -260,7 +407,7 @@ export function createBudgeter(options: { ledger: BudgetLedger; policy: () => Co
 function outcome(reservationId: string, selected: readonly Selected[], held: readonly Selected[], worstCaseNano: number, status: BudgetStatus | undefined, outputCap: number | undefined, downgradedTo: string | undefined, downgradedBy: string | undefined): BudgetOutcome {
   return {
     reservationId,
-    entries: selected.map((entry) => ({ name: entry.budget.name, account: entry.account, heldNano: held.includes(entry) ? worstCaseNano : 0 })),
+    entries: selected.map((entry) => ({ name: entry.budget.name, account: entry.account, heldNano: held.includes(entry) ? worstCaseNano : 0, unknownUsage: entry.budget.unknownUsage })),
     worstCaseNano,
     status,
     outputCap,
@@ -285,7 +432,7 @@ function select(budgets: readonly CompiledBudget[], decision: Decision, path: st
     const period = budget.period.kind === 'calendar'
       ? { kind: 'calendar' as const, startMs: window.startMs, endMs: window.endMs }
       : { kind: 'rolling' as const, windowMs: budget.period.windowMs, slots: budget.period.slots };
-    selected.push({ budget, account: { id: `${budget.name}|${values.join('|')}`, limit: budget.limitNano, period }, resetMs: window.endMs });
+    selected.push({ budget, account: { id: boundedAccountId(`${budget.name}|${values.join('|')}`), limit: budget.limitNano, period }, resetMs: window.endMs });
   }
   return selected;
 }

@@ -7,7 +7,8 @@ import { MODEL_RULE } from './governance-context.js';
 import { createModelMatcher, type ModelMatcher } from '../usage/model-pattern.js';
 import { modelsOf } from '../usage/request-body.js';
 import { bindIdentity } from './identity-binding.js';
-import { selects } from './selector.js';
+import { deferredTokenLimitViolation, responseRuleViolation } from './response-rules.js';
+import { isFreeApi, type AiApi } from '../usage/ai-api.js';
 
 /** What the engine needs to know about one request, free of any wire format. */
 export interface DecisionInput {
@@ -198,9 +199,23 @@ export function createDecisionEngine(options: DecisionEngineOptions): DecisionEn
 
     if (input.bodyUnseen) {
       // The model is in the body: a header naming one proves nothing here.
-      const needs = bodyNeededFor(policy, input.bodyUnseen.model === undefined ? team : undefined, tierRule, finish(undefined), input.path);
+      const needs = bodyNeededFor(input.bodyUnseen.model === undefined ? team : undefined, tierRule, finish(undefined));
       if (needs) {
         decided = check({ reasonCode: 'x_body_required', message: bodyRequiredMessage(input.bodyUnseen, needs.why), httpStatus: 403, mode: needs.mode });
+        if (decided) return decided;
+      }
+    }
+
+    // Budgets and token limits need the response: behind ext_authz and forward auth they refuse (or warn, dry-run);
+    // behind ext_proc a call billed later (batch, background) cannot be charged to a token limit either.
+    const api = ai?.api ?? (input.bodyUnseen?.api as AiApi | undefined);
+    if (api !== undefined && !isFreeApi(api)) {
+      const rule = { path: input.path, modelKnown: context.model !== undefined };
+      const unkept = !input.settles
+        ? responseRuleViolation(policy, finish(undefined), { ...rule, adapter: input.bodyUnseen?.adapter ?? 'ext_authz', batch: api === 'openai.batches' || api === 'anthropic.batches' })
+        : ai?.deferred ? deferredTokenLimitViolation(policy, finish(undefined), { ...rule, deferred: ai.deferred }) : undefined;
+      if (unkept) {
+        decided = check({ reasonCode: input.settles ? 'x_unreservable_request' : 'x_ext_proc_required', message: unkept.message, httpStatus: 403, mode: unkept.mode });
         if (decided) return decided;
       }
     }
@@ -233,20 +248,17 @@ function modelProblemOf(model: string): { tooLarge: false; message: string } | u
 
 /**
  * What would need the body: a model rule of the team or tier while the model is unknown (no team
- * given: the path named the model and the rules already checked it), or an enforced budget that
- * may select the request (budgets are reserved and settled only where the service reads bodies and
- * responses).
+ * given: the path named the model and the rules already checked it). Budgets and token limits need
+ * the response as well: responseRuleViolation.
  */
-function bodyNeededFor(policy: CompiledPolicy, team: CompiledTeam | undefined, tier: CompiledPolicy['tiers'] extends ReadonlyMap<unknown, infer T> ? T | undefined : never, decision: Decision, path: string | undefined): { why: string; mode: PolicyMode } | undefined {
+function bodyNeededFor(team: CompiledTeam | undefined, tier: CompiledPolicy['tiers'] extends ReadonlyMap<unknown, infer T> ? T | undefined : never, decision: Decision): { why: string; mode: PolicyMode } | undefined {
   if (team && !team.models.matchesAll) return { why: `team ${team.name} may use only some models`, mode: team.mode };
   if (team && tier && !tier.models.matchesAll) return { why: `the ${decision.context.customerTier} tier may use only some models`, mode: tier.mode };
-  const modelKnown = decision.context.model !== undefined;
-  const budget = policy.budgets.find((rule) => rule.mode === 'enforce' && (!rule.selector || selects(modelKnown ? rule.selector : { ...rule.selector, models: undefined }, decision, path)));
-  return budget ? { why: `budget ${budget.name} applies`, mode: 'enforce' } : undefined;
+  return undefined;
 }
 
 function bodyRequiredMessage(unseen: { readonly api: string; readonly adapter: string }, why: string): string {
-  return `${unseen.adapter} cannot see request bodies, and ${why}: the model of this ${unseen.api} request is in its body. Send AI API paths through Envoy's ext_proc (deploy/envoy/ext-proc.yaml; budgets need it) or ext_authz with_request_body (deploy/envoy/ext-authz.yaml)`;
+  return `${unseen.adapter} cannot see request bodies, and ${why}: the model of this ${unseen.api} request is in its body. Send AI API paths through Envoy's ext_proc (deploy/envoy/ext-proc.yaml; budgets and token limits need it) or ext_authz with_request_body (deploy/envoy/ext-authz.yaml)`;
 }
 
 function chooseRoute(routes: CompiledRoutes, context: GovernanceContext): string | undefined {

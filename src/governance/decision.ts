@@ -29,6 +29,7 @@ export type ReasonCode =
   | 'x_rate_limit_unavailable'
   | 'x_unknown_ai_api'
   | 'x_body_required'
+  | 'x_ext_proc_required'
   | 'x_unreadable_model'
   | 'x_unreservable_request'
   | 'x_output_cap_required';

@@ -12,7 +12,8 @@ export interface Governor {
 export function createGovernor(options: { engine: DecisionEngine; rateLimiter?: RateLimiter | undefined; budgeter?: Budgeter | undefined }): Governor {
   const { engine, rateLimiter, budgeter } = options;
   const budget = (decision: Decision, input: DecisionInput): Decision | Promise<Decision> => {
-    if (!budgeter || !input.settles || !decision.ai) return decision;
+    // A token count (ai.free) costs nothing: there is nothing to reserve.
+    if (!budgeter || !input.settles || !decision.ai || decision.ai.free) return decision;
     const ai = decision.ai;
     return budgeter.apply(decision, {
       bodyBytes: input.bodyBytes ?? 0,

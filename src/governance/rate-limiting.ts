@@ -11,6 +11,8 @@ export interface RateLimitObserver {
   /** One call per limit applied to a request. */
   limitChecked(limit: string, outcome: RateLimitOutcome): void;
   backendFailed(error: Error): void;
+  /** Any other exception on a rate-limit path: the limits follow their failure mode, as when the backend is down. */
+  internalError?(error: Error): void;
   /** Tokens charged to a token limit by settle (once the store has them). */
   tokensCharged?(limit: string, tokens: number): void;
 }
@@ -115,8 +117,10 @@ export function createRateLimiter(options: {
     return { ...decision, rateLimit: reported ?? decision.rateLimit, ...(tokenLimits && { tokenLimits }) };
   }
 
-  function onBackendFailure(decision: Decision, selected: readonly Selected[], error: Error): Decision {
-    observer.backendFailed(error);
+  function onBackendFailure(decision: Decision, selected: readonly Selected[], error: unknown): Decision {
+    const failure = error instanceof Error ? error : new Error(String(error));
+    if (isGenopsError(failure, 'backend_unavailable') || !observer.internalError) observer.backendFailed(failure);
+    else observer.internalError(failure);
     const closed = selected.find(({ limit }) => limit.failureMode === 'closed' && !limit.shadow);
     for (const { limit } of selected) observer.limitChecked(limit.name, 'backend_error');
     // Admitted by the failure mode: its tokens are still charged if the backend is back by then.
@@ -142,6 +146,8 @@ export function createRateLimiter(options: {
       if (limits.length === 0) return decision;
       const selected: Selected[] = [];
       for (const limit of limits) {
+        // A token limit counts billed tokens: a token count (free) bills none, so none applies to it.
+        if (limit.unit === 'tokens' && decision.ai?.free) continue;
         if (limit.selector && !selects(limit.selector, decision, request.path)) continue;
         const key = bucketKey(limit, decision, request.path);
         if (key === undefined) continue;
@@ -149,22 +155,15 @@ export function createRateLimiter(options: {
       }
       if (selected.length === 0) return decision;
       const checks = selected.map(({ check }) => check);
+      // Whatever fails here (the backend, or a bug) follows the limits' failure mode: never an error to Envoy.
       let taken: TakeResult | Promise<TakeResult>;
       try {
         taken = store.take(checks);
+        if (!(taken instanceof Promise)) return finish(decision, selected, taken);
       } catch (error) {
-        return onBackendFailure(decision, selected, error as Error);
+        return onBackendFailure(decision, selected, error);
       }
-      if (taken instanceof Promise) {
-        return taken.then(
-          (result) => finish(decision, selected, result),
-          (error: unknown) => {
-            if (!isGenopsError(error, 'backend_unavailable')) throw error;
-            return onBackendFailure(decision, selected, error);
-          },
-        );
-      }
-      return finish(decision, selected, taken);
+      return taken.then((result) => finish(decision, selected, result)).catch((error: unknown) => onBackendFailure(decision, selected, error));
     },
 
     settle(decision, usage) {

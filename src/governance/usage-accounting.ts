@@ -13,9 +13,25 @@ import type { GovernanceContext } from './governance-context.js';
  * - interrupted: the client went away or the upstream reset mid-response (estimated);
  * - no_response: the stream ended before any response arrived (input estimated);
  * - upstream_error: the provider answered 4xx/5xx (no charge);
+ * - local_reply: Envoy answered 4xx/5xx itself after the request went upstream (a timeout, a reset before
+ *   the response headers): the provider may have billed it, so it is estimated, never free;
  * - not_sent: the stream ended before its decision was delivered, so nothing reached the provider (no charge).
  */
-export type ExchangeOutcome = 'completed' | 'ended_without_usage' | 'interrupted' | 'no_response' | 'upstream_error' | 'not_sent';
+export type ExchangeOutcome = 'completed' | 'ended_without_usage' | 'interrupted' | 'no_response' | 'upstream_error' | 'local_reply' | 'not_sent';
+
+/** The response header Envoy's router adds to every response that came from the upstream (and never to its own local replies). */
+export const UPSTREAM_RESPONSE_MARK = 'x-envoy-upstream-service-time';
+
+/**
+ * How an exchange ended, from what the adapter saw: how its stream ended, the response status and
+ * whether the response came from the upstream (UPSTREAM_RESPONSE_MARK), and whether the provider's
+ * usage was read. An error status counts as the provider's refusal only when the provider sent it.
+ */
+export function exchangeOutcome(ended: 'completed' | 'interrupted' | 'no_response', response: { status: number | undefined; fromUpstream: boolean; usageComplete: boolean }): ExchangeOutcome {
+  if (response.status !== undefined && response.status >= 400) return response.fromUpstream ? 'upstream_error' : 'local_reply';
+  if (ended === 'completed' && !response.usageComplete) return 'ended_without_usage';
+  return ended;
+}
 
 /** Outcomes that cost nothing: the provider did not bill the request. */
 export function isFree(outcome: ExchangeOutcome): boolean {
@@ -75,15 +91,16 @@ export function createUsageAccounting(options: { policy: () => CompiledPolicy })
   return {
     account({ decision, report, upstreamStatus, outcome }) {
       const ai = decision.ai;
-      // A batch or a background response is billed later: this exchange carries no usage to record.
-      if (!ai || ai.deferred) return undefined;
+      // A batch or a background response is billed later, a token count never: this exchange carries no usage to record.
+      if (!ai || ai.deferred || ai.free) return undefined;
       const prices = options.policy().prices;
       // The body's model; a budget downgrade sends another one upstream (context.model).
       const modelRequested = ai.model.toLowerCase();
       const modelServed = report?.modelServed?.toLowerCase() ?? decision.context.model ?? modelRequested;
       const { tokens, estimated } = tokensOf(outcome, report, ai.inputEstimateTokens);
       const price = prices.priceOf(modelServed) ?? prices.priceOf(modelRequested);
-      const cost = isFree(outcome) ? FREE : price ? costOf(tokens, price) : undefined;
+      // Priced at the tier asked for and, when the response does not tell 1-hour writes apart, at the 1-hour rate if the request asked for it.
+      const cost = isFree(outcome) ? FREE : price ? costOf(tokens, price, { serviceTier: ai.bound?.serviceTier, cacheTtl: tokens.cacheWrite1h === undefined ? ai.bound?.cacheTtl : undefined }) : undefined;
       return {
         decisionId: decision.id,
         api: ai.api,

@@ -1,4 +1,5 @@
-import type { BudgetAccount, ReserveRequest, SettleRequest } from './budget-ledger.js';
+import { createHash } from 'node:crypto';
+import type { BudgetAccount, RenewRequest, ReserveRequest, SettleRequest } from './budget-ledger.js';
 
 /**
  * What both ledger backends share: input validation, where an account is
@@ -14,7 +15,20 @@ export const DEFAULT_SETTLED_RETENTION_MAX_MS = 86_400_000;
 /** Rolling windows are counted in at most this many slots (each read touches every slot). */
 export const MAX_ROLLING_SLOTS = 1_000;
 
-const MAX_ID_LENGTH = 512;
+export const MAX_ID_LENGTH = 512;
+/** How much of a long id stays readable in front of its hash. */
+const READABLE_HEAD = 400;
+
+/**
+ * An account id the ledger accepts, whatever the key values: ids up to MAX_ID_LENGTH are kept as
+ * they are; a longer one becomes its first READABLE_HEAD characters, "~sha256:" and the SHA-256 of
+ * the whole id (stable across replicas and restarts; two long ids share an account only if their
+ * SHA-256 collide).
+ */
+export function boundedAccountId(id: string): string {
+  if (id.length <= MAX_ID_LENGTH) return id;
+  return `${id.slice(0, READABLE_HEAD)}~sha256:${createHash('sha256').update(id, 'utf8').digest('hex')}`;
+}
 
 /**
  * The account's storage identity: the period is part of it, so a calendar
@@ -125,4 +139,15 @@ export function assertSettleRequest(request: SettleRequest): void {
     if (!isMoney(actual)) throw new RangeError(`settlement of ${reservationId}: cannot settle ${describe(actual)} on budget account ${account.id}: money is a non-negative safe integer of nano-USD`);
   }
   assertDistinct(entries.map((entry) => entry.account), reservationId);
+}
+
+/** Throws a RangeError naming what is wrong with a renewal. */
+export function assertRenewRequest(request: RenewRequest, nowMs: number): void {
+  const { reservationId, accounts, expiresAtMs } = request;
+  assertId('reservation id', reservationId);
+  if (!Array.isArray(accounts) || accounts.length === 0) throw new RangeError(`renewal of ${reservationId}: it needs at least one account`);
+  assertAccounts(accounts);
+  if (!Number.isSafeInteger(expiresAtMs) || expiresAtMs <= nowMs) {
+    throw new RangeError(`renewal of ${reservationId}: expiresAtMs ${describe(expiresAtMs)} is not valid: it must be integer epoch milliseconds later than now (${nowMs})`);
+  }
 }

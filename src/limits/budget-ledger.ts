@@ -92,6 +92,19 @@ export interface SettleResult {
   readonly states: readonly AccountState[];
 }
 
+export interface RenewRequest {
+  readonly reservationId: string;
+  /** The accounts it was reserved on. */
+  readonly accounts: readonly BudgetAccount[];
+  /** The new expiry (a hold is only ever extended: an earlier time changes nothing). Must be later than now. */
+  readonly expiresAtMs: number;
+}
+
+export interface RenewResult {
+  /** false when the reservation is no longer held (settled, expired, or never reserved here): nothing changed. */
+  readonly renewed: boolean;
+}
+
 export interface BudgetLedger {
   /**
    * All or none: every account satisfies spent + reserved + amount <= limit, then all are
@@ -118,6 +131,12 @@ export interface BudgetLedger {
    * retention bound (see each backend).
    */
   settle(request: SettleRequest): SettleResult | Promise<SettleResult>;
+  /**
+   * Atomic: moves a live reservation's expiry to expiresAtMs on every account that still holds it
+   * (its holder is alive: a stream still open). The amounts do not change. A reservation that
+   * expired, was settled or was never reserved is not revived (renewed false).
+   */
+  renew(request: RenewRequest): RenewResult | Promise<RenewResult>;
   /** Current state of accounts, in the order given (for headers, metrics, the admin endpoint). */
   state(accounts: readonly BudgetAccount[]): readonly AccountState[] | Promise<readonly AccountState[]>;
   close(): Promise<void>;

@@ -3,13 +3,14 @@ import {
   DEFAULT_SETTLED_RETENTION_MAX_MS,
   accountStorageKey,
   assertAccounts,
+  assertRenewRequest,
   assertReserveRequest,
   assertSettleRequest,
   settledUntilMs,
   slotIndexAt,
   slotWidthMs,
 } from './budget-account.js';
-import type { AccountState, BudgetAccount, BudgetLedger, ReserveRequest, ReserveResult, SettleRequest, SettleResult } from './budget-ledger.js';
+import type { AccountState, BudgetAccount, BudgetLedger, RenewRequest, RenewResult, ReserveRequest, ReserveResult, SettleRequest, SettleResult } from './budget-ledger.js';
 
 export interface MemoryBudgetLedgerOptions {
   /** Milliseconds since the epoch; injected so tests control time. */
@@ -25,6 +26,7 @@ export interface MemoryBudgetLedgerOptions {
 export interface MemoryBudgetLedger extends BudgetLedger {
   reserve(request: ReserveRequest): ReserveResult;
   settle(request: SettleRequest): SettleResult;
+  renew(request: RenewRequest): RenewResult;
   state(accounts: readonly BudgetAccount[]): readonly AccountState[];
   /** Accounts, live reservations and remembered settled ids held (for tests of the bounds). */
   size(): { accounts: number; reservations: number; settledIds: number };
@@ -53,7 +55,7 @@ interface Account {
 }
 
 interface LiveReservation {
-  readonly expiresAtMs: number;
+  expiresAtMs: number;
   readonly accountKeys: readonly string[];
 }
 
@@ -303,6 +305,24 @@ export function createMemoryBudgetLedger(options: MemoryBudgetLedgerOptions): Me
       );
       enforceBounds(now);
       return { applied: true, expired: !heldSomewhere, states };
+    },
+
+    renew(request) {
+      const now = clock();
+      assertRenewRequest(request, now);
+      const { reservationId, expiresAtMs } = request;
+      sweep(now);
+      const reservation = reservations.get(reservationId);
+      if (!reservation || reservation.expiresAtMs <= now) return { renewed: false };
+      if (expiresAtMs <= reservation.expiresAtMs) return { renewed: true };
+      reservation.expiresAtMs = expiresAtMs;
+      for (const key of reservation.accountKeys) {
+        const account = accounts.get(key);
+        const hold = account?.holds.get(reservationId);
+        // nextExpiryMs stays a lower bound: the account is only looked at a little earlier than needed.
+        if (account && hold) account.holds.set(reservationId, { amount: hold.amount, expiresAtMs });
+      }
+      return { renewed: true };
     },
 
     state(budgets) {

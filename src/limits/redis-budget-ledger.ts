@@ -5,12 +5,13 @@ import {
   DEFAULT_SETTLED_RETENTION_MAX_MS,
   accountStorageKey,
   assertAccounts,
+  assertRenewRequest,
   assertReserveRequest,
   assertSettleRequest,
   slotIndexAt,
   spendRelevantUntilMs,
 } from './budget-account.js';
-import type { AccountState, BudgetAccount, BudgetLedger, ReserveRequest, ReserveResult, SettleRequest, SettleResult } from './budget-ledger.js';
+import type { AccountState, BudgetAccount, BudgetLedger, RenewRequest, RenewResult, ReserveRequest, ReserveResult, SettleRequest, SettleResult } from './budget-ledger.js';
 import { defineScript, preloadScripts, type RedisClient } from './redis-connection.js';
 import { escapeHashTag, groupBySlot } from './redis-slots.js';
 
@@ -35,6 +36,7 @@ export interface RedisBudgetLedgerOptions {
 export interface RedisBudgetLedger extends BudgetLedger {
   reserve(request: ReserveRequest): Promise<ReserveResult>;
   settle(request: SettleRequest): Promise<SettleResult>;
+  renew(request: RenewRequest): Promise<RenewResult>;
   state(accounts: readonly BudgetAccount[]): Promise<readonly AccountState[]>;
 }
 
@@ -222,6 +224,29 @@ return {1, held, spent_of(acct, slots_key, kind, tonumber(ARGV[7]), tonumber(ARG
 `;
 
 /**
+ * One account. KEYS: acct, exp, slots. ARGV: now, reservation id, expiresAtMs, grace.
+ * Returns 1 when the account still holds the reservation (its hold now expires at expiresAtMs, or
+ * later if it already did), 0 when it does not (settled, expired, released or never reserved).
+ */
+const RENEW_SCRIPT = `${LUA_HELPERS}
+local now = tonumber(ARGV[1])
+local rid = ARGV[2]
+local expires = tonumber(ARGV[3])
+local acct, exp, slots_key = KEYS[1], KEYS[2], KEYS[3]
+purge(acct, exp, now)
+if redis.call('HEXISTS', acct, 'h:' .. rid) == 0 then return 0 end
+local current = tonumber(redis.call('ZSCORE', exp, rid) or '0')
+if current >= expires then return 1 end
+redis.call('ZADD', exp, ARGV[3], rid)
+local want = expires + tonumber(ARGV[4]) - now
+for _, key in ipairs({acct, exp, slots_key}) do
+  local ttl = redis.call('PTTL', key)
+  if ttl >= 0 and ttl < want then redis.call('PEXPIRE', key, fmt(want)) end
+end
+return 1
+`;
+
+/**
  * KEYS per account: acct, exp, slots. ARGV: now, then per account: kind, current slot, slot count.
  * Returns per account spent, reserved. Writes only to purge what expired.
  */
@@ -263,7 +288,8 @@ export function createRedisBudgetLedger(options: RedisBudgetLedgerOptions): Redi
   const releaseScript = defineScript(client, 'genopsBudgetRelease', RELEASE_SCRIPT);
   const settleScript = defineScript(client, 'genopsBudgetSettle', SETTLE_SCRIPT);
   const stateScript = defineScript(client, 'genopsBudgetState', STATE_SCRIPT);
-  preloadScripts(client, [RESERVE_SCRIPT, RELEASE_SCRIPT, SETTLE_SCRIPT, STATE_SCRIPT]);
+  const renewScript = defineScript(client, 'genopsBudgetRenew', RENEW_SCRIPT);
+  preloadScripts(client, [RESERVE_SCRIPT, RELEASE_SCRIPT, SETTLE_SCRIPT, STATE_SCRIPT, RENEW_SCRIPT]);
   let closed = false;
 
   const accountKeys = (account: BudgetAccount, reservationId = ''): AccountKeys => {
@@ -396,6 +422,20 @@ export function createRedisBudgetLedger(options: RedisBudgetLedgerOptions): Redi
         expired: applied && !held,
         states: settled.map((reply, index) => ({ spent: Number(reply[2]), reserved: Number(reply[3]), limit: entries[index]!.account.limit })),
       };
+    },
+
+    async renew(request) {
+      const now = clock();
+      assertRenewRequest(request, now);
+      const { reservationId, accounts, expiresAtMs } = request;
+      // One script per account (each in its own slot); held while any account still holds it.
+      const replies = await Promise.all(
+        accounts.map((account) => {
+          const { acct, exp, slots } = accountKeys(account);
+          return run(renewScript, [acct, exp, slots], [now, reservationId, expiresAtMs, ACCOUNT_GRACE_MS]);
+        }),
+      );
+      return { renewed: replies.some((reply) => Number(reply) === 1) };
     },
 
     async state(accounts) {

@@ -5,7 +5,7 @@ import { GenopsError } from '../errors/genops-error.js';
 import { createAiPathMatcher, DEFAULT_AI_PATHS, type AiPathMatcher } from '../usage/ai-api.js';
 import { compileHeadersOnly } from '../usage/request-path.js';
 import { createModelMatcher, type ModelMatcher } from '../usage/model-pattern.js';
-import { createPriceTable, DEFAULT_PRICE_TABLE, type PriceEntry, type PriceTable } from '../usage/pricing.js';
+import { compileToolPrices, createPriceTable, DEFAULT_PRICE_TABLE, type PriceEntry, type PriceTable } from '../usage/pricing.js';
 import { createGlobMatcher, normalizePrincipal, type GlobMatcher } from './glob-matcher.js';
 import { ROLLING_SLOTS, type BudgetPeriod } from './budget-periods.js';
 import type {
@@ -34,6 +34,8 @@ export interface CompiledPolicy {
   readonly budgets: readonly CompiledBudget[];
   readonly usage: CompiledUsage;
   readonly prices: PriceTable;
+  /** pico-USD per call of server-side tools. */
+  readonly toolPrices: ReadonlyMap<string, bigint>;
   /** Bindings of the context to verified identity; undefined = headers are taken as sent. */
   readonly identity: CompiledIdentity | undefined;
 }
@@ -53,6 +55,8 @@ export interface CompiledBudget {
   readonly maxOutputTokens: number;
   readonly failureMode: 'open' | 'closed';
   readonly mode: PolicyMode;
+  /** What a request whose usage never came is charged: its hold (the worst case) or the estimate. */
+  readonly unknownUsage: 'hold' | 'estimate';
 }
 
 export interface CompiledUsage {
@@ -177,6 +181,7 @@ export function compilePolicy(document: PolicyDocument, sourceText: string, sour
       maxOutputTokens: rule.maxOutputTokens,
       failureMode: rule.failureMode,
       mode: effective(rule.mode),
+      unknownUsage: rule.unknownUsage,
     })),
     usage: {
       paths: createAiPathMatcher({ ...DEFAULT_AI_PATHS, ...spec.usage.paths }),
@@ -188,13 +193,14 @@ export function compilePolicy(document: PolicyDocument, sourceText: string, sour
       batches: spec.usage.batches,
     },
     prices: compilePrices(document, source),
+    toolPrices: compileToolPrices(document.spec.pricing.tools),
   };
 }
 
 function compilePrices(document: PolicyDocument, source: string): PriceTable {
   const { pricing } = document.spec;
   if (pricing.defaults && pricing.models.length === 0 && pricing.version === undefined) return DEFAULT_PRICE_TABLE;
-  const own: PriceEntry[] = pricing.models.map(({ model, source: origin, ...price }) => ({ model, price, ...(origin !== undefined ? { source: origin } : {}) }));
+  const own: PriceEntry[] = pricing.models.map(({ model, source: origin, contextWindow, maxOutput, ...price }) => ({ model, price, ...(origin !== undefined ? { source: origin } : {}), ...(contextWindow !== undefined ? { contextWindow } : {}), ...(maxOutput !== undefined ? { maxOutput } : {}) }));
   // Policy entries first: for the same pattern, the policy's price replaces the shipped one.
   const ownPatterns = new Set(own.map((entry) => entry.model.toLowerCase()));
   const entries = pricing.defaults ? [...own, ...DEFAULT_PRICE_TABLE.entries.filter((entry) => !ownPatterns.has(entry.model.toLowerCase()))] : own;

@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import { AI_APIS, type AiApi } from '../usage/ai-api.js';
-import { DURATION_PATTERN } from './duration.js';
+import { ROLLING_SLOTS } from './budget-periods.js';
+import { DURATION_PATTERN, parseDurationMs } from './duration.js';
 import { identitySchema } from './identity-schema.js';
 
 export const POLICY_API_VERSION = 'genops.ai/v1alpha1';
@@ -163,12 +164,27 @@ const priceEntrySchema = z.strictObject({
   cacheWrite: price.optional().describe('Cache-write input tokens; absent = the input price.'),
   output: price.describe('Output tokens, reasoning included.'),
   source: z.string().optional().describe('Where the price comes from.'),
+  cacheWrite1h: price.optional().describe('1-hour cache writes (Anthropic cache_control ttl 1h); absent = the shipped figure for the pattern, else the cacheWrite price.'),
+  longContext: z
+    .strictObject({ above: z.number().int().positive(), input: price, output: price, cachedInput: price.optional(), cacheWrite: price.optional(), cacheWrite1h: price.optional() })
+    .optional()
+    .describe('Prices of the whole request when its input passes `above` tokens.'),
+  priority: z
+    .strictObject({ input: price, output: price, cachedInput: price.optional() })
+    .optional()
+    .describe('Prices under service_tier priority; absent = the shipped figure for the pattern, else 2× the prices above.'),
+  contextWindow: z.number().int().positive().optional().describe('Most input tokens one call reads; bounds inputs the body does not carry (absent = the shipped figure for the pattern).'),
+  maxOutput: z.number().int().positive().optional().describe('Most output tokens one call produces.'),
 });
 const pricingSchema = z
   .strictObject({
     defaults: z.boolean().default(true).describe('Start from the shipped price table (entries below win over it); false = only the entries below.'),
     version: z.string().min(1).max(64).optional().describe('Names this price table in usage records; default: the shipped table\'s date, plus "+<policy name>" when the policy adds prices.'),
     models: z.array(priceEntrySchema).default([]).describe('Prices per model pattern; the most specific pattern that matches wins.'),
+    tools: z
+      .record(z.string().regex(/^[a-z][a-z0-9_]*$/, 'must be a tool name such as web_search'), price)
+      .optional()
+      .describe('USD per call of server-side tools (web_search, web_fetch, file_search, code_interpreter, code_execution, …); entries win over the shipped ones.'),
   })
   .describe('Token prices in USD per million tokens.');
 
@@ -199,6 +215,10 @@ const budgetSchema = z
       .optional(),
     maxOutputTokens: z.number().int().positive().default(4096).describe('The output cap set on a request that names none is what the remaining budget can pay for, at most this.'),
     failureMode: z.enum(['open', 'closed']).default('open').describe('When the shared ledger is unreachable: open admits (and records spend when it can), closed refuses with 503.'),
+    unknownUsage: z
+      .enum(['hold', 'estimate'])
+      .default('hold')
+      .describe('What a request whose usage the provider never told (a cut stream, a stream without usage, a timeout) is charged: hold = its reservation, the worst case (a true bound); estimate = the characters ÷ 4 estimate.'),
     mode: mode.optional(),
   })
   .superRefine((budget, context) => {
@@ -209,6 +229,10 @@ const budgetSchema = z
     }
     if (budget.warnAt !== undefined && budget.downgrade && budget.warnAt > budget.downgrade.at) {
       context.addIssue({ code: 'custom', path: ['warnAt'], message: `warnAt (${budget.warnAt}%) must not be above downgrade.at (${budget.downgrade.at}%): thresholds go warn, downgrade, then block at 100%` });
+    }
+    const windowMs = parseDurationMs(budget.period);
+    if (windowMs !== undefined && windowMs % ROLLING_SLOTS !== 0) {
+      context.addIssue({ code: 'custom', path: ['period'], message: `a rolling window is counted in ${ROLLING_SLOTS} equal slots of whole milliseconds, and ${budget.period} (${windowMs} ms) cannot be cut into them: use a multiple of ${ROLLING_SLOTS} ms, such as 24s, 24m, 1h, 24h or 7d` });
     }
   });
 

@@ -41,6 +41,8 @@ export interface Settings {
   readonly tls: TlsSettings | undefined;
   /** Added to the wall clock that rate limits and budget periods read (tests of a period rollover). */
   readonly clockOffsetMs: number;
+  /** How long a budget hold lives without renewal (a crashed replica's holds go after this); renewed every third of it while its stream is open. */
+  readonly budgetHoldTtlMs: number;
   /** Worker processes sharing the gRPC and forward-auth ports (1 = this process serves alone). */
   readonly workers: number;
   /** Payload-header trust per adapter, the /budgets token, the single-replica acknowledgement. */
@@ -70,6 +72,7 @@ const SOURCES = {
   'tls-client-allow': 'GENOPS_TLS_CLIENT_ALLOW',
   'tls-reload-interval': 'GENOPS_TLS_RELOAD_INTERVAL_MS',
   'clock-offset': 'GENOPS_CLOCK_OFFSET_MS',
+  'budget-hold-ttl': 'GENOPS_BUDGET_HOLD_TTL_MS',
   workers: 'GENOPS_WORKERS',
   'trust-payload-header': 'GENOPS_TRUST_PAYLOAD_HEADER',
   'admin-token': 'GENOPS_ADMIN_TOKEN',
@@ -140,6 +143,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     tracing: loadTracingSettings(env),
     tls: loadTlsSettings(read),
     clockOffsetMs: integer(read('clock-offset'), 0, -366 * 86_400_000, 366 * 86_400_000),
+    budgetHoldTtlMs: integer(read('budget-hold-ttl'), 15 * 60_000, 3_000, 86_400_000),
     workers: workerCount,
     trust: loadTrustSettings(read),
   });

@@ -25,6 +25,8 @@ export interface Metrics {
   readonly decisionDuration: Histogram<'service'>;
   readonly policyReloads: Counter<'result'>;
   readonly backendErrors: Counter<'backend' | 'kind'>;
+  /** Exceptions on a budget or rate-limit path that were not the backend's (the rule's failure mode applied). */
+  readonly internalErrors: Counter<'component'>;
   readonly malformedMessages: Counter<'service'>;
   readonly rateLimitChecks: Counter<'limit' | 'outcome'>;
   /** Budget decisions: reserved, warned, downgraded, blocked, unavailable, settled, released. */
@@ -130,6 +132,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'genops_backend_errors_total',
       help: 'Errors talking to a backend (redis, otlp), by kind.',
       labelNames: ['backend', 'kind'],
+      registers: [registry],
+    }),
+    internalErrors: new Counter({
+      name: 'genops_internal_errors_total',
+      help: 'Exceptions on a budget or rate-limit path that were not a backend failure; the rule\'s failureMode decided the request.',
+      labelNames: ['component'],
       registers: [registry],
     }),
     malformedMessages: new Counter({

@@ -18,7 +18,12 @@ export type AiApi =
   | 'bedrock.invoke'
   | 'bedrock.invoke-stream'
   | 'vertex.anthropic'
-  | 'vertex.anthropic-stream';
+  | 'vertex.anthropic-stream'
+  | 'openai.input-tokens'
+  | 'anthropic.count-tokens'
+  | 'gemini.count-tokens'
+  | 'bedrock.count-tokens'
+  | 'vertex.anthropic-count-tokens';
 export type Provider = 'openai' | 'azure' | 'anthropic' | 'google' | 'bedrock' | 'vertex';
 
 export const AI_APIS: readonly AiApi[] = Object.freeze([
@@ -41,7 +46,22 @@ export const AI_APIS: readonly AiApi[] = Object.freeze([
   'bedrock.invoke-stream',
   'vertex.anthropic',
   'vertex.anthropic-stream',
+  'openai.input-tokens',
+  'anthropic.count-tokens',
+  'gemini.count-tokens',
+  'bedrock.count-tokens',
+  'vertex.anthropic-count-tokens',
 ]);
+
+/**
+ * The providers' token-counting calls: no output, no charge. Read like the API whose body they
+ * take, so the model is checked against the team's rules, but nothing is reserved or recorded.
+ */
+const FREE_APIS: ReadonlySet<AiApi> = new Set<AiApi>(['openai.input-tokens', 'anthropic.count-tokens', 'gemini.count-tokens', 'bedrock.count-tokens', 'vertex.anthropic-count-tokens']);
+
+export function isFreeApi(api: AiApi): boolean {
+  return FREE_APIS.has(api);
+}
 
 export const PROVIDER_OF: Readonly<Record<AiApi, Provider>> = Object.freeze({
   'openai.chat': 'openai',
@@ -63,6 +83,11 @@ export const PROVIDER_OF: Readonly<Record<AiApi, Provider>> = Object.freeze({
   'bedrock.invoke-stream': 'bedrock',
   'vertex.anthropic': 'vertex',
   'vertex.anthropic-stream': 'vertex',
+  'openai.input-tokens': 'openai',
+  'anthropic.count-tokens': 'anthropic',
+  'gemini.count-tokens': 'google',
+  'bedrock.count-tokens': 'bedrock',
+  'vertex.anthropic-count-tokens': 'vertex',
 });
 
 /** The OpenTelemetry GenAI conventions' gen_ai.provider.name of each provider. */
@@ -113,6 +138,11 @@ export const FORMAT_OF: Readonly<Record<AiApi, WireFormat>> = Object.freeze({
   'bedrock.invoke-stream': 'bedrock.invoke',
   'vertex.anthropic': 'anthropic.messages',
   'vertex.anthropic-stream': 'anthropic.messages',
+  'openai.input-tokens': 'openai.responses',
+  'anthropic.count-tokens': 'anthropic.messages',
+  'gemini.count-tokens': 'gemini',
+  'bedrock.count-tokens': 'bedrock.converse',
+  'vertex.anthropic-count-tokens': 'anthropic.messages',
 });
 
 /** The path placeholder that carries the model (Gemini, Bedrock), and the one that carries an Azure deployment. */
@@ -146,6 +176,14 @@ export const DEFAULT_AI_PATHS: Readonly<Record<AiApi, readonly string[]>> = Obje
   // Claude on Vertex AI: Anthropic Messages bodies and responses, the model (claude-sonnet-4-5@20250929) in the path.
   'vertex.anthropic': Object.freeze(['/publishers/anthropic/models/{model}:rawPredict']),
   'vertex.anthropic-stream': Object.freeze(['/publishers/anthropic/models/{model}:streamRawPredict']),
+  // Token counts (free): the body of the API they count for.
+  'openai.input-tokens': Object.freeze(['/v1/responses/input_tokens']),
+  'anthropic.count-tokens': Object.freeze(['/v1/messages/count_tokens']),
+  'gemini.count-tokens': Object.freeze(['/v1beta/models/{model}:countTokens', '/v1/models/{model}:countTokens', '/publishers/google/models/{model}:countTokens']),
+  // Bedrock CountTokens: { input: { converse | invokeModel } }, the model in the path.
+  'bedrock.count-tokens': Object.freeze(['/model/{model}/count-tokens']),
+  // Claude on Vertex AI counts with the model in the body (a literal path: it wins over {model}:rawPredict).
+  'vertex.anthropic-count-tokens': Object.freeze(['/publishers/anthropic/models/count-tokens:rawPredict']),
 });
 
 /** What a request path says: its API and, for the APIs that name it there, the model or deployment. */

@@ -15,10 +15,9 @@ import type { PriceEntry } from './pricing.js';
  *   names, and what a client sending just the family gets) price at the current generation
  *   (Opus 5.5, Sonnet 5.5, Haiku 5.5). Every generation still served has its own, more specific entry,
  *   so a dated id never falls back to the bare family's price.
- * - Gemini 2.5 Pro's prompts over 200K tokens cost more (not modelled, like the other long-prompt tiers).
- * - Not modelled: Claude Haiku 5.5's prompt-length tier (prompts over 100,000 tokens cost 5× more;
- *   the table has the ≤ 100K rates, so longer prompts are under-counted), regional/US-only
- *   inference multipliers, OpenAI's long-context and priority tiers.
+ * - Context windows, max output, long-prompt tiers (Claude Sonnet 4/4.5 and Gemini 2.5 Pro past 200K,
+ *   Claude Haiku 5.5 past 100K), 1-hour cache writes and priority prices are in default-model-limits.ts,
+ *   by the same patterns. Not modelled: regional/US-only inference multipliers.
  */
 export const DEFAULT_PRICES_VERSION = '2026-12-01';
 

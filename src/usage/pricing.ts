@@ -14,6 +14,7 @@
 import { GenopsError } from '../errors/genops-error.js';
 import { modelFamilyCandidates, modelGlobToRegExp } from './model-pattern.js';
 import { DEFAULT_PRICE_ENTRIES, DEFAULT_PRICES_VERSION } from './default-prices.js';
+import { DEFAULT_MODEL_LIMITS, DEFAULT_SERVER_TOOL_PRICES } from './default-model-limits.js';
 import type { TokenUsage } from './token-usage.js';
 
 /** USD per million tokens, as decimal strings or numbers from the policy; converted exactly. */
@@ -24,6 +25,12 @@ export interface ModelPrice {
   /** Default: the input price. */
   readonly cacheWrite?: string | number;
   readonly output: string | number;
+  /** Anthropic's 1-hour cache writes; default: the cacheWrite price. */
+  readonly cacheWrite1h?: string | number;
+  /** Prices of the whole request when its input passes `above` tokens (e.g. Claude Sonnet 4.5 past 200K). */
+  readonly longContext?: { readonly above: number; readonly input: string | number; readonly output: string | number; readonly cachedInput?: string | number; readonly cacheWrite?: string | number; readonly cacheWrite1h?: string | number };
+  /** service_tier: priority; default: PRIORITY_MULTIPLIER × the standard prices (the largest premium a provider lists). */
+  readonly priority?: { readonly input: string | number; readonly output: string | number; readonly cachedInput?: string | number };
 }
 
 export interface PriceEntry {
@@ -31,6 +38,10 @@ export interface PriceEntry {
   readonly model: string;
   readonly price: ModelPrice;
   readonly source?: string;
+  /** Most input tokens one model call reads (the context window); bounds inputs the body does not carry. */
+  readonly contextWindow?: number;
+  /** Most output tokens one call can produce. */
+  readonly maxOutput?: number;
 }
 
 export interface PriceTable {
@@ -39,13 +50,35 @@ export interface PriceTable {
   readonly entries: readonly PriceEntry[];
 }
 
-/** Prices in pico-USD per token (= micro-USD per million tokens): exact integers for prices with ≤ 6 decimals. */
-export interface CompiledPrice {
-  readonly pattern: string;
+/** Per-token rates in pico-USD. */
+export interface CompiledRates {
   readonly inputPico: bigint;
   readonly cachedInputPico: bigint;
   readonly cacheWritePico: bigint;
+  readonly cacheWrite1hPico: bigint;
   readonly outputPico: bigint;
+}
+
+/** Prices in pico-USD per token (= micro-USD per million tokens): exact integers for prices with ≤ 6 decimals. */
+export interface CompiledPrice extends CompiledRates {
+  readonly pattern: string;
+  readonly contextWindow: number | undefined;
+  readonly maxOutput: number | undefined;
+  /** Rates of a request whose input passes `above` tokens. */
+  readonly longContext: (CompiledRates & { readonly above: number }) | undefined;
+  /** Rates under service_tier priority. */
+  readonly priority: CompiledRates;
+}
+
+/** A priority tier without listed prices is reserved and charged at this multiple (OpenAI's priority premium is at most 2×). */
+export const PRIORITY_MULTIPLIER = 2n;
+
+/** What the request asked for that changes its price. */
+export interface PricingConditions {
+  /** service_tier asked (or served, when the response says). */
+  readonly serviceTier?: string | undefined;
+  /** The 1-hour cache was asked for: cache writes not told apart are priced as 1-hour writes. */
+  readonly cacheTtl?: '5m' | '1h' | undefined;
 }
 
 export interface Cost {
@@ -63,7 +96,8 @@ export function createPriceTable(entries: readonly PriceEntry[], version: string
   let everything: CompiledPrice | undefined;
   const seen = new Map<string, number>();
 
-  entries.forEach((entry, index) => {
+  entries.forEach((given, index) => {
+    const entry = withModelLimits(given);
     const where = `pricing entry ${index + 1}${typeof entry?.model === 'string' ? ` (model "${entry.model}")` : ''}`;
     if (typeof entry?.model !== 'string' || entry.model.trim() === '') throw new GenopsError('invalid_policy', `${where}: "model" must be a non-empty model pattern`);
     const pattern = entry.model.trim().toLowerCase();
@@ -71,13 +105,15 @@ export function createPriceTable(entries: readonly PriceEntry[], version: string
     if (earlier !== undefined) throw new GenopsError('invalid_policy', `${where}: the model pattern "${entry.model}" is already priced by pricing entry ${earlier + 1}`);
     seen.set(pattern, index);
     if (typeof entry.price !== 'object' || entry.price === null) throw new GenopsError('invalid_policy', `${where}: "price" must be an object with input and output prices`);
-    const inputPico = picoPerToken(entry.price.input, `${where}: price "input"`);
+    const standard = ratesOf(entry.price, where);
+    const { longContext, priority } = entry.price;
     const compiled: CompiledPrice = Object.freeze({
       pattern: entry.model.trim(),
-      inputPico,
-      cachedInputPico: entry.price.cachedInput === undefined ? inputPico : picoPerToken(entry.price.cachedInput, `${where}: price "cachedInput"`),
-      cacheWritePico: entry.price.cacheWrite === undefined ? inputPico : picoPerToken(entry.price.cacheWrite, `${where}: price "cacheWrite"`),
-      outputPico: picoPerToken(entry.price.output, `${where}: price "output"`),
+      ...standard,
+      contextWindow: tokenCount(entry.contextWindow, `${where}: contextWindow`),
+      maxOutput: tokenCount(entry.maxOutput, `${where}: maxOutput`),
+      longContext: longContext ? Object.freeze({ above: tokenCount(longContext.above, `${where}: longContext.above`)!, ...ratesOf(longContext, `${where}: longContext`) }) : undefined,
+      priority: priority ? ratesOf({ ...priority, cacheWrite: entry.price.cacheWrite ?? priority.input }, `${where}: priority`) : scaled(standard, PRIORITY_MULTIPLIER),
     });
     if (pattern === '*') everything = compiled;
     else if (pattern.includes('*')) globs.push({ regexp: modelGlobToRegExp(pattern), literalLength: pattern.replaceAll('*', '').length, price: compiled });
@@ -122,15 +158,64 @@ const MAX_CACHED_MODELS = 1_000;
 
 /**
  * Billing: uncached input (input − cached − cache writes) at the input price, cached input at
- * the cached price, cache writes at the cache-write price, output (reasoning included) at the output price.
+ * the cached price, cache writes at the cache-write price (1-hour writes at theirs), output
+ * (reasoning included) at the output price — at the rates of the tier and context length that
+ * apply: priority rates under service_tier priority, long-context rates when input passes the
+ * model's threshold.
  */
-export function costOf(usage: TokenUsage, price: CompiledPrice): Cost {
+export function costOf(usage: TokenUsage, price: CompiledPrice, conditions: PricingConditions = {}): Cost {
   const input = tokens(usage.input);
   const cached = min(tokens(usage.cachedInput), input);
   const cacheWrite = min(tokens(usage.cacheWrite), input - cached);
+  const written1h = conditions.cacheTtl === '1h' ? cacheWrite : min(tokens(usage.cacheWrite1h ?? 0), cacheWrite);
   const uncached = input - cached - cacheWrite;
-  const pico = uncached * price.inputPico + cached * price.cachedInputPico + cacheWrite * price.cacheWritePico + tokens(usage.output) * price.outputPico;
+  const rates = ratesFor(price, input, conditions.serviceTier);
+  const pico = uncached * rates.inputPico + cached * rates.cachedInputPico + (cacheWrite - written1h) * rates.cacheWritePico + written1h * rates.cacheWrite1hPico + tokens(usage.output) * rates.outputPico;
   return { pico, usd: formatPicoUsd(pico) };
+}
+
+/** The rates of a request with `inputTokens` of input under `serviceTier`: the priority premium applies on top of long context. */
+export function ratesFor(price: CompiledPrice, inputTokens: bigint, serviceTier: string | undefined): CompiledRates {
+  const long = price.longContext !== undefined && inputTokens > BigInt(price.longContext.above);
+  const base: CompiledRates = long ? price.longContext! : price;
+  if (serviceTier !== 'priority') return base;
+  if (!long) return price.priority;
+  // Long context under priority: the long-context rates with the priority premium of the standard ones.
+  return scaledBy(base, price.priority, price);
+}
+
+function ratesOf(price: { input: string | number; output: string | number; cachedInput?: string | number | undefined; cacheWrite?: string | number | undefined; cacheWrite1h?: string | number | undefined }, where: string): CompiledRates {
+  const inputPico = picoPerToken(price.input, `${where}: price "input"`);
+  const cacheWritePico = price.cacheWrite === undefined ? inputPico : picoPerToken(price.cacheWrite, `${where}: price "cacheWrite"`);
+  return Object.freeze({
+    inputPico,
+    cachedInputPico: price.cachedInput === undefined ? inputPico : picoPerToken(price.cachedInput, `${where}: price "cachedInput"`),
+    cacheWritePico,
+    cacheWrite1hPico: price.cacheWrite1h === undefined ? cacheWritePico : picoPerToken(price.cacheWrite1h, `${where}: price "cacheWrite1h"`),
+    outputPico: picoPerToken(price.output, `${where}: price "output"`),
+  });
+}
+
+function scaled(rates: CompiledRates, factor: bigint): CompiledRates {
+  return Object.freeze({ inputPico: rates.inputPico * factor, cachedInputPico: rates.cachedInputPico * factor, cacheWritePico: rates.cacheWritePico * factor, cacheWrite1hPico: rates.cacheWrite1hPico * factor, outputPico: rates.outputPico * factor });
+}
+
+/** `rates` × (premium / standard), per rate, rounded up. */
+function scaledBy(rates: CompiledRates, premium: CompiledRates, standard: CompiledRates): CompiledRates {
+  const times = (value: bigint, high: bigint, low: bigint) => (low === 0n ? value * PRIORITY_MULTIPLIER : (value * high + low - 1n) / low);
+  return Object.freeze({
+    inputPico: times(rates.inputPico, premium.inputPico, standard.inputPico),
+    cachedInputPico: times(rates.cachedInputPico, premium.cachedInputPico, standard.cachedInputPico),
+    cacheWritePico: times(rates.cacheWritePico, premium.cacheWritePico, standard.cacheWritePico),
+    cacheWrite1hPico: times(rates.cacheWrite1hPico, premium.cacheWrite1hPico, standard.cacheWrite1hPico),
+    outputPico: times(rates.outputPico, premium.outputPico, standard.outputPico),
+  });
+}
+
+function tokenCount(value: unknown, where: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new GenopsError('invalid_policy', `${where} must be a positive whole number of tokens (got ${JSON.stringify(value)})`);
+  return value;
 }
 
 /** An exact decimal USD amount: "0", "0.0001234", "12.5" (no trailing zeros, no exponent). */
@@ -175,6 +260,30 @@ function picoPerToken(value: unknown, where: string): bigint {
   if (sign === '-' && /[1-9]/.test(`${whole}${fraction}`)) throw new GenopsError('invalid_policy', `${where} must not be negative (got ${JSON.stringify(value)})`);
   if (fraction.length > MAX_DECIMALS) throw new GenopsError('invalid_policy', `${where} has more than ${MAX_DECIMALS} decimal places (got ${JSON.stringify(value)}); prices are exact to one micro-dollar per million tokens`);
   return BigInt(whole!) * 1_000_000n + BigInt(fraction.padEnd(MAX_DECIMALS, '0'));
+}
+
+/** An entry with the fields it leaves out taken from the shipped model limits of its pattern (default-model-limits.ts). */
+function withModelLimits(entry: PriceEntry): PriceEntry {
+  const limits = typeof entry?.model === 'string' ? DEFAULT_MODEL_LIMITS[entry.model.trim().toLowerCase()] : undefined;
+  if (!limits || typeof entry.price !== 'object' || entry.price === null) return entry;
+  return {
+    ...entry,
+    contextWindow: entry.contextWindow ?? limits.contextWindow,
+    maxOutput: entry.maxOutput ?? limits.maxOutput,
+    price: {
+      ...entry.price,
+      ...(entry.price.cacheWrite1h === undefined && limits.cacheWrite1h !== undefined ? { cacheWrite1h: limits.cacheWrite1h } : {}),
+      ...(entry.price.longContext === undefined && limits.longContext !== undefined ? { longContext: limits.longContext } : {}),
+      ...(entry.price.priority === undefined && limits.priority !== undefined ? { priority: limits.priority } : {}),
+    },
+  };
+}
+
+/** USD per call of server-side tools, as pico-USD; a policy's spec.pricing.tools entries win. */
+export function compileToolPrices(own: Readonly<Record<string, string | number>> = {}): ReadonlyMap<string, bigint> {
+  const prices = new Map<string, bigint>();
+  for (const [name, usd] of Object.entries({ ...DEFAULT_SERVER_TOOL_PRICES, ...own })) prices.set(name, picoPerToken(usd, `spec.pricing.tools.${name}`) * 1_000_000n);
+  return prices;
 }
 
 /** The shipped table (src/usage/default-prices.ts); a policy's spec.pricing replaces it. */

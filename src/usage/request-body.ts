@@ -4,7 +4,8 @@
  * (include_usage on, a model or an output cap replaced). The body is decoded and parsed once.
  */
 import { canonicalModelId } from './model-pattern.js';
-import { FORMAT_OF, PROVIDER_OF, type AiApi, type AiRoute, type WireFormat } from './ai-api.js';
+import { FORMAT_OF, PROVIDER_OF, isFreeApi, type AiApi, type AiRoute, type WireFormat } from './ai-api.js';
+import { hasBoundExtras, readRequestBound, type RequestBound } from './request-bound.js';
 
 export interface AiRequest {
   readonly api: AiApi;
@@ -19,6 +20,8 @@ export interface AiRequest {
   readonly inputEstimateTokens: number;
   /** openai.chat / completions with stream:true and without stream_options.include_usage:true. */
   readonly needsIncludeUsage: boolean;
+  /** What the request can be billed for beyond its body's text (request-bound.ts); absent = nothing. */
+  readonly bound?: RequestBound | undefined;
   /**
    * Every model the request names, when it names more than its `model` (a batch: each request's
    * model, distinct). Empty when the models cannot be read (OpenAI Batch: they are inside an
@@ -34,6 +37,8 @@ export interface AiRequest {
   readonly deferred?: 'batch' | 'background' | undefined;
   /** The client signed the body (AWS SigV4): the service cannot change it (no cap, model or include_usage set). */
   readonly signedBody?: boolean | undefined;
+  /** A token count (isFreeApi): no output and no charge, so nothing is reserved, charged or recorded. */
+  readonly free?: boolean | undefined;
 }
 
 /** The body field that carries the output cap, as a client would write it. */
@@ -231,18 +236,22 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
       break;
   }
 
+  const free = isFreeApi(api);
   const request: AiRequest = {
     api,
     model,
-    stream: format === 'openai.embeddings' ? false : streams,
-    outputCap,
-    n,
+    stream: format === 'openai.embeddings' || free ? false : streams,
+    outputCap: free ? undefined : outputCap,
+    n: free ? 1 : n,
     inputEstimateTokens: Math.max(1, Math.ceil(inputChars(format, fields) / CHARS_PER_TOKEN)),
     needsIncludeUsage,
     ...(models !== undefined ? { models } : {}),
     ...(pathModel !== undefined ? { modelInPath: true } : {}),
-    ...(deferred !== undefined ? { deferred } : {}),
+    ...(deferred !== undefined && !free ? { deferred } : {}),
+    ...(free ? { free: true } : {}),
   };
+  const bound = readRequestBound(api, fields, text);
+  if (hasBoundExtras(bound)) return { ok: true, request: { ...request, bound }, json: fields };
   return { ok: true, request, json: fields };
 }
 

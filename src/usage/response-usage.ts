@@ -14,7 +14,7 @@
  * output over 8 MiB, whose terminal event repeats it), the report falls back to the estimate.
  */
 import { isAscii } from 'node:buffer';
-import { FORMAT_OF, type AiApi, type WireFormat } from './ai-api.js';
+import { FORMAT_OF, isFreeApi, type AiApi, type WireFormat } from './ai-api.js';
 import { createEventStreamMeter } from './event-stream-usage.js';
 import { createSseParser, DEFAULT_MAX_EVENT_BYTES, type SseEvent } from './sse-parser.js';
 import type { TokenUsage } from './token-usage.js';
@@ -63,7 +63,8 @@ const CHARS_PER_TOKEN = 4;
 export function createUsageMeter(options: UsageMeterOptions): UsageMeter {
   const wire = FORMAT_OF[options.api];
   // A batch's (or background response's) creation reply carries no usage: the provider bills it later.
-  if (wire === 'openai.batches' || wire === 'anthropic.batches') return IGNORED_BODY;
+  // A token count's reply carries none either: it is free.
+  if (wire === 'openai.batches' || wire === 'anthropic.batches' || isFreeApi(options.api)) return IGNORED_BODY;
   const format = bodyFormatOf(options.contentType);
   if (format === 'eventstream') {
     if (wire === 'bedrock.converse') return createEventStreamMeter({ maxEventBytes: options.maxEventBytes });
@@ -171,11 +172,33 @@ interface AnthropicCounts {
   cacheRead: number;
   cacheCreation: number;
   output: number;
+  /** cache_creation.ephemeral_1h_input_tokens, when told. */
+  cacheCreation1h?: number;
+  /** usage.server_tool_use: calls of server tools by name, when told. */
+  serverTools?: Record<string, number>;
 }
 
 /** Anthropic reports uncached input beside cache reads and writes; all three are billed input. Thinking is inside output_tokens. */
 function fromAnthropicCounts(counts: AnthropicCounts): TokenUsage {
-  return normalized(counts.input + counts.cacheRead + counts.cacheCreation, counts.cacheRead, counts.cacheCreation, counts.output, 0);
+  const usage = normalized(counts.input + counts.cacheRead + counts.cacheCreation, counts.cacheRead, counts.cacheCreation, counts.output, 0);
+  return {
+    ...usage,
+    // Only a positive count is kept: absent, the request's cache_control decides how writes are priced (usage-accounting.ts).
+    ...(counts.cacheCreation1h !== undefined && counts.cacheCreation1h > 0 ? { cacheWrite1h: Math.min(counts.cacheCreation1h, usage.cacheWrite) } : {}),
+    ...(counts.serverTools !== undefined ? { serverToolCalls: counts.serverTools } : {}),
+  };
+}
+
+/** The bill's extras: 1-hour cache writes and server tool calls (web_search_requests → web_search). */
+function mergeAnthropicExtras(counts: AnthropicCounts, usage: Record<string, unknown>): void {
+  const creation = objectAt(usage, 'cache_creation');
+  if (creation && creation.ephemeral_1h_input_tokens !== undefined && creation.ephemeral_1h_input_tokens !== null) counts.cacheCreation1h = count(creation.ephemeral_1h_input_tokens);
+  const tools = objectAt(usage, 'server_tool_use');
+  if (tools) {
+    const calls: Record<string, number> = { ...counts.serverTools };
+    for (const [key, value] of Object.entries(tools)) if (key.endsWith('_requests')) calls[key.slice(0, -'_requests'.length)] = count(value);
+    counts.serverTools = calls;
+  }
 }
 
 /** Anthropic usage is cumulative: a field present overrides the earlier value, a field absent keeps it. */
@@ -184,6 +207,7 @@ function mergeAnthropicUsage(counts: AnthropicCounts, usage: Record<string, unkn
   if (usage.cache_read_input_tokens !== undefined && usage.cache_read_input_tokens !== null) counts.cacheRead = count(usage.cache_read_input_tokens);
   if (usage.cache_creation_input_tokens !== undefined && usage.cache_creation_input_tokens !== null) counts.cacheCreation = count(usage.cache_creation_input_tokens);
   if (usage.output_tokens !== undefined && usage.output_tokens !== null) counts.output = count(usage.output_tokens);
+  mergeAnthropicExtras(counts, usage);
 }
 
 /** Gemini: promptTokenCount includes the cached tokens; thinking is billed as output beside candidatesTokenCount. */

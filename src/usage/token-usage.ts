@@ -5,6 +5,10 @@ export interface TokenUsage {
   readonly cacheWrite: number;
   readonly output: number;
   readonly reasoning: number;
+  /** The part of cacheWrite written to the 1-hour cache (Anthropic cache_creation.ephemeral_1h_input_tokens), when told. */
+  readonly cacheWrite1h?: number;
+  /** Calls of server-side tools the provider ran, by tool name (Anthropic usage.server_tool_use), when told. */
+  readonly serverToolCalls?: Readonly<Record<string, number>>;
 }
 
 export const TOKEN_TYPES = Object.freeze(['input', 'cached_input', 'cache_write', 'output', 'reasoning'] as const);

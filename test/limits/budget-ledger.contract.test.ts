@@ -34,7 +34,8 @@ afterAll(async () => {
 
 /** A ledger on the Redis Cluster (3 primaries, 3 replicas): every account in its own slot. */
 async function clusterLedger(clock: () => number, keyPrefix: string): Promise<BudgetLedger> {
-  const client = connectRedis(cluster!.target, { timeoutMs: 2_000, onError: () => undefined });
+  // Six redis-server processes on a shared 2-core machine: a generous timeout, since this suite is about semantics.
+  const client = connectRedis(cluster!.target, { timeoutMs: 5_000, onError: () => undefined });
   if (!(await waitForRedis(client, 5_000))) throw new Error(`redis cluster at ${cluster!.url} not ready`);
   const ledger = createRedisBudgetLedger({ client, clock, keyPrefix });
   opened.push(ledger);
@@ -229,6 +230,39 @@ describe.each(backends)('budget ledger contract: $name', (backend) => {
     expect(await settle('long-stream', [{ account: team, actual: 450 }])).toEqual({ applied: true, expired: true, states: [{ spent: 450, reserved: 900, limit: 1_000 }] });
     expect(await settle('long-stream', [{ account: team, actual: 450 }])).toMatchObject({ applied: false });
     expect(await state(team)).toEqual({ spent: 450, reserved: 900, limit: 1_000 });
+  });
+
+  it('renew keeps a live hold past its first expiry, on every account; settling it then is a normal settle', async () => {
+    const { daily, rolling, reserve, settle, state, clock, ledger } = await setup();
+    const team = daily('renewed', 1_000);
+    const window = rolling('renewed', 1_000);
+    await reserve([{ account: team, amount: 600 }, { account: window, amount: 600 }], { id: 'open-stream', ttlMs: 1_000 });
+    clock.advance(900);
+    expect(await call(() => ledger.renew({ reservationId: 'open-stream', accounts: [team, window], expiresAtMs: clock.now() + 1_000 }))).toEqual({ renewed: true });
+    clock.advance(900);
+    // Past the first expiry: still held, so the rest of the budget is all another request gets.
+    expect(await reserve([{ account: team, amount: 401 }])).toMatchObject({ ok: false, states: [{ spent: 0, reserved: 600 }] });
+    expect(await state(window)).toEqual({ spent: 0, reserved: 600, limit: 1_000 });
+    // An earlier expiry never shortens a hold.
+    expect(await call(() => ledger.renew({ reservationId: 'open-stream', accounts: [team, window], expiresAtMs: clock.now() + 1 }))).toEqual({ renewed: true });
+    clock.advance(50);
+    expect(await state(team)).toEqual({ spent: 0, reserved: 600, limit: 1_000 });
+    expect(await settle('open-stream', [{ account: team, actual: 500 }, { account: window, actual: 500 }])).toEqual({ applied: true, expired: false, states: [{ spent: 500, reserved: 0, limit: 1_000 }, { spent: 500, reserved: 0, limit: 1_000 }] });
+  });
+
+  it('renew never revives a hold that expired, was settled or never existed', async () => {
+    const { daily, reserve, settle, state, clock, ledger } = await setup();
+    const team = daily('not-renewed', 1_000);
+    const renew = (reservationId: string) => call(() => ledger.renew({ reservationId, accounts: [team], expiresAtMs: clock.now() + 60_000 }));
+    expect(await renew('never-reserved')).toEqual({ renewed: false });
+    await reserve([{ account: team, amount: 300 }], { id: 'settled-one', ttlMs: 10_000 });
+    await settle('settled-one', [{ account: team, actual: 100 }]);
+    expect(await renew('settled-one')).toEqual({ renewed: false });
+    await reserve([{ account: team, amount: 300 }], { id: 'crashed-replica', ttlMs: 1_000 });
+    clock.advance(1_000);
+    expect(await renew('crashed-replica')).toEqual({ renewed: false });
+    expect(await state(team)).toEqual({ spent: 100, reserved: 0, limit: 1_000 });
+    await expect(call(() => ledger.renew({ reservationId: 'x', accounts: [team], expiresAtMs: clock.now() }))).rejects.toThrow(RangeError);
   });
 
   it('refuses a reservation id used before, live or settled, and changes nothing', async () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import calculateSlot from 'cluster-key-slot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryRateLimitStore } from '../../src/limits/memory-rate-limit-store.js';
 import type { BucketCheck, RateLimitStore } from '../../src/limits/rate-limit-store.js';
@@ -302,5 +303,29 @@ describe.each(backends)('rate-limit store contract, token buckets: $name', (back
     expect((await level(bucket('team=reload'))).remaining).toBe(-200);
     // Raised to 5,000: the 1,200 tokens missing stay missing.
     expect((await level(bucket('team=reload', { capacity: 5_000 }))).remaining).toBe(3_800);
+  });
+});
+
+describe('rate-limit store on a Redis Cluster', () => {
+  it('a request whose buckets sit in different slots: refused by one, the other slot’s token is given back', async () => {
+    const client = connectRedis(cluster!.target, { timeoutMs: 1_000, onError: () => undefined });
+    if (!(await waitForRedis(client, 5_000))) throw new Error(`redis cluster at ${cluster!.url} not ready`);
+    const store = createRedisRateLimitStore({ client, clock: manualClock().now });
+    opened.push(store);
+    const scope = `${randomUUID()}:team`;
+    const check = (key: string, capacity: number): BucketCheck => ({ scope, key, capacity, refillAmount: capacity, refillEveryMs: 3_600_000, shadow: false });
+    const team = check('team', 5);
+    let customer = check('customer-0', 1);
+    for (let index = 1; calculateSlot(`genops:rl:{${scope}|${customer.key}}`) === calculateSlot(`genops:rl:{${scope}|team}`); index++) customer = check(`customer-${index}`, 1);
+    // Two slots, and (with 3 primaries) usually two shards: no one script could see both.
+    expect(calculateSlot(`genops:rl:{${scope}|${customer.key}}`)).not.toBe(calculateSlot(`genops:rl:{${scope}|team}`));
+    expect((await store.take([team, customer])).admitted).toBe(true);
+    {
+      const refused = await store.take([team, customer]);
+      expect(refused.admitted).toBe(false);
+      // Reported as found: the team bucket's token taken in its slot was given back.
+      expect(refused.buckets[0]).toMatchObject({ conforming: true, remaining: 4 });
+    }
+    expect((await store.take([team])).buckets[0]!.remaining).toBe(3);
   });
 });

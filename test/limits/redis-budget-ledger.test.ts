@@ -102,12 +102,12 @@ describe('redis budget ledger', () => {
     for (const key of keys) expect(await inspector.pttl(key), key).toBeGreaterThan(0);
   });
 
-  it('loads its scripts on connect and recovers from a flushed script cache (NOSCRIPT)', async () => {
+  it('loads its five scripts (reserve, release, settle, state, renew) on connect and recovers from a flushed script cache (NOSCRIPT)', async () => {
     redis = await startRedis();
     const inspector = redis.client();
     const cachedScripts = async () => Number(/number_of_cached_scripts:(\d+)/.exec(await inspector.info('memory'))![1]);
     ledger = createRedisBudgetLedger({ client: await connect(redis.url), clock: () => Date.now(), keyPrefix: `t-${randomUUID()}` });
-    await expect.poll(cachedScripts).toBe(4);
+    await expect.poll(cachedScripts).toBe(5);
     await inspector.script('FLUSH');
     expect(await cachedScripts()).toBe(0);
     const account: BudgetAccount = { id: 'daily|team=x', limit: 100, period: { kind: 'calendar', startMs: 0, endMs: Date.now() + DAY } };

@@ -119,7 +119,9 @@ describe('forward-auth adapter', () => {
     expect(await decide(defaultPolicy, '/model/%3Cscript%3E/converse')).toBe('x_malformed_body');
     expect(await decide(defaultPolicy, '/v1/chat/completions')).toBe('x_body_required');
     expect(await decide(defaultPolicy, '/v1/chat/completions', 'ml-platform')).toBe('ALLOWED');
-    expect(await decide(budgeted, `/model/${encodeURIComponent('us.anthropic.claude-haiku-4-5-20251001-v1:0')}/converse`)).toBe('x_body_required');
+    expect(await decide(budgeted, `/model/${encodeURIComponent('us.anthropic.claude-haiku-4-5-20251001-v1:0')}/converse`)).toBe('x_ext_proc_required');
+    // A token count is free: no budget needs its response.
+    expect(await decide(budgeted, `/model/${encodeURIComponent('anthropic.claude-haiku-4-5-20251001-v1:0')}/count-tokens`)).toBe('ALLOWED');
     expect(await decide(budgeted, '/v1/chat/completions', 'ml-platform')).toBe('ALLOWED');
   });
 });

@@ -31,7 +31,8 @@ spec:
       capacity: 10
       refill: { amount: 10, every: 1h }
   budgets:
-    - { name: customer-daily, key: [customerId], amount: "100", period: daily }
+    # Only ext_proc reserves: Check refuses what an enforced budget selects, so this one selects no Check here.
+    - { name: customer-daily, key: [customerId], amount: "100", period: daily, selector: { paths: ["/v1/responses"] } }
 `;
 
 const ADMIN_TOKEN = 'workers-test-admin-token';

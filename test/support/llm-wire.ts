@@ -248,9 +248,10 @@ export function anthropicUsage(usage: TokenUsage): Record<string, unknown> {
     input_tokens: usage.input - usage.cachedInput - usage.cacheWrite,
     cache_creation_input_tokens: usage.cacheWrite,
     cache_read_input_tokens: usage.cachedInput,
-    cache_creation: { ephemeral_5m_input_tokens: usage.cacheWrite, ephemeral_1h_input_tokens: 0 },
+    cache_creation: { ephemeral_5m_input_tokens: usage.cacheWrite - (usage.cacheWrite1h ?? 0), ephemeral_1h_input_tokens: usage.cacheWrite1h ?? 0 },
     output_tokens: usage.output,
     service_tier: 'standard',
+    ...(usage.serverToolCalls ? { server_tool_use: Object.fromEntries(Object.entries(usage.serverToolCalls).map(([tool, calls]) => [`${tool}_requests`, calls])) } : {}),
   };
 }
 
@@ -626,6 +627,25 @@ export function offsetsInsideMultibyteCharacters(bytes: Uint8Array): number[] {
   const offsets: number[] = [];
   for (let index = 0; index < bytes.length; index += 1) if ((bytes[index]! & 0xc0) === 0x80) offsets.push(index);
   return offsets;
+}
+
+/**
+ * The token-count replies (free calls, no usage object): Anthropic `POST /v1/messages/count_tokens`
+ * (and Claude on Vertex AI) `{"input_tokens"}`, OpenAI `POST /v1/responses/input_tokens`
+ * `{"object":"response.input_tokens","input_tokens"}`, Gemini `:countTokens` `{"totalTokens",
+ * "promptTokensDetails"}`, Bedrock CountTokens `{"inputTokens"}`.
+ */
+export function countTokensJson(provider: 'anthropic' | 'openai' | 'google' | 'bedrock', inputTokens: number): string {
+  switch (provider) {
+    case 'anthropic':
+      return JSON.stringify({ input_tokens: inputTokens });
+    case 'openai':
+      return JSON.stringify({ object: 'response.input_tokens', input_tokens: inputTokens });
+    case 'google':
+      return JSON.stringify({ totalTokens: inputTokens, promptTokensDetails: [{ modality: 'TEXT', tokenCount: inputTokens }] });
+    case 'bedrock':
+      return JSON.stringify({ inputTokens });
+  }
 }
 
 export { seededRandom } from './seeded-random.js';

@@ -5,7 +5,7 @@
  * formats, chat streams opening with a prompt-filter chunk); Anthropic Messages (JSON and SSE) and
  * Message Batches; Gemini generateContent (JSON) and streamGenerateContent (SSE with `alt=sse`,
  * else a streamed JSON array); Bedrock Converse (JSON) and ConverseStream (AWS event-stream
- * binary frames), with known usage. The API is chosen by path (a prefix such as
+ * binary frames), with known usage; the token-count calls (free: their own small replies). The API is chosen by path (a prefix such as
  * `/openai` is allowed); other paths fall back to `respond` or echo like startUpstream.
  *
  * Per request, headers steer it:
@@ -19,12 +19,17 @@
  *   (stream without the usage chunk even when asked), `stream-error` (an in-stream error event
  *   after the deltas, Anthropic and Responses), `thinking` (Anthropic: a thinking block first),
  *   `two-message-deltas` (Anthropic: a partial message_delta before the final one),
- *   `delta-carries-input` (Anthropic: the final message_delta repeats the input counts).
+ *   `delta-carries-input` (Anthropic: the final message_delta repeats the input counts),
+ *   `bill-max=<window>` (bill the most the forwarded request allows: output = its cap × n, input = its
+ *   bytes, or the window when it carries input outside the body, plus a window per server-tool call
+ *   at its max_uses / max_tool_calls, Anthropic server_tool_use = those calls),
+ *   `reset-before-headers` (destroy the connection without answering: Envoy replies 503 itself).
  * Every request is recorded (raw body bytes included); `received(testId)` returns those
  * tagged with the `x-test-id` header, the same contract as startUpstream's `requestsWith`.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createAiPathMatcher, DEFAULT_AI_PATHS, FORMAT_OF, type AiApi } from '../../src/usage/ai-api.js';
+import { createAiPathMatcher, DEFAULT_AI_PATHS, FORMAT_OF, isFreeApi, PROVIDER_OF, type AiApi } from '../../src/usage/ai-api.js';
+import { readRequestBound } from '../../src/usage/request-bound.js';
 import {
   anthropicBatchJson,
   azurePromptFilterChunk,
@@ -32,6 +37,7 @@ import {
   bedrockConverseStream,
   bedrockErrorJson,
   bedrockInvokeStream,
+  countTokensJson,
   geminiErrorJson,
   geminiJson,
   geminiJsonArray,
@@ -112,6 +118,9 @@ interface Behavior {
   readonly thinking: boolean;
   readonly twoMessageDeltas: boolean;
   readonly deltaCarriesInput: boolean;
+  /** bill-max=<window>: the context window assumed for inputs outside the body. */
+  readonly billMaxWindow: number | undefined;
+  readonly resetBeforeHeaders: boolean;
 }
 
 function behaviorOf(header: string | string[] | undefined): Behavior {
@@ -122,9 +131,12 @@ function behaviorOf(header: string | string[] | undefined): Behavior {
       .filter(Boolean),
   );
   let status: number | undefined;
+  let billMaxWindow: number | undefined;
   for (const word of words) {
     const match = /^status[=:](\d{3})$/.exec(word);
     if (match) status = Number(match[1]);
+    const bill = /^bill-max=(\d+)$/.exec(word);
+    if (bill) billMaxWindow = Number(bill[1]);
   }
   return {
     status,
@@ -135,7 +147,21 @@ function behaviorOf(header: string | string[] | undefined): Behavior {
     thinking: words.has('thinking'),
     twoMessageDeltas: words.has('two-message-deltas'),
     deltaCarriesInput: words.has('delta-carries-input'),
+    billMaxWindow,
+    resetBeforeHeaders: words.has('reset-before-headers'),
   };
+}
+
+/** The most a provider could bill for the request it received (see bill-max above). */
+function maximumBill(api: AiApi, json: Record<string, unknown>, bodyBytes: number, window: number): TokenUsage {
+  const bound = readRequestBound(api, json);
+  const calls = bound.serverTools.reduce((sum, tool) => sum + (tool.maxCalls ?? 0), 0);
+  const input = (bound.outsideInputs.length > 0 ? Math.max(bodyBytes, window) : bodyBytes) + calls * window;
+  const capOf = (value: unknown) => (typeof value === 'number' ? value : 0);
+  const cap = api === 'openai.responses' ? capOf(json.max_output_tokens) : api === 'openai.chat' ? capOf(json.max_completion_tokens ?? json.max_tokens) : capOf(json.max_tokens);
+  const n = typeof json.n === 'number' ? json.n : 1;
+  const serverToolCalls = Object.fromEntries(bound.serverTools.map((tool) => [tool.name, tool.maxCalls ?? 0]));
+  return tokenUsage({ input, output: cap * n, ...(calls > 0 ? { serverToolCalls } : {}) });
 }
 
 function defaultSplitPoints(body: Buffer): number[] {
@@ -190,7 +216,16 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
       sendJson(response, behavior.status, errorJson(behavior.status, `stub error ${behavior.status}`));
       return;
     }
-    const usage = usageOf(request.headers[STUB_USAGE_HEADER]) ?? options.usage ?? STUB_DEFAULT_USAGE;
+    if (behavior.resetBeforeHeaders) {
+      response.socket?.destroy();
+      return;
+    }
+    const usage = (behavior.billMaxWindow !== undefined ? maximumBill(api, json, request.rawBody.length, behavior.billMaxWindow) : undefined) ?? usageOf(request.headers[STUB_USAGE_HEADER]) ?? options.usage ?? STUB_DEFAULT_USAGE;
+    if (isFreeApi(api)) {
+      const provider = PROVIDER_OF[api];
+      sendJson(response, 200, countTokensJson(provider === 'vertex' ? 'anthropic' : provider === 'azure' ? 'openai' : provider, usage.input));
+      return;
+    }
     const model = String(request.headers[STUB_MODEL_HEADER] ?? (typeof json.model === 'string' ? json.model : (request.pathModel ?? 'unknown-model')));
     const text = options.text ?? DEFAULT_TEXT;
     const fixture = { model, usage, text };

@@ -149,7 +149,7 @@ beforeAll(async () => {
   await extProcDecide(client, ctx({ 'x-genops-customer-tier': 'basic' }));
   // A whole Chat Completions exchange through ext_proc: its usage fills the cost and token panels.
   await extProcExchange(client, {
-    headers: { ':path': '/v1/chat/completions', ...ctx({ 'x-genops-team': 'ml-research', 'x-genops-customer-tier': 'standard' }) },
+    headers: { ':path': '/v1/chat/completions', ...ctx({ 'x-genops-team': 'ml-research', 'x-genops-customer-tier': 'standard', 'x-genops-project': 'budgeted-chat' }) },
     body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] }),
     contentType: 'application/json',
     chunks: [

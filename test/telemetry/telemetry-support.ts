@@ -43,11 +43,14 @@ spec:
       refill: { amount: 1, every: 3600s }
       selector: { teams: [product-team] }
   budgets:
+    # Only ext_proc can reserve and settle: Check (ext_authz) refuses what an enforced budget selects
+    # (x_ext_proc_required), so the budget selects the traffic these tests send through ext_proc only.
     - name: team-monthly
       key: [team]
       amount: 100
       period: monthly
       warnAt: 80
+      selector: { projects: [budgeted-chat] }
 `;
 
 export function writePolicy(text = TELEMETRY_POLICY): string {

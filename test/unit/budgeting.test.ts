@@ -118,7 +118,8 @@ describe('budgets: reserve the worst case, settle the actual', () => {
     const window = periodWindow({ kind: 'calendar', unit: 'daily', timeZone: 'Europe/Berlin' }, now());
     expect(new Date(window.endMs).toISOString()).toBe('2026-12-01T23:00:00.000Z');
     expect(refused.budget?.status).toMatchObject({ name: 'team-daily', limitNano: 100_000_000, resetMs: window.endMs, retryAfterSeconds: Math.ceil((window.endMs - now()) / 1000) });
-    expect(refused.budget!.status!.consumedNano).toBe(5 * WORST + 3 * 5_400_000);
+    // A downgraded body is rewritten: its input bound allows for the new model id and the fields the service may add.
+    expect(refused.budget!.status!.consumedNano).toBe(5 * WORST + 3 * 5_544_000);
   });
 
   it('warns past warnAt, downgrades past downgrade.at to the cheaper model and its route', async () => {
@@ -131,8 +132,8 @@ describe('budgets: reserve the worst case, settle the actual', () => {
     await settle(warned, { input: 1000, output: 3000 }); // + $0.048 = $0.0825 spent: 82.5 %
     const downgraded = await request('frugal');
     expect(downgraded).toMatchObject({ result: 'ALLOWED', route: 'claude-haiku', context: { model: 'claude-haiku-4-5' }, budget: { downgradedTo: 'claude-haiku-4-5', downgradedBy: 'team-daily' } });
-    // Reserved at the cheaper model's price: 400 × 1 + 1000 × 5 µUSD.
-    expect(downgraded.budget!.worstCaseNano).toBe(5_400_000);
+    // Reserved at the cheaper model's price: (400 + 128 + 16 bytes of the rewritten body) × 1 + 1000 × 5 µUSD.
+    expect(downgraded.budget!.worstCaseNano).toBe(5_544_000);
   });
 
   it('checks the cheaper model against the team like any model', async () => {
@@ -150,10 +151,10 @@ describe('budgets: reserve the worst case, settle the actual', () => {
     const open = await request('ml-platform', { api: 'openai.chat', model: 'claude-sonnet-4-5', outputCap: undefined });
     expect(open.budget?.outputCap).toBe(1000);
     await settle(open, { input: 100, output: 5000 }); // $0.0753 spent (below the downgrade)
-    // $0.0247 left − 400 × $3/M = $0.0235 → 1566 tokens at $15/M, clamped to 1000; with n = 2, 783 each.
+    // The body gains the cap: 400 + 128 bytes. $0.0247 left − 528 × $3/M = $0.023116 → 1541 tokens at $15/M; with n = 2, 770 each.
     const two = await request('ml-platform', { api: 'openai.chat', outputCap: undefined, n: 2 });
-    expect(two.budget?.outputCap).toBe(783);
-    expect(two.budget?.worstCaseNano).toBe(1_200_000 + 2 * 783 * 15_000);
+    expect(two.budget?.outputCap).toBe(770);
+    expect(two.budget?.worstCaseNano).toBe(1_584_000 + 2 * 770 * 15_000);
   });
 
   it('releases the reservation on an upstream error, and counts an overshoot past the hold', async () => {
@@ -197,7 +198,7 @@ describe('budget periods', () => {
 describe('budgets when the ledger is unreachable', () => {
   function withDeadLedger(failureMode: 'open' | 'closed') {
     const policy = loadPolicyText(POLICY.replace('maxOutputTokens: 1000', `maxOutputTokens: 1000\n      failureMode: ${failureMode}`), 'budgets.yaml');
-    const dead = { reserve: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), settle: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), state: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), close: async () => undefined };
+    const dead = { reserve: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), settle: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), state: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), renew: () => Promise.reject(new GenopsError('backend_unavailable', 'redis timed out')), close: async () => undefined };
     const failures: string[] = [];
     const budgeter = createBudgeter({ ledger: dead, policy: () => policy, clock: () => Date.UTC(2026, 11, 1), observer: { event: () => undefined, account: () => undefined, backendFailed: (error) => failures.push(error.message), overshoot: () => undefined } });
     const engine = createDecisionEngine({ policy: () => policy, newDecisionId: () => 'd-1' });

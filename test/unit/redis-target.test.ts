@@ -40,5 +40,16 @@ describe('GENOPS_REDIS_URL', () => {
     expect(() => loadSettings(['--redis-url', 'redis+cluster://h1:x'], {})).toThrow(/^--redis-url=redis\+cluster:\/\/h1:x: has a cluster node "h1:x"/);
     expect(loadSettings([], { GENOPS_REDIS_URL: 'redis+cluster://h1:7000' }).redis).toMatchObject({ kind: 'cluster', nodes: [{ host: 'h1', port: 7000 }] });
     expect(redactRedisUrl('rediss://default:s3cret@redis:6379')).toBe('rediss://default:***@redis:6379');
+    // The password from its own setting (a Secret) reaches every cluster node too.
+    expect(loadSettings([], { GENOPS_REDIS_URL: 'rediss+cluster://genops@h1:7000,h2:7000', GENOPS_REDIS_PASSWORD: 'p@ss:w/rd' }).redis).toEqual({
+      kind: 'cluster',
+      nodes: [
+        { host: 'h1', port: 7000 },
+        { host: 'h2', port: 7000 },
+      ],
+      tls: true,
+      username: 'genops',
+      password: 'p@ss:w/rd',
+    });
   });
 });

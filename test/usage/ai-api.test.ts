@@ -14,6 +14,12 @@ describe('AI path matcher', () => {
     ['/v1/chat/completions?api-version=2024-10-21', 'openai.chat'],
     ['/v1/chat/completions/', 'openai.chat'],
     ['/v1/responses#frag', 'openai.responses'],
+    ['/v1/messages/count_tokens?beta=true', 'anthropic.count-tokens'],
+    ['/v1/responses/input_tokens', 'openai.input-tokens'],
+    ['/v1beta/models/gemini-2.5-pro:countTokens', 'gemini.count-tokens'],
+    ['/v1/projects/p/locations/us-east5/publishers/anthropic/models/count-tokens:rawPredict', 'vertex.anthropic-count-tokens'],
+    ['/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict', 'vertex.anthropic'],
+    ['/model/anthropic.claude-haiku-4-5-20251001-v1:0/count-tokens', 'bedrock.count-tokens'],
   ] as const)('%s is %s', (path, api) => {
     expect(matcher.match(path)).toBe(api);
   });
@@ -22,7 +28,7 @@ describe('AI path matcher', () => {
     '/v1/chat/completionsX',
     '/xv1/chat/completions',
     '/v1/chat/completions/extra',
-    '/v1/messages/count_tokens',
+    '/v1/messages/count_tokens/x',
     '/v1/messages/batches/msgbatch_01/cancel',
     '/v1/responses/resp_123',
     '/v1/models',

@@ -9,7 +9,7 @@ const table = (entries: PriceEntry[]) => createPriceTable(entries, 'test');
 describe('exact arithmetic', () => {
   it('converts USD per million tokens to integer pico-USD per token', () => {
     const price = table([{ model: 'm', price: { input: '2.50', cachedInput: 1.25, cacheWrite: '3.75', output: '0.000001' } }]).priceOf('m')!;
-    expect(price).toEqual({ pattern: 'm', inputPico: 2_500_000n, cachedInputPico: 1_250_000n, cacheWritePico: 3_750_000n, outputPico: 1n });
+    expect(price).toMatchObject({ pattern: 'm', inputPico: 2_500_000n, cachedInputPico: 1_250_000n, cacheWritePico: 3_750_000n, cacheWrite1hPico: 3_750_000n, outputPico: 1n, contextWindow: undefined, longContext: undefined });
     const defaults = table([{ model: 'm', price: { input: '0.8', output: 4 } }]).priceOf('m')!;
     expect(defaults.cachedInputPico).toBe(800_000n);
     expect(defaults.cacheWritePico).toBe(800_000n);

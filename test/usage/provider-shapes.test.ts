@@ -115,7 +115,7 @@ describe('paths: the API, and the model or deployment a path names', () => {
   it.each([
     '/v1/chat/completions/x',
     '/openai/deployments/a/b/chat/completions',
-    '/v1beta/models/gemini-2.5-pro:countTokens',
+    '/v1beta/models/gemini-2.5-pro:countTokensX',
     '/v1beta/models/gemini-2.5-pro:GenerateContent',
     '/v1beta/models/gemini-2.5-pro%3AgenerateContent',
     '/v1beta/models/:generateContent',

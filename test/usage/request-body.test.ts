@@ -88,6 +88,21 @@ describe('real request shapes', () => {
     expect(parsed('anthropic.messages', { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] }).outputCap).toBeUndefined();
   });
 
+  it('token counts (free): the model read like the API they count for; no output, no stream, no charge', () => {
+    // Anthropic's POST /v1/messages/count_tokens takes a Messages body without max_tokens.
+    expect(parsed('anthropic.count-tokens', { model: 'claude-opus-4-1', system: 'Be brief.', messages: [{ role: 'user', content: 'Hello' }] })).toMatchObject({ api: 'anthropic.count-tokens', model: 'claude-opus-4-1', stream: false, outputCap: undefined, n: 1, free: true });
+    // OpenAI's POST /v1/responses/input_tokens: a Responses body; `background` there bills nothing later.
+    const counted = parsed('openai.input-tokens', { model: 'gpt-4o', input: 'Hello', background: true, max_output_tokens: 50 });
+    expect(counted).toMatchObject({ model: 'gpt-4o', outputCap: undefined, free: true });
+    expect(counted.deferred).toBeUndefined();
+    // Gemini's :countTokens names the model in the path; the body may wrap a whole generateContent request.
+    const gemini = parseAiRequestBody('gemini.count-tokens', bytes({ generateContentRequest: { model: 'models/gemini-2.5-pro', contents: [{ role: 'user', parts: [{ text: 'hi' }] }] } }), { pathModel: 'gemini-2.5-pro' });
+    expect(gemini.ok && gemini.request).toMatchObject({ model: 'gemini-2.5-pro', modelInPath: true, free: true, stream: false });
+    // The model is required: the team's rules check it.
+    expect(problemOf('openai.input-tokens', { input: 'Hello' }).message).toBe('request body field "model" is missing');
+    expect(parsed('anthropic.messages', { model: 'claude-haiku-4-5', max_tokens: 5, messages: [] }).free).toBeUndefined();
+  });
+
   it('the input estimate grows with the text, counts tools, and counts images roughly instead of by their base64 size', () => {
     const small = parsed('openai.chat', { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }).inputEstimateTokens;
     const large = parsed('openai.chat', { model: 'gpt-4o', messages: [{ role: 'user', content: 'word '.repeat(4000) }] }).inputEstimateTokens;
