@@ -85,7 +85,7 @@ class SerializingExporter implements SpanExporter {
 }
 
 function wire(tracingOn: boolean) {
-  const logger = createLogger({ level: 'info', destination: '/dev/null' });
+  const logger = createLogger({ level: 'info', destination: process.env.BENCH_LOG ?? '/dev/null' });
   const metrics = createMetrics({ customerLabel: false, defaultMetrics: false });
   const exporter = new SerializingExporter();
   const tracing: Tracing | undefined = tracingOn

@@ -33,7 +33,7 @@ export function aiExchangeWire(CHUNKS: number): { json: ExchangeWire; sse: Excha
   const encode = (message: Record<string, unknown>) => Buffer.from(ProcessingRequestType.encode(ProcessingRequestType.fromObject(message)).finish());
   const headerMap = (headers: Record<string, string>) => ({ headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) });
 
-  const REQUEST_BODY = JSON.stringify({ model: 'claude-opus', max_tokens: 1024, messages: [{ role: 'system', content: 'You are a support assistant. Answer briefly.' }, { role: 'user', content: 'Summarize the ticket, please: the customer cannot log in since the last update and has tried resetting the password twice.' }] });
+  const REQUEST_BODY = JSON.stringify({ model: 'claude-opus-4-1', max_tokens: 1024, messages: [{ role: 'system', content: 'You are a support assistant. Answer briefly.' }, { role: 'user', content: 'Summarize the ticket, please: the customer cannot log in since the last update and has tried resetting the password twice.' }] });
   const requestHeaders = (stream: boolean) => encode({
     request_headers: {
       headers: headerMap({
