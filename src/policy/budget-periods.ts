@@ -75,19 +75,20 @@ function zonedMidnight(year: number, month: number, day: number, timeZone: strin
 }
 
 /**
- * The last calendar window computed per period: a calendar period is the half-open interval
- * [startMs, endMs), so any instant inside it has the same window. Reading the zone's wall clock
- * (Intl formatToParts, five times a window) was a tenth of an AI exchange's CPU (bench/RESULTS.md).
+ * The last calendar window computed per period: every reservation and settlement asks for the
+ * window of now, and computing it takes up to a dozen Intl formatToParts calls (6 % of the
+ * service's CPU on the AI exchange before this cache, bench/RESULTS.md, issue 18). A window holds
+ * until its end, so the cached one answers every instant inside it.
  */
-const lastCalendarWindow = new WeakMap<BudgetPeriod, PeriodWindow>();
+const lastWindows = new WeakMap<BudgetPeriod, PeriodWindow>();
 
 /** The period that contains `nowMs`. */
 export function periodWindow(period: BudgetPeriod, nowMs: number): PeriodWindow {
   if (period.kind === 'calendar') {
-    const last = lastCalendarWindow.get(period);
-    if (last && nowMs >= last.startMs && nowMs < last.endMs) return last;
+    const last = lastWindows.get(period);
+    if (last && last.startMs <= nowMs && nowMs < last.endMs) return last;
     const window = calendarWindow(period, nowMs);
-    lastCalendarWindow.set(period, window);
+    lastWindows.set(period, window);
     return window;
   }
   const slotMs = period.windowMs / period.slots;
