@@ -5,7 +5,7 @@
  * SSE stream) at --rate exchanges a second, open loop, for --seconds. Reports the peak and final
  * RSS (/proc) and, from the service's /metrics, V8's heap (total, used), external memory and the
  * service's CPU per exchange — once per variant (--variants, `;`-separated, each a space-separated list of node flags and
- * NAME=value environment entries; `-` for none beyond the shipped --max-semi-space-size=4).
+ * NAME=value environment entries; `-` for none beyond the shipped SERVICE_NODE_FLAGS).
  *
  *   npm run build && npx node --experimental-transform-types --import ./bench/register-ts.mjs bench/exchange-rss.ts [--rate 1000] [--seconds 20] [--variants="-;--max-semi-space-size=1"]
  */
@@ -119,6 +119,6 @@ async function run(variant: readonly string[]): Promise<string> {
 }
 
 console.log(`load average before: ${loadavg().map((value) => value.toFixed(2)).join(' ')}; ${RATE}/s for ${SECONDS} s, every ${SSE_EVERY}th exchange an SSE stream of ${WIRE.sse.body.length} chunks`);
-console.log('| node flags / environment (after --max-semi-space-size=4) | exchanges | idle RSS MB | peak RSS MB | final RSS MB | heap total / used MB | external MB | service CPU µs per exchange |\n|---|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| node flags / environment (after the shipped SERVICE_NODE_FLAGS) | exchanges | idle RSS MB | peak RSS MB | final RSS MB | heap total / used MB | external MB | service CPU µs per exchange |\n|---|---:|---:|---:|---:|---:|---:|---:|');
 for (const variant of values.variants.split(';')) console.log(await run(variant.trim() === '-' ? [] : variant.trim().split(/\s+/)));
 console.log(`load average after: ${loadavg().map((value) => value.toFixed(2)).join(' ')}`);
