@@ -12,7 +12,7 @@ export interface AiRequest {
   /** As sent, trimmed; NOT lowercased (the caller normalises). */
   readonly model: string;
   readonly stream: boolean;
-  /** max_tokens | max_completion_tokens (chat: prefer max_completion_tokens) | max_output_tokens (responses); undefined for embeddings. */
+  /** max_tokens | max_completion_tokens (chat: the larger when both are sent) | max_output_tokens (responses); undefined for embeddings. */
   readonly outputCap: number | undefined;
   /** chat `n`, default 1; 1 for the others. */
   readonly n: number;
@@ -139,7 +139,9 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
       if (completionCap.problem) return completionCap.problem;
       const legacyCap = optionalPositiveInteger(fields, 'max_tokens');
       if (legacyCap.problem) return legacyCap.problem;
-      outputCap = completionCap.value ?? legacyCap.value;
+      // Both sent: providers differ on which one counts (OpenAI takes max_completion_tokens, servers
+      // such as Ollama only max_tokens), so the bound is the larger; a budget's cap rewrites both.
+      outputCap = completionCap.value === undefined || legacyCap.value === undefined ? (completionCap.value ?? legacyCap.value) : Math.max(completionCap.value, legacyCap.value);
       const choices = optionalPositiveInteger(fields, 'n');
       if (choices.problem) return choices.problem;
       n = choices.value ?? 1;

@@ -13,8 +13,9 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { REPO_ROOT, startGovernanceStack, startStubLlm, type GovernanceStack, type StubLlm } from '../support/index.js';
+import { REPO_ROOT, startGovernanceStack, startStubLlm, STUB_BEHAVIOR_HEADER, type GovernanceStack, type StubLlm } from '../support/index.js';
 import { context } from '../support/request-context.js';
+import { eventually } from '../telemetry/telemetry-support.js';
 
 const TEST_ID = 'x-test-id';
 /** product-team may use claude-haiku and claude-sonnet only (deploy/default-policy.yaml). */
@@ -270,5 +271,48 @@ describe.each(['ext-proc', 'ext-authz'] as const)('the red team through the real
     expect(answer.status, answer.body).toBe(200);
     const [arrived] = reached(testId);
     if (mode === 'ext-proc') expect((JSON.parse(arrived!.body) as { stream_options: { include_usage: boolean } }).stream_options.include_usage).toBe(true);
+  });
+});
+
+/**
+ * The second promise, a budget cannot be overspent, against requests that tell the service one cap
+ * and the provider another. The stub bills the most each request it received allows.
+ */
+describe('the red team against a budget (ext_proc)', () => {
+  const AMOUNT_USD = 2;
+  const ADMIN_TOKEN = 'redteam-admin-token';
+  let dir: string | undefined;
+  let llm: StubLlm | undefined;
+  let stack: GovernanceStack | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'genops-redteam-budget-'));
+    const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
+    policy.spec.rateLimits = [];
+    policy.spec.pricing = { defaults: false, version: 'redteam', models: [{ model: 'gpt-4o', input: '2.50', output: '10', contextWindow: 128_000 }] };
+    policy.spec.budgets = [{ name: 'project-daily', key: ['project'], amount: AMOUNT_USD, period: 'daily', timeZone: 'UTC' }];
+    const policyPath = join(dir, 'policy.yaml');
+    writeFileSync(policyPath, stringify(policy));
+    llm = await startStubLlm({ chunkDelayMs: 1 });
+    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath, serviceEnv: { GENOPS_ADMIN_TOKEN: ADMIN_TOKEN } });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await llm?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  const headersFor = (project: string) => ({ ...json, 'x-genops-team': 'ml-platform', 'x-genops-customer-id': 'c-1', 'x-genops-project': project, [STUB_BEHAVIOR_HEADER]: 'bill-max=128000' });
+  const spentOf = async (project: string) =>
+    eventually(async () => {
+      const document = (await (await fetch(`${stack!.service.adminUrl}/budgets`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
+      const account = document.budgets.flatMap((budget) => budget.accounts).find((entry) => entry.key === project);
+      return account && account.reserved_usd === 0 && account.spent_usd > 0 ? account.spent_usd : undefined;
+    }, 'every admitted request to settle', 20_000);
+
+  it('a chat body with a small max_completion_tokens and a huge max_tokens (an upstream may honour either) is held at the larger: never past the amount', async () => {
+    const project = `caps-${randomUUID().slice(0, 6)}`;
+    const body = JSON.stringify({ model: 'gpt-4o', messages, max_completion_tokens: 10, max_tokens: 100_000 });
+    const answers = await Promise.all(Array.from({ length: 6 }, () => send(Number(new URL(stack!.url).port), 'POST', '/v1/chat/completions', headersFor(project), body)));
+    expect(answers.map((answer) => answer.status).filter((status) => status !== 200 && status !== 429)).toEqual([]);
+    expect(await spentOf(project)).toBeLessThanOrEqual(AMOUNT_USD);
   });
 });

@@ -22,7 +22,7 @@ const chatMessages = [
 ];
 
 describe('real request shapes', () => {
-  it('OpenAI chat: model, stream, the output cap (max_completion_tokens preferred), n, include_usage needed', () => {
+  it('OpenAI chat: model, stream, the output cap (the larger of max_completion_tokens and max_tokens), n, include_usage needed', () => {
     expect(parsed('openai.chat', { model: ' gpt-4o-2024-08-06 ', messages: chatMessages })).toEqual({
       api: 'openai.chat',
       model: 'gpt-4o-2024-08-06',
@@ -35,7 +35,8 @@ describe('real request shapes', () => {
     expect(parsed('openai.chat', { model: 'GPT-4o', messages: chatMessages, stream: true, max_tokens: 100, max_completion_tokens: 50, n: 3 })).toMatchObject({
       model: 'GPT-4o',
       stream: true,
-      outputCap: 50,
+      // Both caps: the larger (an upstream may honour either).
+      outputCap: 100,
       n: 3,
       needsIncludeUsage: true,
     });
