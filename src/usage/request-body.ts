@@ -177,13 +177,21 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
     }
     case 'gemini': {
       streams = api === 'gemini.stream';
-      const config = optionalObject(fields, 'generationConfig');
+      // Google's JSON takes a field by its proto name too (generation_config.max_output_tokens,
+      // candidate_count): both spellings are read, and one field in both is malformed.
+      const configKey = protoSpelling(fields, 'generationConfig', 'generation_config');
+      if (typeof configKey !== 'string') return configKey;
+      const config = optionalObject(fields, configKey);
       if (config.problem) return config.problem;
       if (config.value !== undefined) {
-        const cap = optionalPositiveInteger(config.value, 'maxOutputTokens', 'generationConfig.maxOutputTokens');
+        const capKey = protoSpelling(config.value, 'maxOutputTokens', 'max_output_tokens', configKey);
+        if (typeof capKey !== 'string') return capKey;
+        const cap = optionalPositiveInteger(config.value, capKey, `${configKey}.${capKey}`);
         if (cap.problem) return cap.problem;
         outputCap = cap.value;
-        const candidates = optionalPositiveInteger(config.value, 'candidateCount', 'generationConfig.candidateCount');
+        const countKey = protoSpelling(config.value, 'candidateCount', 'candidate_count', configKey);
+        if (typeof countKey !== 'string') return countKey;
+        const candidates = optionalPositiveInteger(config.value, countKey, `${configKey}.${countKey}`);
         if (candidates.problem) return candidates.problem;
         n = candidates.value ?? 1;
       }
@@ -299,9 +307,13 @@ export function rewriteAiRequestBody(api: AiApi, json: Record<string, unknown>, 
       case 'bedrock.invoke':
         patched.max_tokens = changes.outputCap;
         break;
-      case 'gemini':
-        patched.generationConfig = { ...objectOr(json.generationConfig), maxOutputTokens: changes.outputCap };
+      case 'gemini': {
+        // In the spelling the body used (the reader refused both at once).
+        const configKey = isPresent(json.generation_config) ? 'generation_config' : 'generationConfig';
+        const config = objectOr(json[configKey]);
+        patched[configKey] = { ...config, [isPresent(config.max_output_tokens) ? 'max_output_tokens' : 'maxOutputTokens']: changes.outputCap };
         break;
+      }
       case 'bedrock.converse':
         patched.inferenceConfig = { ...objectOr(json.inferenceConfig), maxTokens: changes.outputCap };
         break;
@@ -355,6 +367,13 @@ function streamIncludeUsage(fields: Record<string, unknown>): { readonly ok: tru
   const flag = optionalBoolean(streamOptions as Record<string, unknown>, 'include_usage', 'stream_options.include_usage');
   if (flag.problem) return flag.problem;
   return { ok: true, value: flag.value === true };
+}
+
+/** Which of a Google field's two JSON spellings the body uses (the camelCase one when neither); both is malformed. */
+function protoSpelling(fields: Record<string, unknown>, camel: string, snake: string, at?: string): string | Problem {
+  if (!isPresent(fields[snake])) return camel;
+  if (isPresent(fields[camel])) return problem('bad_field', `request body names ${at === undefined ? '' : `"${at}" `}field "${camel}" twice, also as "${snake}": Google reads both spellings as one field`);
+  return snake;
 }
 
 function optionalObject(fields: Record<string, unknown>, key: string): Field<Record<string, unknown>> {

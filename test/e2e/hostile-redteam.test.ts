@@ -288,8 +288,15 @@ describe('the red team against a budget (ext_proc)', () => {
     dir = mkdtempSync(join(tmpdir(), 'genops-redteam-budget-'));
     const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
     policy.spec.rateLimits = [];
-    policy.spec.pricing = { defaults: false, version: 'redteam', models: [{ model: 'gpt-4o', input: '2.50', output: '10', contextWindow: 128_000 }] };
-    policy.spec.budgets = [{ name: 'project-daily', key: ['project'], amount: AMOUNT_USD, period: 'daily', timeZone: 'UTC' }];
+    policy.spec.pricing = {
+      defaults: false,
+      version: 'redteam',
+      models: [
+        { model: 'gpt-4o', input: '2.50', output: '10', contextWindow: 128_000 },
+        { model: 'gemini-2.5-flash', input: '0.30', output: '2.50', contextWindow: 1_000_000, maxOutput: 65_536 },
+      ],
+    };
+    policy.spec.budgets = [{ name: 'project-daily', key: ['project'], amount: AMOUNT_USD, period: 'daily', timeZone: 'UTC', maxOutputTokens: 60_000 }];
     const policyPath = join(dir, 'policy.yaml');
     writeFileSync(policyPath, stringify(policy));
     llm = await startStubLlm({ chunkDelayMs: 1 });
@@ -314,5 +321,23 @@ describe('the red team against a budget (ext_proc)', () => {
     const answers = await Promise.all(Array.from({ length: 6 }, () => send(Number(new URL(stack!.url).port), 'POST', '/v1/chat/completions', headersFor(project), body)));
     expect(answers.map((answer) => answer.status).filter((status) => status !== 200 && status !== 429)).toEqual([]);
     expect(await spentOf(project)).toBeLessThanOrEqual(AMOUNT_USD);
+  });
+
+  // Google's JSON takes the proto field names too: generation_config.candidate_count is eight
+  // candidates to Gemini, each up to the cap; read as camelCase only, it was one.
+  it('a Gemini body in proto spelling (generation_config.candidate_count: 8) is held for every candidate: never past the amount', async () => {
+    const project = `gemini-${randomUUID().slice(0, 6)}`;
+    const body = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'Write a saga.' }] }], generation_config: { candidate_count: 8 } });
+    const answers = await Promise.all(Array.from({ length: 6 }, () => send(Number(new URL(stack!.url).port), 'POST', '/v1beta/models/gemini-2.5-flash:generateContent', headersFor(project), body)));
+    expect(answers.map((answer) => answer.status).filter((status) => status !== 200 && status !== 429)).toEqual([]);
+    expect(answers.some((answer) => answer.status === 200)).toBe(true);
+    expect(await spentOf(project)).toBeLessThanOrEqual(AMOUNT_USD);
+  });
+
+  it('a Gemini body naming one field in both spellings is malformed, never forwarded', async () => {
+    const testId = randomUUID();
+    const body = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }], generationConfig: { maxOutputTokens: 16 }, generation_config: { max_output_tokens: 60_000 } });
+    refusal(await send(Number(new URL(stack!.url).port), 'POST', '/v1beta/models/gemini-2.5-flash:generateContent', { ...headersFor('both'), [TEST_ID]: testId }, body), 400, 'x_malformed_body');
+    expect(llm!.received(testId)).toHaveLength(0);
   });
 });

@@ -198,6 +198,21 @@ describe('rewriting the forwarded body', () => {
     expect(JSON.parse(rewrite('openai.embeddings', { model: 'text-embedding-3-small', input: 'x' }, { outputCap: 1 }))).toEqual({ model: 'text-embedding-3-small', input: 'x' });
   });
 
+  it('Gemini: reads generation_config in its proto spelling too (Google takes both), rewrites the spelling used, refuses both at once', () => {
+    const pathModel = { pathModel: 'gemini-2.5-flash' };
+    const read = (body: unknown) => parseAiRequestBody('gemini.generate', bytes(body), pathModel);
+    const snake = read({ contents: [], generation_config: { max_output_tokens: 900, candidate_count: 3 } });
+    expect(snake.ok && snake.request).toMatchObject({ outputCap: 900, n: 3 });
+    const mixed = read({ contents: [], generationConfig: { candidate_count: 4 } });
+    expect(mixed.ok && mixed.request).toMatchObject({ n: 4 });
+    for (const both of [{ generationConfig: {}, generation_config: {} }, { generationConfig: { maxOutputTokens: 1, max_output_tokens: 9 } }, { generation_config: { candidateCount: 1, candidate_count: 8 } }]) {
+      const result = read({ contents: [], ...both });
+      expect(!result.ok && result.problem.message).toMatch(/twice, also as/);
+    }
+    expect(JSON.parse(rewrite('gemini.generate', { model: 'g', contents: [], generation_config: { max_output_tokens: 9000, candidate_count: 2 } }, { outputCap: 100 }))).toEqual({ model: 'g', contents: [], generation_config: { max_output_tokens: 100, candidate_count: 2 } });
+    expect(JSON.parse(rewrite('gemini.generate', { model: 'g', contents: [], generation_config: { candidate_count: 2 } }, { outputCap: 100 }))).toEqual({ model: 'g', contents: [], generation_config: { candidate_count: 2, maxOutputTokens: 100 } });
+  });
+
   it('replaces the model in place and leaves the parsed object untouched', () => {
     const result = parseAiRequestBody('anthropic.messages', bytes({ model: 'claude-opus-4-1', max_tokens: 10, messages: [{ role: 'user', content: 'Zürich 👋' }] }));
     if (!result.ok) throw new Error('parse failed');
