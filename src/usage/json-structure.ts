@@ -20,6 +20,18 @@
 export const MAX_JSON_DEPTH = 128;
 /** Objects this deep or shallower (the top level is 1; a batch's requests[].params is 4) compare keys ignoring case. */
 const FOLDED_DEPTH = 4;
+/**
+ * The fields the service acts on, as providers spell them. At the top level and in the objects that
+ * hold them, another case of one (`"MAX_TOKENS"` alone) is refused too: JSON.parse reads no cap
+ * there, a case-ignoring reader reads the client's.
+ */
+const GOVERNED_KEYS: ReadonlySet<string> = new Set([
+  'model', 'stream', 'stream_options', 'include_usage', 'max_tokens', 'max_completion_tokens', 'max_output_tokens', 'n', 'best_of', 'background', 'service_tier',
+  'previous_response_id', 'conversation', 'generationConfig', 'generation_config', 'maxOutputTokens', 'candidateCount', 'candidate_count', 'inferenceConfig', 'maxTokens',
+]);
+const GOVERNED_FOLDS: ReadonlyMap<string, string> = new Map([...GOVERNED_KEYS].map((key) => [key.toLowerCase(), key]));
+/** Where governed keys live: the top level ('') and these objects. */
+const GOVERNED_AT: ReadonlySet<string> = new Set(['', 'stream_options', 'generationConfig', 'generation_config', 'inferenceConfig', 'requests[].params']);
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -60,6 +72,9 @@ export function jsonStructureProblem(body: Uint8Array, maxDepth = MAX_JSON_DEPTH
           top.keys ??= new Set();
           const seen = top.folded ? foldCase(key) : key;
           if (top.keys.has(seen)) return `request body has the key ${JSON.stringify(cut(key))} twice ${top.at === '' ? 'at the top level' : `in "${top.at}"`}${top.folded ? ' (keys that differ only in case are one key to readers that ignore case)' : ''}: JSON readers disagree on which one counts`;
+          if (top.folded && !GOVERNED_KEYS.has(key) && GOVERNED_FOLDS.has(seen) && GOVERNED_AT.has(top.at)) {
+            return `request body has the key ${JSON.stringify(cut(key))} ${top.at === '' ? 'at the top level' : `in "${top.at}"`}: the field is spelled ${JSON.stringify(GOVERNED_FOLDS.get(seen))}, and readers that ignore case would act on it unseen`;
+          }
           top.keys.add(seen);
           top.lastKey = key;
           top.expectKey = false;

@@ -122,9 +122,11 @@ describe.each(['ext-proc', 'ext-authz'] as const)('the red team through the real
     ['"max_to\u212Aens" (Kelvin sign)', `{"model":"${ALLOWED}","max_tokens":16,"max_to\u212Aens":100000,"messages":[{"role":"user","content":"hi"}]}`],
     ['"\u017Ftream_options" (long s) in an escape', `{"model":"${ALLOWED}","stream":true,"stream_options":{"include_usage":true},"\\u017Ftream_options":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}`],
     ['"Include_Usage" inside stream_options', `{"model":"${ALLOWED}","stream":true,"stream_options":{"include_usage":true,"Include_Usage":false},"messages":[{"role":"user","content":"hi"}]}`],
-  ])('a key twice in another case, %s: 400 x_malformed_body, never forwarded', async (_name, body) => {
+    // Alone: JSON.parse reads no cap (the service would set one), a case-ignoring reader reads 100000.
+    ['"MAX_TOKENS" alone', `{"model":"${ALLOWED}","MAX_TOKENS":100000,"messages":[{"role":"user","content":"hi"}]}`],
+  ])('a key in another case, %s: 400 x_malformed_body, never forwarded', async (_name, body) => {
     const { testId, headers } = tagged();
-    expect(refusal(await send(port, 'POST', '/v1/chat/completions', headers, body), 400, 'x_malformed_body').message).toMatch(/twice/);
+    expect(refusal(await send(port, 'POST', '/v1/chat/completions', headers, body), 400, 'x_malformed_body').message).toMatch(/twice|the field is spelled/);
     expect(reached(testId)).toHaveLength(0);
   });
 

@@ -38,6 +38,14 @@ describe('JSON structure of AI request bodies', () => {
     expect(scan('{"requests":[{"custom_id":"a","params":{"model":"claude-haiku-4-5","MODEL":"claude-opus-4-1"}}]}')).toMatch(/twice in "requests\[\]\.params"/);
   });
 
+  it('refuses another case of a field the service acts on, alone, where it lives (a case-ignoring reader would act on it unseen)', () => {
+    expect(scan('{"model":"gpt-4o","MAX_TOKENS":100000}')).toMatch(/"MAX_TOKENS" at the top level: the field is spelled "max_tokens"/);
+    expect(scan('{"model":"gpt-4o","stream":true,"stream_options":{"Include_Usage":false}}')).toMatch(/in "stream_options"/);
+    expect(scan('{"contents":[],"generationConfig":{"MaxOutputTokens":9}}')).toMatch(/"maxOutputTokens"/);
+    // Elsewhere such keys are data: a schema's property, a metadata entry.
+    expect(scan('{"model":"a","metadata":{"N":"1"},"generationConfig":{"responseSchema":{"properties":{"N":{},"Model":{}}}}}')).toBeUndefined();
+  });
+
   it('accepts keys that differ only in case deep inside, where tool schemas name their properties', () => {
     expect(scan('{"model":"a","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"id":{},"ID":{}}}}}]}')).toBeUndefined();
     expect(scan('{"model":"a","tools":[{"name":"f","input_schema":{"properties":{"Name":{},"name":{}}}}]}')).toBeUndefined();
