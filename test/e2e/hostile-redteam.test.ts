@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { REPO_ROOT, startGovernanceStack, startStubLlm, STUB_BEHAVIOR_HEADER, type GovernanceStack, type StubLlm } from '../support/index.js';
+import { REPO_ROOT, startGovernanceStack, startStubLlm, startUpstream, STUB_BEHAVIOR_HEADER, type GovernanceStack, type StubLlm, type Upstream } from '../support/index.js';
 import { context } from '../support/request-context.js';
 import { eventually } from '../telemetry/telemetry-support.js';
 
@@ -341,5 +341,68 @@ describe('the red team against a budget (ext_proc)', () => {
     const body = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }], generationConfig: { maxOutputTokens: 16 }, generation_config: { max_output_tokens: 60_000 } });
     refusal(await send(Number(new URL(stack!.url).port), 'POST', '/v1beta/models/gemini-2.5-flash:generateContent', { ...headersFor('both'), [TEST_ID]: testId }, body), 400, 'x_malformed_body');
     expect(llm!.received(testId)).toHaveLength(0);
+  });
+});
+
+/**
+ * A client that hangs up after the decision, while the provider is still working on a non-streamed
+ * call: the provider bills the whole call, the service never sees a response. The hold must be
+ * charged (outcome no_response), never released as if nothing had been sent.
+ */
+describe('the red team hangs up before the answer (ext_proc, a budget)', () => {
+  const ADMIN_TOKEN = 'redteam-admin-token';
+  let dir: string | undefined;
+  let upstream: Upstream | undefined;
+  let stack: GovernanceStack | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'genops-redteam-hangup-'));
+    const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
+    policy.spec.rateLimits = [];
+    policy.spec.pricing = { defaults: false, version: 'redteam', models: [{ model: 'gpt-4o', input: '2.50', output: '10', contextWindow: 128_000 }] };
+    policy.spec.budgets = [{ name: 'project-daily', key: ['project'], amount: 2, period: 'daily', timeZone: 'UTC' }];
+    const policyPath = join(dir, 'policy.yaml');
+    writeFileSync(policyPath, stringify(policy));
+    // A provider that takes 1.5 s to answer (and bills the call whether or not anyone is still listening).
+    upstream = await startUpstream({
+      respond: (_request, response) => {
+        setTimeout(() => {
+          if (!response.destroyed) response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'c', object: 'chat.completion', model: 'gpt-4o', choices: [], usage: { prompt_tokens: 10, completion_tokens: 1000, total_tokens: 1010 } }));
+        }, 1_500);
+        return true;
+      },
+    });
+    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: upstream.port, policyPath, serviceEnv: { GENOPS_ADMIN_TOKEN: ADMIN_TOKEN } });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await upstream?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('charges the hold of a call whose client left after it was sent upstream', async () => {
+    const project = `hangup-${randomUUID().slice(0, 6)}`;
+    const testId = randomUUID();
+    const body = JSON.stringify({ model: 'gpt-4o', messages, max_completion_tokens: 1000 });
+    const headers = { ...json, 'x-genops-team': 'ml-platform', 'x-genops-customer-id': 'c-1', 'x-genops-project': project, [TEST_ID]: testId, 'content-length': String(Buffer.byteLength(body)) };
+    await new Promise<void>((resolve) => {
+      const request = plainRequest({ host: '127.0.0.1', port: Number(new URL(stack!.url).port), method: 'POST', path: '/v1/chat/completions', headers, agent: false });
+      request.on('error', () => resolve());
+      request.end(body);
+      // Hang up once the provider has the request.
+      const poll = setInterval(() => {
+        if (upstream!.requestsWith(TEST_ID, testId).length > 0) {
+          clearInterval(poll);
+          request.destroy();
+          resolve();
+        }
+      }, 10);
+    });
+    const account = await eventually(async () => {
+      const document = (await (await fetch(`${stack!.service.adminUrl}/budgets`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
+      const entry = document.budgets.flatMap((budget) => budget.accounts).find((candidate) => candidate.key === project);
+      return entry && entry.reserved_usd === 0 ? entry : undefined;
+    }, 'the abandoned call to be settled', 15_000);
+    // 1,000 output tokens at $10/M and the input: at least the $0.01 the provider bills.
+    expect(account.spent_usd).toBeGreaterThanOrEqual(0.01);
   });
 });
