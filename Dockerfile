@@ -29,4 +29,4 @@ USER 1000:1000
 # 9002 forward auth when GENOPS_FORWARD_AUTH_PORT=9002 (off by default).
 EXPOSE 9001 9002 9464
 # --max-semi-space-size: see SERVICE_NODE_FLAGS in src/demo/repo-root.ts (less memory, same throughput).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--heap-growing-percent=100", "dist/main.js"]

@@ -31,6 +31,7 @@ import { renderSoakMarkdown, runSoak } from './lib/soak-scenario.js';
 import { delta, readCounters } from './lib/service-metrics.js';
 import { readRuntime, runtimeWindow } from './lib/runtime-stats.js';
 import type { Step, StepContext } from './lib/step.js';
+import { runAiExchange } from './ai-exchange.js';
 
 const HELP = `npm run bench [-- options]
 
@@ -238,8 +239,12 @@ function buildSteps(options: Options, paths: Paths): Step[][] {
   const envoyTarget = async (context: StepContext, variant: EnvoyVariant, kind: EnvoyBackend) => {
     const envoy = await context.fixtures.envoy(variant, kind);
     if (!ENVOY_VARIANTS[variant].usesService) return { envoy, pid: envoy.process.pid, envoyPid: envoy.process.pid, adminUrl: undefined };
-    if (kind === 'trivial' || kind === 'go') {
-      const server = kind === 'trivial' ? await context.fixtures.trivial('envoy') : await context.fixtures.goBackend();
+    if (kind === 'trivial' || kind === 'go' || kind === 'lean') {
+      const server =
+        kind === 'trivial' ? await context.fixtures.trivial('envoy')
+        : kind === 'lean' ? await context.fixtures.lean()
+        : variant.startsWith('ext-proc') ? await context.fixtures.goExtProc()
+        : await context.fixtures.goBackend();
       return { envoy, pid: server.process.pid, envoyPid: envoy.process.pid, adminUrl: undefined };
     }
     const service = await context.fixtures.service(kind, 'envoy');
@@ -249,7 +254,7 @@ function buildSteps(options: Options, paths: Paths): Step[][] {
     const { title, usesService } = ENVOY_VARIANTS[variant];
     if (!usesService || kind === 'plain') return title;
     if (kind === 'traced') return `${title}, tracing on`;
-    return title.replace('(genops-mesh)', kind === 'trivial' ? '→ trivial grpc-js server' : '→ fixed-reply Go gRPC server');
+    return title.replace('(genops-mesh)', kind === 'trivial' ? '→ trivial grpc-js server' : kind === 'lean' ? '→ fixed replies on node:http2 alone' : '→ fixed-reply Go gRPC server');
   };
 
   const envoyOpen = (variant: EnvoyVariant, kind: EnvoyBackend): Step => ({
@@ -303,6 +308,7 @@ function buildSteps(options: Options, paths: Paths): Step[][] {
       envoyOpen('ext-proc', 'trivial'),
       // ... and a Go server with a fixed reply: what the gRPC hop costs without Node.
       envoyOpen('ext-authz', 'go'),
+      envoyOpen('ext-proc', 'go'),
       ...peers.envoyOpen,
     ],
     variants.map((variant) => envoyClosed(variant)),
@@ -393,9 +399,11 @@ async function main(): Promise<void> {
   const groups: Step[][] = [...buildSteps(options, paths), identity.steps, workers.steps];
   const selected = (id: string) => options.scenarios.length === 0 || options.scenarios.some((prefix) => id.startsWith(prefix));
   const memorySelected = selected('memory/keys');
+  // The AI exchange side by side (issue 18): its own services and Envoys, after the plan.
+  const aiExchangeSelected = selected('envoy/ai-exchange');
   if (options.list) {
     for (const group of groups) for (const step of group) process.stdout.write(`${step.id}\n`);
-    process.stdout.write('memory/keys\n');
+    process.stdout.write('memory/keys\nenvoy/ai-exchange\n');
     return;
   }
   if (!existsSync(loadgen)) throw new Error(`${loadgen} is missing: run \`bash scripts/bench-setup.sh\` (npm run bench does)`);
@@ -405,7 +413,7 @@ async function main(): Promise<void> {
     const rounds = ROUND_GROUPS.has(index) || group === identity.steps || group === workers.steps ? options.rounds : 1;
     for (let round = 1; round <= rounds; round++) for (const step of steps) plan.push({ step, round });
   });
-  if (plan.length === 0 && !memorySelected) throw new Error(`--scenario ${options.scenarios.join(',')} selects nothing; --list shows the ids`);
+  if (plan.length === 0 && !memorySelected && !aiExchangeSelected) throw new Error(`--scenario ${options.scenarios.join(',')} selects nothing; --list shows the ids`);
   const total = plan.length + (memorySelected ? 1 : 0);
 
   execFileSync(loadgen, ['encode', '-kind', 'check', '-out', paths.checkBody]);
@@ -430,6 +438,7 @@ async function main(): Promise<void> {
 
   const raw: ScenarioResult[] = [];
   let memory: MemoryResult | undefined;
+  let aiExchange: string | undefined;
   try {
     // Everything the plan needs starts before the first measurement.
     for (const step of new Set(plan.map((entry) => entry.step))) await step.prepare(fixtures);
@@ -452,6 +461,10 @@ async function main(): Promise<void> {
     }
     await fixtures.stopAll();
     if (memorySelected) memory = await memoryScenario(options, paths, progress, total, total);
+    if (aiExchangeSelected) {
+      progress.note('envoy/ai-exchange: the AI exchange side by side (JSON and 500-chunk SSE, budget in force)');
+      aiExchange = await runAiExchange({ requests: Math.max(500, options.durationS * 200), streams: Math.max(8, options.durationS * 4), concurrency: 4, rounds: options.rounds, note: (message) => progress.note(message) });
+    }
   } finally {
     await stop();
   }
@@ -483,7 +496,7 @@ async function main(): Promise<void> {
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   const dir = join(options.out, stamp);
   mkdirSync(dir, { recursive: true });
-  const markdown = renderMarkdown(report) + renderPeerMarkdown(report, options.envoyRate);
+  const markdown = renderMarkdown(report) + renderPeerMarkdown(report, options.envoyRate) + (aiExchange ? `\n${aiExchange}` : '');
   writeFileSync(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(dir, 'report.md'), `# genops-mesh bench\n\n${markdown}\n![latency percentiles](report.svg)\n`);
   writeFileSync(join(dir, 'report.svg'), renderLatencyChart(results, `genops-mesh latency percentiles (${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC)`));

@@ -16,7 +16,7 @@ const REQUEST_BODY_CONTINUE = { request_body: { response: {} } };
 const RESPONSE_HEADERS_CONTINUE = { response_headers: { response: {} } };
 const RESPONSE_BODY_CONTINUE = { response_body: { response: {} } };
 
-type ProcessingRequest = { request_headers?: unknown; request_body?: unknown; response_headers?: unknown; response_body?: unknown };
+type ProcessingRequest = { request_headers?: unknown; request_body?: unknown; response_headers?: unknown; response_body?: unknown; observability_mode?: boolean };
 
 /** The CONTINUE of the phase the message belongs to (deploy/envoy/ext-proc.yaml buffers request bodies). */
 function continueFor(request: ProcessingRequest): unknown {
@@ -36,7 +36,14 @@ server.addService(definitions.externalProcessor, {
   Process: (call: grpc.ServerDuplexStream<ProcessingRequest, unknown>) => {
     let open = true;
     call.on('data', (request: ProcessingRequest) => {
-      if (open) call.write(continueFor(request));
+      // observability_mode (the metering filter): Envoy expects no reply (one sent anyway can stall the
+      // response); the stream is ended at the response's end, as genops-mesh does, instead of lingering
+      // until Envoy's deferred_close_timeout.
+      if (open && !request.observability_mode) call.write(continueFor(request));
+      else if (open && (request as { response_body?: { end_of_stream?: boolean } }).response_body?.end_of_stream) {
+        open = false;
+        call.end();
+      }
     });
     call.on('end', () => {
       if (open) call.end();

@@ -26,9 +26,12 @@ const VARIANTS = [
     base: 'deploy/envoy/ext-proc.yaml',
     out: 'deploy/envoy/ext-proc-jwt.yaml',
     header: "# genops-mesh behind Envoy's ext_proc filter, with verified identity: jwt_authn in front of\n# the governance filter and mTLS from Envoy to genops-mesh. ext-proc.yaml plus the same\n# header removal, jwt_authn and TLS cluster as ext-authz-jwt.yaml (see that file and\n# deploy/envoy/README.md); ext_proc forwards jwt_authn's metadata with\n# metadata_options.forwarding_namespaces.untyped, and the service reads\n# ProcessingRequest.metadata_context.\n#\n# Placeholders: those of ext-proc.yaml, and ${JWT_ISSUER}, ${JWT_AUDIENCE}, ${JWT_JWKS_PATH},\n# ${GENOPS_TLS_CA}, ${GENOPS_TLS_CERT}, ${GENOPS_TLS_KEY}, ${GENOPS_TLS_SERVER_NAME} as in\n# ext-authz-jwt.yaml.\n#\n",
-    filter: '                  - name: envoy.filters.http.ext_proc\n',
-    after: '                      request_attributes: [connection.uri_san_peer_certificate]\n',
-    forward: '                      # The verified JWT payload jwt_authn wrote above (untyped: google.protobuf.Struct).\n                      metadata_options:\n                        forwarding_namespaces:\n                          untyped: [envoy.filters.http.jwt_authn]\n',
+    // First of all filters: the metering filter (response only) stands before the deciding ext_proc.
+    filter: '                http_filters:\n',
+    filterWhere: 'after',
+    // The deciding filter's own metadata_options (the metering filter's is indented deeper).
+    after: '\n                      metadata_options:\n',
+    forward: '                        # The verified JWT payload jwt_authn wrote above (untyped: google.protobuf.Struct).\n                        forwarding_namespaces:\n                          untyped: [envoy.filters.http.jwt_authn]\n',
   },
 ];
 const CLUSTER = '      load_assignment:\n        cluster_name: genops_mesh\n';
@@ -44,7 +47,7 @@ let stale = false;
 for (const variant of VARIANTS) {
   const base = readFileSync(join(root, variant.base), 'utf8');
   let body = base.slice(base.indexOf('admin:'));
-  body = insertOnce(body, variant.filter, IDENTITY_FILTERS, 'before', variant.base);
+  body = insertOnce(body, variant.filter, IDENTITY_FILTERS, variant.filterWhere ?? 'before', variant.base);
   body = insertOnce(body, variant.after, variant.forward, 'after', variant.base);
   body = insertOnce(body, CLUSTER, SERVICE_TLS, 'before', variant.base);
   const rendered = variant.header + body;

@@ -132,8 +132,19 @@ async function main(): Promise<void> {
     ...serviceTls?.grpcBinding(),
     host: settings.listenHost,
     port: settings.grpcPort,
+    socketPath: settings.grpcSocket,
     authz: createAuthzAdapter({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('ext_authz')), reporter, policy, now }),
-    extProc: createExtProcSessionFactory({ governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('ext_proc')), reporter, policy, now, settle }),
+    extProc: createExtProcSessionFactory({
+      governor: withPayloadHeaderTrust(governor, settings.trust.trustPayloadHeader.has('ext_proc')),
+      reporter,
+      policy,
+      now,
+      settle,
+      unmatchedMetering: (decisionId) => {
+        metrics.meteringUnmatched.inc();
+        logger.warn({ event: 'metering_unmatched', decision_id: decisionId }, 'a metering stream named an AI exchange this process does not hold: route both ext_proc filters of an Envoy to the same genops-mesh process');
+      },
+    }),
     logger,
     metrics,
   });

@@ -34,7 +34,7 @@ export type ServiceKind = 'plain' | 'traced';
  * trivial grpc-js server (the Node runtime's floor), or a fixed-reply Go
  * gRPC server (the floor of the hop itself).
  */
-export type EnvoyBackend = ServiceKind | 'trivial' | 'go';
+export type EnvoyBackend = ServiceKind | 'trivial' | 'go' | 'lean';
 
 export interface FixtureOptions {
   readonly loadgen: string;
@@ -106,6 +106,16 @@ export class Fixtures {
     return this.once('go-backend', () => startPortServer('go-grpc-server', this.options.loadgen, ['sink'], { ...process.env, GOMAXPROCS: '1' }), (server) => server.stop());
   }
 
+  /** bench/lean-process-server.ts: the trivial server's fixed ext_proc replies on node:http2 alone (no grpc-js). */
+  lean(): Promise<PortServer> {
+    return this.once('lean', () => startPortServer('lean-process-server', process.execPath, ['--import', join(REPO_ROOT, 'bench/register-ts.mjs'), join(REPO_ROOT, 'bench/lean-process-server.ts')]), (server) => server.stop());
+  }
+
+  /** A Go ext_proc server answering every message with a CONTINUE of its kind: the transport floor of ext_proc. */
+  goExtProc(): Promise<PortServer> {
+    return this.once('go-ext-proc', () => startPortServer('go-ext-proc-server', this.options.loadgen, ['extproc'], { ...process.env, GOMAXPROCS: '1' }), (server) => server.stop());
+  }
+
   /** A local OTLP/gRPC endpoint that accepts every export. */
   sink(): Promise<PortServer> {
     return this.once('sink', () => startPortServer('otlp-sink', this.options.loadgen, ['sink'], { ...process.env, GOMAXPROCS: '1' }), (server) => server.stop());
@@ -142,8 +152,8 @@ export class Fixtures {
         const upstream = await this.upstream();
         const vars: Record<string, string | number> = { UPSTREAM_PORT: upstream.port };
         if (usesService) {
-          if (backend === 'trivial' || backend === 'go') {
-            const server = backend === 'trivial' ? await this.trivial('envoy') : await this.goBackend();
+          if (backend === 'trivial' || backend === 'go' || backend === 'lean') {
+            const server = backend === 'trivial' ? await this.trivial('envoy') : backend === 'lean' ? await this.lean() : variant.startsWith('ext-proc') ? await this.goExtProc() : await this.goBackend();
             Object.assign(vars, { GENOPS_HOST: '127.0.0.1', GENOPS_PORT: server.port });
           } else {
             const service = await this.service(backend, 'envoy');

@@ -8,6 +8,7 @@
 //	genops-loadgen encode   -kind check|process -out FILE   (a gRPC-framed request body for h2load)
 //	genops-loadgen upstream -listen 127.0.0.1:0              (a fixed 200 JSON answer)
 //	genops-loadgen sink     -listen 127.0.0.1:0              (accepts any gRPC call: an OTLP sink)
+//	genops-loadgen extproc  -listen 127.0.0.1:0              (ext_proc: CONTINUE to every message, the transport floor)
 //
 // Load runs print one JSON report on stdout and "progress done=N failed=N"
 // lines on stderr once a second.
@@ -25,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -56,6 +58,8 @@ func main() {
 		runUpstream(args)
 	case "sink":
 		runSink(args)
+	case "extproc":
+		runExtProc(args)
 	default:
 		fail(fmt.Errorf("unknown command %q", command))
 	}
@@ -335,12 +339,32 @@ var upstreamBody = []byte(`{"id":"chatcmpl-bench","object":"chat.completion","cr
 func runUpstream(args []string) {
 	fs := flag.NewFlagSet("upstream", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	chunks := fs.Int("sse-chunks", 500, "content chunks of the SSE answer on paths under /stream/")
 	_ = fs.Parse(args)
 	var served atomic.Int64
+	stream := sseChunks(*chunks)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		served.Add(1)
 		h := w.Header()
+		if isStreamPath(r.URL.Path) {
+			// One write and flush per SSE event: each is its own chunk through Envoy.
+			h["Content-Type"] = []string{"text/event-stream"}
+			w.WriteHeader(http.StatusOK)
+			flusher, _ := w.(http.Flusher)
+			// ?gap_us=N paces the events as a provider generating tokens does (0: back to back).
+			gap, _ := strconv.Atoi(r.URL.Query().Get("gap_us"))
+			for i, part := range stream {
+				if gap > 0 && i > 0 {
+					time.Sleep(time.Duration(gap) * time.Microsecond)
+				}
+				_, _ = io.WriteString(w, part)
+				if flusher != nil {
+					flusher.Flush()
+				}
+			}
+			return
+		}
 		h["Content-Type"] = []string{"application/json"}
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(upstreamBody)

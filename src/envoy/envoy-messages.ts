@@ -133,7 +133,11 @@ export interface ImmediateResponse {
 }
 
 /** One member of ProcessingResponse's `response` oneof, plus mode_override on a headers reply. */
-export type ProcessingResponse = ProcessingResponseMember & { mode_override?: ProcessingMode };
+export type ProcessingResponse = ProcessingResponseMember & {
+  mode_override?: ProcessingMode;
+  /** Emitted as dynamic metadata, one namespace per top-level field (kept only for the filter's receiving_namespaces). */
+  dynamic_metadata?: ProtoStruct;
+};
 
 export type ProcessingResponseMember =
   | { request_headers: { response: CommonResponse } }

@@ -10,8 +10,10 @@ import type { CompiledPolicy } from '../policy/compiled-policy.js';
 import type { AiApi, AiRoute } from '../usage/ai-api.js';
 import { createUsageMeter, type UsageMeter } from '../usage/response-usage.js';
 import type { DecisionReporter } from './decision-reporter.js';
+import { createMeteredExchanges, type MeteredExchanges } from './metered-exchanges.js';
 import { lookupFromHeaderMap } from './header-lookup.js';
 import type { CommonResponse, HeaderValueOption, ProcessingMode, ProcessingRequest, ProcessingResponse, StructValue } from './envoy-messages.js';
+import type { ProtoStruct } from './struct-to-json.js';
 import { aiUpstreamHeadersToRemove, clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
 import { JWT_AUTHN_NAMESPACE, metadataNamespace } from './struct-to-json.js';
 
@@ -29,6 +31,28 @@ const EMPTY = Buffer.alloc(0);
  */
 const AI_EXCHANGE_MODE: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'STREAMED', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 const HEADERS_ONLY_MODE: ProcessingMode = { response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+/**
+ * Observed metering (a second ext_proc filter in observability_mode reads event streams): an AI
+ * exchange starts as AI_EXCHANGE_MODE, and the response-headers reply of an event stream hands it
+ * to the metering stream (STREAM_HANDED_OVER: no round trip per chunk); any other body is read
+ * here as in the synchronous mode (a JSON answer is one or two messages). A request that is not an
+ * AI call is decided on its headers alone; its client headers travel as dynamic metadata
+ * (METERING_NAMESPACE) that the virtual host's response_headers_to_add writes, so its response is
+ * not sent here at all.
+ */
+const HEADERS_ONLY_MODE_OBSERVED: ProcessingMode = { response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+const STREAM_HANDED_OVER: ProcessingMode = { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+
+/**
+ * The dynamic metadata namespace of the deciding stream's replies (observed metering):
+ * `exchange_id`, which the metering filter forwards back to claim an event stream, and the client
+ * headers (by name) of a request decided on its headers alone.
+ */
+export const METERING_NAMESPACE = 'genops';
+/** The gRPC request metadata with which the deciding filter declares observed metering (grpc_service.initial_metadata). */
+export const METERING_STREAM_HEADER = 'x-genops-metering';
+/** How long an exchange whose deciding stream ended waits for its metering stream (Envoy sends it before the decider's close). */
+export const DEFAULT_METERING_GRACE_MS = 10_000;
 
 export interface ExtProcSession {
   /**
@@ -38,10 +62,20 @@ export interface ExtProcSession {
   handle(request: ProcessingRequest): ProcessingResponse | undefined | Promise<ProcessingResponse | undefined>;
   /** The stream ended (Envoy half-closed, reset or cancelled it); settles what is still open. Idempotent. */
   close(): void;
+  /**
+   * A metering stream (observability_mode) has seen its response end: the server may end the call
+   * instead of leaving it open until Envoy's deferred_close_timeout.
+   */
+  readonly done: boolean;
+}
+
+export interface ExtProcStreamOptions {
+  /** The deciding filter leaves the response to a metering filter in observability_mode (METERING_STREAM_HEADER: observed). */
+  readonly observedMetering?: boolean;
 }
 
 export interface ExtProcSessionFactory {
-  open(): ExtProcSession;
+  open(stream?: ExtProcStreamOptions): ExtProcSession;
 }
 
 export interface ExtProcSessionOptions {
@@ -51,6 +85,10 @@ export interface ExtProcSessionOptions {
   readonly now: () => number;
   /** Called exactly once for each allowed AI exchange, when it ends, however it ends. */
   readonly settle?: ((exchange: FinishedExchange, headers: HeaderLookup) => void) | undefined;
+  /** Observed metering: how long an exchange waits for its metering stream after its deciding stream ended. */
+  readonly meteringGraceMs?: number | undefined;
+  /** A metering stream named an exchange this process does not hold (decided by another replica, or already settled). */
+  readonly unmatchedMetering?: ((decisionId: string) => void) | undefined;
 }
 
 /** An AI request between its headers and its decision. */
@@ -83,20 +121,44 @@ interface OpenExchange {
  */
 export function createExtProcSessionFactory(options: ExtProcSessionOptions): ExtProcSessionFactory {
   const { governor, reporter, now, policy, settle } = options;
+
+  function settleExchange(open: OpenExchange, outcome: 'completed' | 'interrupted' | 'no_response'): void {
+    const report = open.meter ? (outcome === 'completed' ? open.meter.end() : open.meter.snapshot()) : undefined;
+    const settled = exchangeOutcome(outcome, { status: open.upstreamStatus, fromUpstream: open.fromUpstream, usageComplete: report?.complete === true });
+    settle?.({ decision: open.decision, startedAt: open.startedAt, report, upstreamStatus: open.upstreamStatus, outcome: settled }, open.headers);
+  }
+
+  const metered: MeteredExchanges<OpenExchange> = createMeteredExchanges({
+    graceMs: options.meteringGraceMs ?? DEFAULT_METERING_GRACE_MS,
+    orphaned: (open) => settleExchange(open, open.upstreamStatus === undefined ? 'no_response' : 'interrupted'),
+    unmatched: options.unmatchedMetering,
+  });
+
   return {
-    open() {
+    open(stream = {}) {
+      const observed = stream.observedMetering === true;
       let decision: Decision | undefined;
       let awaitingBody: AwaitingBody | undefined;
       let exchange: OpenExchange | undefined;
+      /** Observed metering: the decided exchange waiting in `metered` for its metering stream. */
+      let handedOver: string | undefined;
+      /** A metering stream: the first message has been read for its decision id. */
+      let meterBound = false;
       let ended = false;
+      let responseEnded = false;
 
       function finishExchange(outcome: 'completed' | 'interrupted' | 'no_response'): void {
         const open = exchange;
         if (!open) return;
         exchange = undefined;
-        const report = open.meter ? (outcome === 'completed' ? open.meter.end() : open.meter.snapshot()) : undefined;
-        const settled = exchangeOutcome(outcome, { status: open.upstreamStatus, fromUpstream: open.fromUpstream, usageComplete: report?.complete === true });
-        settle?.({ decision: open.decision, startedAt: open.startedAt, report, upstreamStatus: open.upstreamStatus, outcome: settled }, open.headers);
+        settleExchange(open, outcome);
+      }
+
+      /** A metering stream's first message names its exchange in the metadata the deciding reply emitted. */
+      function bindMeter(request: ProcessingRequest): void {
+        meterBound = true;
+        const id = metadataNamespace(request.metadata_context, METERING_NAMESPACE)?.exchange_id;
+        if (typeof id === 'string' && id !== '') exchange = metered.claim(id);
       }
 
       function decided(settled: Decision, startedAt: number, headers: HeaderLookup, api: AiApi | undefined): Decision {
@@ -127,7 +189,9 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata, unknownAiApi });
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
-          return isAllowed(settled) ? { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE } : immediateDenial(settled);
+          if (!isAllowed(settled)) return immediateDenial(settled);
+          if (!observed) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE };
+          return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled) };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
       }
@@ -157,6 +221,14 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           // Compressed bodies are not decoded: accept-encoding is removed upstream, so this is a provider ignoring it.
           if (encoding === undefined || encoding === 'identity') exchange.meter = createUsageMeter({ api: exchange.decision.ai!.api, contentType: headers('content-type') });
           if (request.response_headers?.end_of_stream) finishExchange('completed');
+          else if (observed && exchange.upstreamStatus === 200 && isEventStream(headers('content-type'))) {
+            // An event stream: the metering filter reads it without holding it; it claims the exchange by this id.
+            const open = exchange;
+            exchange = undefined;
+            handedOver = open.decision.id;
+            metered.expect(handedOver, open);
+            return { response_headers: { response: { header_mutation: { set_headers } } }, mode_override: STREAM_HANDED_OVER, dynamic_metadata: exchangeMetadata(handedOver) };
+          }
         }
         return { response_headers: { response: { header_mutation: { set_headers } } } };
       }
@@ -182,13 +254,20 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
 
       return {
         handle(request) {
+          if (request.observability_mode && !meterBound) bindMeter(request);
+          if (request.response_headers?.end_of_stream || request.response_body?.end_of_stream || request.response_trailers) responseEnded = true;
           const reply = replyTo(request);
           if (!request.observability_mode) return reply;
           return reply instanceof Promise ? reply.then(() => undefined) : undefined;
         },
+        get done() {
+          return meterBound && responseEnded;
+        },
         close() {
           ended = true;
           awaitingBody = undefined;
+          if (handedOver !== undefined) metered.deciderEnded(handedOver);
+          handedOver = undefined;
           if (exchange) finishExchange(exchange.upstreamStatus === undefined ? 'no_response' : 'interrupted');
         },
       };
@@ -206,6 +285,22 @@ function continueUpstream(decision: Decision, body: Buffer | undefined): CommonR
     set_headers.push(overwrite(['content-length', String(body.length)]));
   }
   return response;
+}
+
+function isEventStream(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.trimStart().toLowerCase().startsWith('text/event-stream');
+}
+
+/** The id by which the metering stream claims the exchange, as dynamic metadata of METERING_NAMESPACE. */
+function exchangeMetadata(id: string): ProtoStruct {
+  return { fields: { [METERING_NAMESPACE]: { structValue: { fields: { exchange_id: { stringValue: id } } } } } };
+}
+
+/** The client's headers (by lowercase name) as dynamic metadata of METERING_NAMESPACE. */
+function clientMetadata(decision: Decision): ProtoStruct {
+  const fields: Record<string, { stringValue: string }> = {};
+  for (const [name, value] of clientHeaders(decision)) fields[name] = { stringValue: value };
+  return { fields: { [METERING_NAMESPACE]: { structValue: { fields } } } };
 }
 
 function immediateDenial(decision: Decision): ProcessingResponse {

@@ -12,7 +12,8 @@ export function lookupFromHeaderMap(map: HeaderMap | undefined): HeaderLookup {
   for (const header of map?.headers ?? []) {
     if (!header.key) continue;
     const key = header.key.toLowerCase();
-    const value = header.raw_value && header.raw_value.length > 0 ? Buffer.from(header.raw_value).toString('utf8') : (header.value ?? '');
+    const raw = header.raw_value;
+    const value = raw && raw.length > 0 ? textOf(raw) : (header.value ?? '');
     collected[key] = Object.hasOwn(collected, key) ? `${collected[key]},${value}` : value;
   }
   return (name) => (Object.hasOwn(collected, name) ? collected[name] : undefined);
@@ -22,4 +23,9 @@ export function lookupFromHeaderMap(map: HeaderMap | undefined): HeaderLookup {
 export function lookupFromRecord(record: Record<string, string> | undefined): HeaderLookup {
   const map = record ?? {};
   return (name) => (Object.hasOwn(map, name) ? map[name] : undefined);
+}
+
+/** The decoder hands over Buffers (views into the message): read them in place, never copied. */
+function textOf(raw: Buffer | Uint8Array): string {
+  return (Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength)).toString('utf8');
 }

@@ -1,3 +1,4 @@
+import type { ProtoStruct, ProtoValue } from './struct-to-json.js';
 import type { BodySendMode, CheckResponse, HeaderMutation, HeaderSendMode, HeaderValue, HeaderValueOption, ImmediateResponse, CommonResponse, ProcessingMode, ProcessingResponse, ProcessingResponseMember } from './envoy-messages.js';
 
 /**
@@ -33,6 +34,10 @@ const PROCESSING_MODE = {
 } as const satisfies Record<keyof ProcessingMode, number>;
 const PROCESSING_MODE_FIELDS = Object.keys(PROCESSING_MODE) as (keyof ProcessingMode)[];
 const MODE_OVERRIDE_FIELD = 9;
+const DYNAMIC_METADATA_FIELD = 8;
+/** google.protobuf.Struct: map<string, Value> fields = 1 (entries: key 1, value 2); Value's oneof members. */
+const STRUCT_FIELDS = 1;
+const VALUE = { numberValue: 2, stringValue: 3, boolValue: 4, structValue: 5 } as const;
 const HEADER_SEND_MODE: Readonly<Record<HeaderSendMode, number>> = { DEFAULT: 0, SEND: 1, SKIP: 2 };
 const BODY_SEND_MODE: Readonly<Record<BodySendMode, number>> = { NONE: 0, STREAMED: 1, BUFFERED: 2, BUFFERED_PARTIAL: 3, FULL_DUPLEX_STREAMED: 4 };
 const PROCESSING_MODE_ENUMS: Readonly<Record<keyof ProcessingMode, Readonly<Record<string, number>>>> = {
@@ -250,6 +255,32 @@ class Encoder {
     return this.nested(size, index);
   }
 
+  /** google.protobuf.Struct with string, number, bool and Struct values (what the session emits as dynamic metadata). */
+  struct(struct: ProtoStruct): number {
+    const index = this.slot();
+    let size = 0;
+    const fields = struct.fields;
+    if (fields) {
+      for (const key in fields) {
+        const value = fields[key];
+        if (value === undefined) continue;
+        const entryIndex = this.slot();
+        size += this.nested(this.stringField(key) + this.value(value), entryIndex);
+      }
+    }
+    return this.nested(size, index);
+  }
+
+  value(value: ProtoValue): number {
+    const index = this.slot();
+    let size = 0;
+    if (value.numberValue !== undefined && value.numberValue !== null) size += 9;
+    else if (value.stringValue !== undefined && value.stringValue !== null) size += this.stringField(value.stringValue);
+    else if (value.boolValue !== undefined && value.boolValue !== null) size += 2;
+    else if (value.structValue !== undefined && value.structValue !== null) size += this.struct(value.structValue);
+    return this.nested(size, index);
+  }
+
   // ---- writing ----
 
   allocate(size: number): void {
@@ -404,6 +435,30 @@ class Encoder {
     }
   }
 
+  writeStruct(field: number, struct: ProtoStruct): void {
+    this.beginNested(field);
+    const fields = struct.fields;
+    if (!fields) return;
+    for (const key in fields) {
+      const value = fields[key];
+      if (value === undefined) continue;
+      this.beginNested(STRUCT_FIELDS);
+      this.writeString(1, key);
+      this.writeValue(2, value);
+    }
+  }
+
+  writeValue(field: number, value: ProtoValue): void {
+    this.beginNested(field);
+    if (value.numberValue !== undefined && value.numberValue !== null) {
+      this.tag(VALUE.numberValue, 1);
+      this.buffer.writeDoubleLE(value.numberValue, this.position);
+      this.position += 8;
+    } else if (value.stringValue !== undefined && value.stringValue !== null) this.writeString(VALUE.stringValue, value.stringValue);
+    else if (value.boolValue !== undefined && value.boolValue !== null) this.writeBool(VALUE.boolValue, value.boolValue);
+    else if (value.structValue !== undefined && value.structValue !== null) this.writeStruct(VALUE.structValue, value.structValue);
+  }
+
   writeProcessingResponse(kind: ProcessingKind, member: unknown): void {
     const field = PROCESSING_RESPONSE[kind];
     if (kind === 'immediate_response') {
@@ -441,11 +496,16 @@ export function encodeProcessingResponse(response: ProcessingResponse): Buffer {
   let kind: ProcessingKind | undefined;
   let member: unknown;
   let modeOverride: ProcessingMode | undefined;
+  let dynamicMetadata: ProtoStruct | undefined;
   for (const key in response) {
     const value = (response as Record<string, unknown>)[key];
     if (value === undefined || value === null) continue;
     if (key === 'mode_override') {
       modeOverride = value as ProcessingMode;
+      continue;
+    }
+    if (key === 'dynamic_metadata') {
+      dynamicMetadata = value as ProtoStruct;
       continue;
     }
     if (!(key in PROCESSING_RESPONSE) || kind !== undefined) {
@@ -457,9 +517,11 @@ export function encodeProcessingResponse(response: ProcessingResponse): Buffer {
   if (kind === undefined) return Buffer.alloc(0);
   encoder.begin();
   let size = encoder.processingResponse(kind, member);
+  if (dynamicMetadata) size += encoder.struct(dynamicMetadata);
   if (modeOverride) size += encoder.processingMode(modeOverride);
   encoder.allocate(size);
   encoder.writeProcessingResponse(kind, member);
+  if (dynamicMetadata) encoder.writeStruct(DYNAMIC_METADATA_FIELD, dynamicMetadata);
   if (modeOverride) encoder.writeProcessingMode(MODE_OVERRIDE_FIELD, modeOverride);
   return encoder.finish();
 }

@@ -1,10 +1,11 @@
-import { ROOT_CONTEXT, SpanKind, trace, type Attributes } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { isFree, type UsageRecord } from '../governance/usage-accounting.js';
 import { GEN_AI_PROVIDER_NAME } from '../usage/ai-api.js';
 import { picoToUsdNumber } from '../usage/pricing.js';
 import { TOKEN_TYPES, tokensByType } from '../usage/token-usage.js';
 import { createBoundedLabel } from '../telemetry/bounded-label.js';
-import { removeSeriesWith } from '../telemetry/labelled-children.js';
+import { createCounterChildren, removeSeriesWith } from '../telemetry/labelled-children.js';
+import { createHotLogLine } from '../telemetry/hot-log-line.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, UsageLabel } from '../telemetry/metrics.js';
 import {
@@ -45,11 +46,14 @@ export interface UsageReporterOptions {
  */
 export function createUsageReporter(options: UsageReporterOptions): UsageReporter {
   const { metrics, logger } = options;
+  // Cached series children: no label hashing per request (labelled-children.ts).
+  const countTokens = createCounterChildren(metrics.tokens);
+  const countRecord = createCounterChildren(metrics.usageRecords);
   // A value that lost its slot takes its series with it (bounded-label.ts).
   const bounded = (label: UsageLabel, limit: number) => createBoundedLabel(limit, {
     minIdleMs: options.labelIdleMs,
     onEvict: (value) => {
-      removeSeriesWith(metrics.tokens, label, value);
+      countTokens.forget(label, value);
       metrics.forgetCost(label, value);
       metrics.labelOverflow.inc({ label, outcome: 'evicted' });
     },
@@ -69,6 +73,7 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
     },
     onOverflow: () => metrics.labelOverflow.inc({ label: 'unpriced_model', outcome: 'overflowed' }),
   });
+  const usageLine = createHotLogLine(logger, 'info', 'ai request usage');
   const tracer = options.tracing?.tracer;
   const defaultEnvironment = options.tracing?.deploymentEnvironment ?? UNKNOWN;
 
@@ -83,11 +88,14 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
       };
       if (customerLabel) labels.genops_customer_id = customerLabel(context.customerId);
       const byType = tokensByType(tokens);
+      const tokenLabels: Partial<Record<UsageLabel | 'type', string>> = { ...labels, type: '' };
       for (const type of TOKEN_TYPES) {
         const count = byType[type];
-        if (count > 0 || type === 'input' || type === 'output') metrics.tokens.inc({ ...labels, type }, count);
+        if (count === 0 && type !== 'input' && type !== 'output') continue;
+        tokenLabels.type = type;
+        countTokens(tokenLabels, count);
       }
-      metrics.usageRecords.inc({ api: record.api, outcome: record.outcome, estimated: record.estimated ? 'true' : 'false' });
+      countRecord({ api: record.api, outcome: record.outcome, estimated: record.estimated ? 'true' : 'false' });
       if (record.cost) metrics.addCost(labels, record.cost.pico);
       else {
         const model = unpricedModels(record.modelServed);
@@ -100,7 +108,7 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
       }
 
       const span = tracer ? recordSpan(record, headers, startedAt, endedAt) : undefined;
-      logger.info({
+      usageLine({
         event: 'usage',
         decision_id: record.decisionId,
         trace_id: span?.traceId ?? remoteParentOf(headers)?.traceId,
@@ -127,7 +135,7 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
         provider_error: record.providerError,
         budgets: record.reservation?.budgets,
         reserved: record.reservation ? record.reservation.reservedNano / 1e9 : undefined,
-      }, 'ai request usage');
+      });
     },
   };
 
@@ -140,50 +148,51 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
     }
     const { context, tokens } = record;
     const path = headers(':path');
-    const attributes: Attributes = {
-      [A.specVersion]: GENOPS_SPEC_VERSION,
-      [A.team]: context.team ?? UNKNOWN,
-      [A.project]: context.project ?? UNKNOWN,
-      [A.environment]: context.environment ?? defaultEnvironment,
-      [A.operationName]: context.feature ?? record.api,
-      [A.operationType]: operationTypeOf(path),
-      [A.policyResult]: 'ALLOWED',
-      [A.decisionId]: record.decisionId,
-      [A.tokensInput]: tokens.input,
-      [A.tokensOutput]: tokens.output,
-      [A.tokensTotal]: tokens.input + tokens.output,
-      [A.tokensCachedInput]: tokens.cachedInput,
-      [A.tokensCacheWrite]: tokens.cacheWrite,
-      [A.tokensReasoning]: tokens.reasoning,
-      [A.costCurrency]: record.currency,
-      [A.costModel]: record.modelServed,
-      [A.costProvider]: record.provider,
-      [A.priceTableVersion]: record.priceTableVersion,
-      [A.usageEstimated]: record.estimated,
-      [A.usageOutcome]: record.outcome,
-      [O.requestModel]: record.modelRequested,
-      [O.responseModel]: record.modelServed,
-      [O.providerName]: GEN_AI_PROVIDER_NAME[record.provider],
-      [O.inputTokens]: tokens.input,
-      [O.outputTokens]: tokens.output,
-    };
-    if (record.cost) attributes[A.costTotal] = picoToUsdNumber(record.cost.pico);
-    if (context.customerId !== undefined) attributes[A.customerId] = context.customerId;
-    if (context.costCenter !== undefined) attributes[A.costCenter] = context.costCenter;
-    if (context.customerTier !== undefined) attributes[A.customerTier] = context.customerTier;
-    if (record.upstreamStatus !== undefined) attributes[O.responseStatusCode] = record.upstreamStatus;
+    // Set one by one: an attributes object of ~30 computed keys is a dictionary-mode object,
+    // garbage the size of the span (as in decision-spans.ts).
+    span.setAttribute(A.specVersion, GENOPS_SPEC_VERSION);
+    span.setAttribute(A.team, context.team ?? UNKNOWN);
+    span.setAttribute(A.project, context.project ?? UNKNOWN);
+    span.setAttribute(A.environment, context.environment ?? defaultEnvironment);
+    span.setAttribute(A.operationName, context.feature ?? record.api);
+    span.setAttribute(A.operationType, operationTypeOf(path));
+    span.setAttribute(A.policyResult, 'ALLOWED');
+    span.setAttribute(A.decisionId, record.decisionId);
+    span.setAttribute(A.tokensInput, tokens.input);
+    span.setAttribute(A.tokensOutput, tokens.output);
+    span.setAttribute(A.tokensTotal, tokens.input + tokens.output);
+    span.setAttribute(A.tokensCachedInput, tokens.cachedInput);
+    span.setAttribute(A.tokensCacheWrite, tokens.cacheWrite);
+    span.setAttribute(A.tokensReasoning, tokens.reasoning);
+    span.setAttribute(A.costCurrency, record.currency);
+    span.setAttribute(A.costModel, record.modelServed);
+    span.setAttribute(A.costProvider, record.provider);
+    span.setAttribute(A.priceTableVersion, record.priceTableVersion);
+    span.setAttribute(A.usageEstimated, record.estimated);
+    span.setAttribute(A.usageOutcome, record.outcome);
+    span.setAttribute(O.requestModel, record.modelRequested);
+    span.setAttribute(O.responseModel, record.modelServed);
+    span.setAttribute(O.providerName, GEN_AI_PROVIDER_NAME[record.provider]);
+    span.setAttribute(O.inputTokens, tokens.input);
+    span.setAttribute(O.outputTokens, tokens.output);
+    if (record.cost) span.setAttribute(A.costTotal, picoToUsdNumber(record.cost.pico));
+    if (context.customerId !== undefined) span.setAttribute(A.customerId, context.customerId);
+    if (context.costCenter !== undefined) span.setAttribute(A.costCenter, context.costCenter);
+    if (context.customerTier !== undefined) span.setAttribute(A.customerTier, context.customerTier);
+    if (record.upstreamStatus !== undefined) span.setAttribute(O.responseStatusCode, record.upstreamStatus);
     const { reservation } = record;
     if (reservation) {
       // The reservation made before the call, settled to the actual cost (0 on an upstream error).
       const actual = isFree(record.outcome) ? 0 : record.cost ? picoToUsdNumber(record.cost.pico) : reservation.reservedNano / 1e9;
-      attributes[A.budgetName] = reservation.budgets.join(',');
-      attributes[A.accountingReserved] = reservation.reservedNano / 1e9;
-      attributes[A.accountingActual] = actual;
-      attributes[A.accountingUnit] = 'USD';
-      span.addEvent(GenopsEvents.budgetReservation, { [A.budgetName]: reservation.budgets.join(','), [A.accountingReserved]: reservation.reservedNano / 1e9, [A.accountingUnit]: 'USD' }, startedAt);
-      span.addEvent(GenopsEvents.budgetReconciliation, { [A.budgetName]: reservation.budgets.join(','), [A.accountingReserved]: reservation.reservedNano / 1e9, [A.accountingActual]: actual, [A.accountingUnit]: 'USD' }, endedAt);
+      const budgets = reservation.budgets.join(',');
+      const reserved = reservation.reservedNano / 1e9;
+      span.setAttribute(A.budgetName, budgets);
+      span.setAttribute(A.accountingReserved, reserved);
+      span.setAttribute(A.accountingActual, actual);
+      span.setAttribute(A.accountingUnit, 'USD');
+      span.addEvent(GenopsEvents.budgetReservation, { [A.budgetName]: budgets, [A.accountingReserved]: reserved, [A.accountingUnit]: 'USD' }, startedAt);
+      span.addEvent(GenopsEvents.budgetReconciliation, { [A.budgetName]: budgets, [A.accountingReserved]: reserved, [A.accountingActual]: actual, [A.accountingUnit]: 'USD' }, endedAt);
     }
-    span.setAttributes(attributes);
     span.end(endedAt);
     return span.spanContext();
   }

@@ -74,13 +74,29 @@ function zonedMidnight(year: number, month: number, day: number, timeZone: strin
   return guess;
 }
 
+/**
+ * The last calendar window computed per period: every reservation and settlement asks for the
+ * window of now, and computing it takes up to a dozen Intl formatToParts calls (6 % of the
+ * service's CPU on the AI exchange before this cache, bench/RESULTS.md, issue 18). A window holds
+ * until its end, so the cached one answers every instant inside it.
+ */
+const lastWindows = new WeakMap<BudgetPeriod, PeriodWindow>();
+
 /** The period that contains `nowMs`. */
 export function periodWindow(period: BudgetPeriod, nowMs: number): PeriodWindow {
-  if (period.kind === 'rolling') {
-    const slotMs = period.windowMs / period.slots;
-    const slotStart = Math.floor(nowMs / slotMs) * slotMs;
-    return { startMs: slotStart - period.windowMs + slotMs, endMs: slotStart + slotMs };
+  if (period.kind === 'calendar') {
+    const last = lastWindows.get(period);
+    if (last && last.startMs <= nowMs && nowMs < last.endMs) return last;
+    const window = calendarWindow(period, nowMs);
+    lastWindows.set(period, window);
+    return window;
   }
+  const slotMs = period.windowMs / period.slots;
+  const slotStart = Math.floor(nowMs / slotMs) * slotMs;
+  return { startMs: slotStart - period.windowMs + slotMs, endMs: slotStart + slotMs };
+}
+
+function calendarWindow(period: Extract<BudgetPeriod, { kind: 'calendar' }>, nowMs: number): PeriodWindow {
   const { timeZone } = period;
   const now = wallClock(nowMs, timeZone);
   if (period.unit === 'daily') {

@@ -1,9 +1,11 @@
+import cluster from 'node:cluster';
+import { lstatSync, rmSync } from 'node:fs';
 import type { ServerOptions as Http2ServerOptions } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { GenopsError, isGenopsError } from '../errors/genops-error.js';
 import type { AuthzAdapter } from '../envoy/authz-adapter.js';
 import type { CheckRequest, ProcessingRequest, ProcessingResponse } from '../envoy/envoy-messages.js';
-import type { ExtProcSessionFactory } from '../envoy/ext-proc-session.js';
+import { METERING_STREAM_HEADER, type ExtProcSessionFactory } from '../envoy/ext-proc-session.js';
 import { encodeCheckResponse, encodeProcessingResponse } from '../envoy/response-encoding.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, ServiceName } from '../telemetry/metrics.js';
@@ -26,6 +28,8 @@ export interface GrpcServerOptions {
   readonly metrics: Metrics;
   /** TLS / mTLS credentials (service-tls.ts); plaintext when absent. */
   readonly credentials?: grpc.ServerCredentials | undefined;
+  /** Also serve on this Unix domain socket path (GENOPS_GRPC_SOCKET): a sidecar Envoy's `pipe` address. */
+  readonly socketPath?: string | undefined;
   /** Listens itself and hands accepted connections to the server (service-tls.ts, mTLS with an allow-list); replaces bindAsync. */
   readonly listen?: ((server: grpc.Server, host: string, port: number) => Promise<GrpcListener>) | undefined;
 }
@@ -71,13 +75,26 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     }
   };
 
+  // LOG_LEVEL=trace: one line per ext_proc stream event (open, message kind, reply, end) with a
+  // monotonic time in µs, for the timeline of an exchange (bench/RESULTS.md). Off: one branch per event.
+  const traceStreams = logger.isLevelEnabled('trace');
+  let streamCount = 0;
+
   const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => {
-    const session = extProc.open();
+    const streamId = ++streamCount;
+    const trace = traceStreams
+      ? (event: string, detail?: Record<string, unknown>) => logger.trace({ event: 'ext_proc_stream', stream: streamId, step: event, t_us: Math.round(performance.now() * 1000), ...detail }, 'ext_proc stream')
+      : undefined;
+    // The deciding filter declares observed metering in its grpc_service.initial_metadata.
+    const metering = call.metadata.get(METERING_STREAM_HEADER)[0];
+    const session = extProc.open({ observedMetering: metering === 'observed' });
+    trace?.('open', { observed: metering });
     let closed = false;
     // Replies must leave in the order the messages came; once one waits on a
     // backend, the ones after it queue behind it.
     let pending: Promise<void> | undefined;
     const close = () => {
+      trace?.('reset');
       closed = true;
       endSession();
     };
@@ -97,6 +114,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     call.on('error', close);
     // Envoy half-closed: finish the replies still owed, then end the stream.
     call.on('end', () => {
+      trace?.('half_close');
       const finish = () => {
         endSession();
         if (closed) return;
@@ -114,7 +132,14 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       call.emit('error', failure('ext_proc', error));
     };
     const send = (reply: ProcessingResponse | undefined) => {
+      trace?.('reply', { sent: reply !== undefined && !closed });
       if (reply && !closed) call.write(reply);
+      // A metering stream whose response ended: end it now rather than at Envoy's deferred close.
+      else if (!reply && !closed && session.done) {
+        closed = true;
+        endSession();
+        call.end();
+      }
     };
     const handle = (request: ProcessingRequest): Promise<void> | undefined => {
       if (closed) return undefined;
@@ -131,6 +156,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       }
     };
     call.on('data', (request: ProcessingRequest) => {
+      trace?.('message', { kind: messageKind(request), bytes: request.request_body?.body?.length ?? request.response_body?.body?.length, end: request.request_headers?.end_of_stream ?? request.request_body?.end_of_stream ?? request.response_headers?.end_of_stream ?? request.response_body?.end_of_stream, observability: request.observability_mode });
       if (pending) {
         const queued: Promise<void> = pending.then(() => handle(request)).finally(() => {
           if (pending === queued) pending = undefined;
@@ -160,6 +186,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       else resolve(boundPort);
     });
   });
+  if (options.socketPath) await bindSocket(server, options.socketPath, options.credentials, options.listen !== undefined);
   health.setAll('SERVING');
 
   return {
@@ -181,6 +208,34 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       });
     },
   };
+}
+
+function messageKind(request: ProcessingRequest): string {
+  for (const kind of ['request_headers', 'request_body', 'request_trailers', 'response_headers', 'response_body', 'response_trailers'] as const) if (request[kind]) return kind;
+  return 'unknown';
+}
+
+/**
+ * Serves the same services on a Unix domain socket as well: no TCP stack between a sidecar Envoy
+ * and the service. A socket file left by an earlier run is replaced. The mTLS allow-list works on
+ * TCP connections it accepts itself, so it cannot guard the socket: that combination is refused
+ * (the socket's file permissions are its guard), as are worker processes (GENOPS_WORKERS).
+ */
+async function bindSocket(server: grpc.Server, path: string, credentials: grpc.ServerCredentials | undefined, allowList: boolean): Promise<void> {
+  if (allowList) throw new GenopsError('invalid_settings', `GENOPS_GRPC_SOCKET=${path}: a Unix socket cannot be combined with GENOPS_TLS_CLIENT_ALLOW (the allow-list guards TCP connections only)`);
+  // Workers would replace each other's socket file (one path, several listeners): one process per socket.
+  if (cluster.isWorker) throw new GenopsError('invalid_settings', `GENOPS_GRPC_SOCKET=${path}: a Unix socket serves one process; it cannot be combined with GENOPS_WORKERS > 1`);
+  try {
+    if (lstatSync(path).isSocket()) rmSync(path);
+  } catch {
+    // no such file: nothing to replace
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.bindAsync(`unix:${path}`, credentials ?? grpc.ServerCredentials.createInsecure(), (error) => {
+      if (error) reject(new GenopsError('invalid_settings', `cannot listen for gRPC on the Unix socket ${path}: ${error.message}`, { cause: error }));
+      else resolve();
+    });
+  });
 }
 
 /**

@@ -13,6 +13,8 @@ export interface Settings {
   readonly policyPath: string | undefined;
   readonly listenHost: string;
   readonly grpcPort: number;
+  /** Also serve gRPC on this Unix domain socket (a sidecar Envoy's `pipe` address); undefined = TCP only. */
+  readonly grpcSocket: string | undefined;
   readonly adminPort: number;
   /** Forward-auth HTTP endpoint (nginx auth_request, Traefik forwardAuth); 0 = off. */
   readonly forwardAuthPort: number;
@@ -54,6 +56,7 @@ const SOURCES = {
   policy: 'GENOPS_POLICY',
   host: 'GENOPS_LISTEN_HOST',
   'grpc-port': 'GENOPS_GRPC_PORT',
+  'grpc-socket': 'GENOPS_GRPC_SOCKET',
   'admin-port': 'GENOPS_ADMIN_PORT',
   'forward-auth-port': 'GENOPS_FORWARD_AUTH_PORT',
   'forward-auth-uri-header': 'GENOPS_FORWARD_AUTH_URI_HEADER',
@@ -127,6 +130,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     policyPath: read('policy').value,
     listenHost: read('host').value ?? '0.0.0.0',
     grpcPort: port(read('grpc-port'), 9001),
+    grpcSocket: read('grpc-socket').value,
     adminPort: port(read('admin-port'), 9464),
     forwardAuthPort: port(read('forward-auth-port'), 0),
     forwardAuthUriHeader: headerName(read('forward-auth-uri-header'), 'x-original-uri'),

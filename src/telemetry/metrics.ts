@@ -28,6 +28,8 @@ export interface Metrics {
   /** Exceptions on a budget or rate-limit path that were not the backend's (the rule's failure mode applied). */
   readonly internalErrors: Counter<'component'>;
   readonly malformedMessages: Counter<'service'>;
+  /** Metering streams (observed metering) naming an exchange this process does not hold. */
+  readonly meteringUnmatched: Counter<never>;
   readonly rateLimitChecks: Counter<'limit' | 'outcome'>;
   /** Budget decisions: reserved, warned, downgraded, blocked, unavailable, settled, released. */
   readonly budgetDecisions: Counter<'budget' | 'outcome'>;
@@ -132,6 +134,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'genops_backend_errors_total',
       help: 'Errors talking to a backend (redis, otlp), by kind.',
       labelNames: ['backend', 'kind'],
+      registers: [registry],
+    }),
+    meteringUnmatched: new Counter({
+      name: 'genops_metering_unmatched_total',
+      help: 'ext_proc metering streams (observability_mode) naming an AI exchange this process did not decide or already settled: its usage is not counted here.',
       registers: [registry],
     }),
     internalErrors: new Counter({

@@ -21,6 +21,17 @@ const getter: TextMapGetter<HeaderReader> = {
  * friends). Undefined when the request carries no valid trace context.
  */
 export function remoteParentOf(headers: HeaderReader): SpanContext | undefined {
+  // Read once per request: the decision span, the usage span and both log lines ask for it.
+  const known = parents.get(headers);
+  if (known !== undefined) return known ?? undefined;
+  const parent = extractParent(headers);
+  parents.set(headers, parent ?? null);
+  return parent;
+}
+
+const parents = new WeakMap<HeaderReader, SpanContext | null>();
+
+function extractParent(headers: HeaderReader): SpanContext | undefined {
   if (headers('traceparent') !== undefined) {
     const parent = trace.getSpanContext(w3c.extract(ROOT_CONTEXT, headers, getter));
     if (parent) return parent;

@@ -122,24 +122,39 @@ export function createPriceTable(entries: readonly PriceEntry[], version: string
   // Most literal characters first; Array.prototype.sort is stable, so equal globs keep their order.
   globs.sort((a, b) => b.literalLength - a.literalLength);
 
+  // The answer per model string, computed once: the table is immutable and the models a service
+  // sees are few. Bounded (cleared when full) so a client naming random models cannot grow it.
+  const answers = new Map<string, CompiledPrice | null>();
+  const lookup = (model: string): CompiledPrice | undefined => {
+    if (families.size > 0) {
+      for (const candidate of modelFamilyCandidates(model)) {
+        const price = families.get(candidate);
+        if (price !== undefined) return price;
+      }
+    }
+    if (globs.length > 0) {
+      const id = model.trim().toLowerCase();
+      for (const glob of globs) if (glob.regexp.test(id)) return glob.price;
+    }
+    return everything;
+  };
+
   return Object.freeze({
     version,
     entries: Object.freeze([...entries]),
     priceOf(model: string): CompiledPrice | undefined {
-      if (families.size > 0) {
-        for (const candidate of modelFamilyCandidates(model)) {
-          const price = families.get(candidate);
-          if (price !== undefined) return price;
-        }
-      }
-      if (globs.length > 0) {
-        const id = model.trim().toLowerCase();
-        for (const glob of globs) if (glob.regexp.test(id)) return glob.price;
-      }
-      return everything;
+      const known = answers.get(model);
+      if (known !== undefined) return known ?? undefined;
+      const price = lookup(model);
+      if (model.length > 256) return price;
+      if (answers.size >= MAX_CACHED_MODELS) answers.clear();
+      answers.set(model, price ?? null);
+      return price;
     },
   });
 }
+
+const MAX_CACHED_MODELS = 1_000;
 
 /**
  * Billing: uncached input (input − cached − cache writes) at the input price, cached input at

@@ -352,6 +352,9 @@ export function describePerCustomerRateLimit(envoy: EnvoyStack): void {
     const headers = context();
     const agent = new Agent({ keepAlive: true, maxSockets: 4 });
     try {
+      const started = Date.now();
+      // The bucket refills one request every 0.6 s: on a slow run a few may come back while it drains.
+      const refilledAtMost = () => Math.ceil((Date.now() - started) / 600) + 1;
       const allowed = await Promise.all(Array.from({ length: 100 }, () => envoy.send(testId, '/v1/messages', { headers, agent })));
       for (const response of allowed) {
         expect(response.status, response.body).toBe(200);
@@ -359,14 +362,22 @@ export function describePerCustomerRateLimit(envoy: EnvoyStack): void {
         expect(response.header('ratelimit')).toMatch(/^"per-customer";r=\d+;t=\d+$/);
       }
       const remaining = allowed.map((response) => Number(/r=(\d+)/.exec(response.header('ratelimit') ?? '')?.[1])).sort((a, b) => a - b);
-      expect(remaining).toEqual(Array.from({ length: 100 }, (_, index) => index));
+      expect(remaining[99]).toBe(99);
+      expect(remaining[0]).toBeLessThanOrEqual(refilledAtMost());
+      expect(new Set(remaining).size).toBeGreaterThanOrEqual(100 - refilledAtMost());
 
-      const limited = await envoy.send(testId, '/v1/messages', { headers, agent });
+      let limited = await envoy.send(testId, '/v1/messages', { headers, agent });
+      let refilled = 0;
+      while (limited.status === 200 && refilled < refilledAtMost()) {
+        refilled += 1;
+        limited = await envoy.send(testId, '/v1/messages', { headers, agent });
+      }
+      expect(refilled).toBeLessThanOrEqual(refilledAtMost());
       expectJsonDenial(limited, 429, 'RATE_LIMITED', ['retry_after_seconds']);
       expect(Number(limited.header('retry-after'))).toBeGreaterThan(0);
       expect(limited.json<{ retry_after_seconds: number }>().retry_after_seconds).toBe(Number(limited.header('retry-after')));
       expect(limited.header('ratelimit')).toMatch(/^"per-customer";r=0;t=\d+$/);
-      expect(envoy.received(testId)).toHaveLength(100);
+      expect(envoy.received(testId)).toHaveLength(100 + refilled);
 
       const otherCustomer = await envoy.send(testId, '/v1/messages', { headers: context(), agent });
       expect(otherCustomer.status, otherCustomer.body).toBe(200);

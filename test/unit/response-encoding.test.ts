@@ -65,14 +65,15 @@ describe('hand-written response encoding', () => {
     const policy = loadPolicyFile(DEFAULT_POLICY_PATH);
     const factory = createExtProcSessionFactory({ governor: governor(), reporter, now: () => 0, policy: () => policy });
     const headerMap = (headers: Record<string, string>) => ({ headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) });
-    for (const [name, headers] of Object.entries(cases)) {
-      const session = factory.open();
+    for (const [name, headers, observedMetering] of Object.entries(cases).flatMap(([name, headers]) => [[name, headers, false], [`${name}, observed metering`, headers, true]] as const)) {
+      // Observed metering: the decision replies carry dynamic metadata (a Struct of Structs).
+      const session = factory.open({ observedMetering });
       // A streamed chat request without include_usage: the body reply carries a body mutation too.
       const body = JSON.stringify({ model: headers['x-genops-model'] ?? 'claude-sonnet-4-5', stream: true, messages: [{ role: 'user', content: 'Hi ✓' }] });
       const requests: ProcessingRequest[] = [
         { request_headers: { headers: headerMap({ ':path': '/v1/chat/completions', ':method': 'POST', ...headers }) } },
         { request_body: { body: Buffer.from(body), end_of_stream: true } },
-        { response_headers: { headers: headerMap({ ':status': '200' }) } },
+        { response_headers: { headers: headerMap({ ':status': '200', 'content-type': 'text/event-stream' }) } },
         { response_body: { body: Buffer.from('{}'), end_of_stream: true } },
         { request_trailers: {} },
         { response_trailers: {} },
