@@ -16,7 +16,7 @@
 import { FORMAT_OF } from '../usage/ai-api.js';
 import { ratesFor, type CompiledPrice } from '../usage/pricing.js';
 import { NO_BOUND_EXTRAS } from '../usage/request-bound.js';
-import type { AiRequestFacts } from './decision.js';
+import type { AiRequest } from '../usage/request-body.js';
 
 export type RequestBoundResult =
   | {
@@ -32,7 +32,7 @@ export type RequestBoundResult =
     }
   | { readonly ok: false; readonly reason: string };
 
-export function requestBound(options: { ai: AiRequestFacts; bodyBytes: number; model: string; price: CompiledPrice; toolPrices: ReadonlyMap<string, bigint> }): RequestBoundResult {
+export function requestBound(options: { ai: AiRequest; bodyBytes: number; model: string; price: CompiledPrice; toolPrices: ReadonlyMap<string, bigint> }): RequestBoundResult {
   const { ai, bodyBytes, model, price, toolPrices } = options;
   const bound = ai.bound ?? NO_BOUND_EXTRAS;
   const window = price.contextWindow;
@@ -66,7 +66,7 @@ export function requestBound(options: { ai: AiRequestFacts; bodyBytes: number; m
   };
 }
 
-function maximumField(api: AiRequestFacts['api'], tool: string): string {
+function maximumField(api: AiRequest['api'], tool: string): string {
   const format = FORMAT_OF[api];
   const anthropic = format === 'anthropic.messages' || format === 'bedrock.invoke';
   if (tool === 'mcp' && anthropic) return 'mcp_servers cannot be given one';

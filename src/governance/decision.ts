@@ -1,9 +1,9 @@
 import type { BucketCheck } from '../limits/rate-limit-store.js';
 import type { CountedTokens } from '../policy/policy-schema.js';
 import type { AiRequest } from '../usage/request-body.js';
-import type { BudgetOutcome } from './budgeting.js';
+import type { BudgetOutcome } from './budget-outcome.js';
 import type { GovernanceContext } from './governance-context.js';
-import type { IdentityOutcome } from './identity-binding.js';
+import type { IdentityOutcome } from './identity-outcome.js';
 
 /** GenOps spec 0.1.0 policy results. */
 export type PolicyResult = 'ALLOWED' | 'BLOCKED' | 'WARNING' | 'RATE_LIMITED';

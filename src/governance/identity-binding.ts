@@ -1,9 +1,10 @@
 import type { CompiledClaimBinding, CompiledIdentity } from '../policy/compiled-identity.js';
 import type { CompiledTeam } from '../policy/compiled-policy.js';
-import type { BindingMode, IdentityField } from '../policy/identity-schema.js';
+import type { IdentityField } from '../policy/identity-schema.js';
 import type { PolicyMode } from '../policy/policy-schema.js';
 import { HEADER_OF_FIELD, normalizeContextValue, type ContextProblem, type GovernanceContext, type HeaderLookup } from './governance-context.js';
 import type { ReasonCode } from './decision.js';
+import type { BindingResult, IdentityOutcome } from './identity-outcome.js';
 
 /** What the request says about who sent it, as the adapters found it. */
 export interface IdentityEvidence {
@@ -27,25 +28,6 @@ export interface IdentityViolation {
   readonly message: string;
   readonly httpStatus: 401 | 403;
   readonly mode: PolicyMode;
-}
-
-/** One field's binding as the decision log reports it. */
-export interface BindingResult {
-  readonly field: IdentityField;
-  /** `claim <name>` or `peer`. */
-  readonly from: string;
-  readonly mode: BindingMode;
-  readonly result: 'filled' | 'matched' | 'replaced' | 'kept-header' | 'no-claim' | 'ambiguous' | 'refused';
-}
-
-/** What the decision log says about identity: which claim (or peer) decided; never the token. */
-export interface IdentityOutcome {
-  readonly source: 'jwt_metadata' | 'payload_header' | 'none';
-  readonly issuer?: string | undefined;
-  readonly subject?: string | undefined;
-  readonly bindings: readonly BindingResult[];
-  /** The claim (or `peer`, `issuer`, `audience`, `token`) behind a refusal. */
-  readonly decidedBy?: string | undefined;
 }
 
 export interface BoundContext {

@@ -1,13 +1,4 @@
-/** The same shape as limits/redis-connection.ts's RedisTarget (settings imports nothing of limits). */
-export type RedisTarget =
-  | { readonly kind: 'node'; readonly url: string }
-  | {
-      readonly kind: 'cluster';
-      readonly nodes: readonly { readonly host: string; readonly port: number }[];
-      readonly tls: boolean;
-      readonly username: string | undefined;
-      readonly password: string | undefined;
-    };
+import type { RedisTarget } from '../limits/redis-connection.js';
 
 const CLUSTER_SCHEME = /^(rediss?)\+cluster:\/\//i;
 

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { GenopsError } from '../errors/genops-error.js';
-import { parseRedisTarget, redactRedisUrl, type RedisTarget } from './redis-target.js';
+import type { RedisTarget } from '../limits/redis-connection.js';
+import { parseRedisTarget, redactRedisUrl } from './redis-target.js';
 import { loadTracingSettings, type TracingSettings } from './otel-settings.js';
 import { loadTlsSettings, type TlsSettings } from './tls-settings.js';
 import { loadTrustSettings, type TrustSettings } from './trust-settings.js';

@@ -1,5 +1,4 @@
-import pino from 'pino';
-import type { Logger } from './logger.js';
+import pino, { type Logger } from 'pino';
 
 /** Set by createLogger on the loggers whose lines a hot line may write (no mixin, hooks, redaction or nesting). */
 export const HOT_LINE_SAFE = Symbol('genops.hotLineSafe');

@@ -1,4 +1,4 @@
-import type { ModelPrice } from './pricing.js';
+import type { ModelPrice } from './price-entry.js';
 
 /**
  * What bounds a model's bill beyond its per-token prices, per model pattern (the same patterns as

@@ -1,4 +1,4 @@
-import type { PriceEntry } from './pricing.js';
+import type { PriceEntry } from './price-entry.js';
 
 /**
  * The default price table: standard (not batch, not priority) API prices in USD per million

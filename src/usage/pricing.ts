@@ -6,7 +6,7 @@
  * however many requests are added up.
  *
  * Which entry prices a model — the most specific pattern that matches it (see
- * policy/model-pattern.ts): the exact id, else the longest family (`claude-sonnet-4-5`
+ * usage/model-pattern.ts): the exact id, else the longest family (`claude-sonnet-4-5`
  * before `claude-sonnet`), else the glob with the most literal characters, else `*`.
  * Two globs with as many literal characters: the first listed wins. A model no pattern
  * matches has no price (undefined) — never a price of 0.
@@ -16,33 +16,9 @@ import { modelFamilyCandidates, modelGlobToRegExp } from './model-pattern.js';
 import { DEFAULT_PRICE_ENTRIES, DEFAULT_PRICES_VERSION } from './default-prices.js';
 import { DEFAULT_MODEL_LIMITS, DEFAULT_SERVER_TOOL_PRICES } from './default-model-limits.js';
 import type { TokenUsage } from './token-usage.js';
+import type { PriceEntry } from './price-entry.js';
 
-/** USD per million tokens, as decimal strings or numbers from the policy; converted exactly. */
-export interface ModelPrice {
-  readonly input: string | number;
-  /** Default: the input price. */
-  readonly cachedInput?: string | number;
-  /** Default: the input price. */
-  readonly cacheWrite?: string | number;
-  readonly output: string | number;
-  /** Anthropic's 1-hour cache writes; default: the cacheWrite price. */
-  readonly cacheWrite1h?: string | number;
-  /** Prices of the whole request when its input passes `above` tokens (e.g. Claude Sonnet 4.5 past 200K). */
-  readonly longContext?: { readonly above: number; readonly input: string | number; readonly output: string | number; readonly cachedInput?: string | number; readonly cacheWrite?: string | number; readonly cacheWrite1h?: string | number };
-  /** service_tier: priority; default: PRIORITY_MULTIPLIER × the standard prices (the largest premium a provider lists). */
-  readonly priority?: { readonly input: string | number; readonly output: string | number; readonly cachedInput?: string | number };
-}
-
-export interface PriceEntry {
-  /** Model pattern, see policy/model-pattern.ts. */
-  readonly model: string;
-  readonly price: ModelPrice;
-  readonly source?: string;
-  /** Most input tokens one model call reads (the context window); bounds inputs the body does not carry. */
-  readonly contextWindow?: number;
-  /** Most output tokens one call can produce. */
-  readonly maxOutput?: number;
-}
+export type { ModelPrice, PriceEntry } from './price-entry.js';
 
 export interface PriceTable {
   readonly version: string;

@@ -6,23 +6,19 @@
  * local reply released as a refusal, a long stream outliving its hold.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { httpRequest, REPO_ROOT, startGovernanceStack, startStubLlm, STUB_BEHAVIOR_HEADER, type GovernanceStack, type StubLlm } from '../support/index.js';
+import { describe, expect, it } from 'vitest';
+import { httpRequest, STUB_BEHAVIOR_HEADER, type GovernanceStack } from '../support/index.js';
 import { eventually, scrape } from '../telemetry/telemetry-support.js';
+import { useLlmStack } from './priced-stack.js';
 
 const WINDOW = 200_000;
 /** /budgets needs the operator's token. */
 const ADMIN_TOKEN = 'bound-admin-token-for-tests';
 const AMOUNT_USD = 2;
 
-function writePolicy(): { path: string; dir: string } {
-  const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
-  policy.spec.rateLimits = [];
-  policy.spec.pricing = {
+function editPolicy(spec: Record<string, unknown>): void {
+  spec.rateLimits = [];
+  spec.pricing = {
     defaults: false,
     version: 'e2e-bound',
     models: [
@@ -32,15 +28,11 @@ function writePolicy(): { path: string; dir: string } {
     ],
     tools: { web_search: '0.01' },
   };
-  policy.spec.budgets = [
+  spec.budgets = [
     { name: 'project-daily', key: ['project'], amount: AMOUNT_USD, period: 'daily', timeZone: 'UTC', maxOutputTokens: 2000 },
     // Keys longer than the ledger's 512-character ids.
     { name: 'long-keys', key: ['customerId', 'project', 'feature', 'costCenter', 'environment'], selector: { teams: ['data-science'] }, amount: 1, period: '24h' },
   ];
-  const dir = mkdtempSync(join(tmpdir(), 'genops-bound-'));
-  const path = join(dir, 'policy.yaml');
-  writeFileSync(path, stringify(policy));
-  return { path, dir };
 }
 
 const headers = (project: string, behavior = `bill-max=${WINDOW}`) => ({
@@ -69,22 +61,10 @@ const settled = (stack: GovernanceStack, project: string, what: string) =>
   }, what, 20_000);
 
 describe('the bound through the real Envoy', () => {
-  let llm: StubLlm;
-  let stack: GovernanceStack;
-  let dir: string;
-  beforeAll(async () => {
-    const policy = writePolicy();
-    dir = policy.dir;
-    llm = await startStubLlm({ chunkDelayMs: 20 });
-    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv: { GENOPS_ADMIN_TOKEN: ADMIN_TOKEN } });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await llm?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const get = useLlmStack('ext-proc', { prefix: 'genops-bound-', editPolicy, stub: { chunkDelayMs: 20 }, serviceEnv: { GENOPS_ADMIN_TOKEN: ADMIN_TOKEN } });
 
   it('never spends past the amount when every admitted request is billed the most it allows, sixteen at once', async () => {
+    const { stack } = get();
     const project = `max-${randomUUID().slice(0, 6)}`;
     const message = { role: 'user', content: 'What happened today?' };
     const bodies = [
@@ -110,6 +90,7 @@ describe('the bound through the real Envoy', () => {
   });
 
   it('holds a previous_response_id request at the model’s context window, not at its body’s bytes', async () => {
+    const { stack } = get();
     const project = `prev-${randomUUID().slice(0, 6)}`;
     const body = JSON.stringify({ model: 'gpt-4o', previous_response_id: 'resp_68af', input: 'And then?', max_output_tokens: 100 });
     // 128,000 × $2.50/M + 100 × $10/M = $0.321: six fit in $2, never fifty.
@@ -122,6 +103,7 @@ describe('the bound through the real Envoy', () => {
   });
 
   it('serves a request whose budget key is longer than the ledger takes (hashed), never a gRPC error', async () => {
+    const { stack } = get();
     const long = (letter: string, length = 128) => letter.repeat(length);
     const response = await httpRequest(`${stack.url}/v1/messages`, {
       method: 'POST',
@@ -135,6 +117,7 @@ describe('the bound through the real Envoy', () => {
   });
 
   it('refuses a server tool with no maximum of calls under an enforced budget, naming the setting', async () => {
+    const { stack, llm } = get();
     const project = `tools-${randomUUID().slice(0, 6)}`;
     const body = JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content: 'news' }], tools: [{ type: 'web_search_20250305', name: 'web_search' }] });
     const response = await httpRequest(`${stack.url}/v1/messages`, { method: 'POST', headers: headers(project), body });
@@ -145,6 +128,7 @@ describe('the bound through the real Envoy', () => {
   });
 
   it('charges a cut o-series stream its hold, not the one output token it streamed', async () => {
+    const { stack } = get();
     const project = `cut-${randomUUID().slice(0, 6)}`;
     const body = JSON.stringify({ model: 'o4-mini', input: 'Prove it.', max_output_tokens: 10_000, stream: true });
     // The client sees the stream cut (the request rejects, or ends short); either way the provider billed it.
@@ -155,6 +139,7 @@ describe('the bound through the real Envoy', () => {
   });
 
   it('never releases Envoy’s own 503 (the upstream reset before answering) as the provider refusing', async () => {
+    const { stack } = get();
     const project = `local-${randomUUID().slice(0, 6)}`;
     const body = JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 1000, messages: [{ role: 'user', content: 'hi' }] });
     const response = await httpRequest(`${stack.url}/v1/messages`, { method: 'POST', headers: headers(project, 'reset-before-headers'), body });
@@ -174,23 +159,11 @@ describe('the bound through the real Envoy', () => {
 });
 
 describe('a hold lives as long as its stream (holds of 5 s, a stream of 12 s)', () => {
-  let llm: StubLlm;
-  let stack: GovernanceStack;
-  let dir: string;
-  beforeAll(async () => {
-    const policy = writePolicy();
-    dir = policy.dir;
-    // Eight pieces, 1.8 s apart: the stream outlives two hold lifetimes (renewed every 1.7 s; a busy machine may stall timers a second or two).
-    llm = await startStubLlm({ chunkDelayMs: 1_800 });
-    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv: { GENOPS_BUDGET_HOLD_TTL_MS: '5000', GENOPS_ADMIN_TOKEN: ADMIN_TOKEN } });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await llm?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  // Eight pieces, 1.8 s apart: the stream outlives two hold lifetimes (renewed every 1.7 s; a busy machine may stall timers a second or two).
+  const get = useLlmStack('ext-proc', { prefix: 'genops-bound-', editPolicy, stub: { chunkDelayMs: 1_800 }, serviceEnv: { GENOPS_BUDGET_HOLD_TTL_MS: '5000', GENOPS_ADMIN_TOKEN: ADMIN_TOKEN } });
 
   it('keeps the long stream’s money held, so a second request cannot reserve it, and the settlement never passes the amount', async () => {
+    const { stack } = get();
     const project = `long-${randomUUID().slice(0, 6)}`;
     const big = JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 100, stream: true, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'https://example.com/scan.png' } }] }] });
     // 200,000 × $1/M + 100 × $5/M = $0.2005 per request: nine fit in $2, the tenth only if a hold expired.

@@ -7,16 +7,13 @@
  * provider serves, never one an attacker puts elsewhere.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { httpRequest, llmWire, REPO_ROOT, startGovernanceStack, startStubLlm, STUB_MODEL_HEADER, STUB_USAGE_HEADER, type GovernanceStack, type StubLlm } from '../support/index.js';
+import { describe, expect, it } from 'vitest';
+import { httpRequest, llmWire, STUB_MODEL_HEADER, STUB_USAGE_HEADER } from '../support/index.js';
 import { context } from '../support/request-context.js';
 import { eventually, scrape } from '../telemetry/telemetry-support.js';
+import { expectedPico, picoToDecimal, useLlmStack, type LlmStack, type TestPrices, type Usage } from './priced-stack.js';
 
-const PRICES: Record<string, { input: string; cachedInput?: string; cacheWrite?: string; output: string }> = {
+const PRICES: TestPrices = {
   'claude-sonnet-4-5': { input: '3', cachedInput: '0.30', cacheWrite: '3.75', output: '15' },
   'claude-haiku-4-5': { input: '1', cachedInput: '0.10', cacheWrite: '1.25', output: '5' },
   'gpt-4o': { input: '2.50', cachedInput: '1.25', output: '10' },
@@ -27,59 +24,19 @@ const PRICES: Record<string, { input: string; cachedInput?: string; cacheWrite?:
 };
 const BUDGETED = 'budgeted';
 
-interface Usage { input: number; cachedInput?: number; cacheWrite?: number; output: number; reasoning?: number }
-
-function expectedPico(pattern: string, usage: Usage): bigint {
-  const price = PRICES[pattern]!;
-  const pico = (usd: string | undefined, fallback: string) => {
-    const [whole, fraction = ''] = (usd ?? fallback).split('.');
-    return BigInt(whole!) * 1_000_000n + BigInt((fraction + '000000').slice(0, 6));
-  };
-  const cached = BigInt(usage.cachedInput ?? 0);
-  const written = BigInt(usage.cacheWrite ?? 0);
-  return (BigInt(usage.input) - cached - written) * pico(price.input, '0') + cached * pico(price.cachedInput, price.input) + written * pico(price.cacheWrite, price.input) + BigInt(usage.output) * pico(price.output, '0');
+function editTestPolicy(spec: Record<string, unknown>): void {
+  spec.usage = { azureDeployments: { 'prod-chat': 'gpt-4o', 'cheap-chat': 'gpt-4o-mini' } };
+  spec.pricing = { defaults: false, version: 'shapes-e2e', models: Object.entries(PRICES).map(([model, price]) => ({ model, ...price })) };
+  spec.budgets = [{ name: 'budgeted-project', key: ['project'], amount: '50', period: 'daily', timeZone: 'UTC', maxOutputTokens: 700, selector: { projects: [BUDGETED] } }];
 }
 
-function picoToDecimal(pico: bigint): string {
-  const whole = pico / 1_000_000_000_000n;
-  const fraction = (pico % 1_000_000_000_000n).toString().padStart(12, '0').replace(/0+$/, '');
-  return fraction ? `${whole}.${fraction}` : `${whole}`;
-}
-
-function writeTestPolicy(): { path: string; dir: string } {
-  const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
-  policy.spec.usage = { azureDeployments: { 'prod-chat': 'gpt-4o', 'cheap-chat': 'gpt-4o-mini' } };
-  policy.spec.pricing = { defaults: false, version: 'shapes-e2e', models: Object.entries(PRICES).map(([model, price]) => ({ model, ...price })) };
-  policy.spec.budgets = [{ name: 'budgeted-project', key: ['project'], amount: '50', period: 'daily', timeZone: 'UTC', maxOutputTokens: 700, selector: { projects: [BUDGETED] } }];
-  const dir = mkdtempSync(join(tmpdir(), 'genops-shapes-'));
-  const path = join(dir, 'policy.yaml');
-  writeFileSync(path, stringify(policy));
-  return { path, dir };
-}
-
-interface Stack { llm: StubLlm; stack: GovernanceStack }
-
-function useStack(mode: 'ext-proc' | 'ext-authz'): () => Stack {
-  let llm: StubLlm | undefined;
-  let stack: GovernanceStack | undefined;
-  let dir: string | undefined;
-  beforeAll(async () => {
-    const policy = writeTestPolicy();
-    dir = policy.dir;
+const useStack = (mode: 'ext-proc' | 'ext-authz') =>
+  useLlmStack(mode, {
+    prefix: 'genops-shapes-',
+    editPolicy: editTestPolicy,
     // Cut every stream into many writes at arbitrary bytes (inside binary frames and characters).
-    llm = await startStubLlm({ chunkDelayMs: 2, splitPoints: (body) => Array.from({ length: 23 }, (_, index) => Math.floor(((index + 1) * body.length) / 24) + (index % 5)) });
-    stack = await startGovernanceStack({ mode, upstreamPort: llm.port, policyPath: policy.path });
+    stub: { chunkDelayMs: 2, splitPoints: (body) => Array.from({ length: 23 }, (_, index) => Math.floor(((index + 1) * body.length) / 24) + (index % 5)) },
   });
-  afterAll(async () => {
-    await stack?.stop();
-    await llm?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-  return () => {
-    if (!llm || !stack) throw new Error('stack not running');
-    return { llm, stack };
-  };
-}
 
 const json = { 'content-type': 'application/json' };
 const prompt = 'What is the capital of France?';
@@ -95,7 +52,7 @@ const HAIKU_BEDROCK = 'anthropic.claude-haiku-4-5-20251001-v1:0';
 const OPUS_PROFILE_ARN = 'arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-opus-4-1-20250805-v1:0';
 
 /** What each config must refuse for product-team (claude-haiku and claude-sonnet only), the provider getting nothing. */
-function describeModelRules(get: () => Stack, mode: string): void {
+function describeModelRules(get: () => LlmStack, mode: string): void {
   describe(`${mode}: the model the provider serves is the model the rules see`, () => {
     const refusals: { name: string; path: string; body: string; reason: string; message: string }[] = [
       { name: 'legacy Completions with gpt-4o', path: '/v1/completions', body: completionsBody('gpt-4o'), reason: 'POLICY_DENY_MODEL', message: 'team product-team may not use model gpt-4o' },
@@ -183,7 +140,7 @@ describe('provider shapes through the real Envoy (ext_proc)', () => {
       expect(response.headers['content-type']).toContain(testCase.contentType);
       const decisionId = String(response.headers['x-genops-decision-id']);
       const record = await eventually(() => stack.service.logs().find((line) => line.event === 'usage' && line.decision_id === decisionId), 'the usage record');
-      const cost = expectedPico(testCase.priced, testCase.usage);
+      const cost = expectedPico(PRICES, testCase.priced, testCase.usage);
       expect(record).toMatchObject({
         api: testCase.api,
         project,

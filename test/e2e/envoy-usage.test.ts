@@ -5,29 +5,21 @@
  * priced exactly, visible in /metrics and in the usage records of the decision log.
  */
 import { randomUUID } from 'node:crypto';
-import { rmSync, writeFileSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   httpRequest,
   llmWire,
-  REPO_ROOT,
-  startGovernanceStack,
-  startStubLlm,
   STUB_BEHAVIOR_HEADER,
   STUB_MODEL_HEADER,
   STUB_USAGE_HEADER,
-  type GovernanceStack,
-  type StubLlm,
 } from '../support/index.js';
 import { disconnectMidResponse } from '../support/disconnect-mid-response.js';
 import { context } from '../support/request-context.js';
 import { eventually, scrape } from '../telemetry/telemetry-support.js';
+import { expectedPico, picoToDecimal, useLlmStack, type LlmStack, type TestPrices, type Usage } from './priced-stack.js';
 
 /** Prices of the test policy, USD per million tokens (pricing.defaults: false: only these). */
-const PRICES: Record<string, { input: string; cachedInput?: string; cacheWrite?: string; output: string }> = {
+const PRICES: TestPrices = {
   'claude-sonnet-4-5': { input: '3', cachedInput: '0.30', cacheWrite: '3.75', output: '15' },
   'claude-haiku-4-5': { input: '1', cachedInput: '0.10', cacheWrite: '1.25', output: '5' },
   'claude-opus-4-1': { input: '15', cachedInput: '1.50', cacheWrite: '18.75', output: '75' },
@@ -39,62 +31,16 @@ const PRICE_TABLE = 'e2e-2026-12-01';
 const MAX_BODY = 64 * 1024;
 const TOKEN_LIMITED_PROJECT = 'token-limited';
 
-interface Usage { input: number; cachedInput?: number; cacheWrite?: number; output: number; reasoning?: number }
-
-/** Exact expected cost in pico-USD (USD per million tokens = pico-USD per token × 1e-6 × 1e6). */
-function expectedPico(pattern: string, usage: Usage): bigint {
-  const price = PRICES[pattern]!;
-  const pico = (usd: string | undefined, fallback: string) => {
-    const [whole, fraction = ''] = (usd ?? fallback).split('.');
-    return BigInt(whole!) * 1_000_000n + BigInt((fraction + '000000').slice(0, 6));
-  };
-  const cached = BigInt(usage.cachedInput ?? 0);
-  const written = BigInt(usage.cacheWrite ?? 0);
-  const uncached = BigInt(usage.input) - cached - written;
-  return uncached * pico(price.input, '0') + cached * pico(price.cachedInput, price.input) + written * pico(price.cacheWrite, price.input) + BigInt(usage.output) * pico(price.output, '0');
-}
-
-function picoToDecimal(pico: bigint): string {
-  const whole = pico / 1_000_000_000_000n;
-  const fraction = (pico % 1_000_000_000_000n).toString().padStart(12, '0').replace(/0+$/, '');
-  return fraction ? `${whole}.${fraction}` : `${whole}`;
-}
-
-function writeTestPolicy(): { path: string; dir: string } {
-  const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
+function editTestPolicy(spec: Record<string, unknown>): void {
   // /v1/files carries uploads, not AI calls: governed on headers only, said explicitly (deny by default otherwise).
-  policy.spec.usage = { maxRequestBodyBytes: MAX_BODY, headersOnly: [{ prefix: '/v1/files' }] };
-  policy.spec.pricing = { defaults: false, version: PRICE_TABLE, models: Object.entries(PRICES).map(([model, price]) => ({ model, ...price })) };
+  spec.usage = { maxRequestBodyBytes: MAX_BODY, headersOnly: [{ prefix: '/v1/files' }] };
+  spec.pricing = { defaults: false, version: PRICE_TABLE, models: Object.entries(PRICES).map(([model, price]) => ({ model, ...price })) };
   // A token rate limit for one project: 100 tokens a minute, charged when the usage is known.
-  (policy.spec.rateLimits as unknown[]).push({ name: 'tokens-per-project', key: ['project'], unit: 'tokens', capacity: 100, refill: { amount: 100, every: '60s' }, selector: { projects: [TOKEN_LIMITED_PROJECT] } });
-  const dir = mkdtempSync(join(tmpdir(), 'genops-usage-'));
-  const path = join(dir, 'policy.yaml');
-  writeFileSync(path, stringify(policy));
-  return { path, dir };
+  (spec.rateLimits as unknown[]).push({ name: 'tokens-per-project', key: ['project'], unit: 'tokens', capacity: 100, refill: { amount: 100, every: '60s' }, selector: { projects: [TOKEN_LIMITED_PROJECT] } });
 }
 
-interface Stack { llm: StubLlm; stack: GovernanceStack }
-
-function useUsageStack(mode: 'ext-proc' | 'ext-authz', options: { chunkDelayMs?: number } = {}): () => Stack {
-  let llm: StubLlm | undefined;
-  let stack: GovernanceStack | undefined;
-  let dir: string | undefined;
-  beforeAll(async () => {
-    const policy = writeTestPolicy();
-    dir = policy.dir;
-    llm = await startStubLlm({ chunkDelayMs: options.chunkDelayMs ?? 3 });
-    stack = await startGovernanceStack({ mode, upstreamPort: llm.port, policyPath: policy.path });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await llm?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-  return () => {
-    if (!llm || !stack) throw new Error('usage stack not running');
-    return { llm, stack };
-  };
-}
+const useUsageStack = (mode: 'ext-proc' | 'ext-authz', options: { chunkDelayMs?: number } = {}) =>
+  useLlmStack(mode, { prefix: 'genops-usage-', editPolicy: editTestPolicy, stub: { chunkDelayMs: options.chunkDelayMs ?? 3 } });
 
 const json = { 'content-type': 'application/json' };
 const chatBody = (model: string, extra: Record<string, unknown> = {}) => JSON.stringify({ model, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'What is the capital of France?' }], max_completion_tokens: 256, ...extra });
@@ -102,7 +48,7 @@ const messagesBody = (model: string, extra: Record<string, unknown> = {}) => JSO
 const responsesBody = (model: string, extra: Record<string, unknown> = {}) => JSON.stringify({ model, input: 'What is the capital of France?', max_output_tokens: 300, ...extra });
 const embeddingsBody = (model: string) => JSON.stringify({ model, input: ['The capital of France is Paris.', 'Zürich is in Switzerland.'] });
 
-function describeModelFromBody(get: () => Stack, mode: string): void {
+function describeModelFromBody(get: () => LlmStack, mode: string): void {
   describe(`${mode}: the body's model is the model`, () => {
     it('refuses a model the team may not use when only the body names it, and the provider gets nothing', async () => {
       const testId = randomUUID();
@@ -232,7 +178,7 @@ describe('usage and cost through the real Envoy (ext_proc)', () => {
       const decisionId = String(response.headers['x-genops-decision-id']);
 
       const record = await eventually(() => stack.service.logs().find((line) => line.event === 'usage' && line.decision_id === decisionId), 'the usage record');
-      const cost = expectedPico(testCase.priced, testCase.usage);
+      const cost = expectedPico(PRICES, testCase.priced, testCase.usage);
       expect(record).toMatchObject({
         api: expect.any(String),
         team: testCase.team,
@@ -276,7 +222,7 @@ describe('usage and cost through the real Envoy (ext_proc)', () => {
     }, 'all 40 usage records');
     expect(total).toBe(44_440);
     const metrics = await scrape(stack.service.adminUrl);
-    expect(metrics.value('genops_cost_total', { genops_project: project })).toBeCloseTo((40 * Number(expectedPico('gpt-4o-mini', usage))) / 1e12, 12);
+    expect(metrics.value('genops_cost_total', { genops_project: project })).toBeCloseTo((40 * Number(expectedPico(PRICES, 'gpt-4o-mini', usage))) / 1e12, 12);
   });
 
   it('turns on include_usage for a stream that did not ask, fixing content-length, and counts its usage', async () => {

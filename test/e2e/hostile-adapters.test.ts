@@ -9,14 +9,14 @@
  * (free) pass every adapter with their model checked.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as plainRequest, type IncomingHttpHeaders } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
-import { freePort, REPO_ROOT, startGovernanceStack, startService, startStubLlm, type GovernanceStack, type RunningService, type StubLlm } from '../support/index.js';
-import { startNginx, type RunningNginx } from '../mesh/support/start-nginx.js';
+import { startGovernanceStack, startStubLlm, type GovernanceStack, type StubLlm } from '../support/index.js';
+import { eventually } from '../telemetry/telemetry-support.js';
+import { writeDefaultPolicy } from '../support/default-policy.js';
+import { rawRequest, refusal, startForwardAuthStack, type ForwardAuthStack } from './hostile-support.js';
 
 const TEST_ID = 'x-test-id';
 const ADMIN_TOKEN = 'hostile-adapters-admin-token';
@@ -29,55 +29,15 @@ const chat = (model = 'gpt-4o') => JSON.stringify({ model, messages: [{ role: 'u
 const gemini = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'What is the capital of France?' }] }], generationConfig: { maxOutputTokens: 64 } });
 const countBody = (model = 'claude-haiku-4-5') => JSON.stringify({ model, messages: [{ role: 'user', content: 'What is the capital of France?' }] });
 
-interface Answer {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: string;
-}
-
-function send(port: number, path: string, headers: Record<string, string>, body: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const request = plainRequest({ host: '127.0.0.1', port, method: 'POST', path, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: false, timeout: 10_000 }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      response.on('error', reject);
-    });
-    request.on('error', reject);
-    request.on('timeout', () => request.destroy(new Error(`POST ${path} timed out`)));
-    request.end(body);
-  });
-}
-
-function refusal(answer: Answer, status: number, reason: string): { reason_code: string; message: string; decision_id: string } {
-  expect(answer.status, answer.body).toBe(status);
-  const body = JSON.parse(answer.body) as { reason_code: string; message: string; decision_id: string };
-  expect(body.reason_code, answer.body).toBe(reason);
-  expect(answer.headers['x-genops-decision-id']).toBe(body.decision_id);
-  return body;
-}
-
-async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 10_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await probe();
-    if (found !== undefined) return found;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /** The default policy with an enforced budget, a dry-run budget and an enforced token limit, each for its own project. */
 function writePolicy(dir: string): string {
-  const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
-  policy.spec.budgets = [
-    { name: 'project-daily', key: ['project'], amount: '5', period: 'daily', selector: { projects: [BUDGETED] } },
-    { name: 'project-daily-dry-run', key: ['project'], amount: '5', period: 'daily', mode: 'dry-run', selector: { projects: [DRY_RUN_BUDGETED] } },
-  ];
-  (policy.spec.rateLimits as unknown[]).push({ name: 'project-tokens', key: ['project'], unit: 'tokens', capacity: 10, refill: { amount: 10, every: '3600s' }, selector: { projects: [TOKEN_LIMITED] } });
-  const path = join(dir, 'policy.yaml');
-  writeFileSync(path, stringify(policy));
-  return path;
+  return writeDefaultPolicy(dir, 'policy.yaml', (spec) => {
+    spec.budgets = [
+      { name: 'project-daily', key: ['project'], amount: '5', period: 'daily', selector: { projects: [BUDGETED] } },
+      { name: 'project-daily-dry-run', key: ['project'], amount: '5', period: 'daily', mode: 'dry-run', selector: { projects: [DRY_RUN_BUDGETED] } },
+    ];
+    (spec.rateLimits as unknown[]).push({ name: 'project-tokens', key: ['project'], unit: 'tokens', capacity: 10, refill: { amount: 10, every: '3600s' }, selector: { projects: [TOKEN_LIMITED] } });
+  });
 }
 
 /** ml-platform may use every model: no model rule gets in the way, only the budgets and limits. */
@@ -118,7 +78,7 @@ describe.each(['ext-authz', 'ext-proc'] as const)('budgets and token limits thro
       ['/v1beta/models/gemini-2.5-pro:generateContent', gemini],
     ])('POST %s under an enforced budget: 403 x_ext_proc_required naming ext-proc.yaml, never forwarded (was ALLOWED, nothing reserved)', async (path, body) => {
       const { testId, headers } = tagged(BUDGETED);
-      const denial = refusal(await send(port, path, headers, body), 403, 'x_ext_proc_required');
+      const denial = refusal(await rawRequest(port, 'POST', path, headers, body), 403, 'x_ext_proc_required');
       expect(denial.message).toContain('ext_authz cannot see the response');
       expect(denial.message).toContain('budget project-daily');
       expect(denial.message).toContain('deploy/envoy/ext-proc.yaml');
@@ -128,14 +88,14 @@ describe.each(['ext-authz', 'ext-proc'] as const)('budgets and token limits thro
     it('under an enforced token limit every call is refused (was admitted forever: never charged, the bucket stayed full)', async () => {
       for (let call = 0; call < 3; call++) {
         const { testId, headers } = tagged(TOKEN_LIMITED);
-        expect(refusal(await send(port, '/v1/messages', headers, messages()), 403, 'x_ext_proc_required').message).toContain('token limit project-tokens');
+        expect(refusal(await rawRequest(port, 'POST', '/v1/messages', headers, messages()), 403, 'x_ext_proc_required').message).toContain('token limit project-tokens');
         expect(reached(testId)).toHaveLength(0);
       }
     });
 
     it('a dry-run budget lets the call through as WARNING x_ext_proc_required, logged with what it would have done', async () => {
       const { testId, headers } = tagged(DRY_RUN_BUDGETED);
-      const answer = await send(port, '/v1/messages', headers, messages());
+      const answer = await rawRequest(port, 'POST', '/v1/messages', headers, messages());
       expect(answer.status, answer.body).toBe(200);
       expect(reached(testId)).toHaveLength(1);
       const logged = await eventually(() => stack!.service.logs().find((line) => line.event === 'decision' && line.decision_id === answer.headers['x-genops-decision-id']), 'the decision log line');
@@ -144,7 +104,7 @@ describe.each(['ext-authz', 'ext-proc'] as const)('budgets and token limits thro
   } else {
     it('positive control: the same call is reserved before it is sent and settled at its actual cost', async () => {
       const { testId, headers } = tagged(BUDGETED);
-      const answer = await send(port, '/v1/messages', headers, messages());
+      const answer = await rawRequest(port, 'POST', '/v1/messages', headers, messages());
       expect(answer.status, answer.body).toBe(200);
       expect(reached(testId)).toHaveLength(1);
       const usage = await eventually(() => usageOf(String(answer.headers['x-genops-decision-id'])), 'the usage record') as { budgets: string[]; reserved: number; cost: string };
@@ -159,13 +119,13 @@ describe.each(['ext-authz', 'ext-proc'] as const)('budgets and token limits thro
 
     it('positive control: a token limit is charged the usage, and the next call waits for the bucket to refill', async () => {
       const first = tagged(TOKEN_LIMITED);
-      const answer = await send(port, '/v1/messages', first.headers, messages());
+      const answer = await rawRequest(port, 'POST', '/v1/messages', first.headers, messages());
       expect(answer.status, answer.body).toBe(200);
       await eventually(() => usageOf(String(answer.headers['x-genops-decision-id'])), 'the usage record');
       // 42 input + 17 output tokens against a bucket of 10: in debt until it refills.
       const second = tagged(TOKEN_LIMITED);
       const denied = await eventually(async () => {
-        const next = await send(port, '/v1/messages', second.headers, messages());
+        const next = await rawRequest(port, 'POST', '/v1/messages', second.headers, messages());
         return next.status === 429 ? next : undefined;
       }, 'the token limit to refuse');
       refusal(denied, 429, 'RATE_LIMITED');
@@ -174,7 +134,7 @@ describe.each(['ext-authz', 'ext-proc'] as const)('budgets and token limits thro
     it('a background response under the token limit: 403 x_unreservable_request, never forwarded (was admitted and never charged: billed later)', async () => {
       const { testId, headers } = tagged(TOKEN_LIMITED);
       const body = JSON.stringify({ model: 'gpt-4o', input: 'Write a long essay.', background: true, max_output_tokens: 4000 });
-      expect(refusal(await send(port, '/v1/responses', headers, body), 403, 'x_unreservable_request').message).toContain('token limit project-tokens cannot be charged for a background response');
+      expect(refusal(await rawRequest(port, 'POST', '/v1/responses', headers, body), 403, 'x_unreservable_request').message).toContain('token limit project-tokens cannot be charged for a background response');
       expect(reached(testId)).toHaveLength(0);
     });
   }
@@ -188,7 +148,7 @@ describe.each(['ext-authz', 'ext-proc'] as const)('budgets and token limits thro
       [BUDGETED, '/v1/responses/input_tokens', JSON.stringify({ model: 'gpt-4o', input: 'hi' })],
     ] as const) {
       const { testId, headers } = tagged(project);
-      const answer = await send(port, path, headers, body);
+      const answer = await rawRequest(port, 'POST', path, headers, body);
       expect(answer.status, `${path}: ${answer.body}`).toBe(200);
       expect(JSON.stringify(JSON.parse(answer.body))).toMatch(/"(input_tokens|totalTokens)":42/);
       // Forwarded byte for byte: no output cap set, nothing to reserve for.
@@ -201,35 +161,20 @@ describe.each(['ext-authz', 'ext-proc'] as const)('budgets and token limits thro
 
   it('a token count still has its model checked: product-team may not count for opus', async () => {
     const { testId, headers } = tagged(BUDGETED, { 'x-genops-team': 'product-team' });
-    expect(refusal(await send(port, '/v1/messages/count_tokens', headers, countBody('claude-opus-4-1')), 403, 'POLICY_DENY_MODEL').message).toContain('claude-opus-4-1');
+    expect(refusal(await rawRequest(port, 'POST', '/v1/messages/count_tokens', headers, countBody('claude-opus-4-1')), 403, 'POLICY_DENY_MODEL').message).toContain('claude-opus-4-1');
     expect(reached(testId)).toHaveLength(0);
   });
 });
 
 describe('budgets and token limits through the real nginx (forward auth: no body, no response)', () => {
-  let dir: string | undefined;
-  let service: RunningService | undefined;
-  let llm: StubLlm | undefined;
-  let nginx: RunningNginx | undefined;
+  let nginx: ForwardAuthStack | undefined;
   let port = 0;
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'genops-hostile-adapters-nginx-'));
-    const forwardAuthPort = await freePort();
-    service = await startService({ policyPath: writePolicy(dir), env: { GENOPS_FORWARD_AUTH_PORT: String(forwardAuthPort) } });
-    llm = await startStubLlm({ chunkDelayMs: 1 });
-    nginx = await startNginx({
-      snippet: 'deploy/linkerd/nginx/genops-forward-auth.conf',
-      vars: { GENOPS_FORWARD_AUTH_HOST: '127.0.0.1', GENOPS_FORWARD_AUTH_PORT: forwardAuthPort, UPSTREAM_HOST: '127.0.0.1', UPSTREAM_PORT: llm.port },
-    });
-    port = Number(new URL(nginx.url).port);
+    nginx = await startForwardAuthStack({ prefix: 'genops-hostile-adapters-nginx-', writePolicy });
+    port = nginx.port;
   });
-  afterAll(async () => {
-    await nginx?.stop();
-    await service?.stop();
-    await llm?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-  const reached = (testId: string) => llm!.received(testId);
+  afterAll(() => nginx?.stop());
+  const reached = (testId: string) => nginx!.llm.received(testId);
 
   it.each([
     [BUDGETED, '/v1/chat/completions', chat(), 'budget project-daily'],
@@ -237,7 +182,7 @@ describe('budgets and token limits through the real nginx (forward auth: no body
     [TOKEN_LIMITED, '/v1/messages', messages(), 'token limit project-tokens'],
   ])('project %s, POST %s: 403 x_ext_proc_required naming ext-proc.yaml, never forwarded', async (project, path, body, rule) => {
     const { testId, headers } = tagged(project);
-    const denial = refusal(await send(port, path, headers, body), 403, 'x_ext_proc_required');
+    const denial = refusal(await rawRequest(port, 'POST', path, headers, body), 403, 'x_ext_proc_required');
     expect(denial.message).toContain('forward auth cannot see the response');
     expect(denial.message).toContain(rule);
     expect(denial.message).toContain('deploy/envoy/ext-proc.yaml');
@@ -247,10 +192,10 @@ describe('budgets and token limits through the real nginx (forward auth: no body
   it('a token count whose model is in the path passes under the budget (free, and its model checked without the body)', async () => {
     const { testId, headers } = tagged(BUDGETED);
     const body = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] });
-    expect((await send(port, '/v1beta/models/gemini-2.5-pro:countTokens', headers, body)).status).toBe(200);
+    expect((await rawRequest(port, 'POST', '/v1beta/models/gemini-2.5-pro:countTokens', headers, body)).status).toBe(200);
     expect(reached(testId)).toHaveLength(1);
     const forbidden = tagged(BUDGETED, { 'x-genops-team': 'product-team' });
-    refusal(await send(port, '/v1beta/models/gemini-2.5-pro:countTokens', forbidden.headers, body), 403, 'POLICY_DENY_MODEL');
+    refusal(await rawRequest(port, 'POST', '/v1beta/models/gemini-2.5-pro:countTokens', forbidden.headers, body), 403, 'POLICY_DENY_MODEL');
     expect(reached(forbidden.testId)).toHaveLength(0);
   });
 });

@@ -7,17 +7,15 @@
  * proxy. Through deploy/envoy/ext-authz-jwt.yaml, which strips client copies, the trusted header
  * carries a real token's claims and a forged one is gone before the service sees it.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTestPki,
   freePort,
   httpRequest,
-  REPO_ROOT,
   startGovernanceStack,
   startUpstream,
   type EchoBody,
@@ -26,6 +24,7 @@ import {
   type TestPki,
   type Upstream,
 } from '../support/index.js';
+import { writeDefaultPolicy } from '../support/default-policy.js';
 
 const ISSUER = 'https://auth.genops.test';
 const AUDIENCE = 'genops-mesh';
@@ -36,16 +35,14 @@ const context = { 'x-genops-team': 'ml-platform', 'x-genops-project': 'chatbot',
 const chat = JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
 
 function policyWith(jwt: Record<string, unknown>, dir: string, name: string): string {
-  const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
-  policy.spec.rateLimits = [];
-  policy.spec.identity = {
-    jwt,
-    required: { paths: ['/v1/'] },
-    claims: { team: { claim: 'groups', mode: 'must-match' }, customerId: { claim: 'customer_id', mode: 'claim-wins' } },
-  };
-  const path = join(dir, name);
-  writeFileSync(path, stringify(policy));
-  return path;
+  return writeDefaultPolicy(dir, name, (spec) => {
+    spec.rateLimits = [];
+    spec.identity = {
+      jwt,
+      required: { paths: ['/v1/'] },
+      claims: { team: { claim: 'groups', mode: 'must-match' }, customerId: { claim: 'customer_id', mode: 'claim-wins' } },
+    };
+  });
 }
 
 let dir: string;

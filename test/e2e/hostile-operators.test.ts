@@ -3,14 +3,14 @@
  * not take over (through the real Envoy), /budgets on the admin port (customer ids and their
  * spend), and the start-up warning when in-memory budgets would be multiplied by replicas.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { httpRequest, REPO_ROOT, startGovernanceStack, startService, startUpstream, type GovernanceStack, type RunningService, type Upstream } from '../support/index.js';
+import { httpRequest, startGovernanceStack, startService, startUpstream, type GovernanceStack, type RunningService, type Upstream } from '../support/index.js';
 import { startRedis } from '../support/start-redis.js';
 import { scrape } from '../telemetry/telemetry-support.js';
+import { writeDefaultPolicy } from '../support/default-policy.js';
 
 const ADMIN_TOKEN = 'operator-chosen-admin-token-0123';
 const IDLE_MS = 3_000;
@@ -23,13 +23,7 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-function writePolicy(name: string, edit: (spec: Record<string, unknown>) => void): string {
-  const policy = parse(readFileSync(join(REPO_ROOT, 'deploy/default-policy.yaml'), 'utf8')) as { spec: Record<string, unknown> };
-  edit(policy.spec);
-  const path = join(dir, name);
-  writeFileSync(path, stringify(policy));
-  return path;
-}
+const writePolicy = (name: string, edit: (spec: Record<string, unknown>) => void) => writeDefaultPolicy(dir, name, edit);
 
 const context = (model?: string) => ({
   'x-genops-team': 'ml-platform',

@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { llmWire, startService, type RunningService } from '../support/index.js';
-import { createGovernanceClient, type GovernanceClient } from '../support/governance-client.js';
+import { llmWire, type RunningService } from '../support/index.js';
+import type { GovernanceClient } from '../support/governance-client.js';
+import { createServiceGroup } from '../support/service-group.js';
 import { scrape } from '../telemetry/telemetry-support.js';
 
 /**
@@ -12,16 +13,13 @@ import { scrape } from '../telemetry/telemetry-support.js';
  * response's end; the usage is recorded exactly once.
  */
 describe('observed metering: two gRPC streams, one exchange, one usage record', () => {
+  const group = createServiceGroup();
   let service: RunningService;
   let client: GovernanceClient;
   beforeAll(async () => {
-    service = await startService();
-    client = createGovernanceClient(`127.0.0.1:${service.grpcPort}`);
+    ({ service, client } = await group.start({}));
   });
-  afterAll(async () => {
-    client?.close();
-    await service?.stop();
-  });
+  afterAll(() => group.stop());
 
   const headerMap = (headers: Record<string, string>) => ({ headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) });
   const open = (metadata?: grpc.Metadata) =>

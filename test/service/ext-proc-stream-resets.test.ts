@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startService, type RunningService } from '../support/index.js';
-import { createGovernanceClient, type GovernanceClient } from '../support/governance-client.js';
+import type { GovernanceClient } from '../support/governance-client.js';
+import { createServiceGroup } from '../support/service-group.js';
 
 /**
  * Envoy ends every ext_proc stream with RST_STREAM. Node's HTTP/2 server
@@ -12,16 +12,12 @@ import { createGovernanceClient, type GovernanceClient } from '../support/govern
  * connection, and expects every exchange and the connection to survive.
  */
 describe('ext_proc streams ended by a reset, as Envoy ends them', () => {
-  let service: RunningService;
+  const group = createServiceGroup();
   let client: GovernanceClient;
   beforeAll(async () => {
-    service = await startService();
-    client = createGovernanceClient(`127.0.0.1:${service.grpcPort}`);
+    ({ client } = await group.start({}));
   });
-  afterAll(async () => {
-    client?.close();
-    await service?.stop();
-  });
+  afterAll(() => group.stop());
 
   it('keeps the connection through 2,500 reset streams', async () => {
     const streams = 2_500;

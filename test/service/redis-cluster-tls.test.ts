@@ -3,12 +3,9 @@
  * (clients, replication, cluster bus) and a password, reached by service processes the way a
  * deployment does (the CA through NODE_EXTRA_CA_CERTS, the password in the URL).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestPki, startService, type RunningService, type TestPki } from '../support/index.js';
-import { createGovernanceClient, type GovernanceClient } from '../support/governance-client.js';
+import { createTestPki, type TestPki } from '../support/index.js';
+import { createServiceGroup, writePolicyFile } from '../support/service-group.js';
 import { startRedisCluster, type RunningRedisCluster } from '../support/start-redis-cluster.js';
 
 const PASSWORD = 'p@ss:w/rd';
@@ -32,27 +29,18 @@ describe('a TLS Redis Cluster with a password', () => {
   let pki: TestPki;
   let cluster: RunningRedisCluster;
   let policyPath: string;
-  const running: RunningService[] = [];
-  const clients: GovernanceClient[] = [];
+  const group = createServiceGroup();
   beforeAll(async () => {
     pki = createTestPki([]);
     cluster = await startRedisCluster({ password: PASSWORD, tls: { ca: pki.ca, cert: pki.serverCert, key: pki.serverKey } });
-    policyPath = join(mkdtempSync(join(tmpdir(), 'genops-cluster-tls-')), 'policy.yaml');
-    writeFileSync(policyPath, policy);
+    policyPath = writePolicyFile(policy, 'genops-cluster-tls-');
   }, 60_000);
   afterAll(async () => {
-    for (const client of clients) client.close();
-    for (const service of running) await service.stop().catch(() => undefined);
+    await group.stop();
     await cluster?.stop();
   });
 
-  async function service(url: string): Promise<{ service: RunningService; client: GovernanceClient }> {
-    const started = await startService({ policyPath, env: { GENOPS_REDIS_URL: url, GENOPS_REDIS_TIMEOUT_MS: '1000', NODE_EXTRA_CA_CERTS: pki.ca, LOG_LEVEL: 'warn' } });
-    running.push(started);
-    const client = createGovernanceClient(`${started.host}:${started.grpcPort}`);
-    clients.push(client);
-    return { service: started, client };
-  }
+  const service = (url: string) => group.start({ policyPath, env: { GENOPS_REDIS_URL: url, GENOPS_REDIS_TIMEOUT_MS: '1000', NODE_EXTRA_CA_CERTS: pki.ca, LOG_LEVEL: 'warn' } });
 
   it('two service processes share one bucket through it', async () => {
     expect(cluster.url).toMatch(/^rediss\+cluster:\/\/:p%40ss%3Aw%2Frd@127\.0\.0\.1:\d+,/);

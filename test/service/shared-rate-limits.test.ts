@@ -1,10 +1,6 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startService, type RunningService } from '../support/index.js';
-import { createGovernanceClient, type GovernanceClient } from '../support/governance-client.js';
+import { createServiceGroup, writePolicyFile } from '../support/service-group.js';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
 
 const policy = (capacity: number, failureMode: 'open' | 'closed') => `
@@ -22,25 +18,12 @@ spec:
       failureMode: ${failureMode}
 `;
 
-function writePolicy(text: string): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'genops-shared-')), 'policy.yaml');
-  writeFileSync(path, text);
-  return path;
-}
+const group = createServiceGroup();
+afterEach(() => group.stop());
+const writePolicy = (text: string) => writePolicyFile(text, 'genops-shared-');
 
-const running: { stop(): Promise<unknown> }[] = [];
-const clients: GovernanceClient[] = [];
-afterEach(async () => {
-  for (const client of clients.splice(0)) client.close();
-  for (const part of running.splice(0).reverse()) await part.stop().catch(() => undefined);
-});
-
-async function service(redis: RunningRedis, policyPath: string, timeoutMs = 50): Promise<{ service: RunningService; client: GovernanceClient }> {
-  const started = await startService({ policyPath, env: { GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: String(timeoutMs), LOG_LEVEL: 'warn' } });
-  running.push(started);
-  const client = createGovernanceClient(`${started.host}:${started.grpcPort}`);
-  clients.push(client);
-  return { service: started, client };
+function service(redis: RunningRedis, policyPath: string, timeoutMs = 50) {
+  return group.start({ policyPath, env: { GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: String(timeoutMs), LOG_LEVEL: 'warn' } });
 }
 
 const customer = (id: string) => ({ 'x-genops-team': 'ml-platform', 'x-genops-customer-id': id });
@@ -48,7 +31,7 @@ const customer = (id: string) => ({ 'x-genops-team': 'ml-platform', 'x-genops-cu
 describe('rate limits shared through Redis', () => {
   it('two service processes admit, together, exactly one bucket’s worth', async () => {
     const redis = await startRedis();
-    running.push(redis);
+    group.track(redis);
     const policyPath = writePolicy(policy(50, 'open'));
     // A generous Redis timeout: this test is about sharing, not about the failure mode.
     const [first, second] = [await service(redis, policyPath, 2_000), await service(redis, policyPath, 2_000)];
@@ -81,7 +64,7 @@ describe('rate limits shared through Redis', () => {
     expect(started.process.exitCode).toBeUndefined();
 
     redis = await startRedis({ port });
-    running.push(redis);
+    group.track(redis);
     let recovered = false;
     for (let attempt = 0; attempt < 50 && !recovered; attempt++) {
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -105,7 +88,7 @@ describe('rate limits shared through Redis', () => {
 
   it('ext_proc: a reply still waiting on Redis is sent before the stream ends, even when Envoy half-closes at once', async () => {
     const redis = await startRedis();
-    running.push(redis);
+    group.track(redis);
     const { client } = await service(redis, writePolicy(policy(3, 'open')), 1_000);
     const stream = (client.extProc as unknown as { Process(): grpc.ClientDuplexStream<object, Record<string, unknown>> }).Process();
     const replies: string[] = [];

@@ -4,14 +4,11 @@
  * kubelet does), and two service processes with the rendered Deployment's Redis environment
  * (only the host rewritten to loopback) share one rate limit and one budget through it.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startService, type RunningService } from '../support/index.js';
-import { aiRequestBody, createGovernanceClient, type GovernanceClient } from '../support/governance-client.js';
+import { aiRequestBody, type GovernanceClient } from '../support/governance-client.js';
+import { createServiceGroup, writePolicyFile } from '../support/service-group.js';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
 import { find, helm, kustomize, parseObjects, type KubeObject } from '../mesh/support/kube-tools.js';
 import { containerOf } from '../mesh/support/manifest-expectations.js';
@@ -72,7 +69,7 @@ const renderings: Record<string, () => Promise<KubeObject[]>> = {
 describe.each(Object.keys(renderings))('the store %s ships, booted', (tool) => {
   let redis: RunningRedis;
   let password: string;
-  const services: RunningService[] = [];
+  const group = createServiceGroup();
   const clients: GovernanceClient[] = [];
   beforeAll(async () => {
     const objects = await renderings[tool]!();
@@ -84,17 +81,14 @@ describe.each(Object.keys(renderings))('the store %s ships, booted', (tool) => {
     const url = new URL(genopsEnv.GENOPS_REDIS_URL!);
     url.hostname = '127.0.0.1';
     url.port = String(redis.port);
-    const policyPath = join(mkdtempSync(join(tmpdir(), 'genops-shipped-store-')), 'policy.yaml');
-    writeFileSync(policyPath, POLICY);
+    const policyPath = writePolicyFile(POLICY, 'genops-shipped-store-');
     for (let replica = 0; replica < 2; replica++) {
-      const service = await startService({ policyPath, env: { GENOPS_REDIS_URL: url.toString(), GENOPS_REDIS_PASSWORD: password, GENOPS_REDIS_TIMEOUT_MS: '2000', LOG_LEVEL: 'warn' } });
-      services.push(service);
-      clients.push(createGovernanceClient(`${service.host}:${service.grpcPort}`));
+      const { client } = await group.start({ policyPath, env: { GENOPS_REDIS_URL: url.toString(), GENOPS_REDIS_PASSWORD: password, GENOPS_REDIS_TIMEOUT_MS: '2000', LOG_LEVEL: 'warn' } });
+      clients.push(client);
     }
   });
   afterAll(async () => {
-    for (const client of clients) client.close();
-    for (const service of services) await service.stop().catch(() => undefined);
+    await group.stop();
     await redis?.stop();
   });
 

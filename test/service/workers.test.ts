@@ -5,15 +5,14 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVICE_ENTRY, SERVICE_NODE_FLAGS } from '../../src/demo/repo-root.js';
 import { freePort, startService, type RunningService } from '../support/index.js';
 import { aiRequestBody, createGovernanceClient, type GovernanceClient } from '../support/governance-client.js';
+import { writePolicyFile } from '../support/service-group.js';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
 import { eventually, scrape } from '../telemetry/telemetry-support.js';
 
@@ -115,8 +114,7 @@ describe('GENOPS_WORKERS', () => {
 
     beforeAll(async () => {
       redis = await startRedis();
-      policyPath = join(mkdtempSync(join(tmpdir(), 'genops-workers-')), 'policy.yaml');
-      writePolicy(policy('ml-platform: {}, data-science: {}'));
+      policyPath = writePolicyFile(policy('ml-platform: {}, data-science: {}'), 'genops-workers-');
       forwardAuthPort = await freePort();
       service = await startService({ policyPath, env: { GENOPS_WORKERS: '2', GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '2000', GENOPS_FORWARD_AUTH_PORT: String(forwardAuthPort), GENOPS_ADMIN_TOKEN: ADMIN_TOKEN, LOG_LEVEL: 'debug' } });
       await eventually(() => workerPids().length === 2, 'both workers listening');

@@ -3,12 +3,10 @@
  * test OTLP receiver, ext_proc exchanges over the real gRPC stream, and a
  * parser for the Prometheus text format.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { ProcessingRequest } from '../../src/envoy/envoy-messages.js';
 import { aiRequestBody, type GovernanceClient } from '../support/governance-client.js';
+import { writePolicyFile } from '../support/service-group.js';
 
 /** Environment that turns tracing on with a fast batch, exporting to `endpoint`. */
 export function tracingEnv(endpoint: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -54,9 +52,7 @@ spec:
 `;
 
 export function writePolicy(text = TELEMETRY_POLICY): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'genops-telemetry-')), 'policy.yaml');
-  writeFileSync(path, text);
-  return path;
+  return writePolicyFile(text, 'genops-telemetry-');
 }
 
 /** The reply to request headers as the client decodes it (any of the oneof's members may be present). */

@@ -100,18 +100,22 @@ const nested = (depth: number) => `${'['.repeat(depth)}"deep"${']'.repeat(depth)
 const nestedObject = (depth: number) => `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
 const WRONG_VALUES = ['-1', '0', '1.5', '1e400', '99999999999999999999999', '"5"', 'true', 'null', '[]', '{}', '"\\ud800"', '"👋"', '""', `"${'x'.repeat(300)}"`];
 
+/** A copy of `bytes` with 1 to `most` bits flipped at random places. */
+function flipBits(random: Random, bytes: Buffer, most: number): Buffer {
+  const flipped = Buffer.from(bytes);
+  for (let count = 1 + integer(random, most); count > 0; count--) {
+    const at = integer(random, flipped.length);
+    flipped[at] = flipped[at]! ^ (1 << integer(random, 8));
+  }
+  return flipped;
+}
+
 /** One mutation of a JSON text, as bytes (some mutations are not valid UTF-8 on purpose). */
 function mutate(random: Random, text: string, other: string): Buffer {
   const bytes = Buffer.from(text, 'utf8');
   switch (integer(random, 9)) {
-    case 0: {
-      const flipped = Buffer.from(bytes);
-      for (let count = 1 + integer(random, 4); count > 0; count--) {
-        const at = integer(random, flipped.length);
-        flipped[at] = flipped[at]! ^ (1 << integer(random, 8));
-      }
-      return flipped;
-    }
+    case 0:
+      return flipBits(random, bytes, 4);
     case 1:
       return bytes.subarray(0, integer(random, bytes.length));
     case 2: {
@@ -140,14 +144,8 @@ function mutate(random: Random, text: string, other: string): Buffer {
 /** Binary frames (AWS event stream): flipped, truncated, a frame's bytes repeated, or as they are. */
 function mutateBytes(random: Random, bytes: Buffer): Buffer {
   switch (integer(random, 4)) {
-    case 0: {
-      const flipped = Buffer.from(bytes);
-      for (let count = 1 + integer(random, 6); count > 0; count--) {
-        const at = integer(random, flipped.length);
-        flipped[at] = flipped[at]! ^ (1 << integer(random, 8));
-      }
-      return flipped;
-    }
+    case 0:
+      return flipBits(random, bytes, 6);
     case 1:
       return bytes.subarray(0, integer(random, bytes.length));
     case 2: {

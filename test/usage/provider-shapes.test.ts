@@ -4,7 +4,6 @@
  * event stream), the batch APIs and background responses — read from the path and the body,
  * metered from the providers' real responses split at every byte.
  */
-import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { isBodySigned, readAiBody } from '../../src/governance/ai-body.js';
 import { createBudgeter } from '../../src/governance/budgeting.js';
@@ -28,7 +27,6 @@ import {
   geminiJson,
   geminiJsonArray,
   geminiSse,
-  offsetsInsideMultibyteCharacters,
   openAiCompletionsJson,
   openAiCompletionsSse,
   azurePromptFilterChunk,
@@ -39,6 +37,7 @@ import {
   splitAt,
   tokenUsage,
 } from '../support/llm-wire.js';
+import { estimateOf, expectSameReportWhateverTheSplits, meter } from './metering.js';
 
 const matcher = createAiPathMatcher(DEFAULT_AI_PATHS);
 const bytes = (body: unknown) => Buffer.from(typeof body === 'string' ? body : JSON.stringify(body), 'utf8');
@@ -56,30 +55,6 @@ function problemOf(api: AiApi, body: unknown, pathModel?: string): string {
   return result.problem.message;
 }
 
-function meter(api: AiApi, contentType: string | undefined, chunks: readonly Uint8Array[]): UsageReport {
-  const usageMeter = createUsageMeter({ api, contentType });
-  for (const chunk of chunks) usageMeter.push(chunk);
-  return usageMeter.end();
-}
-
-/** The same report whatever the chunk boundaries: a cut at every byte, cuts inside characters, random cuts, byte by byte. */
-function expectSameReportWhateverTheSplits(api: AiApi, contentType: string, body: string | Buffer, expected: UsageReport): void {
-  const whole = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-  expect(meter(api, contentType, [whole])).toEqual(expected);
-  const mismatches: number[] = [];
-  for (let offset = 1; offset < whole.length; offset += 1) {
-    if (!isDeepStrictEqual(meter(api, contentType, splitAt(whole, [offset])), expected)) mismatches.push(offset);
-  }
-  expect(mismatches).toEqual([]);
-  expect(meter(api, contentType, splitAt(whole, offsetsInsideMultibyteCharacters(whole)))).toEqual(expected);
-  const random = seededRandom(whole.length);
-  for (let round = 0; round < 100; round += 1) {
-    expect(meter(api, contentType, splitAt(whole, randomOffsets(random, whole.length, 2 + Math.floor(random() * 30))))).toEqual(expected);
-  }
-  expect(meter(api, contentType, splitAt(whole, Array.from({ length: whole.length }, (_, index) => index)))).toEqual(expected);
-}
-
-const estimateOf = (text: string) => Math.ceil(text.length / 4);
 const llmWireAnthropicJson = (usage: ReturnType<typeof tokenUsage>) => anthropicMessagesJson({ model: 'claude-sonnet-4-5-20250929', usage });
 
 describe('paths: the API, and the model or deployment a path names', () => {

@@ -1,7 +1,5 @@
-import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import type { AiApi } from '../../src/usage/ai-api.js';
-import { createUsageMeter, type UsageReport } from '../../src/usage/response-usage.js';
+import { createUsageMeter } from '../../src/usage/response-usage.js';
 import {
   anthropicErrorJson,
   anthropicMessagesJson,
@@ -9,7 +7,6 @@ import {
   anthropicSseError,
   DEFAULT_TEXT,
   hugeEmbeddingsJson,
-  offsetsInsideMultibyteCharacters,
   openAiChatJson,
   openAiChatSse,
   openAiEmbeddingsJson,
@@ -17,39 +14,13 @@ import {
   openAiResponsesJson,
   openAiResponsesSse,
   openAiResponsesSseError,
-  randomOffsets,
-  seededRandom,
   splitAt,
   tokenUsage,
 } from '../support/llm-wire.js';
+import { estimateOf, expectSameReportWhateverTheSplits, meter } from './metering.js';
 
 const SSE = 'text/event-stream; charset=utf-8';
 const JSON_TYPE = 'application/json';
-
-function meter(api: AiApi, contentType: string | undefined, chunks: readonly Uint8Array[], options: { maxEventBytes?: number; maxJsonBytes?: number } = {}): UsageReport {
-  const usageMeter = createUsageMeter({ api, contentType, ...options });
-  for (const chunk of chunks) usageMeter.push(chunk);
-  return usageMeter.end();
-}
-
-/** The same report whatever the chunk boundaries: one cut at every byte, cuts inside multi-byte characters, random cuts, byte by byte. */
-function expectSameReportWhateverTheSplits(api: AiApi, contentType: string, body: string, expected: UsageReport): void {
-  const bytes = Buffer.from(body, 'utf8');
-  expect(meter(api, contentType, [bytes])).toEqual(expected);
-  const mismatches: number[] = [];
-  for (let offset = 1; offset < bytes.length; offset += 1) {
-    if (!isDeepStrictEqual(meter(api, contentType, splitAt(bytes, [offset])), expected)) mismatches.push(offset);
-  }
-  expect(mismatches).toEqual([]);
-  expect(meter(api, contentType, splitAt(bytes, offsetsInsideMultibyteCharacters(bytes)))).toEqual(expected);
-  const random = seededRandom(bytes.length);
-  for (let round = 0; round < 100; round += 1) {
-    expect(meter(api, contentType, splitAt(bytes, randomOffsets(random, bytes.length, 2 + Math.floor(random() * 30))))).toEqual(expected);
-  }
-  expect(meter(api, contentType, splitAt(bytes, Array.from({ length: bytes.length }, (_, index) => index)))).toEqual(expected);
-}
-
-const estimateOf = (text: string) => Math.ceil(text.length / 4);
 
 describe('OpenAI Chat Completions', () => {
   const usage = tokenUsage({ input: 2006, cachedInput: 1920, output: 300, reasoning: 192 });
