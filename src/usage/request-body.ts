@@ -24,7 +24,7 @@ export interface AiRequest {
   readonly bound?: RequestBound | undefined;
   /**
    * Every model the request names, when it names more than its `model` (a batch: each request's
-   * model, distinct). Empty when the models cannot be read (OpenAI Batch: they are inside an
+   * model, distinct; a path that names one model and a body that names another: both). Empty when the models cannot be read (OpenAI Batch: they are inside an
    * uploaded file; `model` is then empty too). Undefined means just `model`.
    */
   readonly models?: readonly string[] | undefined;
@@ -111,11 +111,20 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
 
   const format = FORMAT_OF[api];
   const pathModel = route?.pathModel?.trim();
+  let pathAndBodyModels: readonly string[] | undefined;
   let model: string;
   if (pathModel !== undefined) {
     if (pathModel.length === 0) return problem('model_missing', 'the model in the request path is empty');
     if (pathModel.length > MAX_MODEL_LENGTH) return problem('bad_field', `the model in the request path is too long (${pathModel.length} characters; at most ${MAX_MODEL_LENGTH})`);
     model = pathModel;
+    // The path's model is the one served; a body naming another may be read by some upstream
+    // (Google's transcoding binds a body `model` too), so both are checked, as a batch's models are.
+    // Azure's body model names a deployment: not a model.
+    if (PROVIDER_OF[api] !== 'azure' && fields.model !== undefined && fields.model !== null) {
+      const named = modelField(fields.model, 'model');
+      if (!named.ok) return named;
+      if (!sameModel(named.model, pathModel)) pathAndBodyModels = [pathModel, named.model];
+    }
   } else if (format === 'openai.batches' || format === 'anthropic.batches') {
     model = '';
   } else {
@@ -130,7 +139,7 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
   let outputCap: number | undefined;
   let n = 1;
   let needsIncludeUsage = false;
-  let models: readonly string[] | undefined;
+  let models: readonly string[] | undefined = pathAndBodyModels;
   let deferred: AiRequest['deferred'];
   let streams = stream.value === true;
   switch (format) {
@@ -367,6 +376,12 @@ function streamIncludeUsage(fields: Record<string, unknown>): { readonly ok: tru
   const flag = optionalBoolean(streamOptions as Record<string, unknown>, 'include_usage', 'stream_options.include_usage');
   if (flag.problem) return flag.problem;
   return { ok: true, value: flag.value === true };
+}
+
+/** The same model to every reader: case, Gemini's `models/` prefix and Bedrock/Vertex wrappings aside. */
+function sameModel(a: string, b: string): boolean {
+  const plain = (model: string) => canonicalModelId(model.trim().replace(/^(?:models|publishers\/[^/]+\/models)\//i, ''));
+  return plain(a) === plain(b);
 }
 
 /** Which of a Google field's two JSON spellings the body uses (the camelCase one when neither); both is malformed. */

@@ -181,6 +181,20 @@ describe.each(['ext-proc', 'ext-authz'] as const)('the red team through the real
     expect(reached(testId)).toHaveLength(0);
   });
 
+  it.each([
+    ['Vertex Claude', `/v1/projects/p/locations/us-east5/publishers/anthropic/models/${ALLOWED}@20251001:rawPredict`, { anthropic_version: 'vertex-2023-10-16', model: FORBIDDEN, max_tokens: 16, messages }],
+    ['Bedrock Converse', `/model/us.anthropic.${ALLOWED}-20251001-v1:0/converse`, { model: FORBIDDEN, inferenceConfig: { maxTokens: 16 }, messages: [{ role: 'user', content: [{ text: 'hi' }] }] }],
+    ['Bedrock InvokeModel', `/model/anthropic.${ALLOWED}-20251001-v1:0/invoke`, { anthropic_version: 'bedrock-2023-05-31', model: FORBIDDEN, max_tokens: 16, messages }],
+  ])('%s: an allowed model in the path and a forbidden one in the body (an upstream may read either): both checked, never forwarded', async (_name, path, body) => {
+    const { testId, headers } = tagged();
+    expect(refusal(await send(port, 'POST', path, headers, JSON.stringify(body)), 403, 'POLICY_DENY_MODEL').message).toContain(FORBIDDEN);
+    expect(reached(testId)).toHaveLength(0);
+    // The same model in both places is fine.
+    const same = tagged();
+    const answer = await send(port, 'POST', path, same.headers, JSON.stringify({ ...body, model: `${ALLOWED}-20251001` }));
+    expect(answer.status, answer.body).toBe(200);
+  });
+
   it('x-genops-model names an allowed model while the body names a forbidden one: refused, never forwarded', async () => {
     const { testId, headers } = tagged({ 'x-genops-model': ALLOWED });
     refusal(await send(port, 'POST', '/v1/chat/completions', headers, JSON.stringify({ model: FORBIDDEN, messages })), [400, 403], ['x_model_mismatch', 'POLICY_DENY_MODEL']);

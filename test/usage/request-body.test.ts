@@ -198,6 +198,19 @@ describe('rewriting the forwarded body', () => {
     expect(JSON.parse(rewrite('openai.embeddings', { model: 'text-embedding-3-small', input: 'x' }, { outputCap: 1 }))).toEqual({ model: 'text-embedding-3-small', input: 'x' });
   });
 
+  it('a model in the path and another in the body: both are the request\u2019s models (an upstream may read either); the same one named twice is one', () => {
+    const read = (api: AiApi, pathModel: string, body: unknown) => parseAiRequestBody(api, bytes(body), { pathModel });
+    const two = read('vertex.anthropic', 'claude-haiku-4-5@20251001', { model: 'claude-opus-4-1', max_tokens: 5, messages: [] });
+    expect(two.ok && two.request).toMatchObject({ model: 'claude-haiku-4-5@20251001', models: ['claude-haiku-4-5@20251001', 'claude-opus-4-1'] });
+    for (const [api, pathModel, bodyModel] of [['gemini.generate', 'gemini-2.5-flash', 'models/gemini-2.5-flash'], ['bedrock.converse', 'us.anthropic.claude-haiku-4-5-20251001-v1:0', 'claude-haiku-4-5-20251001'], ['vertex.anthropic', 'claude-haiku-4-5@20251001', 'Claude-Haiku-4-5-20251001']] as const) {
+      const one = read(api, pathModel, { model: bodyModel, contents: [], messages: [] });
+      expect(one.ok && one.request.models, `${api} ${bodyModel}`).toBeUndefined();
+    }
+    // An Azure deployment's body model names a deployment, not a model.
+    const azure = read('azure.chat', 'gpt-4o', { model: 'prod-chat', messages: [] });
+    expect(azure.ok && azure.request.models).toBeUndefined();
+  });
+
   it('Gemini: reads generation_config in its proto spelling too (Google takes both), rewrites the spelling used, refuses both at once', () => {
     const pathModel = { pathModel: 'gemini-2.5-flash' };
     const read = (body: unknown) => parseAiRequestBody('gemini.generate', bytes(body), pathModel);
