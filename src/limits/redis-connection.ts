@@ -79,8 +79,23 @@ export function connectRedis(to: RedisTarget | string, options: { timeoutMs: num
   return cluster;
 }
 
-/** Resolves true once the client is ready, false if it is not within `timeoutMs`. */
-export function waitForRedis(client: RedisClient, timeoutMs: number): Promise<boolean> {
+/**
+ * Resolves true once the client is ready, false if it is not within `timeoutMs`. On a Cluster,
+ * ready also means a live connection to every primary: the Cluster client connects to a node on
+ * its first command, and without an offline queue a second command to a node still connecting
+ * fails at once ("Connection is closed") — the first burst after start would meet the failure mode.
+ */
+export async function waitForRedis(client: RedisClient, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  if (!(await becomesReady(client, timeoutMs))) return false;
+  if (!(client instanceof Cluster)) return true;
+  const primaries = client.nodes('master');
+  for (const node of primaries) if (node.status === 'wait') node.connect().catch(() => undefined);
+  const ready = await Promise.all(primaries.map((node) => becomesReady(node, Math.max(0, deadline - Date.now()))));
+  return ready.every(Boolean);
+}
+
+function becomesReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
   if (client.status === 'ready') return Promise.resolve(true);
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
