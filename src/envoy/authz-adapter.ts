@@ -69,7 +69,7 @@ function aiBodyOf(route: AiRoute, http: HttpRequestAttributes, headers: HeaderLo
   if (body.length === 0 && Number(headers('content-length')) > 0) {
     return { problem: { tooLarge: false, message: 'Envoy did not send the request body: the ext_authz filter needs with_request_body on AI API paths' } };
   }
-  return readAiBody(route, body, policy.usage, { canRewrite: false }).input;
+  return readAiBody(route, body, policy.usage, { canRewrite: false, contentType: headers('content-type') }).input;
 }
 
 const EMPTY = Buffer.alloc(0);

@@ -200,7 +200,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const pending = awaitingBody;
         if (!pending) return { request_body: { response: {} } };
         awaitingBody = undefined;
-        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers) });
+        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers), contentType: pending.headers('content-type') });
         const ai = read.input;
         const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
         const reply = (settled: Decision): ProcessingResponse => {

@@ -22,9 +22,11 @@ const UNCHANGED = () => undefined;
  * Reads an AI API request body the same way for every adapter: size limit first, then the API's shape.
  * `route` is what the path said (AiPathMatcher.route); an API alone means the model is in the body.
  */
-export function readAiBody(route: AiApi | AiRoute, body: Uint8Array, usage: CompiledUsage, options: { canRewrite: boolean; signed?: boolean | undefined }): ReadAiBody {
+export function readAiBody(route: AiApi | AiRoute, body: Uint8Array, usage: CompiledUsage, options: { canRewrite: boolean; signed?: boolean | undefined; contentType?: string | undefined }): ReadAiBody {
   const { api, pathModel, deployment, pathProblem } = typeof route === 'string' ? ({ api: route } as AiRoute) : route;
   if (pathProblem !== undefined) return { input: { problem: { tooLarge: false, message: pathProblem } }, rewrite: UNCHANGED };
+  const formProblem = formContentProblem(options.contentType);
+  if (formProblem !== undefined) return { input: { problem: { tooLarge: false, message: formProblem } }, rewrite: UNCHANGED };
   if (body.length === 0) return { input: { problem: { tooLarge: false, message: 'request body is empty: an AI API request needs a JSON body naming the model' } }, rewrite: UNCHANGED };
   if (body.length > usage.maxRequestBodyBytes) {
     return { input: { problem: { tooLarge: true, message: `request body is ${body.length} bytes; the limit is ${usage.maxRequestBodyBytes}` } }, rewrite: UNCHANGED };
@@ -50,6 +52,18 @@ export function readAiBody(route: AiApi | AiRoute, body: Uint8Array, usage: Comp
       return Object.keys(changes).length > 0 ? rewriteAiRequestBody(api, parsed.json, changes) : undefined;
     },
   };
+}
+
+/**
+ * A body labelled as a form is read as fields by servers that parse by content type: the JSON
+ * `{"a":"&model=claude-opus-4-1&b=","model":"claude-haiku-4-5"}` is opus there and haiku to
+ * JSON.parse. No AI API the service reads takes a form, so such a label is malformed.
+ */
+function formContentProblem(contentType: string | undefined): string | undefined {
+  if (contentType === undefined) return undefined;
+  const media = contentType.split(';', 1)[0]!.trim().toLowerCase();
+  if (media !== 'application/x-www-form-urlencoded' && !media.startsWith('multipart/')) return undefined;
+  return `request content-type is ${media}: an AI API request body must be JSON (application/json), never a form that other readers would take fields from`;
 }
 
 /** The model an Azure OpenAI deployment serves: the policy's map, else the deployment's own name. */

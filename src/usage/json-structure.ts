@@ -8,11 +8,30 @@
  *   encoder writes a key twice.
  * - nesting deeper than MAX_JSON_DEPTH: recursive readers and writers (JSON.stringify in the
  *   body rewrite) overflow the stack on a few thousand levels.
+ * - the same key in two cases (`"model"` and `"Model"`, or `"max_to\u212Aens"` with a Kelvin sign) in
+ *   an object within FOLDED_DEPTH: Go's encoding/json (Ollama, Envoy AI Gateway, many self-hosted
+ *   OpenAI-compatible servers) matches keys ignoring case, Unicode folding included, and keeps the
+ *   last, so such a body is one model to JSON.parse and another upstream. Deeper objects (tool
+ *   schemas' `properties`) may hold keys that differ only in case, and the service reads nothing there.
  * Invalid JSON is not this scanner's business: it stops and leaves the syntax error to JSON.parse.
  */
 
 /** Deepest nesting of objects and arrays accepted in an AI request body (real requests, tool schemas included, stay far below). */
 export const MAX_JSON_DEPTH = 128;
+/** Objects this deep or shallower (the top level is 1; a batch's requests[].params is 4) compare keys ignoring case. */
+const FOLDED_DEPTH = 4;
+/**
+ * The fields the service acts on, as providers spell them. At the top level and in the objects that
+ * hold them, another case of one (`"MAX_TOKENS"` alone) is refused too: JSON.parse reads no cap
+ * there, a case-ignoring reader reads the client's.
+ */
+const GOVERNED_KEYS: ReadonlySet<string> = new Set([
+  'model', 'stream', 'stream_options', 'include_usage', 'max_tokens', 'max_completion_tokens', 'max_output_tokens', 'n', 'best_of', 'background', 'service_tier',
+  'previous_response_id', 'conversation', 'generationConfig', 'generation_config', 'maxOutputTokens', 'candidateCount', 'candidate_count', 'inferenceConfig', 'maxTokens',
+]);
+const GOVERNED_FOLDS: ReadonlyMap<string, string> = new Map([...GOVERNED_KEYS].map((key) => [key.toLowerCase(), key]));
+/** Where governed keys live: the top level ('') and these objects. */
+const GOVERNED_AT: ReadonlySet<string> = new Set(['', 'stream_options', 'generationConfig', 'generation_config', 'inferenceConfig', 'requests[].params']);
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -31,6 +50,8 @@ interface Frame {
   expectKey: boolean;
   lastKey: string;
   keys: Set<string> | undefined;
+  /** Keys compared ignoring case (see FOLDED_DEPTH). */
+  readonly folded: boolean;
 }
 
 /** A message naming the problem, or undefined when the body has none (or is not JSON at all). */
@@ -49,8 +70,12 @@ export function jsonStructureProblem(body: Uint8Array, maxDepth = MAX_JSON_DEPTH
           const key = keyText(bytes, index + 1, end);
           if (key === undefined) return undefined;
           top.keys ??= new Set();
-          if (top.keys.has(key)) return `request body has the key ${JSON.stringify(cut(key))} twice ${top.at === '' ? 'at the top level' : `in "${top.at}"`}: JSON readers disagree on which one counts`;
-          top.keys.add(key);
+          const seen = top.folded ? foldCase(key) : key;
+          if (top.keys.has(seen)) return `request body has the key ${JSON.stringify(cut(key))} twice ${top.at === '' ? 'at the top level' : `in "${top.at}"`}${top.folded ? ' (keys that differ only in case are one key to readers that ignore case)' : ''}: JSON readers disagree on which one counts`;
+          if (top.folded && !GOVERNED_KEYS.has(key) && GOVERNED_FOLDS.has(seen) && GOVERNED_AT.has(top.at)) {
+            return `request body has the key ${JSON.stringify(cut(key))} ${top.at === '' ? 'at the top level' : `in "${top.at}"`}: the field is spelled ${JSON.stringify(GOVERNED_FOLDS.get(seen))}, and readers that ignore case would act on it unseen`;
+          }
+          top.keys.add(seen);
           top.lastKey = key;
           top.expectKey = false;
         }
@@ -61,7 +86,7 @@ export function jsonStructureProblem(body: Uint8Array, maxDepth = MAX_JSON_DEPTH
       case OPEN_ARRAY: {
         if (stack.length >= maxDepth) return `request body nests objects and arrays deeper than ${maxDepth} levels`;
         const at = top === undefined ? '' : top.object ? join(top.at, cut(top.lastKey)) : `${top.at}[]`;
-        top = { object: byte === OPEN_OBJECT, at, expectKey: byte === OPEN_OBJECT, lastKey: '', keys: undefined };
+        top = { object: byte === OPEN_OBJECT, at, expectKey: byte === OPEN_OBJECT, lastKey: '', keys: undefined, folded: stack.length < FOLDED_DEPTH };
         stack.push(top);
         break;
       }
@@ -121,6 +146,13 @@ function asciiText(bytes: Buffer, start: number, end: number): string | undefine
     text += String.fromCharCode(byte);
   }
   return text;
+}
+
+/** A key as a case-ignoring reader compares it: lowercased, and through uppercase for the letters whose fold is another letter (U+017F long s is "s", U+212A Kelvin sign is "k"). */
+function foldCase(key: string): string {
+  const lower = key.toLowerCase();
+  for (let index = 0; index < lower.length; index++) if (lower.charCodeAt(index) >= 0x80) return lower.toUpperCase().toLowerCase();
+  return lower;
 }
 
 function join(at: string, key: string): string {

@@ -12,7 +12,7 @@ export interface AiRequest {
   /** As sent, trimmed; NOT lowercased (the caller normalises). */
   readonly model: string;
   readonly stream: boolean;
-  /** max_tokens | max_completion_tokens (chat: prefer max_completion_tokens) | max_output_tokens (responses); undefined for embeddings. */
+  /** max_tokens | max_completion_tokens (chat: the larger when both are sent) | max_output_tokens (responses); undefined for embeddings. */
   readonly outputCap: number | undefined;
   /** chat `n`, default 1; 1 for the others. */
   readonly n: number;
@@ -24,7 +24,7 @@ export interface AiRequest {
   readonly bound?: RequestBound | undefined;
   /**
    * Every model the request names, when it names more than its `model` (a batch: each request's
-   * model, distinct). Empty when the models cannot be read (OpenAI Batch: they are inside an
+   * model, distinct; a path that names one model and a body that names another: both). Empty when the models cannot be read (OpenAI Batch: they are inside an
    * uploaded file; `model` is then empty too). Undefined means just `model`.
    */
   readonly models?: readonly string[] | undefined;
@@ -111,11 +111,20 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
 
   const format = FORMAT_OF[api];
   const pathModel = route?.pathModel?.trim();
+  let pathAndBodyModels: readonly string[] | undefined;
   let model: string;
   if (pathModel !== undefined) {
     if (pathModel.length === 0) return problem('model_missing', 'the model in the request path is empty');
     if (pathModel.length > MAX_MODEL_LENGTH) return problem('bad_field', `the model in the request path is too long (${pathModel.length} characters; at most ${MAX_MODEL_LENGTH})`);
     model = pathModel;
+    // The path's model is the one served; a body naming another may be read by some upstream
+    // (Google's transcoding binds a body `model` too), so both are checked, as a batch's models are.
+    // Azure's body model names a deployment: not a model.
+    if (PROVIDER_OF[api] !== 'azure' && fields.model !== undefined && fields.model !== null) {
+      const named = modelField(fields.model, 'model');
+      if (!named.ok) return named;
+      if (!sameModel(named.model, pathModel)) pathAndBodyModels = [pathModel, named.model];
+    }
   } else if (format === 'openai.batches' || format === 'anthropic.batches') {
     model = '';
   } else {
@@ -130,7 +139,7 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
   let outputCap: number | undefined;
   let n = 1;
   let needsIncludeUsage = false;
-  let models: readonly string[] | undefined;
+  let models: readonly string[] | undefined = pathAndBodyModels;
   let deferred: AiRequest['deferred'];
   let streams = stream.value === true;
   switch (format) {
@@ -139,7 +148,9 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
       if (completionCap.problem) return completionCap.problem;
       const legacyCap = optionalPositiveInteger(fields, 'max_tokens');
       if (legacyCap.problem) return legacyCap.problem;
-      outputCap = completionCap.value ?? legacyCap.value;
+      // Both sent: providers differ on which one counts (OpenAI takes max_completion_tokens, servers
+      // such as Ollama only max_tokens), so the bound is the larger; a budget's cap rewrites both.
+      outputCap = completionCap.value === undefined || legacyCap.value === undefined ? (completionCap.value ?? legacyCap.value) : Math.max(completionCap.value, legacyCap.value);
       const choices = optionalPositiveInteger(fields, 'n');
       if (choices.problem) return choices.problem;
       n = choices.value ?? 1;
@@ -175,13 +186,21 @@ export function parseAiRequestBody(api: AiApi, body: Uint8Array, route?: Pick<Ai
     }
     case 'gemini': {
       streams = api === 'gemini.stream';
-      const config = optionalObject(fields, 'generationConfig');
+      // Google's JSON takes a field by its proto name too (generation_config.max_output_tokens,
+      // candidate_count): both spellings are read, and one field in both is malformed.
+      const configKey = protoSpelling(fields, 'generationConfig', 'generation_config');
+      if (typeof configKey !== 'string') return configKey;
+      const config = optionalObject(fields, configKey);
       if (config.problem) return config.problem;
       if (config.value !== undefined) {
-        const cap = optionalPositiveInteger(config.value, 'maxOutputTokens', 'generationConfig.maxOutputTokens');
+        const capKey = protoSpelling(config.value, 'maxOutputTokens', 'max_output_tokens', configKey);
+        if (typeof capKey !== 'string') return capKey;
+        const cap = optionalPositiveInteger(config.value, capKey, `${configKey}.${capKey}`);
         if (cap.problem) return cap.problem;
         outputCap = cap.value;
-        const candidates = optionalPositiveInteger(config.value, 'candidateCount', 'generationConfig.candidateCount');
+        const countKey = protoSpelling(config.value, 'candidateCount', 'candidate_count', configKey);
+        if (typeof countKey !== 'string') return countKey;
+        const candidates = optionalPositiveInteger(config.value, countKey, `${configKey}.${countKey}`);
         if (candidates.problem) return candidates.problem;
         n = candidates.value ?? 1;
       }
@@ -297,9 +316,13 @@ export function rewriteAiRequestBody(api: AiApi, json: Record<string, unknown>, 
       case 'bedrock.invoke':
         patched.max_tokens = changes.outputCap;
         break;
-      case 'gemini':
-        patched.generationConfig = { ...objectOr(json.generationConfig), maxOutputTokens: changes.outputCap };
+      case 'gemini': {
+        // In the spelling the body used (the reader refused both at once).
+        const configKey = isPresent(json.generation_config) ? 'generation_config' : 'generationConfig';
+        const config = objectOr(json[configKey]);
+        patched[configKey] = { ...config, [isPresent(config.max_output_tokens) ? 'max_output_tokens' : 'maxOutputTokens']: changes.outputCap };
         break;
+      }
       case 'bedrock.converse':
         patched.inferenceConfig = { ...objectOr(json.inferenceConfig), maxTokens: changes.outputCap };
         break;
@@ -353,6 +376,19 @@ function streamIncludeUsage(fields: Record<string, unknown>): { readonly ok: tru
   const flag = optionalBoolean(streamOptions as Record<string, unknown>, 'include_usage', 'stream_options.include_usage');
   if (flag.problem) return flag.problem;
   return { ok: true, value: flag.value === true };
+}
+
+/** The same model to every reader: case, Gemini's `models/` prefix and Bedrock/Vertex wrappings aside. */
+function sameModel(a: string, b: string): boolean {
+  const plain = (model: string) => canonicalModelId(model.trim().replace(/^(?:models|publishers\/[^/]+\/models)\//i, ''));
+  return plain(a) === plain(b);
+}
+
+/** Which of a Google field's two JSON spellings the body uses (the camelCase one when neither); both is malformed. */
+function protoSpelling(fields: Record<string, unknown>, camel: string, snake: string, at?: string): string | Problem {
+  if (!isPresent(fields[snake])) return camel;
+  if (isPresent(fields[camel])) return problem('bad_field', `request body names ${at === undefined ? '' : `"${at}" `}field "${camel}" twice, also as "${snake}": Google reads both spellings as one field`);
+  return snake;
 }
 
 function optionalObject(fields: Record<string, unknown>, key: string): Field<Record<string, unknown>> {

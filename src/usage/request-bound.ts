@@ -33,7 +33,7 @@ export const NO_BOUND_EXTRAS: RequestBound = Object.freeze({ outsideInputs: [], 
 /** Nesting walked for media and cache_control (deeper content is not a real request: the body reader bounds depth). */
 const MAX_DEPTH = 32;
 /** Media and file parts: their tokens have nothing to do with the bytes the body spends on them. */
-const MEDIA_TYPES: ReadonlySet<string> = new Set(['image_url', 'input_image', 'image', 'document', 'file', 'input_file', 'input_audio', 'audio', 'video', 'video_url']);
+const MEDIA_TYPES: ReadonlySet<string> = new Set(['image_url', 'input_image', 'image', 'document', 'file', 'input_file', 'input_audio', 'audio', 'video', 'video_url', 'item_reference', 'container_upload']);
 /** Gemini and Bedrock name a part by its key: inline or stored media, documents, a cached context. */
 const MEDIA_KEYS: ReadonlySet<string> = new Set(['inlineData', 'inline_data', 'fileData', 'file_data', 'image', 'document', 'video', 'audio']);
 /** Gemini tools the provider runs itself (none takes a maximum of calls). */
@@ -89,7 +89,11 @@ function walk(value: unknown, depth: number, scan: { media: Set<string>; cacheTt
   }
   const record = value as Record<string, unknown>;
   if (typeof record.type === 'string' && MEDIA_TYPES.has(record.type)) scan.media.add(`${record.type} part`);
-  if (scan.byKey) for (const key in record) if (MEDIA_KEYS.has(key) && typeof record[key] === 'object' && record[key] !== null) scan.media.add(`${key} part`);
+  if (scan.byKey) {
+    for (const key in record) if (MEDIA_KEYS.has(key) && typeof record[key] === 'object' && record[key] !== null) scan.media.add(`${key} part`);
+  }
+  // A Chat Completions assistant message may name an earlier audio response by id: billed as input, not in the body.
+  else if (typeof record.audio === 'object' && record.audio !== null && typeof (record.audio as { id?: unknown }).id === 'string') scan.media.add('audio reference');
   // Anthropic cache_control (ttl 5m or 1h); Bedrock's cachePoint blocks write the default cache.
   const cache = record.cache_control ?? record.cachePoint;
   if (typeof cache === 'object' && cache !== null) scan.cacheTtl = (cache as { ttl?: unknown }).ttl === '1h' || scan.cacheTtl === '1h' ? '1h' : '5m';

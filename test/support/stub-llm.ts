@@ -152,16 +152,20 @@ function behaviorOf(header: string | string[] | undefined): Behavior {
   };
 }
 
-/** The most a provider could bill for the request it received (see bill-max above). */
+/** The most a provider could bill for the request it received (see bill-max above): a chat body with both caps, the larger (upstreams differ on which counts). */
 function maximumBill(api: AiApi, json: Record<string, unknown>, bodyBytes: number, window: number): TokenUsage {
   const bound = readRequestBound(api, json);
   const calls = bound.serverTools.reduce((sum, tool) => sum + (tool.maxCalls ?? 0), 0);
   const input = (bound.outsideInputs.length > 0 ? Math.max(bodyBytes, window) : bodyBytes) + calls * window;
   const capOf = (value: unknown) => (typeof value === 'number' ? value : 0);
-  const cap = api === 'openai.responses' ? capOf(json.max_output_tokens) : api === 'openai.chat' ? capOf(json.max_completion_tokens ?? json.max_tokens) : capOf(json.max_tokens);
-  const n = typeof json.n === 'number' ? json.n : 1;
+  const cap = api === 'openai.responses' ? capOf(json.max_output_tokens) : api === 'openai.chat' ? Math.max(capOf(json.max_completion_tokens), capOf(json.max_tokens)) : capOf(json.max_tokens);
+  // Gemini: generationConfig and its proto spelling generation_config, merged (Google reads both).
+  const gemini = { ...(json.generation_config as Record<string, unknown> | undefined), ...(json.generationConfig as Record<string, unknown> | undefined) };
+  const geminiCap = capOf(gemini.maxOutputTokens ?? gemini.max_output_tokens);
+  const geminiCount = gemini.candidateCount ?? gemini.candidate_count;
+  const n = typeof json.n === 'number' ? json.n : typeof geminiCount === 'number' ? geminiCount : 1;
   const serverToolCalls = Object.fromEntries(bound.serverTools.map((tool) => [tool.name, tool.maxCalls ?? 0]));
-  return tokenUsage({ input, output: cap * n, ...(calls > 0 ? { serverToolCalls } : {}) });
+  return tokenUsage({ input, output: (api.startsWith('gemini.') ? geminiCap : cap) * n, ...(calls > 0 ? { serverToolCalls } : {}) });
 }
 
 function defaultSplitPoints(body: Buffer): number[] {

@@ -25,8 +25,30 @@ describe('JSON structure of AI request bodies', () => {
 
   it('accepts the same key in different objects, keys that look alike, and keys inside strings', () => {
     expect(scan('{"model":"gpt-4o","messages":[{"role":"user","content":"a"},{"role":"assistant","content":"\\"role\\":1, \\"model\\":2"}]}')).toBeUndefined();
-    expect(scan('{"a":{"b":1},"c":{"b":2},"A":3,"a\\"":4,"a\\\\":5}')).toBeUndefined();
+    expect(scan('{"a":{"b":1},"c":{"b":2},"a\\"":4,"a\\\\":5}')).toBeUndefined();
     expect(scan('{"model":"gpt-4o","x":"\\\\","model2":1}')).toBeUndefined();
+  });
+
+  it('refuses a key twice in two cases near the top, where Go readers (case-insensitive, last wins) would take the other', () => {
+    expect(scan('{"model":"claude-haiku-4-5","Model":"claude-opus-4-1"}')).toMatch(/"Model" twice at the top level \(keys that differ only in case/);
+    expect(scan('{"model":"a","stream_options":{"include_usage":true,"INCLUDE_USAGE":false}}')).toMatch(/"INCLUDE_USAGE" twice in "stream_options"/);
+    // Unicode folding: U+212A KELVIN SIGN is "k", U+017F LONG S is "s" (written raw and as an escape).
+    expect(scan('{"max_tokens":16,"max_to\u212Aens":100000}')).toMatch(/twice/);
+    expect(scan('{"stream":false,"\\u017Ftream":true}')).toMatch(/twice/);
+    expect(scan('{"requests":[{"custom_id":"a","params":{"model":"claude-haiku-4-5","MODEL":"claude-opus-4-1"}}]}')).toMatch(/twice in "requests\[\]\.params"/);
+  });
+
+  it('refuses another case of a field the service acts on, alone, where it lives (a case-ignoring reader would act on it unseen)', () => {
+    expect(scan('{"model":"gpt-4o","MAX_TOKENS":100000}')).toMatch(/"MAX_TOKENS" at the top level: the field is spelled "max_tokens"/);
+    expect(scan('{"model":"gpt-4o","stream":true,"stream_options":{"Include_Usage":false}}')).toMatch(/in "stream_options"/);
+    expect(scan('{"contents":[],"generationConfig":{"MaxOutputTokens":9}}')).toMatch(/"maxOutputTokens"/);
+    // Elsewhere such keys are data: a schema's property, a metadata entry.
+    expect(scan('{"model":"a","metadata":{"N":"1"},"generationConfig":{"responseSchema":{"properties":{"N":{},"Model":{}}}}}')).toBeUndefined();
+  });
+
+  it('accepts keys that differ only in case deep inside, where tool schemas name their properties', () => {
+    expect(scan('{"model":"a","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"id":{},"ID":{}}}}}]}')).toBeUndefined();
+    expect(scan('{"model":"a","tools":[{"name":"f","input_schema":{"properties":{"Name":{},"name":{}}}}]}')).toBeUndefined();
   });
 
   it(`refuses nesting deeper than ${MAX_JSON_DEPTH}, and reads ${MAX_JSON_DEPTH} levels`, () => {

@@ -22,7 +22,7 @@ const chatMessages = [
 ];
 
 describe('real request shapes', () => {
-  it('OpenAI chat: model, stream, the output cap (max_completion_tokens preferred), n, include_usage needed', () => {
+  it('OpenAI chat: model, stream, the output cap (the larger of max_completion_tokens and max_tokens), n, include_usage needed', () => {
     expect(parsed('openai.chat', { model: ' gpt-4o-2024-08-06 ', messages: chatMessages })).toEqual({
       api: 'openai.chat',
       model: 'gpt-4o-2024-08-06',
@@ -35,7 +35,8 @@ describe('real request shapes', () => {
     expect(parsed('openai.chat', { model: 'GPT-4o', messages: chatMessages, stream: true, max_tokens: 100, max_completion_tokens: 50, n: 3 })).toMatchObject({
       model: 'GPT-4o',
       stream: true,
-      outputCap: 50,
+      // Both caps: the larger (an upstream may honour either).
+      outputCap: 100,
       n: 3,
       needsIncludeUsage: true,
     });
@@ -195,6 +196,34 @@ describe('rewriting the forwarded body', () => {
     expect(JSON.parse(rewrite('openai.responses', { model: 'gpt-4.1', input: 'x' }, { outputCap: 300 }))).toEqual({ model: 'gpt-4.1', input: 'x', max_output_tokens: 300 });
     expect(JSON.parse(rewrite('anthropic.messages', { max_tokens: 8192, model: 'claude-opus-4-1' }, { outputCap: 1000 }))).toEqual({ max_tokens: 1000, model: 'claude-opus-4-1' });
     expect(JSON.parse(rewrite('openai.embeddings', { model: 'text-embedding-3-small', input: 'x' }, { outputCap: 1 }))).toEqual({ model: 'text-embedding-3-small', input: 'x' });
+  });
+
+  it('a model in the path and another in the body: both are the request\u2019s models (an upstream may read either); the same one named twice is one', () => {
+    const read = (api: AiApi, pathModel: string, body: unknown) => parseAiRequestBody(api, bytes(body), { pathModel });
+    const two = read('vertex.anthropic', 'claude-haiku-4-5@20251001', { model: 'claude-opus-4-1', max_tokens: 5, messages: [] });
+    expect(two.ok && two.request).toMatchObject({ model: 'claude-haiku-4-5@20251001', models: ['claude-haiku-4-5@20251001', 'claude-opus-4-1'] });
+    for (const [api, pathModel, bodyModel] of [['gemini.generate', 'gemini-2.5-flash', 'models/gemini-2.5-flash'], ['bedrock.converse', 'us.anthropic.claude-haiku-4-5-20251001-v1:0', 'claude-haiku-4-5-20251001'], ['vertex.anthropic', 'claude-haiku-4-5@20251001', 'Claude-Haiku-4-5-20251001']] as const) {
+      const one = read(api, pathModel, { model: bodyModel, contents: [], messages: [] });
+      expect(one.ok && one.request.models, `${api} ${bodyModel}`).toBeUndefined();
+    }
+    // An Azure deployment's body model names a deployment, not a model.
+    const azure = read('azure.chat', 'gpt-4o', { model: 'prod-chat', messages: [] });
+    expect(azure.ok && azure.request.models).toBeUndefined();
+  });
+
+  it('Gemini: reads generation_config in its proto spelling too (Google takes both), rewrites the spelling used, refuses both at once', () => {
+    const pathModel = { pathModel: 'gemini-2.5-flash' };
+    const read = (body: unknown) => parseAiRequestBody('gemini.generate', bytes(body), pathModel);
+    const snake = read({ contents: [], generation_config: { max_output_tokens: 900, candidate_count: 3 } });
+    expect(snake.ok && snake.request).toMatchObject({ outputCap: 900, n: 3 });
+    const mixed = read({ contents: [], generationConfig: { candidate_count: 4 } });
+    expect(mixed.ok && mixed.request).toMatchObject({ n: 4 });
+    for (const both of [{ generationConfig: {}, generation_config: {} }, { generationConfig: { maxOutputTokens: 1, max_output_tokens: 9 } }, { generation_config: { candidateCount: 1, candidate_count: 8 } }]) {
+      const result = read({ contents: [], ...both });
+      expect(!result.ok && result.problem.message).toMatch(/twice, also as/);
+    }
+    expect(JSON.parse(rewrite('gemini.generate', { model: 'g', contents: [], generation_config: { max_output_tokens: 9000, candidate_count: 2 } }, { outputCap: 100 }))).toEqual({ model: 'g', contents: [], generation_config: { max_output_tokens: 100, candidate_count: 2 } });
+    expect(JSON.parse(rewrite('gemini.generate', { model: 'g', contents: [], generation_config: { candidate_count: 2 } }, { outputCap: 100 }))).toEqual({ model: 'g', contents: [], generation_config: { candidate_count: 2, maxOutputTokens: 100 } });
   });
 
   it('replaces the model in place and leaves the parsed object untouched', () => {

@@ -14,6 +14,10 @@ describe('what a request points at rather than carries', () => {
     expect(readRequestBound('anthropic.messages', { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBOR' } }] }], container: 'container_1' }).outsideInputs)
       .toEqual(['container', 'image part']);
     expect(readRequestBound('openai.chat', { model: 'gpt-4o', messages: [{ role: 'user', content: 'plain text' }] }).outsideInputs).toEqual([]);
+    // Stored items and audio named by id: their tokens are billed as input, their bytes are not in the body.
+    expect(readRequestBound('openai.responses', { model: 'gpt-4.1', input: [{ type: 'item_reference', id: 'msg_1' }] }).outsideInputs).toEqual(['item_reference part']);
+    expect(readRequestBound('openai.chat', { model: 'gpt-4o-audio-preview', messages: [{ role: 'assistant', audio: { id: 'audio_1' } }, { role: 'user', content: 'again' }] }).outsideInputs).toEqual(['audio reference']);
+    expect(readRequestBound('anthropic.messages', { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: [{ type: 'container_upload', file_id: 'file_1' }] }] }).outsideInputs).toEqual(['container_upload part']);
   });
 
   it('names server tools with their maximum calls, and none for client tools', () => {
