@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as plainRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as plainRequest } from 'node:http';
 import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { parse, stringify } from 'yaml';
 import { REPO_ROOT, startGovernanceStack, startStubLlm, startUpstream, STUB_BEHAVIOR_HEADER, type GovernanceStack, type StubLlm, type Upstream } from '../support/index.js';
 import { context } from '../support/request-context.js';
 import { eventually } from '../telemetry/telemetry-support.js';
+import { rawRequest, type Answer } from './hostile-support.js';
 
 const TEST_ID = 'x-test-id';
 /** product-team may use claude-haiku and claude-sonnet only (deploy/default-policy.yaml). */
@@ -25,26 +26,7 @@ const FORBIDDEN = 'claude-opus-4-1';
 const json = { 'content-type': 'application/json' };
 const messages = [{ role: 'user', content: 'What is the capital of France?' }];
 
-interface Answer {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: string;
-}
-
-function send(port: number, method: string, path: string, headers: Record<string, string | string[]>, body?: string | Buffer): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const outgoing = { ...headers, ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}) };
-    const request = plainRequest({ host: '127.0.0.1', port, method, path, headers: outgoing, agent: false, timeout: 10_000 }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      response.on('error', reject);
-    });
-    request.on('error', reject);
-    request.on('timeout', () => request.destroy(new Error(`${method} ${path} timed out`)));
-    request.end(body);
-  });
-}
+const send = (port: number, method: string, path: string, headers: Record<string, string | string[]>, body?: string | Buffer): Promise<Answer> => rawRequest(port, method, path, headers, body);
 
 /** Raw bytes on one connection (smuggling, pipelining): everything Envoy writes back until it closes or goes quiet. */
 function sendRaw(port: number, bytes: string, quietMs = 1_500): Promise<string> {

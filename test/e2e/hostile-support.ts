@@ -18,7 +18,7 @@ export interface Answer {
 }
 
 /** A request whose path goes out byte for byte (the URL parser would resolve `..` and more), optionally chunked without content-length. */
-export function rawRequest(port: number, method: string, path: string, headers: Record<string, string>, body?: string, options: { chunked?: boolean } = {}): Promise<Answer> {
+export function rawRequest(port: number, method: string, path: string, headers: Record<string, string | string[]>, body?: string | Buffer, options: { chunked?: boolean } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const outgoing = { ...headers, ...(body !== undefined && !options.chunked ? { 'content-length': String(Buffer.byteLength(body)) } : {}) };
     const request = plainRequest({ host: '127.0.0.1', port, method, path, headers: outgoing, agent: false, timeout: 10_000 }, (response) => {
