@@ -72,15 +72,10 @@ describe('budgets on a Redis Cluster, shared by two replicas behind Envoy', () =
     const policy = writePolicy();
     dir = policy.dir;
     [cluster, llm] = await Promise.all([startRedisCluster({ nodeTimeoutMs: 1_000 }), startStubLlm({ chunkDelayMs: 100 })]);
-    // Timeouts that a busy test machine (2 cores shared by many processes) does not trip: the failure modes
-    // are the subject of one test below, not noise in the others. The shipped ext-proc config, with its
-    // 200 ms message_timeout (tested in envoy-budgets.test.ts and the bench) raised to 3 s.
+    // A generous Redis timeout on a busy test machine (2 cores shared by many processes): the failure
+    // modes are the subject of one test below, not noise in the others.
     const serviceEnv = { GENOPS_REDIS_URL: cluster.url, GENOPS_REDIS_TIMEOUT_MS: '500', LOG_LEVEL: 'warn' };
-    const config = join(dir, 'ext-proc.yaml');
-    const shipped = readFileSync(join(REPO_ROOT, 'deploy/envoy/ext-proc.yaml'), 'utf8');
-    if (!shipped.includes('message_timeout: 0.2s')) throw new Error('deploy/envoy/ext-proc.yaml no longer says message_timeout: 0.2s: update this test');
-    writeFileSync(config, shipped.replace('message_timeout: 0.2s', 'message_timeout: 3s'));
-    stacks = await Promise.all([0, 1].map(() => startGovernanceStack({ mode: 'ext-proc', config, upstreamPort: llm.port, policyPath: policy.path, serviceEnv })));
+    stacks = await Promise.all([0, 1].map(() => startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath: policy.path, serviceEnv })));
     const client = connectRedis(cluster.target, { timeoutMs: 2_000, onError: () => undefined });
     if (!(await waitForRedis(client, 10_000))) throw new Error('the test reader could not connect to the cluster');
     reader = createRedisBudgetLedger({ client, clock: () => Date.now() });
