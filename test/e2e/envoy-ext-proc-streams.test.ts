@@ -93,8 +93,9 @@ describe('ext_proc streams through the real Envoy (deploy/envoy/ext-proc-ungover
     });
     expect(delta).toEqual({ started: 0, sent: 0 });
     expect(llm.received(testId)).toHaveLength(1);
-    // No governance context: still refused everywhere else, the path prefix included.
-    for (const path of ['/healthz/v1/chat/completions', '/v1/chat/completions']) {
+    // No governance context: still refused everywhere else, the path prefix included, and a path
+    // that only spells its way out of /healthz (dot segments, encoded slashes).
+    for (const path of ['/healthz/v1/chat/completions', '/healthz/../v1/chat/completions', '/healthz%2F..%2Fv1%2Fchat%2Fcompletions', '/v1/chat/completions']) {
       const refused = await httpRequest(`${envoy.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', [STUB_TEST_ID_HEADER]: testId }, body: chat(false) });
       expect(refused.status, path).toBe(403);
     }
