@@ -9,6 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import { connect, constants as http2 } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http2Request, httpRequest, startEnvoy, startService, startUpstream, type HttpResponse, type RecordedRequest, type RunningEnvoy, type RunningService, type Upstream } from '../support/index.js';
 import { context, UUID } from '../support/request-context.js';
@@ -177,6 +178,38 @@ describe('one round trip to decide (deploy/envoy/ext-proc.yaml)', () => {
     expect((await rawRequest(port, 'POST', '/v1/messages', withExpect, OPUS)).status).toBe(403);
     expect(received(h2)).toHaveLength(1);
     expect(received(expect100)).toHaveLength(0);
+  });
+
+  it('ends an HTTP/2 body at its trailers: decided on the whole body (headers, body and trailers replies at once) and forwarded', async () => {
+    const send = (testId: string, headers: Record<string, string>, body: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const session = connect(envoy.url);
+        session.on('error', reject);
+        const stream = session.request({ [http2.HTTP2_HEADER_METHOD]: 'POST', [http2.HTTP2_HEADER_PATH]: '/v1/messages', 'content-type': 'application/json', [TEST_ID]: testId, ...headers }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'x-client-trailer': 'yes' }));
+        let status = 0;
+        const chunks: Buffer[] = [];
+        stream.on('response', (received) => (status = Number(received[http2.HTTP2_HEADER_STATUS])));
+        stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+        stream.on('end', () => {
+          session.close();
+          resolve({ status, body: Buffer.concat(chunks).toString('utf8') });
+        });
+        stream.on('error', reject);
+        stream.end(body);
+      });
+    const testId = randomUUID();
+    let allowed = { status: 0, body: '' };
+    const streams = await decidingStreams(async () => {
+      allowed = await send(testId, context({ 'x-genops-customer-tier': 'premium' }), OPUS);
+    });
+    expect(allowed.status, allowed.body).toBe(200);
+    // Headers, body, trailers in; then the held headers reply, the body and the trailers reply at once.
+    expect(streams.at(-1)!.map((step) => step.kind ?? step.count)).toEqual(['request_headers', ...streams.at(-1)!.slice(1, -2).map(() => 'request_body'), 'request_trailers', 3]);
+    expect(received(testId)[0]).toMatchObject({ body: OPUS, headers: { 'x-routed-by': 'claude-opus' } });
+    const refused = await send(testId, context({ 'x-genops-customer-tier': 'basic' }), OPUS);
+    expect(refused.status, refused.body).toBe(403);
+    expect(received(testId)).toHaveLength(1);
   });
 
   it('refuses a body over the policy limit with its JSON 413 before the body ends', async () => {
