@@ -159,10 +159,14 @@ describe('one round trip to decide (deploy/envoy/ext-proc.yaml)', () => {
 
   it('governs a body without content-length: HTTP/2, chunked HTTP/1.1, and Expect: 100-continue', async () => {
     const h2 = randomUUID();
-    const allowed = await http2Request(`${envoy.url}/v1/messages`, { method: 'POST', headers: { ...context({ 'x-genops-customer-tier': 'premium' }), [TEST_ID]: h2 }, body: OPUS });
-    expect(allowed.status, allowed.body).toBe(200);
+    let allowed: HttpResponse | undefined;
+    const streams = await decidingStreams(async () => {
+      allowed = await http2Request(`${envoy.url}/v1/messages`, { method: 'POST', headers: { ...context({ 'x-genops-customer-tier': 'premium' }), 'content-type': 'application/json', [TEST_ID]: h2 }, body: OPUS });
+    });
+    expect(allowed?.status, allowed?.body).toBe(200);
+    expect(streams.at(-1)!.at(-1)).toMatchObject({ step: 'reply', count: 2 });
     expect(received(h2)[0]).toMatchObject({ body: OPUS, headers: { 'x-routed-by': 'claude-opus' } });
-    const refused = await http2Request(`${envoy.url}/v1/messages`, { method: 'POST', headers: { ...context({ 'x-genops-customer-tier': 'basic' }), [TEST_ID]: h2 }, body: OPUS });
+    const refused = await http2Request(`${envoy.url}/v1/messages`, { method: 'POST', headers: { ...context({ 'x-genops-customer-tier': 'basic' }), 'content-type': 'application/json', [TEST_ID]: h2 }, body: OPUS });
     expect(refused.status, refused.body).toBe(403);
 
     const chunked = randomUUID();
@@ -218,6 +222,17 @@ describe('one round trip to decide (deploy/envoy/ext-proc.yaml)', () => {
     const response = await post(testId, '/v1/chat/completions', context(), huge);
     expect(response.status).toBe(413);
     expect(response.json<{ reason_code: string }>().reason_code).toBeTruthy();
+    expect(received(testId)).toHaveLength(0);
+  });
+
+  it('keeps two round trips for a body that is not JSON (a file upload): never streamed through the service', async () => {
+    const testId = randomUUID();
+    const streams = await decidingStreams(async () => {
+      const response = await httpRequest(`${envoy.url}/v1/files`, { method: 'POST', headers: { ...context(), 'content-type': 'multipart/form-data; boundary=x', [TEST_ID]: testId }, body: '--x\r\n\r\nfile\r\n--x--\r\n' });
+      // Deny by default: the default policy governs no /v1/files body; what matters is the round trips.
+      expect(response.status, response.body).toBe(403);
+    });
+    expect(streams.at(-1)!.map((step) => step.kind ?? step.step)).toEqual(['request_headers', 'reply']);
     expect(received(testId)).toHaveLength(0);
   });
 
