@@ -475,11 +475,6 @@ const KEYS = keyEntries([['model', Key.Model], ['usage', Key.Usage], ['error', K
 /** Gemini names its usage `usageMetadata` and the model served `modelVersion`. */
 const GEMINI_KEYS = keyEntries([['modelVersion', Key.Model], ['usageMetadata', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
 
-// One allocation per meter: the object/array flag and the last key per tracked depth, then the key being read.
-const LAST_KEY_AT = MAX_TRACKED_DEPTH + 1;
-const KEY_BYTES_AT = 2 * (MAX_TRACKED_DEPTH + 1);
-const STATE_BYTES = KEY_BYTES_AT + MAX_KEY_BYTES;
-
 function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
   return new JsonMeter(FORMAT_OF[api], maxCaptureBytes);
 }
@@ -494,8 +489,13 @@ class JsonMeter implements UsageMeter {
   // (Gemini's streamGenerateContent without alt=sse: each element repeats the cumulative usage, the last wins).
   private rootDepth = 1;
   private depth = 0;
-  /** [0, LAST_KEY_AT): per tracked depth 1 = object, 0 = array; [LAST_KEY_AT, KEY_BYTES_AT): the last complete key per depth; then the key being read (first MAX_KEY_BYTES bytes). */
-  private readonly state = new Uint8Array(STATE_BYTES);
+  // Plain arrays grown as the body nests: a typed array over 64 bytes is allocated outside V8's heap, which costs more than the scan of a small answer.
+  /** Per tracked depth: 1 = object, 0 = array. */
+  private readonly objectAt: number[] = [0];
+  /** Per tracked depth: the last complete key. */
+  private readonly lastKeyAt: number[] = [Key.Other];
+  /** The key being read: its first MAX_KEY_BYTES bytes. */
+  private readonly keyBytes: number[] = [];
   private expectKey = false;
   private inString = false;
   private stringIsKey = false;
@@ -603,12 +603,12 @@ class JsonMeter implements UsageMeter {
   private keyRead(): Key {
     const length = this.keyLength;
     if (this.keyHasEscape || length > MAX_KEY_BYTES) return Key.Other;
-    const { state } = this;
+    const { keyBytes } = this;
     for (const entry of this.keys) {
       const { bytes } = entry;
       if (bytes.length !== length) continue;
       let at = 0;
-      while (at < length && bytes[at] === state[KEY_BYTES_AT + at]) at += 1;
+      while (at < length && bytes[at] === keyBytes[at]) at += 1;
       if (at === length) return entry.key;
     }
     return Key.Other;
@@ -616,7 +616,7 @@ class JsonMeter implements UsageMeter {
 
   private scan(chunk: Buffer): void {
     const length = chunk.length;
-    const { state } = this;
+    const { objectAt, lastKeyAt, keyBytes } = this;
     let index = 0;
     if (this.capturing !== undefined) this.captureFrom = 0;
     // Next positions of the bytes the fast paths look for (-2: not searched yet, -1: none left in this chunk).
@@ -650,7 +650,7 @@ class JsonMeter implements UsageMeter {
         continue;
       }
       const depth = this.depth;
-      if (!this.inString && this.capturing === undefined && depth >= 1 && depth <= MAX_TRACKED_DEPTH && state[depth] === 0) {
+      if (!this.inString && this.capturing === undefined && depth >= 1 && depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 0) {
         // Inside an array (an embedding vector): only a string, a nested container or its end matter.
         if (nextQuote !== -1 && nextQuote < index) nextQuote = chunk.indexOf(QUOTE, index);
         if (nextOpenBrace !== -1 && nextOpenBrace < index) nextOpenBrace = chunk.indexOf(OPEN_BRACE, index);
@@ -714,7 +714,7 @@ class JsonMeter implements UsageMeter {
           } else if (byte === QUOTE) {
             break;
           } else {
-            if (keyLength < MAX_KEY_BYTES) state[KEY_BYTES_AT + keyLength] = byte;
+            if (keyLength < MAX_KEY_BYTES) keyBytes[keyLength] = byte;
             keyLength += 1;
           }
           next += 1;
@@ -722,7 +722,7 @@ class JsonMeter implements UsageMeter {
         this.keyLength = keyLength;
         if (next === length) return;
         this.inString = false;
-        if (depth <= MAX_TRACKED_DEPTH) state[LAST_KEY_AT + depth] = this.keyRead();
+        if (depth <= MAX_TRACKED_DEPTH) lastKeyAt[depth] = this.keyRead();
         index = next + 1;
         continue;
       }
@@ -732,13 +732,13 @@ class JsonMeter implements UsageMeter {
           this.inString = true;
           this.escaped = false;
           this.hexDigitsLeft = 0;
-          this.stringIsKey = this.expectKey && depth <= MAX_TRACKED_DEPTH && state[depth] === 1;
+          this.stringIsKey = this.expectKey && depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 1;
           if (this.stringIsKey) {
             this.keyLength = 0;
             this.keyHasEscape = false;
             this.stringCounts = false;
           } else {
-            this.stringCounts = depth > this.rootDepth && depth <= MAX_TRACKED_DEPTH && state[depth] === 1 && state[LAST_KEY_AT + depth] === Key.Text;
+            this.stringCounts = depth > this.rootDepth && depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 1 && lastKeyAt[depth] === Key.Text;
           }
           break;
         case OPEN_BRACE:
@@ -747,8 +747,8 @@ class JsonMeter implements UsageMeter {
           const inner = depth + 1;
           this.depth = inner;
           if (inner <= MAX_TRACKED_DEPTH) {
-            state[inner] = byte === OPEN_BRACE ? 1 : 0;
-            state[LAST_KEY_AT + inner] = Key.Other;
+            objectAt[inner] = byte === OPEN_BRACE ? 1 : 0;
+            lastKeyAt[inner] = Key.Other;
           }
           this.expectKey = byte === OPEN_BRACE;
           break;
@@ -762,12 +762,12 @@ class JsonMeter implements UsageMeter {
           break;
         case COMMA:
           if (depth === this.rootDepth && this.capturing !== undefined) this.finishCapture(chunk, index);
-          this.expectKey = depth <= MAX_TRACKED_DEPTH && state[depth] === 1;
+          this.expectKey = depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 1;
           break;
         case COLON:
           this.expectKey = false;
-          if (depth === this.rootDepth && !this.topLevelClosed && state[this.rootDepth] === 1) {
-            const key = state[LAST_KEY_AT + this.rootDepth];
+          if (depth === this.rootDepth && !this.topLevelClosed && objectAt[this.rootDepth] === 1) {
+            const key = lastKeyAt[this.rootDepth];
             if (key === Key.Model || key === Key.Usage || key === Key.Error) this.startCapture(key, index + 1);
           }
           break;
