@@ -147,13 +147,19 @@ function histogramSeries<L extends string>(histogram: Histogram<L>, labels: Part
         return;
       }
       histogram.observe(labels as Record<L, string>, value);
-      // prom-client keeps the labels object it was given: find its key once.
+      // Find the series' key once: the entry whose labels are these (prom-client keeps the object it was first given).
       for (const [key, candidate] of Object.entries(internals.hashMap)) {
-        if (candidate?.labels === labels) {
+        if (candidate !== undefined && sameLabels(candidate.labels as Partial<Record<L, string>>, labels)) {
           hash = key;
           break;
         }
       }
     },
   };
+}
+
+function sameLabels<L extends string>(a: Partial<Record<L, string>>, b: Partial<Record<L, string>>): boolean {
+  if (a === b) return true;
+  const names = Object.keys(b) as L[];
+  return names.length === Object.keys(a).length && names.every((name) => a[name] === b[name]);
 }

@@ -133,8 +133,16 @@ describe('cached label children', () => {
       observe({ service: 'authz' }, value);
     }
     expect(() => observe({ service: 'authz' }, Number.NaN)).toThrow();
+    // A series that prom-client already held (observed with another labels object) is found by its values.
+    histogram.observe({ service: 'ext_proc' }, 0.05);
+    plain.observe({ service: 'ext_proc' }, 0.05);
+    for (const value of [0.5, 3]) {
+      plain.observe({ service: 'ext_proc' }, value);
+      observe({ service: 'ext_proc' }, value);
+    }
     text = await registry.metrics();
-    expect(series(text, 'fast_seconds_bucket').length).toBe(3);
+    expect(series(text, 'fast_seconds_bucket').length).toBe(6);
+    expect(sample(text, 'fast_seconds_count{service="ext_proc"}')).toBe(3);
     expect(series(text, 'fast_seconds_bucket')).toEqual(series(text, 'plain_seconds_bucket'));
     expect(sample(text, 'fast_seconds_sum{service="authz"}')).toBe(sample(text, 'plain_seconds_sum{service="authz"}'));
     expect(sample(text, 'fast_seconds_count{service="authz"}')).toBe(2);
