@@ -1,0 +1,245 @@
+/**
+ * The hostile client against the one-round-trip route (`undecided`, FULL_DUPLEX_STREAMED request
+ * bodies) of the shipped deploy/envoy/ext-proc.yaml, through the real Envoy: every way found to
+ * reach the upstream undecided, to make the body the upstream receives differ from the body the
+ * service decided on, to slip past the route's matchers, or to hold the service's memory. Each
+ * request is sent raw (its framing as written); the upstream records what arrived.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect as connectTcp, type Socket } from 'node:net';
+import { connect as connectHttp2 } from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpRequest, startEnvoy, startService, startUpstream, type RunningEnvoy, type RunningService, type Upstream } from '../support/index.js';
+import { writeDefaultPolicy } from '../support/default-policy.js';
+import { context } from '../support/request-context.js';
+import { rawRequest, refusal } from './hostile-support.js';
+
+const TEST_ID = 'x-test-id';
+/** basic customers may not use claude-opus (deploy/default-policy.yaml); claude-sonnet is fine. */
+const BASIC = { 'x-genops-customer-tier': 'basic' };
+const OPUS = JSON.stringify({ model: 'claude-opus-4-1-20250805', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }] });
+const SONNET = JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }] });
+/** The policy's body limit here (small, so that holding it is cheap to test). */
+const BODY_LIMIT = 256 * 1024;
+
+/** Raw bytes on one TCP connection; resolves with everything Envoy sent back once it closes or `waitMs` passes. */
+function rawExchange(port: number, write: (socket: Socket) => void | Promise<void>, waitMs = 3_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connectTcp(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    };
+    const timer = setTimeout(done, waitMs);
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('close', done);
+    socket.on('error', (error) => (chunks.length > 0 ? done() : reject(error)));
+    socket.on('connect', () => void Promise.resolve(write(socket)).catch(reject));
+  });
+}
+
+const head = (path: string, headers: Record<string, string>, lines: string[] = []) =>
+  [`POST ${path} HTTP/1.1`, 'host: ai.example', ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`), ...lines, '', ''].join('\r\n');
+const statuses = (raw: string) => [...raw.matchAll(/^HTTP\/1\.1 (\d{3})/gm)].map((match) => Number(match[1]));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('hostile clients against the one-round-trip route (deploy/envoy/ext-proc.yaml)', () => {
+  let dir: string;
+  let upstream: Upstream;
+  let service: RunningService;
+  let envoy: RunningEnvoy;
+  let port: number;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'genops-hostile-1rtt-'));
+    const policyPath = writeDefaultPolicy(dir, 'policy.yaml', (spec) => {
+      spec.usage = { maxRequestBodyBytes: BODY_LIMIT, headersOnly: [{ prefix: '/v1/files', description: 'uploads: team and limits only' }] };
+    });
+    upstream = await startUpstream();
+    service = await startService({ policyPath });
+    envoy = await startEnvoy({ config: 'deploy/envoy/ext-proc.yaml', vars: { GENOPS_HOST: service.host, GENOPS_PORT: service.grpcPort, UPSTREAM_PORT: upstream.port } });
+    port = Number(new URL(envoy.url).port);
+  });
+  afterAll(async () => {
+    await envoy?.stop();
+    await service?.stop();
+    await upstream?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const received = (testId: string) => upstream.requestsWith(TEST_ID, testId);
+  const neverUndecided = () => {
+    for (const request of upstream.requests) expect(request.headers['x-routed-by'], request.path).not.toBe('undecided');
+  };
+
+  describe('the route matchers: case, parameters, look-alike types, duplicates and empty values', () => {
+    const variants: [string, Record<string, string | string[]>][] = [
+      ['Application/JSON; charset=UTF-8', { 'content-type': 'Application/JSON; charset=UTF-8' }],
+      ['application/json-seq', { 'content-type': 'application/json-seq' }],
+      ['application/jsonl', { 'content-type': 'application/jsonl' }],
+      ['text/plain (a JSON AI body under another type: two round trips)', { 'content-type': 'text/plain' }],
+      ['no content-type at all', {}],
+      ['two content-type headers', { 'content-type': ['text/plain', 'application/json'] }],
+      ['x-amz-date empty', { 'content-type': 'application/json', 'x-amz-date': '' }],
+      ['x-genops-decision-id empty', { 'content-type': 'application/json', 'x-genops-decision-id': '' }],
+    ];
+    it.each(variants)('%s: the forbidden model is refused, the allowed one reaches its tier route', async (_name, type) => {
+      const testId = randomUUID();
+      const headers = { ...context(BASIC), ...type, [TEST_ID]: testId };
+      refusal(await rawRequest(port, 'POST', '/v1/messages', headers, OPUS), 403, 'POLICY_DENY_MODEL');
+      const allowed = await rawRequest(port, 'POST', '/v1/messages', headers, SONNET);
+      expect(allowed.status, allowed.body).toBe(200);
+      const [request, ...more] = received(testId);
+      expect(more).toHaveLength(0);
+      expect(request?.body).toBe(SONNET);
+      expect(request?.headers['x-routed-by']).toBe('claude-sonnet');
+      expect(request?.headers['x-genops-decision-id']).toBe(allowed.headers['x-genops-decision-id']);
+      neverUndecided();
+    });
+  });
+
+  it('a JSON POST allowed on its headers (a headers-only path) leaves the undecided route, its body echoed whole; one to any other path is refused', async () => {
+    const testId = randomUUID();
+    const body = JSON.stringify({ purpose: 'batch', note: 'x'.repeat(100_000) });
+    const allowed = await rawRequest(port, 'POST', '/v1/files', { ...context(), 'content-type': 'application/json', [TEST_ID]: testId }, body);
+    expect(allowed.status, allowed.body).toBe(200);
+    const [request] = received(testId);
+    expect(request?.body).toBe(body);
+    expect(request?.headers['x-genops-decision-id']).toBe(allowed.headers['x-genops-decision-id']);
+    refusal(await rawRequest(port, 'POST', '/v1/anything', { ...context(), 'content-type': 'application/json', [TEST_ID]: testId }, body), 403, 'x_unknown_ai_api');
+    expect(received(testId)).toHaveLength(1);
+    neverUndecided();
+  });
+
+  it('HTTP/1.1 pipelining: an allowed request then a forbidden one on the same connection, written at once, are decided each on its own body', async () => {
+    const testId = randomUUID();
+    const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId };
+    const first = head('/v1/messages', { ...headers, 'content-length': String(SONNET.length) }) + SONNET;
+    const second = head('/v1/messages', { ...headers, 'content-length': String(OPUS.length) }) + OPUS;
+    const raw = await rawExchange(port, (socket) => void socket.write(first + second), 3_000);
+    expect(statuses(raw)).toEqual([200, 403]);
+    expect(received(testId).map((request) => request.body)).toEqual([SONNET]);
+    neverUndecided();
+  });
+
+  it('transfer-encoding chunked with a content-length (request smuggling shape): refused by Envoy, nothing upstream', async () => {
+    const testId = randomUUID();
+    const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId, 'content-length': String(SONNET.length), 'transfer-encoding': 'chunked' };
+    const raw = await rawExchange(port, (socket) => void socket.write(head('/v1/messages', headers) + `${OPUS.length.toString(16)}\r\n${OPUS}\r\n0\r\n\r\n`));
+    expect(statuses(raw)[0]).toBe(400);
+    expect(received(testId)).toHaveLength(0);
+  });
+
+  it('HTTP/1.1 chunked trailers carrying a second body: not read as body, the decided body alone goes upstream', async () => {
+    const testId = randomUUID();
+    const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId, 'transfer-encoding': 'chunked' };
+    const raw = await rawExchange(port, (socket) => void socket.write(head('/v1/messages', headers) + `${SONNET.length.toString(16)}\r\n${SONNET}\r\n0\r\nx-body: ${OPUS}\r\n\r\n`));
+    expect(statuses(raw)).toEqual([200]);
+    expect(received(testId).map((request) => request.body)).toEqual([SONNET]);
+  });
+
+  it('a body that ends before its content-length (the client closes): refused or dropped, nothing upstream; the service keeps serving', async () => {
+    const testId = randomUUID();
+    const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId, 'content-length': String(SONNET.length + 100) };
+    await rawExchange(port, (socket) => void socket.end(head('/v1/messages', headers) + SONNET), 1_500);
+    await sleep(200);
+    expect(received(testId)).toHaveLength(0);
+    const after = await rawRequest(port, 'POST', '/v1/messages', { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId }, SONNET);
+    expect(after.status, after.body).toBe(200);
+  });
+
+  it('Expect: 100-continue, then a forbidden body: decided on the body actually sent', async () => {
+    const testId = randomUUID();
+    const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId, expect: '100-continue', 'content-length': String(OPUS.length) };
+    const raw = await rawExchange(port, async (socket) => {
+      socket.write(head('/v1/messages', headers));
+      await sleep(200);
+      socket.write(OPUS);
+    });
+    expect(statuses(raw)).toContain(403);
+    expect(statuses(raw)).not.toContain(200);
+    expect(received(testId)).toHaveLength(0);
+  });
+
+  it('an HTTP/2 stream reset mid-body: nothing upstream, and the connection\'s next stream is governed', async () => {
+    const testId = randomUUID();
+    const session = connectHttp2(envoy.url);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/v1/messages', 'content-type': 'application/json', ...context(BASIC), [TEST_ID]: testId });
+      stream.on('error', () => undefined);
+      stream.write(SONNET.slice(0, 20));
+      await sleep(200);
+      stream.close(8); // RST_STREAM CANCEL
+      await sleep(300);
+      expect(received(testId)).toHaveLength(0);
+      const next = session.request({ ':method': 'POST', ':path': '/v1/messages', 'content-type': 'application/json', ...context(BASIC), [TEST_ID]: testId });
+      const status = await new Promise<number>((resolve, reject) => {
+        next.on('response', (headers) => resolve(Number(headers[':status'])));
+        next.on('error', reject);
+        next.end(OPUS);
+      });
+      expect(status).toBe(403);
+      expect(received(testId)).toHaveLength(0);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  describe('stalled and slow uploads', () => {
+    /** Starts a JSON upload of `total` bytes, sends `sent` of them and stalls; resolves with the raw answer. */
+    const stalledUpload = (testId: string, total: number, sent: number, waitMs: number) =>
+      rawExchange(port, (socket) => {
+        const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId, 'content-length': String(total) };
+        socket.write(head('/v1/messages', headers) + `{"model":"claude-sonnet-4-5","pad":"${'x'.repeat(sent - 34)}`);
+      }, waitMs);
+
+    it('a client that stalls past 2 s is answered 408 by Envoy; one that sends a byte every 1.9 s is held and then decided on its whole body', async () => {
+      const stalled = randomUUID();
+      const startedAt = Date.now();
+      const raw = await stalledUpload(stalled, 1000, 200, 5_000);
+      expect(statuses(raw)).toEqual([408]);
+      expect(Date.now() - startedAt).toBeLessThan(4_000);
+
+      const slow = randomUUID();
+      const body = `{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"Hi"}]}`;
+      const slowRaw = await rawExchange(port, async (socket) => {
+        const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: slow, 'content-length': String(body.length) };
+        socket.write(head('/v1/messages', headers) + body.slice(0, 40));
+        await sleep(1_900);
+        socket.write(body.slice(40, 60));
+        await sleep(1_900);
+        socket.write(body.slice(60));
+      }, 6_000);
+      expect(statuses(slowRaw)).toEqual([200]);
+      expect(received(slow).map((request) => request.body)).toEqual([body]);
+      expect(received(stalled)).toHaveLength(0);
+    });
+
+    it('many stalled uploads at once, each near the body limit: the service keeps answering others, and lets go of every byte when Envoy ends them', async () => {
+      const testId = randomUUID();
+      const count = 24;
+      const rssBefore = rssOf(service.process.pid!);
+      const uploads = Array.from({ length: count }, () => stalledUpload(testId, BODY_LIMIT, BODY_LIMIT - 100, 5_000));
+      await sleep(500);
+      const startedAt = Date.now();
+      const other = await httpRequest(`${envoy.url}/v1/messages`, { method: 'POST', headers: { ...context(BASIC), 'content-type': 'application/json' }, body: SONNET });
+      expect(other.status, other.body).toBe(200);
+      expect(Date.now() - startedAt).toBeLessThan(1_000);
+      const answers = await Promise.all(uploads);
+      for (const raw of answers) expect(statuses(raw)).toEqual([408]);
+      expect(received(testId)).toHaveLength(0);
+      await sleep(300);
+      // Envoy ended every stream: what the service held for them is garbage (RSS within ~the held total).
+      expect(rssOf(service.process.pid!) - rssBefore).toBeLessThan(count * BODY_LIMIT * 2 + 32 * 1024 * 1024);
+    });
+  });
+});
+
+function rssOf(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? 0) * 1024;
+}
