@@ -16,6 +16,7 @@ import type { CommonResponse, HeaderValueOption, ProcessingMode, ProcessingReque
 import type { ProtoStruct } from './struct-to-json.js';
 import { aiUpstreamHeadersToRemove, clientHeaders, denialHeaders, headersToRemove, upstreamHeaders } from './governance-headers.js';
 import { JWT_AUTHN_NAMESPACE, metadataNamespace } from './struct-to-json.js';
+import { createHeldRequestBodies, DEFAULT_MAX_HELD_REQUEST_BYTES } from './held-request-bodies.js';
 
 /** The attributes namespace Envoy's ext_proc filter fills from `request_attributes`. */
 const EXT_PROC_ATTRIBUTES = 'envoy.filters.http.ext_proc';
@@ -114,6 +115,10 @@ export interface ExtProcSessionOptions {
   readonly meteringGraceMs?: number | undefined;
   /** A metering stream named an exchange this process does not hold (decided by another replica, or already settled). */
   readonly unmatchedMetering?: ((decisionId: string) => void) | undefined;
+  /** One round trip: the total of the request bodies held before their decision (held-request-bodies.ts). */
+  readonly maxHeldRequestBytes?: number | undefined;
+  /** A held request body was let go to keep that total, and its request refused with 503. */
+  readonly heldBodyEvicted?: ((bytes: number) => void) | undefined;
 }
 
 /** An AI request between its headers and its decision. */
@@ -129,6 +134,8 @@ interface AwaitingBody {
   readonly pipelined: boolean;
   readonly chunks: Buffer[];
   bytes: number;
+  /** Let go to keep the service's held total (HeldRequestBodies): the request is refused. */
+  evicted: boolean;
 }
 
 /** An allowed AI request whose response is being read. */
@@ -162,6 +169,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
     orphaned: (open) => settleExchange(open, open.upstreamStatus === undefined ? 'no_response' : 'interrupted'),
     unmatched: options.unmatchedMetering,
   });
+  const held = createHeldRequestBodies({ maxBytes: options.maxHeldRequestBytes ?? DEFAULT_MAX_HELD_REQUEST_BYTES, evicted: options.heldBodyEvicted });
 
   return {
     open(stream = {}) {
@@ -214,7 +222,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const unknownAiApi = shape.kind === 'unknown' ? shape.message : undefined;
         const pipelined = isFullDuplex(request.protocol_config?.request_body_mode);
         if (route && !request.request_headers?.end_of_stream) {
-          awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata, pipelined, chunks: [], bytes: 0 };
+          awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata, pipelined, chunks: [], bytes: 0, evicted: false };
           return pipelined ? NOT_YET : { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
         }
         if (pipelined && !request.request_headers?.end_of_stream) echoBody = true;
@@ -234,8 +242,12 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const pending = awaitingBody;
         if (!pending) return { request_body: { response: {} } };
         if (pending.pipelined) {
-          if (body.length > 0) pending.chunks.push(body);
-          pending.bytes += body.length;
+          if (!pending.evicted && body.length > 0) {
+            pending.chunks.push(body);
+            pending.bytes += body.length;
+            held.grew(pending, body.length);
+          }
+          if (pending.evicted) return refuseEvicted();
           // Past the policy's limit the body is refused now (413) rather than held to its end.
           if (!endOfStream && pending.bytes <= policy().usage.maxRequestBodyBytes) return NOT_YET;
           return decidePipelined(pending, endOfStream, false);
@@ -258,6 +270,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
        */
       function decidePipelined(pending: AwaitingBody, endOfStream: boolean, trailers: boolean): ExtProcReplies | Promise<ExtProcReplies> {
         awaitingBody = undefined;
+        held.release(pending);
         const body = pending.chunks.length === 1 ? pending.chunks[0]! : Buffer.concat(pending.chunks, pending.bytes);
         const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers), contentType: pending.headers('content-type') });
         const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai: read.input, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
@@ -277,8 +290,15 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
       }
 
+      /** The body was let go to keep the held total: nothing was decided, nothing reserved. */
+      function refuseEvicted(): ProcessingResponse {
+        awaitingBody = undefined;
+        return heldBodiesFull();
+      }
+
       function onRequestTrailers(): ExtProcReplies | Promise<ExtProcReplies> {
         const pending = awaitingBody;
+        if (pending?.evicted) return refuseEvicted();
         if (pending?.pipelined) return decidePipelined(pending, false, true);
         return { request_trailers: {} };
       }
@@ -343,6 +363,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         },
         close() {
           ended = true;
+          if (awaitingBody) held.release(awaitingBody);
           awaitingBody = undefined;
           if (handedOver !== undefined) metered.deciderEnded(handedOver);
           handedOver = undefined;
@@ -394,6 +415,23 @@ function clientMetadata(decision: Decision): ProtoStruct {
   const fields: Record<string, { stringValue: string }> = {};
   for (const [name, value] of clientHeaders(decision)) fields[name] = { stringValue: value };
   return { fields: { [METERING_NAMESPACE]: { structValue: { fields } } } };
+}
+
+const HELD_BODIES_FULL = Buffer.from(
+  JSON.stringify({ error: 'unavailable', reason_code: 'x_request_bodies_full', message: 'the service holds as many request bodies awaiting their decision as it may; this one, among the largest, was let go: retry' }),
+  'utf8',
+);
+
+/** 503 for a body let go to keep the held total: not a governance decision (none was made), so no decision id. */
+function heldBodiesFull(): ProcessingResponse {
+  return {
+    immediate_response: {
+      status: { code: 503 },
+      headers: { set_headers: [overwrite(['content-type', 'application/json']), overwrite(['retry-after', '1'])] },
+      body: HELD_BODIES_FULL,
+      details: 'genops_x_request_bodies_full',
+    },
+  };
 }
 
 function immediateDenial(decision: Decision): ProcessingResponse {

@@ -46,6 +46,8 @@ export interface Settings {
   readonly clockOffsetMs: number;
   /** How long a budget hold lives without renewal (a crashed replica's holds go after this); renewed every third of it while its stream is open. */
   readonly budgetHoldTtlMs: number;
+  /** One round trip: the most request-body bytes held before their decision, over all streams (the largest are let go past it, 503). */
+  readonly maxHeldRequestBytes: number;
   /** Worker processes sharing the gRPC and forward-auth ports (1 = this process serves alone). */
   readonly workers: number;
   /** Payload-header trust per adapter, the /budgets token, the single-replica acknowledgement. */
@@ -78,6 +80,7 @@ const SOURCES = {
   'clock-offset': 'GENOPS_CLOCK_OFFSET_MS',
   'budget-hold-ttl': 'GENOPS_BUDGET_HOLD_TTL_MS',
   workers: 'GENOPS_WORKERS',
+  'max-held-request-bytes': 'GENOPS_MAX_HELD_REQUEST_BYTES',
   'trust-payload-header': 'GENOPS_TRUST_PAYLOAD_HEADER',
   'admin-token': 'GENOPS_ADMIN_TOKEN',
   'single-replica': 'GENOPS_SINGLE_REPLICA',
@@ -149,6 +152,7 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     tls: loadTlsSettings(read),
     clockOffsetMs: integer(read('clock-offset'), 0, -366 * 86_400_000, 366 * 86_400_000),
     budgetHoldTtlMs: integer(read('budget-hold-ttl'), 15 * 60_000, 3_000, 86_400_000),
+    maxHeldRequestBytes: integer(read('max-held-request-bytes'), 256 * 1024 * 1024, 1024 * 1024, 16 * 1024 * 1024 * 1024),
     workers: workerCount,
     trust: loadTrustSettings(read),
   });

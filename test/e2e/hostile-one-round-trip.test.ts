@@ -239,6 +239,65 @@ describe('hostile clients against the one-round-trip route (deploy/envoy/ext-pro
   });
 });
 
+describe('many uploads held at once past the service\'s bound (GENOPS_MAX_HELD_REQUEST_BYTES)', () => {
+  let dir: string;
+  let upstream: Upstream;
+  let service: RunningService;
+  let envoy: RunningEnvoy;
+  let port: number;
+  const HELD_BOUND = 2 * 1024 * 1024;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'genops-hostile-1rtt-held-'));
+    const policyPath = writeDefaultPolicy(dir, 'policy.yaml', (spec) => {
+      spec.usage = { maxRequestBodyBytes: BODY_LIMIT };
+    });
+    upstream = await startUpstream();
+    service = await startService({ policyPath, env: { GENOPS_MAX_HELD_REQUEST_BYTES: String(HELD_BOUND) } });
+    envoy = await startEnvoy({ config: 'deploy/envoy/ext-proc.yaml', vars: { GENOPS_HOST: service.host, GENOPS_PORT: service.grpcPort, UPSTREAM_PORT: upstream.port } });
+    port = Number(new URL(envoy.url).port);
+  });
+  afterAll(async () => {
+    await envoy?.stop();
+    await service?.stop();
+    await upstream?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('holds no more than its bound: lets go of the largest bodies (503 x_request_bodies_full on their next bytes), and keeps serving small requests', async () => {
+    const testId = randomUUID();
+    const count = 16;
+    const sent = 200 * 1024;
+    const startedAt = Date.now();
+    const uploads = Array.from({ length: count }, () =>
+      rawExchange(port, async (socket) => {
+        const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId, 'content-length': String(BODY_LIMIT) };
+        socket.write(head('/v1/messages', headers) + `{"model":"claude-sonnet-4-5","pad":"${'x'.repeat(sent - 34)}`);
+        // A few more bytes a second later: an upload let go meanwhile is answered then.
+        await sleep(1_000);
+        socket.write('x'.repeat(16));
+      }, 5_000).then((raw) => ({ raw, ms: Date.now() - startedAt })),
+    );
+    await sleep(700);
+    const small = await httpRequest(`${envoy.url}/v1/messages`, { method: 'POST', headers: { ...context(BASIC), 'content-type': 'application/json' }, body: SONNET });
+    expect(small.status, small.body).toBe(200);
+    const answers = await Promise.all(uploads);
+    const refused = answers.filter(({ raw }) => statuses(raw)[0] === 503);
+    const held = answers.filter(({ raw }) => statuses(raw)[0] === 408);
+    expect(refused.length + held.length).toBe(count);
+    // At most the bound's worth of these uploads is held until Envoy's idle timeout ends them.
+    expect(held.length).toBeLessThanOrEqual(Math.floor(HELD_BOUND / sent));
+    expect(refused.length).toBeGreaterThanOrEqual(count - Math.floor(HELD_BOUND / sent));
+    for (const { raw } of refused) {
+      expect(raw).toContain('"reason_code":"x_request_bodies_full"');
+      expect(raw.toLowerCase()).toContain('retry-after: 1');
+    }
+    expect(received(testId)).toHaveLength(0);
+    expect(service.logs().filter((line) => line.event === 'request_body_evicted').length).toBe(refused.length);
+  });
+
+  const received = (testId: string) => upstream.requestsWith(TEST_ID, testId);
+});
+
 function rssOf(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(match?.[1] ?? 0) * 1024;

@@ -27,14 +27,14 @@ const CONTEXT = { 'x-genops-team': 'ml-platform', 'x-genops-customer-id': 'acme'
 /** What Envoy reports on the first message of a stream on the one-round-trip route (protobufjs decodes enums as numbers). */
 const FULL_DUPLEX = { request_body_mode: 4, response_body_mode: 0 };
 
-function setup() {
+function setup(limits: { maxHeldRequestBytes?: number } = {}) {
   let counter = 0;
   const engine = createDecisionEngine({ policy: () => policy, newDecisionId: () => `decision-${++counter}` });
   const store = createMemoryRateLimitStore({ clock: () => 1_700_000_000_000 });
   const rateLimiter = createRateLimiter({ store, policy: () => policy, observer: { limitChecked: () => undefined, backendFailed: () => undefined } });
   const settled: FinishedExchange[] = [];
-  const factory = createExtProcSessionFactory({ governor: createGovernor({ engine, rateLimiter }), reporter, policy: () => policy, now: () => 0, settle: (exchange) => settled.push(exchange) });
-  return { session: factory.open({ observedMetering: true }), settled };
+  const factory = createExtProcSessionFactory({ governor: createGovernor({ engine, rateLimiter }), reporter, policy: () => policy, now: () => 0, settle: (exchange) => settled.push(exchange), ...limits });
+  return { session: factory.open({ observedMetering: true }), factory, settled };
 }
 
 const headers = (extra: Record<string, string> = {}, endOfStream = false): ProcessingRequest => ({
@@ -95,6 +95,28 @@ describe('ext_proc session, one round trip (FULL_DUPLEX_STREAMED request body)',
     for (let index = 0; index < 5 && replies.length === 0; index++) replies.push(...list(await session.replies(chunk(piece, false))));
     expect(replies).toHaveLength(1);
     expect(replies[0]).toMatchObject({ immediate_response: { status: { code: 413 } } });
+  });
+
+  it('bounds the bodies held over all streams: the largest is let go, refused 503 on its next message, and the others are decided', async () => {
+    const { session: big, factory, settled } = setup({ maxHeldRequestBytes: 1024 * 1024 });
+    const small = factory.open({ observedMetering: true });
+    await big.replies(headers());
+    await small.replies(headers());
+    expect(list(await big.replies(chunk(Buffer.alloc(900 * 1024, 0x20), false)))).toEqual([]);
+    // The small one's bytes pass the bound: the big one is let go, not the newcomer.
+    expect(list(await small.replies(chunk(Buffer.from(CHAT.slice(0, 10)), false)))).toEqual([]);
+    expect(list(await small.replies(chunk(Buffer.alloc(200 * 1024, 0x20), false)))).toEqual([]);
+    const refused = list(await big.replies(chunk(CHAT, true)));
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({ immediate_response: { status: { code: 503 }, details: 'genops_x_request_bodies_full' } });
+    const reply = refused[0] && 'immediate_response' in refused[0] ? refused[0].immediate_response : undefined;
+    expect(JSON.parse(reply!.body!.toString('utf8'))).toMatchObject({ reason_code: 'x_request_bodies_full' });
+    const generic = loadServiceDefinitions().externalProcessor.Process!.responseSerialize as (response: ProcessingResponse) => Buffer;
+    expect(encodeProcessingResponse(refused[0]!).toString('hex')).toBe(generic(refused[0]!).toString('hex'));
+    big.close();
+    small.close();
+    // Nothing was decided for the refused one, so nothing was reserved or settled.
+    expect(settled).toEqual([]);
   });
 
   it('ends the body at trailers: headers reply, the body (not the end of the stream), and the trailers reply', async () => {

@@ -44,3 +44,12 @@ describe('GENOPS_WORKERS', () => {
     expect(load({ GENOPS_WORKERS: '1' }).workers).toBe(1);
   });
 });
+
+describe('GENOPS_MAX_HELD_REQUEST_BYTES', () => {
+  it('defaults to 256 MiB, takes the flag over the variable, and refuses less than 1 MiB', () => {
+    expect(load({}).maxHeldRequestBytes).toBe(256 * 1024 * 1024);
+    expect(load({ GENOPS_MAX_HELD_REQUEST_BYTES: '67108864' }).maxHeldRequestBytes).toBe(64 * 1024 * 1024);
+    expect(load({ GENOPS_MAX_HELD_REQUEST_BYTES: '67108864' }, ['--max-held-request-bytes', '33554432']).maxHeldRequestBytes).toBe(32 * 1024 * 1024);
+    expect(() => load({ GENOPS_MAX_HELD_REQUEST_BYTES: '1000' })).toThrow('GENOPS_MAX_HELD_REQUEST_BYTES=1000: must be an integer from 1048576');
+  });
+});
