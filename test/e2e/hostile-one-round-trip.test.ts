@@ -12,7 +12,8 @@ import { connect as connectHttp2 } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { httpRequest, startEnvoy, startService, startUpstream, type RunningEnvoy, type RunningService, type Upstream } from '../support/index.js';
+import { httpRequest, startEnvoy, startGovernanceStack, startService, startStubLlm, startUpstream, type GovernanceStack, type RunningEnvoy, type RunningService, type StubLlm, type Upstream } from '../support/index.js';
+import { eventually } from '../telemetry/telemetry-support.js';
 import { writeDefaultPolicy } from '../support/default-policy.js';
 import { context } from '../support/request-context.js';
 import { rawRequest, refusal } from './hostile-support.js';
@@ -296,6 +297,79 @@ describe('many uploads held at once past the service\'s bound (GENOPS_MAX_HELD_R
   });
 
   const received = (testId: string) => upstream.requestsWith(TEST_ID, testId);
+});
+
+describe('money: clients that leave while their request is being decided or forwarded (budgets, real Envoy and stub provider)', () => {
+  const ADMIN_TOKEN = 'hostile-1rtt-admin-token';
+  let dir: string;
+  let llm: StubLlm;
+  let stack: GovernanceStack;
+  let port: number;
+  /** claude-sonnet-4-5 at $3 / $15 per million tokens: a body of B bytes with max_tokens 1000 reserves B x 3 + 1000 x 15 µUSD. */
+  const body = JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 1000, stream: true, messages: [{ role: 'user', content: 'Hello' }] });
+  const worstUsd = (Buffer.byteLength(body) * 3 + 1000 * 15) / 1e6;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'genops-hostile-1rtt-money-'));
+    const policyPath = writeDefaultPolicy(dir, 'policy.yaml', (spec) => {
+      spec.rateLimits = [];
+      spec.pricing = { defaults: false, version: 'hostile-1rtt', models: [{ model: 'claude-sonnet-4-5', input: '3', output: '15' }] };
+      spec.budgets = [{ name: 'project-daily', key: ['project'], selector: { teams: ['ml-platform'] }, amount: '1.00', period: 'daily', timeZone: 'UTC' }];
+    });
+    llm = await startStubLlm({ chunkDelayMs: 50 });
+    stack = await startGovernanceStack({ mode: 'ext-proc', upstreamPort: llm.port, policyPath, serviceEnv: { GENOPS_ADMIN_TOKEN: ADMIN_TOKEN, LOG_LEVEL: 'debug' } });
+    port = Number(new URL(stack.url).port);
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await llm?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function account(project: string): Promise<{ spent_usd: number; reserved_usd: number } | undefined> {
+    const document = (await (await fetch(`${stack.service.adminUrl}/budgets`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { budgets: { accounts: { key: string; spent_usd: number; reserved_usd: number }[] }[] };
+    return document.budgets.flatMap((budget) => budget.accounts).find((entry) => entry.key === project);
+  }
+  const send = (project: string, write: (socket: Socket, request: string) => void | Promise<void>) => {
+    const headers = { ...context({ 'x-genops-project': project }), 'content-type': 'application/json', 'content-length': String(body.length) };
+    return rawExchange(port, (socket) => write(socket, head('/v1/messages', headers)), 1_000);
+  };
+
+  it('a stream cut mid-upload is never decided: nothing reserved, nothing spent, the next request of the project is served', async () => {
+    const project = `cut-${randomUUID().slice(0, 6)}`;
+    await send(project, async (socket, request) => {
+      socket.write(request + body.slice(0, 30));
+      await sleep(100);
+      socket.destroy();
+    });
+    await sleep(300);
+    expect(stack.service.logs().filter((line) => line.event === 'decision' && line.project === project)).toHaveLength(0);
+    expect((await account(project))?.reserved_usd ?? 0).toBe(0);
+    const served = await httpRequest(`${stack.url}/v1/messages`, { method: 'POST', headers: { ...context({ 'x-genops-project': project }), 'content-type': 'application/json' }, body });
+    expect(served.status, served.body).toBe(200);
+  });
+
+  it('clients that leave right after the last byte of their body (decided or not, forwarded or not): every hold is released or charged, once', async () => {
+    const projects = Array.from({ length: 8 }, (_, index) => `gone-${index}-${randomUUID().slice(0, 6)}`);
+    await Promise.all(projects.map((project, index) => send(project, async (socket, request) => {
+      socket.write(request + body);
+      // Leave at once, or a little later: before the decision, between the decision and the upstream, or mid-answer.
+      await sleep(index * 15);
+      socket.destroy();
+    })));
+    for (const project of projects) {
+      const settled = await eventually(async () => {
+        const entry = await account(project);
+        return entry === undefined || entry.reserved_usd === 0 ? (entry ?? { spent_usd: 0, reserved_usd: 0 }) : undefined;
+      }, `the hold of ${project} to be settled`, 15_000);
+      // Released (0) or charged the hold (the provider may bill all it was allowed): never more, never twice.
+      expect([0, worstUsd].some((usd) => Math.abs(settled.spent_usd - usd) < 1e-9), `${project}: ${settled.spent_usd}`).toBe(true);
+      const decisions = stack.service.logs().filter((line) => line.event === 'decision' && line.project === project);
+      const usage = stack.service.logs().filter((line) => line.event === 'usage' && line.project === project);
+      expect(decisions.length).toBeLessThanOrEqual(1);
+      expect(usage.length).toBeLessThanOrEqual(decisions.length);
+      if (settled.spent_usd > 0) expect(usage).toHaveLength(1);
+    }
+  });
 });
 
 function rssOf(pid: number): number {
