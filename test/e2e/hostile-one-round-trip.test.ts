@@ -116,6 +116,24 @@ describe('hostile clients against the one-round-trip route (deploy/envoy/ext-pro
     neverUndecided();
   });
 
+  it('headers just under Envoy\'s limits, so that the decision\'s header mutation passes them: refused (431, or 503 when Envoy rejects the mutation), never forwarded undecided', async () => {
+    const attempts: Record<string, string>[] = [
+      Object.fromEntries(Array.from({ length: 90 }, (_, index) => [`x-filler-${index}`, 'v'])),
+      { 'x-filler': 'a'.repeat(59 * 1024 + 700) },
+    ];
+    for (const extra of attempts) {
+      const testId = randomUUID();
+      for (const type of ['application/json', 'text/plain']) {
+        const answer = await rawRequest(port, 'POST', '/v1/messages', { ...context(BASIC), 'content-type': type, [TEST_ID]: testId, ...extra }, SONNET);
+        expect([431, 503], `${type} ${answer.status} ${answer.body}`).toContain(answer.status);
+      }
+      expect(received(testId)).toHaveLength(0);
+    }
+    const after = await rawRequest(port, 'POST', '/v1/messages', { ...context(BASIC), 'content-type': 'application/json' }, SONNET);
+    expect(after.status, after.body).toBe(200);
+    neverUndecided();
+  });
+
   it('HTTP/1.1 pipelining: an allowed request then a forbidden one on the same connection, written at once, are decided each on its own body', async () => {
     const testId = randomUUID();
     const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId };
