@@ -134,6 +134,21 @@ describe('hostile clients against the one-round-trip route (deploy/envoy/ext-pro
     neverUndecided();
   });
 
+  it('other methods with an AI body (lowercase post, PUT, PATCH) and HTTP/1.0: refused (4xx) or closed unanswered, the forbidden model never forwarded', async () => {
+    const testId = randomUUID();
+    const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId, 'content-length': String(OPUS.length) };
+    const answers: number[] = [];
+    for (const method of ['post', 'PUT', 'PATCH']) {
+      const raw = await rawExchange(port, (socket) => void socket.write(head('/v1/messages', headers).replace(/^POST/, method) + OPUS), 1_000);
+      answers.push(statuses(raw)[0] ?? 0);
+    }
+    const http10 = await rawExchange(port, (socket) => void socket.end(head('/v1/messages', { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId }).replace('HTTP/1.1', 'HTTP/1.0') + OPUS), 1_000);
+    // Envoy closes an HTTP/1.0 connection without an answer (accept_http_10 is off).
+    expect(http10).not.toMatch(/^HTTP\/1\.[01] 2/);
+    for (const status of answers) expect(status, answers.join(',')).toBeGreaterThanOrEqual(400);
+    expect(received(testId)).toHaveLength(0);
+  });
+
   it('HTTP/1.1 pipelining: an allowed request then a forbidden one on the same connection, written at once, are decided each on its own body', async () => {
     const testId = randomUUID();
     const headers = { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId };
