@@ -141,7 +141,11 @@ async function main(): Promise<void> {
       now,
       settle,
       maxHeldRequestBytes: settings.maxHeldRequestBytes,
-      heldBodyEvicted: (bytes) => logger.warn({ event: 'request_body_evicted', bytes }, 'request bodies awaiting their decision reached GENOPS_MAX_HELD_REQUEST_BYTES: the largest was let go and its request refused (503)'),
+      heldBodiesChanged: (bytes) => metrics.requestBodiesHeld.set(bytes),
+      heldBodyEvicted: (bytes) => {
+        metrics.requestBodiesEvicted.inc();
+        logger.warn({ event: 'request_body_evicted', bytes }, 'request bodies awaiting their decision reached GENOPS_MAX_HELD_REQUEST_BYTES: the largest was let go and its request refused (503)');
+      },
       unmatchedMetering: (decisionId) => {
         metrics.meteringUnmatched.inc();
         logger.warn({ event: 'metering_unmatched', decision_id: decisionId }, 'a metering stream named an AI exchange this process does not hold: route both ext_proc filters of an Envoy to the same genops-mesh process');

@@ -119,6 +119,8 @@ export interface ExtProcSessionOptions {
   readonly maxHeldRequestBytes?: number | undefined;
   /** A held request body was let go to keep that total, and its request refused with 503. */
   readonly heldBodyEvicted?: ((bytes: number) => void) | undefined;
+  /** The total of the held request bodies changed. */
+  readonly heldBodiesChanged?: ((bytes: number) => void) | undefined;
 }
 
 /** An AI request between its headers and its decision. */
@@ -169,7 +171,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
     orphaned: (open) => settleExchange(open, open.upstreamStatus === undefined ? 'no_response' : 'interrupted'),
     unmatched: options.unmatchedMetering,
   });
-  const held = createHeldRequestBodies({ maxBytes: options.maxHeldRequestBytes ?? DEFAULT_MAX_HELD_REQUEST_BYTES, evicted: options.heldBodyEvicted });
+  const held = createHeldRequestBodies({ maxBytes: options.maxHeldRequestBytes ?? DEFAULT_MAX_HELD_REQUEST_BYTES, evicted: options.heldBodyEvicted, changed: options.heldBodiesChanged });
 
   return {
     open(stream = {}) {

@@ -26,6 +26,8 @@ export interface HeldRequestBodiesOptions {
   readonly maxBytes: number;
   /** A body was evicted (for a metric or a log). */
   readonly evicted?: ((bytes: number) => void) | undefined;
+  /** The total changed (for a gauge). */
+  readonly changed?: ((bytes: number) => void) | undefined;
 }
 
 export const DEFAULT_MAX_HELD_REQUEST_BYTES = 256 * 1024 * 1024;
@@ -39,6 +41,7 @@ export function createHeldRequestBodies(options: HeldRequestBodiesOptions): Held
     if (bytes === undefined) return;
     held.delete(body);
     total -= bytes;
+    options.changed?.(total);
   }
 
   return {
@@ -61,6 +64,7 @@ export function createHeldRequestBodies(options: HeldRequestBodiesOptions): Held
         largest.chunks.length = 0;
         options.evicted?.(largestBytes);
       }
+      options.changed?.(total);
     },
     release: drop,
     get bytes() {

@@ -30,6 +30,9 @@ export interface Metrics {
   readonly malformedMessages: Counter<'service'>;
   /** Metering streams (observed metering) naming an exchange this process does not hold. */
   readonly meteringUnmatched: Counter<never>;
+  /** One round trip: request-body bytes held before their decision, and the bodies let go to keep them under GENOPS_MAX_HELD_REQUEST_BYTES. */
+  readonly requestBodiesHeld: Gauge<never>;
+  readonly requestBodiesEvicted: Counter<never>;
   readonly rateLimitChecks: Counter<'limit' | 'outcome'>;
   /** Budget decisions: reserved, warned, downgraded, blocked, unavailable, settled, released. */
   readonly budgetDecisions: Counter<'budget' | 'outcome'>;
@@ -139,6 +142,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     meteringUnmatched: new Counter({
       name: 'genops_metering_unmatched_total',
       help: 'ext_proc metering streams (observability_mode) naming an AI exchange this process did not decide or already settled: its usage is not counted here.',
+      registers: [registry],
+    }),
+    requestBodiesHeld: new Gauge({
+      name: 'genops_request_bodies_held_bytes',
+      help: 'One round trip: request-body bytes this process holds before their decision (bounded by GENOPS_MAX_HELD_REQUEST_BYTES).',
+      registers: [registry],
+    }),
+    requestBodiesEvicted: new Counter({
+      name: 'genops_request_bodies_evicted_total',
+      help: 'One round trip: held request bodies let go to stay under GENOPS_MAX_HELD_REQUEST_BYTES; each request was refused with 503 x_request_bodies_full.',
       registers: [registry],
     }),
     internalErrors: new Counter({

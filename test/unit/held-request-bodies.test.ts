@@ -26,7 +26,8 @@ describe('held request bodies (one round trip): bounded in total', () => {
 
   it('past the bound lets go of the largest first, dropping its chunks; a small newcomer stays', () => {
     const evicted: number[] = [];
-    const held = createHeldRequestBodies({ maxBytes: 1000, evicted: (bytes) => evicted.push(bytes) });
+    const totals: number[] = [];
+    const held = createHeldRequestBodies({ maxBytes: 1000, evicted: (bytes) => evicted.push(bytes), changed: (bytes) => totals.push(bytes) });
     const [big, medium, small] = [body(), body(), body()];
     push(held, big, 600);
     push(held, medium, 350);
@@ -36,6 +37,7 @@ describe('held request bodies (one round trip): bounded in total', () => {
     expect([medium.evicted, small.evicted]).toEqual([false, false]);
     expect(held.bytes).toBe(450);
     expect(evicted).toEqual([600]);
+    expect(totals).toEqual([600, 950, 450]);
     // An evicted body no longer counts, even if more of it arrives or it is released.
     held.grew(big, 10);
     held.release(big);
