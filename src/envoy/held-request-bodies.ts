@@ -41,7 +41,6 @@ export function createHeldRequestBodies(options: HeldRequestBodiesOptions): Held
     if (bytes === undefined) return;
     held.delete(body);
     total -= bytes;
-    options.changed?.(total);
   }
 
   return {
@@ -66,7 +65,11 @@ export function createHeldRequestBodies(options: HeldRequestBodiesOptions): Held
       }
       options.changed?.(total);
     },
-    release: drop,
+    release(body) {
+      const before = total;
+      drop(body);
+      if (total !== before) options.changed?.(total);
+    },
     get bytes() {
       return total;
     },
