@@ -19,7 +19,8 @@ import { createMemoryRateLimitStore } from './limits/memory-rate-limit-store.js'
 import type { RateLimitStore } from './limits/rate-limit-store.js';
 import { DEFAULT_POLICY_PATH } from './policy/default-policy.js';
 import type { CompiledPolicy } from './policy/compiled-policy.js';
-import { createPolicyStore, loadPolicyFile, type PolicyStore } from './policy/policy-store.js';
+import { createIsolatedPolicyLoader } from './policy/isolated-policy-loader.js';
+import { createPolicyWatcher, type PolicyStore } from './policy/policy-watcher.js';
 import { startAdminServer } from './server/admin-server.js';
 import { startForwardAuthServer } from './server/forward-auth-server.js';
 import { startGrpcServer } from './server/grpc-server.js';
@@ -36,9 +37,11 @@ import { createMetrics } from './telemetry/metrics.js';
 
 async function main(): Promise<void> {
   const settings = loadSettings(process.argv.slice(2), process.env);
+  // Policies are parsed and validated in a child process: zod and yaml never load here.
+  const policyLoader = createIsolatedPolicyLoader();
   if (settings.workers > 1 && cluster.isPrimary) {
     // The primary checks the policy once (a bad one stops the start-up here, with one line), then forks.
-    loadPolicyFile(settings.policyPath ?? DEFAULT_POLICY_PATH);
+    await policyLoader.loadFile(settings.policyPath ?? DEFAULT_POLICY_PATH);
     await startWorkerPrimary({ workers: settings.workers, host: settings.listenHost, adminPort: settings.adminPort, drainTimeoutMs: settings.drainTimeoutMs, budgetsToken: settings.trust.adminToken, logger: createLogger({ level: settings.logLevel }) });
     return;
   }
@@ -59,12 +62,13 @@ async function main(): Promise<void> {
     logger.warn({ event: 'budgets_per_replica', budgets: warning.budgets }, warning.message);
   };
   const policyPath = settings.policyPath ?? DEFAULT_POLICY_PATH;
-  const initial = loadPolicyFile(policyPath);
+  const initial = await policyLoader.loadFile(policyPath);
   let policyStore: PolicyStore | undefined;
   if (settings.policyPath !== undefined) {
-    policyStore = createPolicyStore({
+    policyStore = createPolicyWatcher({
       path: settings.policyPath,
       initial,
+      load: policyLoader.loadText,
       onReload(outcome) {
         if (outcome.result === 'unchanged') return;
         metrics.policyReloads.inc({ result: outcome.result });
