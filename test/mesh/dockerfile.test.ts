@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort, httpRequest, REPO_ROOT } from '../support/index.js';
 import { spawnManaged, waitUntilReady } from '../../src/demo/managed-process.js';
-import { SERVICE_NODE_FLAGS } from '../../src/demo/repo-root.js';
+import { SERVICE_ENV, SERVICE_NODE_FLAGS } from '../../src/demo/repo-root.js';
 
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const stages = dockerfile.split(/^FROM /m).slice(1);
@@ -29,10 +29,13 @@ describe('Dockerfile', () => {
     expect(readFileSync(join(REPO_ROOT, 'deploy/kubernetes/base/deployment.yaml'), 'utf8')).toContain('runAsUser: 1000');
   });
 
-  it('starts node with the flags the tests and the bench run the service with, as npm start does', () => {
+  it('starts node with the flags and environment the tests and the bench run the service with, as npm start does', () => {
     expect(entrypoint).toEqual(['node', ...SERVICE_NODE_FLAGS, 'dist/main.js']);
+    const environment = Object.entries(SERVICE_ENV).map(([name, value]) => `${name}=${value}`);
+    expect(environment.length).toBeGreaterThan(0);
+    for (const entry of environment) expect(runtime).toMatch(new RegExp(`^(ENV |    )${entry} \\\\$`, 'm'));
     const scripts = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts as Record<string, string>;
-    expect(scripts.start).toBe(entrypoint.join(' '));
+    expect(scripts.start).toBe([...environment, ...entrypoint].join(' '));
   });
 
   it('keeps bulky and secret-prone paths out of the build context', () => {
