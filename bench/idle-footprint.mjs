@@ -2,47 +2,58 @@
  * Where the idle service's memory goes: imports the compiled modules of dist/ one group after
  * another, in the order dist/main.js needs them, and after each step (a full GC first) prints
  * RSS split into anonymous memory (heap, code, malloc) and file-backed pages (the node binary's
- * code and data touched so far), V8's heap used and its code space, and external memory.
- * Each row is the cost of that step on top of the ones before it.
+ * code and data touched so far), V8's heap used and its code space, and external memory. Each
+ * row is the cost of that step on top of the ones before it. The rows after the service's own
+ * are what it loads only when configured (or never, for the policy parser). Last, the service
+ * itself: dist/main.js started with the shipped flags and environment, idle, tracing off.
  *
- *   npm run build && npx node --expose-gc bench/idle-footprint.mjs [--tracing]
+ *   npm run build && npx node --expose-gc bench/idle-footprint.mjs
  */
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { getHeapSpaceStatistics } from 'node:v8';
 
-const tracing = process.argv.includes('--tracing');
 const dist = (path) => new URL(`../dist/${path}`, import.meta.url).href;
 const gc = globalThis.gc;
 if (!gc) throw new Error('run with --expose-gc');
 
-function sample() {
-  for (let i = 0; i < 3; i++) gc();
-  const status = readFileSync('/proc/self/status', 'utf8');
-  const kb = (name) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024;
-  const usage = process.memoryUsage();
-  const code = getHeapSpaceStatistics().filter((space) => space.space_name.includes('code')).reduce((sum, space) => sum + space.space_used_size, 0);
-  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile'), heap: usage.heapUsed / 2 ** 20, code: code / 2 ** 20, external: usage.external / 2 ** 20 };
+function status(pid) {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mb = (name) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(text)?.[1] ?? 0) / 1024;
+  return { rss: mb('VmRSS'), anon: mb('RssAnon'), file: mb('RssFile') };
 }
 
+function sample() {
+  for (let i = 0; i < 3; i++) gc();
+  const usage = process.memoryUsage();
+  const code = getHeapSpaceStatistics().filter((space) => space.space_name.includes('code')).reduce((sum, space) => sum + space.space_used_size, 0);
+  return { ...status('self'), heap: usage.heapUsed / 2 ** 20, code: code / 2 ** 20, external: usage.external / 2 ** 20 };
+}
+
+const imports = (...paths) => () => Promise.all(paths.map((path) => import(path.startsWith('node:') ? path : dist(path))));
 const steps = [
-  ['node builtins (http2, net, tls, cluster, crypto, zlib)', () => Promise.all(['node:http2', 'node:net', 'node:tls', 'node:cluster', 'node:crypto', 'node:zlib', 'node:http'].map((name) => import(name)))],
+  ['node builtins (http2, net, tls, cluster, crypto, zlib, http)', imports('node:http2', 'node:net', 'node:tls', 'node:cluster', 'node:crypto', 'node:zlib', 'node:http')],
   ['@grpc/grpc-js', () => import('@grpc/grpc-js')],
-  ['Envoy protos (service definitions and request decoders)', async () => {
+  ['Envoy protos: one protobufjs tree (service definitions and request decoders)', async () => {
     const { loadServiceDefinitions, loadRequestDecoders } = await import(dist('server/proto-definitions.js'));
     return [loadServiceDefinitions(), loadRequestDecoders()];
   }],
   ['pino (logger)', async () => (await import(dist('telemetry/logger.js'))).createLogger({ level: 'info' })],
   ['prom-client (metrics)', async () => (await import(dist('telemetry/metrics.js'))).createMetrics({ customerLabel: 'team' })],
-  ['zod + yaml (policy schema, the default policy loaded)', async () => {
+  ['compiled policy and its matchers (no zod, no yaml)', imports('policy/compiled-policy.js', 'policy/policy-watcher.js', 'policy/isolated-policy-loader.js')],
+  ['@opentelemetry/api (trace context of every request, tracing off too)', imports('telemetry/trace-context.js')],
+  ['governance, usage and envoy adapters', imports('envoy/ext-proc-session.js', 'envoy/authz-adapter.js', 'envoy/decision-reporter.js', 'envoy/usage-reporter.js', 'envoy/exchange-settlement.js', 'governance/governor.js', 'usage/response-usage.js')],
+  ['admin and forward-auth servers, workers, settings', imports('server/admin-server.js', 'server/forward-auth-server.js', 'server/worker-primary.js', 'settings/settings.js')],
+  ['— only when configured: OpenTelemetry SDK + OTLP exporter (tracing on)', imports('telemetry/tracer.js')],
+  ['— only when configured: ioredis (GENOPS_REDIS_URL)', imports('limits/redis-connection.js')],
+  ['— only at the first Bedrock stream: @smithy event-stream codec', () => import('@smithy/core/event-streams')],
+  ['— only at the first non-UTC budget: Intl.DateTimeFormat (ICU time-zone data)', async () => new Intl.DateTimeFormat('en-US', { timeZone: 'Europe/Berlin', hour: 'numeric' }).formatToParts(0)],
+  ['— never in the service (its policy parser child): zod + yaml, the default policy parsed', async () => {
     const { loadPolicyFile } = await import(dist('policy/policy-store.js'));
     const { DEFAULT_POLICY_PATH } = await import(dist('policy/default-policy.js'));
     return loadPolicyFile(DEFAULT_POLICY_PATH);
   }],
-  ['governance, usage and envoy adapters', () => Promise.all(['envoy/ext-proc-session.js', 'envoy/authz-adapter.js', 'envoy/decision-reporter.js', 'envoy/usage-reporter.js', 'envoy/exchange-settlement.js', 'governance/governor.js', 'usage/response-usage.js'].map((path) => import(dist(path))))],
-  ['admin and forward-auth servers, settings', () => Promise.all(['server/admin-server.js', 'server/forward-auth-server.js', 'server/worker-primary.js', 'settings/settings.js'].map((path) => import(dist(path))))],
-  ...(tracing ? [['OpenTelemetry SDK + OTLP exporter (tracing on)', () => import(dist('telemetry/tracer.js'))]] : []),
-  ['ioredis (only with GENOPS_REDIS_URL)', () => import(dist('limits/redis-connection.js'))],
-  ['@smithy event-stream codec (only for a Bedrock stream)', () => import(dist('usage/event-stream-usage.js'))],
 ];
 
 const keep = [];
@@ -58,3 +69,14 @@ for (const [name, step] of steps) {
   console.log(`| ${name} | ${format(after.rss)} (${delta('rss')}) | ${delta('anon')} | ${delta('file')} | ${delta('heap')} | ${delta('code')} | ${delta('external')} |`);
   before = after;
 }
+
+// The service as it ships, idle: flags and environment of src/demo/repo-root.ts.
+const { SERVICE_ENTRY, SERVICE_ENV, SERVICE_NODE_FLAGS } = await import(dist('demo/repo-root.js'));
+const service = spawn(process.execPath, [...SERVICE_NODE_FLAGS, SERVICE_ENTRY], {
+  env: { PATH: process.env.PATH, ...SERVICE_ENV, OTEL_SDK_DISABLED: 'true', GENOPS_GRPC_PORT: '0', GENOPS_ADMIN_PORT: '0', LOG_LEVEL: 'warn' },
+  stdio: 'ignore',
+});
+await sleep(5_000);
+const idle = status(service.pid);
+service.kill('SIGTERM');
+console.log(`\ndist/main.js as shipped (${SERVICE_NODE_FLAGS.join(' ')}, ${Object.entries(SERVICE_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}), idle 5 s, tracing off: RSS ${idle.rss.toFixed(1)} MB (anon ${idle.anon.toFixed(1)}, file-backed ${idle.file.toFixed(1)})`);
