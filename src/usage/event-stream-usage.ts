@@ -17,8 +17,9 @@
 import { createRequire } from 'node:module';
 import type { EventStreamCodec, Message } from '@smithy/core/event-streams';
 import { DEFAULT_MAX_EVENT_BYTES } from './sse-parser.js';
-import { errorMessageOf, estimateTokens, fromBedrockUsage, isObject, objectAt, type UsageMeter, type UsageReport } from './response-usage.js';
+import { errorMessageOf, estimateTokens, fromBedrockUsage, isObject, objectAt } from './provider-usage.js';
 import type { TokenUsage } from './token-usage.js';
+import type { UsageMeter, UsageReport } from './usage-meter.js';
 
 /** Prelude (12 bytes) plus the message CRC (4): the smallest message. */
 const MIN_MESSAGE_BYTES = 16;
