@@ -70,8 +70,9 @@ for (const [name, step] of steps) {
   before = after;
 }
 
-// The service as it ships, idle: flags and environment of src/demo/repo-root.ts.
-const { SERVICE_ENTRY, SERVICE_ENV, SERVICE_NODE_FLAGS } = await import(dist('demo/repo-root.js'));
+// The service as it ships, idle: flags and environment of src/server/service-node-flags.ts.
+const { SERVICE_ENTRY } = await import(dist('demo/repo-root.js'));
+const { SERVICE_ENV, SERVICE_NODE_FLAGS } = await import(dist('server/service-node-flags.js'));
 const service = spawn(process.execPath, [...SERVICE_NODE_FLAGS, SERVICE_ENTRY], {
   env: { PATH: process.env.PATH, ...SERVICE_ENV, OTEL_SDK_DISABLED: 'true', GENOPS_GRPC_PORT: '0', GENOPS_ADMIN_PORT: '0', LOG_LEVEL: 'warn' },
   stdio: 'ignore',
