@@ -13,9 +13,7 @@ COPY src ./src
 RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
 
 FROM node:24-bookworm-slim AS runtime
-# MALLOC_ARENA_MAX=1: see SERVICE_ENV in src/server/service-node-flags.ts (less RSS under load).
 ENV NODE_ENV=production \
-    MALLOC_ARENA_MAX=1 \
     GENOPS_GRPC_PORT=9001 \
     GENOPS_ADMIN_PORT=9464
 WORKDIR /app

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { freePort } from './free-port.js';
 import { jsonLines, spawnManaged, waitUntilReady, type ManagedProcess } from './managed-process.js';
-import { SERVICE_ENV, SERVICE_NODE_FLAGS } from '../server/service-node-flags.js';
+import { SERVICE_NODE_FLAGS } from '../server/service-node-flags.js';
 import { SERVICE_ENTRY } from './repo-root.js';
 
 export interface StartServiceOptions {
@@ -28,7 +28,7 @@ export interface RunningService {
 }
 
 /**
- * Spawns `node <SERVICE_NODE_FLAGS> dist/main.js` (with SERVICE_ENV) on free loopback ports and waits until /readyz
+ * Spawns `node <SERVICE_NODE_FLAGS> dist/main.js` on free loopback ports and waits until /readyz
  * answers 200. GENOPS_* settings of the calling shell are not inherited, so
  * the service runs exactly what the caller asked for.
  */
@@ -43,7 +43,6 @@ export async function startService(options: StartServiceOptions = {}): Promise<R
     if (!key.startsWith('GENOPS_') && !key.startsWith('OTEL_')) env[key] = value;
   }
   Object.assign(env, {
-    ...SERVICE_ENV,
     GENOPS_LISTEN_HOST: host,
     GENOPS_GRPC_PORT: String(grpcPort),
     GENOPS_ADMIN_PORT: String(adminPort),

@@ -9,14 +9,3 @@
  * (bench/RESULTS.md, issue 18). Command-line flags: V8 reads them once, at start.
  */
 export const SERVICE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--heap-growing-percent=100'];
-
-/**
- * The environment the service ships with: `npm start` and the Dockerfile's ENV carry it
- * (test/mesh/dockerfile.test.ts), and every process the tests, demo and bench start runs with it.
- * MALLOC_ARENA_MAX=1: glibc gives each thread that allocates its own malloc arena, and V8's
- * background threads (concurrent GC and compilation) leave memory in theirs under load that is
- * not handed back; one arena reuses it. 1,000 AI exchanges a second: median peak RSS 132 instead of
- * 142 MB, the same CPU per exchange (bench/RESULTS.md, issue 18). The JavaScript runs on one
- * thread, so one arena is not contended. glibc reads it at process start.
- */
-export const SERVICE_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '1' };
