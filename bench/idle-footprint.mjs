@@ -5,7 +5,7 @@
  * code and data touched so far), V8's heap used and its code space, and external memory. Each
  * row is the cost of that step on top of the ones before it. The rows after the service's own
  * are what it loads only when configured (or never, for the policy parser). Last, the service
- * itself: dist/main.js started with the shipped flags and environment, idle, tracing off.
+ * itself: dist/main.js started with the shipped flags, idle, tracing off.
  *
  *   npm run build && npx node --expose-gc bench/idle-footprint.mjs
  */
@@ -70,14 +70,14 @@ for (const [name, step] of steps) {
   before = after;
 }
 
-// The service as it ships, idle: flags and environment of src/server/service-node-flags.ts.
+// The service as it ships, idle: the flags of src/server/service-node-flags.ts.
 const { SERVICE_ENTRY } = await import(dist('demo/repo-root.js'));
-const { SERVICE_ENV, SERVICE_NODE_FLAGS } = await import(dist('server/service-node-flags.js'));
+const { SERVICE_NODE_FLAGS } = await import(dist('server/service-node-flags.js'));
 const service = spawn(process.execPath, [...SERVICE_NODE_FLAGS, SERVICE_ENTRY], {
-  env: { PATH: process.env.PATH, ...SERVICE_ENV, OTEL_SDK_DISABLED: 'true', GENOPS_GRPC_PORT: '0', GENOPS_ADMIN_PORT: '0', LOG_LEVEL: 'warn' },
+  env: { PATH: process.env.PATH, OTEL_SDK_DISABLED: 'true', GENOPS_GRPC_PORT: '0', GENOPS_ADMIN_PORT: '0', LOG_LEVEL: 'warn' },
   stdio: 'ignore',
 });
 await sleep(5_000);
 const idle = status(service.pid);
 service.kill('SIGTERM');
-console.log(`\ndist/main.js as shipped (${SERVICE_NODE_FLAGS.join(' ')}, ${Object.entries(SERVICE_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}), idle 5 s, tracing off: RSS ${idle.rss.toFixed(1)} MB (anon ${idle.anon.toFixed(1)}, file-backed ${idle.file.toFixed(1)})`);
+console.log(`\ndist/main.js as shipped (${SERVICE_NODE_FLAGS.join(' ')}), idle 5 s, tracing off: RSS ${idle.rss.toFixed(1)} MB (anon ${idle.anon.toFixed(1)}, file-backed ${idle.file.toFixed(1)})`);
