@@ -1,0 +1,49 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Budgeter } from '../governance/budgeting.js';
+import type { ExchangeClaims } from '../limits/exchange-claims.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { createExchangeHandoff } from './exchange-handoff.js';
+import { createSharedMetering, type SharedMetering } from './shared-metering.js';
+
+/**
+ * The process's shared metering: handoffs sealed with the deployment's key and accepted for one
+ * hold lifetime (a metering stream starts as the response headers pass), claims in the shared
+ * store under this process's own owner id, settled markers kept a little longer than a handoff is
+ * accepted, holds renewed by the budgeter, every outcome counted and logged.
+ */
+export function createSharedMeteringFor(options: { secret: string; claims: ExchangeClaims; clock: () => number; budgeter: Budgeter; metrics: Metrics; logger: Logger; claimTtlMs: number; holdTtlMs: number }): SharedMetering {
+  const { metrics, logger, budgeter, holdTtlMs } = options;
+  const handoff = createExchangeHandoff({ secret: options.secret, clock: options.clock, maxAgeMs: holdTtlMs });
+  return createSharedMetering({
+    handoff,
+    claims: options.claims,
+    owner: `${hostname()}:${process.pid}:${randomUUID()}`,
+    claimTtlMs: options.claimTtlMs,
+    retainMs: holdTtlMs + 5 * 60_000,
+    keepHold: (decision) => {
+      metrics.meteringHandoffs.inc({ outcome: 'adopted' });
+      budgeter.keepHold(decision);
+    },
+    forgetHold: (decision) => budgeter.forgetHold(decision),
+    observer: {
+      refused(exchangeId, reason) {
+        metrics.meteringHandoffs.inc({ outcome: 'refused' });
+        logger.warn({ event: 'metering_handoff_refused', decision_id: exchangeId, reason }, 'a metering stream carried a handoff that does not verify: not settled here (is GENOPS_METERING_HANDOFF_SECRET the same on every replica?)');
+      },
+      lost(exchangeId) {
+        metrics.meteringHandoffs.inc({ outcome: 'lost' });
+        logger.info({ event: 'metering_handoff_lost', decision_id: exchangeId }, 'an adopted exchange was settled by another replica');
+      },
+      failed(error) {
+        metrics.backendErrors.inc({ backend: 'redis', kind: error.name === 'GenopsError' ? 'command' : 'connection' });
+        logger.warn({ event: 'backend_error', backend: 'redis', err: error.message }, 'exchange claim failed; retried');
+      },
+      abandoned(exchangeId) {
+        metrics.meteringHandoffs.inc({ outcome: 'abandoned' });
+        logger.error({ event: 'metering_handoff_abandoned', decision_id: exchangeId }, 'the shared store never settled who meters this exchange: its hold expires unsettled');
+      },
+    },
+  });
+}
