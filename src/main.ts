@@ -15,7 +15,7 @@ import { createRateLimiter } from './governance/rate-limiting.js';
 import { createUsageAccounting } from './governance/usage-accounting.js';
 import type { BudgetLedger } from './limits/budget-ledger.js';
 import type { ExchangeClaims } from './limits/exchange-claims.js';
-import { createSharedMeteringFor } from './envoy/shared-metering-wiring.js';
+import { createSharedMeteringFor, sharedHandoffKey } from './envoy/shared-metering-wiring.js';
 import { createMemoryBudgetLedger } from './limits/memory-budget-ledger.js';
 import { createMemoryRateLimitStore } from './limits/memory-rate-limit-store.js';
 import type { RateLimitStore } from './limits/rate-limit-store.js';
@@ -92,6 +92,7 @@ async function main(): Promise<void> {
   let rateLimitStore: RateLimitStore;
   let ledger: BudgetLedger;
   let exchangeClaims: ExchangeClaims | undefined;
+  let handoffKey: string | (() => string | undefined) | undefined;
   if (settings.redisUrl) {
     const { connectRedis, waitForRedis } = await import('./limits/redis-connection.js');
     const { createRedisRateLimitStore } = await import('./limits/redis-rate-limit-store.js');
@@ -101,7 +102,8 @@ async function main(): Promise<void> {
     rateLimitStore = createRedisRateLimitStore({ client, clock });
     const { createRedisBudgetLedger } = await import('./limits/redis-budget-ledger.js');
     ledger = createRedisBudgetLedger({ client, clock });
-    if (settings.meteringHandoffSecret) exchangeClaims = (await import('./limits/redis-exchange-claims.js')).createRedisExchangeClaims({ client });
+    exchangeClaims = (await import('./limits/redis-exchange-claims.js')).createRedisExchangeClaims({ client });
+    handoffKey = settings.meteringHandoffSecret ?? (await sharedHandoffKey(client, logger));
   } else {
     rateLimitStore = createMemoryRateLimitStore({ clock, maxBuckets: settings.rateLimitMaxBuckets });
     ledger = createMemoryBudgetLedger({ clock });
@@ -129,7 +131,7 @@ async function main(): Promise<void> {
     rateLimiter,
     now,
   });
-  const sharedMetering = exchangeClaims && settings.meteringHandoffSecret ? createSharedMeteringFor({ secret: settings.meteringHandoffSecret, claims: exchangeClaims, clock, budgeter, metrics, logger, claimTtlMs: settings.meteringClaimTtlMs, holdTtlMs: settings.budgetHoldTtlMs }) : undefined;
+  const sharedMetering = exchangeClaims && handoffKey ? createSharedMeteringFor({ secret: handoffKey, claims: exchangeClaims, clock, budgeter, metrics, logger, claimTtlMs: settings.meteringClaimTtlMs, holdTtlMs: settings.budgetHoldTtlMs }) : undefined;
   let draining = false;
   const serviceTls = settings.tls ? await createServiceTls(settings.tls, logger) : undefined;
 

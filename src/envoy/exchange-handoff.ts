@@ -19,18 +19,18 @@ export interface HandedOverExchange {
 /** The request headers a handoff carries: the trace the usage span joins (W3C, B3) and the path. */
 export const HANDED_OVER_HEADERS: readonly string[] = [':path', 'traceparent', 'tracestate', 'b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags'];
 
-export type OpenedHandoff = { readonly ok: true; readonly exchange: HandedOverExchange } | { readonly ok: false; readonly reason: 'malformed' | 'forged' | 'expired' | 'mismatched' };
+export type OpenedHandoff = { readonly ok: true; readonly exchange: HandedOverExchange } | { readonly ok: false; readonly reason: 'malformed' | 'forged' | 'expired' | 'mismatched' | 'unkeyed' };
 
 export interface ExchangeHandoff {
-  /** The sealed handoff (`v1.<payload>.<mac>`), or undefined when it would exceed the size bound (the exchange stays in-process). */
+  /** The sealed handoff (`v1.<payload>.<mac>`), or undefined when it would exceed the size bound or no key is known yet (the exchange stays in-process). */
   seal(exchange: HandedOverExchange): string | undefined;
   /** Verifies the MAC, the age and that it names `exchangeId`; never throws. */
   open(token: string, exchangeId: string): OpenedHandoff;
 }
 
 export interface ExchangeHandoffOptions {
-  /** The per-deployment key every replica shares (GENOPS_METERING_HANDOFF_SECRET). */
-  readonly secret: string;
+  /** The per-deployment key every replica shares (GENOPS_METERING_HANDOFF_SECRET, or kept in Redis); a function while it is being loaded (undefined: not yet). */
+  readonly secret: string | (() => string | undefined);
   /** Wall clock, ms. */
   readonly clock: () => number;
   /** A handoff older than this is refused (a metering stream starts as the response headers pass). */
@@ -52,16 +52,26 @@ export const DEFAULT_HANDOFF_MAX_BYTES = 8 * 1024;
 export function createExchangeHandoff(options: ExchangeHandoffOptions): ExchangeHandoff {
   const { clock, maxAgeMs } = options;
   const maxBytes = options.maxBytes ?? DEFAULT_HANDOFF_MAX_BYTES;
-  const key = Buffer.from(options.secret, 'utf8');
-  const mac = (payload: string) => createHmac('sha256', key).update(`${VERSION}.${payload}`).digest();
+  const { secret } = options;
+  let key: Buffer | undefined = typeof secret === 'string' ? Buffer.from(secret, 'utf8') : undefined;
+  const keyed = (): Buffer | undefined => {
+    if (key === undefined && typeof secret === 'function') {
+      const loaded = secret();
+      if (loaded !== undefined) key = Buffer.from(loaded, 'utf8');
+    }
+    return key;
+  };
+  const mac = (payload: string) => createHmac('sha256', key!).update(`${VERSION}.${payload}`).digest();
 
   return {
     seal(exchange) {
+      if (!keyed()) return undefined;
       const payload = Buffer.from(JSON.stringify(settlingFacts(exchange)), 'utf8').toString('base64url');
       const token = `${VERSION}.${payload}.${mac(payload).toString('base64url')}`;
       return token.length <= maxBytes ? token : undefined;
     },
     open(token, exchangeId) {
+      if (!keyed()) return { ok: false, reason: 'unkeyed' };
       if (token.length > maxBytes) return { ok: false, reason: 'malformed' };
       const [version, payload, signature, extra] = token.split('.');
       if (version !== VERSION || !payload || !signature || extra !== undefined) return { ok: false, reason: 'malformed' };

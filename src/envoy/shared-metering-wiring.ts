@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Budgeter } from '../governance/budgeting.js';
 import type { ExchangeClaims } from '../limits/exchange-claims.js';
+import type { RedisClient } from '../limits/redis-connection.js';
+import { loadSharedKey } from '../limits/redis-shared-key.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { createExchangeHandoff } from './exchange-handoff.js';
@@ -13,7 +15,7 @@ import { createSharedMetering, type SharedMetering } from './shared-metering.js'
  * store under this process's own owner id, settled markers kept a little longer than a handoff is
  * accepted, holds renewed by the budgeter, every outcome counted and logged.
  */
-export function createSharedMeteringFor(options: { secret: string; claims: ExchangeClaims; clock: () => number; budgeter: Budgeter; metrics: Metrics; logger: Logger; claimTtlMs: number; holdTtlMs: number }): SharedMetering {
+export function createSharedMeteringFor(options: { secret: string | (() => string | undefined); claims: ExchangeClaims; clock: () => number; budgeter: Budgeter; metrics: Metrics; logger: Logger; claimTtlMs: number; holdTtlMs: number }): SharedMetering {
   const { metrics, logger, budgeter, holdTtlMs } = options;
   const handoff = createExchangeHandoff({ secret: options.secret, clock: options.clock, maxAgeMs: holdTtlMs });
   return createSharedMetering({
@@ -46,4 +48,31 @@ export function createSharedMeteringFor(options: { secret: string; claims: Excha
       },
     },
   });
+}
+
+/**
+ * The handoff key kept in Redis (redis-shared-key.ts) when GENOPS_METERING_HANDOFF_SECRET is not
+ * set: loaded now, or, while Redis does not answer, retried in the background (until then event
+ * streams are metered in-process only and a foreign metering stream is counted unmatched).
+ */
+export async function sharedHandoffKey(client: RedisClient, logger: Logger, retryMs = 2_000): Promise<() => string | undefined> {
+  let key: string | undefined;
+  const load = async (): Promise<boolean> => {
+    try {
+      key = await loadSharedKey(client);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!(await load())) {
+    logger.warn({ event: 'backend_not_ready', backend: 'redis' }, 'the metering handoff key could not be read from redis yet; event streams are metered in-process until it is');
+    const timer = setInterval(() => {
+      void load().then((loaded) => {
+        if (loaded) clearInterval(timer);
+      });
+    }, retryMs);
+    timer.unref();
+  }
+  return () => key;
 }

@@ -51,9 +51,9 @@ export interface Settings {
   /** Payload-header trust per adapter, the /budgets token, the single-replica acknowledgement. */
   readonly trust: TrustSettings;
   /**
-   * Observed metering across replicas: the key (GENOPS_METERING_HANDOFF_SECRET, environment only,
-   * ≥ 32 characters, the same on every replica) that seals the deciding replica's handoff. With
-   * Redis, a metering stream that reaches another replica is settled there; undefined: in-process only.
+   * Observed metering across replicas (with Redis): the key (GENOPS_METERING_HANDOFF_SECRET,
+   * environment only, ≥ 32 characters, the same on every replica) that seals the deciding
+   * replica's handoff; undefined: the key the replicas keep in Redis (redis-shared-key.ts).
    */
   readonly meteringHandoffSecret: string | undefined;
   /** How long an exchange whose deciding stream ended waits for its metering stream before the fallback settles it. */

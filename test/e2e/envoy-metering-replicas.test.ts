@@ -24,7 +24,6 @@ import { startRedis, type RunningRedis } from '../support/start-redis.js';
 
 const CONFIG = 'deploy/envoy/ext-proc-replicas.yaml';
 const DAY = 86_400_000;
-const SECRET = randomUUID() + randomUUID();
 const BUDGET = 'project-daily';
 
 function writePolicy(): { path: string; dir: string } {
@@ -87,7 +86,8 @@ describe('observed metering across two replicas behind the real Envoy (deploy/en
     dir = policy.dir;
     // 8 pieces 150 ms apart: a stream lasts about a second, long enough to kill a replica in the middle.
     [redis, llm] = await Promise.all([startRedis(), startStubLlm({ chunkDelayMs: 150 })]);
-    const env = { GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '1000', GENOPS_METERING_HANDOFF_SECRET: SECRET, GENOPS_METERING_GRACE_MS: '1000', GENOPS_METERING_CLAIM_TTL_MS: '2000', LOG_LEVEL: 'debug' };
+    // No GENOPS_METERING_HANDOFF_SECRET: the replicas share the key they keep in Redis, as the Helm chart and kustomize run them.
+    const env = { GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '1000', GENOPS_METERING_GRACE_MS: '1000', GENOPS_METERING_CLAIM_TTL_MS: '2000', LOG_LEVEL: 'debug' };
     services = await Promise.all([0, 1].map(() => startService({ policyPath: policy.path, env })));
     envoy = await startEnvoy({ config: CONFIG, vars: { GENOPS_PORT: services[0]!.grpcPort, GENOPS_HOST_2: '127.0.0.1', GENOPS_PORT_2: services[1]!.grpcPort, UPSTREAM_PORT: llm.port } });
     const client = connectRedis(redis.url, { timeoutMs: 2_000, onError: () => undefined });

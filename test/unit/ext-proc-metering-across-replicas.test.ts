@@ -237,3 +237,38 @@ describe('observed metering across replicas (shared claims in a real Redis)', ()
     expect(dying.settled).toHaveLength(0);
   });
 });
+
+describe('the handoff seal (exchange-handoff.ts)', () => {
+  const exchange = { decision: { id: 'd-1', result: 'ALLOWED', context: { team: 't' } } as unknown as Decision, startedAtMs: 1_000, headers: { ':path': '/v1/messages', authorization: 'Bearer sk-x' } };
+
+  it('opens what it sealed, for its own exchange id, within its age, keeping only the listed headers', () => {
+    const handoff = createExchangeHandoff({ secret: SECRET, clock: () => 2_000, maxAgeMs: 5_000 });
+    const sealed = handoff.seal(exchange)!;
+    const opened = handoff.open(sealed, 'd-1');
+    expect(opened).toMatchObject({ ok: true, exchange: { decision: { id: 'd-1', context: { team: 't' } }, startedAtMs: 1_000, headers: { ':path': '/v1/messages' } } });
+    expect(opened.ok && opened.exchange.headers.authorization).toBeUndefined();
+    expect(handoff.open(sealed, 'd-2')).toEqual({ ok: false, reason: 'mismatched' });
+    expect(createExchangeHandoff({ secret: SECRET, clock: () => 10_000, maxAgeMs: 5_000 }).open(sealed, 'd-1')).toEqual({ ok: false, reason: 'expired' });
+    expect(handoff.open(`${sealed}.x`, 'd-1')).toEqual({ ok: false, reason: 'malformed' });
+    expect(handoff.open(sealed.slice(0, -2), 'd-1')).toEqual({ ok: false, reason: 'forged' });
+  });
+
+  it('seals nothing past its size bound, nor before its key is known (the exchange stays in-process)', () => {
+    expect(createExchangeHandoff({ secret: SECRET, clock: () => 0, maxAgeMs: 5_000, maxBytes: 64 }).seal(exchange)).toBeUndefined();
+    let key: string | undefined;
+    const lazy = createExchangeHandoff({ secret: () => key, clock: () => 2_000, maxAgeMs: 5_000 });
+    expect(lazy.seal(exchange)).toBeUndefined();
+    expect(lazy.open('v1.a.b', 'd-1')).toEqual({ ok: false, reason: 'unkeyed' });
+    key = SECRET;
+    expect(lazy.open(lazy.seal(exchange)!, 'd-1').ok).toBe(true);
+  });
+});
+
+describe('GENOPS_METERING_HANDOFF_SECRET', () => {
+  it('refuses a short key (every replica must share a strong one), takes a long one, and defaults to the key kept in Redis', async () => {
+    const { loadSettings } = await import('../../src/settings/settings.js');
+    expect(() => loadSettings([], { GENOPS_METERING_HANDOFF_SECRET: 'short' })).toThrow(/at least 32 characters/);
+    expect(loadSettings([], { GENOPS_METERING_HANDOFF_SECRET: SECRET }).meteringHandoffSecret).toBe(SECRET);
+    expect(loadSettings([], {}).meteringHandoffSecret).toBeUndefined();
+  });
+});
