@@ -72,8 +72,13 @@ export interface ExtProcSession {
 }
 
 export interface ExtProcStreamOptions {
-  /** The deciding filter leaves the response to a metering filter in observability_mode (METERING_STREAM_HEADER: observed). */
-  readonly observedMetering?: boolean;
+  /**
+   * The deciding filter leaves the response to a metering filter in observability_mode
+   * (METERING_STREAM_HEADER: observed). 'streams' (header value `streams`): event streams only;
+   * the client headers of a request that is not an AI call still come in its response-headers
+   * reply (no route config writes them from dynamic metadata: Istio, Helm).
+   */
+  readonly observedMetering?: boolean | 'streams';
 }
 
 export interface ExtProcSessionFactory {
@@ -180,7 +185,8 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
 
   return {
     open(stream = {}) {
-      const observed = stream.observedMetering === true;
+      const observed = stream.observedMetering === true || stream.observedMetering === 'streams';
+      const headersFromMetadata = stream.observedMetering === true;
       let decision: Decision | undefined;
       let awaitingBody: AwaitingBody | undefined;
       let exchange: OpenExchange | undefined;
@@ -235,7 +241,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
           if (!isAllowed(settled)) return immediateDenial(settled);
-          if (!observed) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE };
+          if (!headersFromMetadata) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE };
           return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled) };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);

@@ -87,7 +87,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       : undefined;
     // The deciding filter declares observed metering in its grpc_service.initial_metadata.
     const metering = call.metadata.get(METERING_STREAM_HEADER)[0];
-    const session = extProc.open({ observedMetering: metering === 'observed' });
+    const session = extProc.open({ observedMetering: metering === 'observed' ? true : metering === 'streams' ? 'streams' : false });
     trace?.('open', { observed: metering });
     let closed = false;
     // Replies must leave in the order the messages came; once one waits on a
