@@ -272,3 +272,28 @@ describe('GENOPS_METERING_HANDOFF_SECRET', () => {
     expect(loadSettings([], {}).meteringHandoffSecret).toBeUndefined();
   });
 });
+
+describe('x-genops-metering: streams (Istio, Helm: no route config writes client headers from metadata)', () => {
+  it('hands event streams over, and still answers a plain request\'s response headers with its client headers', async () => {
+    const { replica } = deployment();
+    const a = replica('a');
+    const plain = a.factory.open({ observedMetering: 'streams' });
+    const reply = await plain.handle({ request_headers: { headers: headerMap({ ':method': 'GET', ':path': '/v1/models', ...CONTEXT }), end_of_stream: true } });
+    expect(reply?.mode_override).toMatchObject({ response_header_mode: 'SEND' });
+    expect(reply?.dynamic_metadata).toBeUndefined();
+    const headersReply = await plain.handle({ response_headers: { headers: headerMap({ ':status': '200', 'content-type': 'application/json' }) } });
+    const set = (headersReply as { response_headers: { response: { header_mutation: { set_headers: { header: { key: string } }[] } } } }).response_headers.response.header_mutation.set_headers.map((option) => option.header.key);
+    expect(set).toContain('x-genops-decision-id');
+    plain.close();
+
+    const streamed = a.factory.open({ observedMetering: 'streams' });
+    const handed = await handOver(streamed);
+    expect(handed.mode_override).toMatchObject({ response_body_mode: 'NONE' });
+    expect(metadataOf(handed).exchange_id).toMatch(/-decision-\d+$/);
+    const metering = a.factory.open();
+    await meterStream(metering, metadataOf(handed));
+    metering.close();
+    streamed.close();
+    expect(a.settled.map((exchange) => exchange.outcome)).toEqual(['completed']);
+  });
+});
