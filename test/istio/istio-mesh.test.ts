@@ -101,6 +101,11 @@ describe.each<IstioGovernance>(['ext-authz', 'ext-proc'])('Istio with genops-mes
     if (variant !== 'ext-proc') return;
     const testId = randomUUID();
     const customer = `cust-${randomUUID().slice(0, 8)}`;
+    const streamsStarted = async () => {
+      const text = await (await fetch(`${mesh.gateway.envoy.adminUrl}/stats?filter=ext_proc\\.streams_started`)).text();
+      return [...text.matchAll(/ext_proc\.streams_started: (\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
+    };
+    const before = await streamsStarted();
     const response = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'premium', 'x-genops-customer-id': customer }), 'x-test-id': testId }, JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 64, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'Summarize ticket #4711.' }] }));
     expect(response.status, response.body).toBe(200);
     expect(response.header('content-type')).toMatch(/^text\/event-stream/);
@@ -113,6 +118,8 @@ describe.each<IstioGovernance>(['ext-authz', 'ext-proc'])('Istio with genops-mes
     }, 'the usage record');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(mesh.service.logs().filter((line) => line.event === 'usage' && line.decision_id === decisionId)).toHaveLength(1);
+    // Two gRPC streams at the gateway: the deciding one, and the metering one that read the event stream.
+    expect((await streamsStarted()) - before).toBe(2);
     expect(records[0]).toMatchObject({ outcome: 'completed', estimated: false, tokens: { input: STREAMED_USAGE.input, output: STREAMED_USAGE.output } });
     const metrics = await (await fetch(`${mesh.service.adminUrl}/metrics`)).text();
     expect(metrics).toMatch(/^genops_metering_unmatched_total 0$/m);
