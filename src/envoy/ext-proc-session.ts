@@ -126,8 +126,8 @@ interface OpenExchange {
   upstreamStatus: number | undefined;
   /** The response came from the upstream, not from Envoy itself (a local reply). */
   fromUpstream: boolean;
-  /** Decided by another replica and adopted from its handoff: settled only through the shared claim. */
-  adoption?: Adoption | undefined;
+  /** Metered under the shared claim (decided elsewhere and adopted from its handoff, or sealed here): settled only through it. */
+  adoption?: Pick<Adoption, 'finish'> | undefined;
   /** Its handoff went out sealed: another replica may settle it, so the fallback goes through the shared claim. */
   sealed?: boolean | undefined;
 }
@@ -210,6 +210,8 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const handed = metadataNamespace(request.metadata_context, METERING_NAMESPACE);
         const id = handed?.exchange_id;
         if (typeof id === 'string' && id !== '') exchange = metered.claim(id, () => adopt(id, handed?.handoff));
+        // Handed over sealed and metered here after all: settled through the same claim as anywhere else.
+        if (exchange?.sealed && !exchange.adoption && sharedMetering) exchange.adoption = sharedMetering.meterHere(exchange.decision);
       }
 
       function decided(settled: Decision, startedAt: number, headers: HeaderLookup, api: AiApi | undefined): Decision {

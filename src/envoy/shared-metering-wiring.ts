@@ -24,12 +24,10 @@ export function createSharedMeteringFor(options: { secret: string | (() => strin
     owner: `${hostname()}:${process.pid}:${randomUUID()}`,
     claimTtlMs: options.claimTtlMs,
     retainMs: holdTtlMs + 5 * 60_000,
-    keepHold: (decision) => {
-      metrics.meteringHandoffs.inc({ outcome: 'adopted' });
-      budgeter.keepHold(decision);
-    },
+    keepHold: (decision) => budgeter.keepHold(decision),
     forgetHold: (decision) => budgeter.forgetHold(decision),
     observer: {
+      adopted: () => metrics.meteringHandoffs.inc({ outcome: 'adopted' }),
       refused(exchangeId, reason) {
         metrics.meteringHandoffs.inc({ outcome: 'refused' });
         logger.warn({ event: 'metering_handoff_refused', decision_id: exchangeId, reason }, 'a metering stream carried a handoff that does not verify: not settled here (is GENOPS_METERING_HANDOFF_SECRET the same on every replica?)');

@@ -16,6 +16,8 @@ export interface SharedMetering {
   seal(exchange: HandedOverExchange): string | undefined;
   /** A metering stream for an exchange this process does not hold: undefined when its handoff does not verify. */
   adopt(token: string, exchangeId: string): Adoption | undefined;
+  /** A metering stream for an exchange this process decided and sealed: settled through the same claim (a replayed handoff elsewhere loses it). */
+  meterHere(decision: Decision): Pick<Adoption, 'finish'>;
   /** The deciding replica's fallback: no metering stream reached this process; `settle` runs only if nobody else settled it. */
   fallback(decision: Decision, settle: () => void): void;
 }
@@ -27,6 +29,8 @@ export interface Adoption {
 }
 
 export interface SharedMeteringObserver {
+  /** A metering stream for an exchange another replica decided, adopted from its verified handoff. */
+  adopted?(exchangeId: string): void;
   /** A handoff that did not verify (forged, expired, malformed, another exchange's). */
   refused(exchangeId: string, reason: Exclude<OpenedHandoff, { ok: true }>['reason']): void;
   /** An adopted exchange that another side settled or holds: not settled here. */
@@ -99,43 +103,49 @@ export function createSharedMetering(options: SharedMeteringOptions): SharedMete
         observer.refused(exchangeId, opened.reason);
         return undefined;
       }
-      const { decision } = opened.exchange;
-      let keeping: unknown;
-      let finished = false;
-      const extend = () =>
-        claims.claim(exchangeId, owner, claimTtlMs).then(
-          (outcome) => {
-            if (outcome !== 'won' && keeping !== undefined) {
-              clearRepeat(keeping);
-              keeping = undefined;
-            }
-            return outcome;
-          },
-          (error: unknown) => {
-            failed(error);
-            return 'failed' as const;
-          },
-        );
-      const claimed = extend().then((outcome) => {
-        if (outcome === 'won' && !finished) {
-          keepHold(decision);
-          keeping = setRepeat(() => void extend(), Math.max(1, Math.floor(claimTtlMs / 3)));
-        }
-      });
-      return {
-        exchange: opened.exchange,
-        finish(settle) {
-          finished = true;
-          void claimed.then(() => {
-            if (keeping !== undefined) clearRepeat(keeping);
-            keeping = undefined;
-            settleOnce(decision, settle, false);
-          });
-        },
-      };
+      observer.adopted?.(exchangeId);
+      return { exchange: opened.exchange, ...meter(opened.exchange.decision) };
     },
+    meterHere: (decision) => meter(decision),
     fallback(decision, settle) {
       settleOnce(decision, settle, true);
     },
   };
+
+  /** Claims the exchange for this owner while its stream is metered here, and settles it at the end if the claim holds. */
+  function meter(decision: Decision): Pick<Adoption, 'finish'> {
+    const exchangeId = decision.id;
+    let keeping: unknown;
+    let finished = false;
+    const extend = () =>
+      claims.claim(exchangeId, owner, claimTtlMs).then(
+        (outcome) => {
+          if (outcome !== 'won' && keeping !== undefined) {
+            clearRepeat(keeping);
+            keeping = undefined;
+          }
+          return outcome;
+        },
+        (error: unknown) => {
+          failed(error);
+          return 'failed' as const;
+        },
+      );
+    const claimed = extend().then((outcome) => {
+      if (outcome === 'won' && !finished) {
+        keepHold(decision);
+        keeping = setRepeat(() => void extend(), Math.max(1, Math.floor(claimTtlMs / 3)));
+      }
+    });
+    return {
+      finish(settle) {
+        finished = true;
+        void claimed.then(() => {
+          if (keeping !== undefined) clearRepeat(keeping);
+          keeping = undefined;
+          settleOnce(decision, settle, false);
+        });
+      },
+    };
+  }
 }

@@ -197,6 +197,24 @@ describe('observed metering across replicas (shared claims in a real Redis)', ()
     expect([a.settled.length, b.settled.length, c.settled.length]).toEqual([0, 1, 0]);
   });
 
+  it('settles a stream metered on its deciding replica once, and a replay of its handoff on another replica loses', async () => {
+    const { replica } = deployment();
+    const [a, b] = [replica('a'), replica('b')];
+    const decider = a.factory.open({ observedMetering: true });
+    const handed = metadataOf(await handOver(decider));
+    const local = a.factory.open();
+    const replay = b.factory.open();
+    await meterStream(local, handed);
+    await meterStream(replay, handed);
+    local.close();
+    replay.close();
+    decider.close();
+    expect(await settledCount([a, b], 1)).toBe(1);
+    await wait(GRACE_MS * 3);
+    expect([a.settled.length, b.settled.length]).toEqual([1, 0]);
+    expect(a.settled[0]).toMatchObject({ outcome: 'completed' });
+  });
+
   it('refuses a forged or altered handoff (another key, a changed reservation): counted unmatched, the fallback settles', async () => {
     const { replica } = deployment();
     const a = replica('a');
@@ -294,6 +312,7 @@ describe('x-genops-metering: streams (Istio, Helm: no route config writes client
     await meterStream(metering, metadataOf(handed));
     metering.close();
     streamed.close();
+    expect(await settledCount([a], 1)).toBe(1);
     expect(a.settled.map((exchange) => exchange.outcome)).toEqual(['completed']);
   });
 });
