@@ -65,8 +65,9 @@ export interface ExtProcSession {
   /** The stream ended (Envoy half-closed, reset or cancelled it); settles what is still open. Idempotent. */
   close(): void;
   /**
-   * A metering stream (observability_mode) has seen its response end: the server may end the call
-   * instead of leaving it open until Envoy's deferred_close_timeout.
+   * A metering stream (observability_mode) has seen its response end, or a deciding stream has
+   * handed its event stream over (nothing left to ask): the server may end the call (Envoy ignores
+   * a stream the server closed cleanly) instead of leaving it open until Envoy ends it.
    */
   readonly done: boolean;
 }
@@ -196,6 +197,8 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
       let meterBound = false;
       let ended = false;
       let responseEnded = false;
+      /** A deciding stream whose exchange was handed over: every later phase is SKIP / NONE. */
+      let finishedHere = false;
 
       function finishExchange(outcome: 'completed' | 'interrupted' | 'no_response'): void {
         const open = exchange;
@@ -280,6 +283,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
             exchange = undefined;
             handedOver = open.decision.id;
             metered.expect(handedOver, open);
+            finishedHere = true;
             return { response_headers: { response: { header_mutation: { set_headers } } }, mode_override: STREAM_HANDED_OVER, dynamic_metadata: exchangeMetadata(handedOver, seal(open)) };
           }
         }
@@ -314,7 +318,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           return reply instanceof Promise ? reply.then(() => undefined) : undefined;
         },
         get done() {
-          return meterBound && responseEnded;
+          return (meterBound && responseEnded) || finishedHere;
         },
         close() {
           ended = true;

@@ -133,7 +133,16 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     };
     const send = (reply: ProcessingResponse | undefined) => {
       trace?.('reply', { sent: reply !== undefined && !closed });
-      if (reply && !closed) call.write(reply);
+      if (reply && !closed) {
+        call.write(reply);
+        // A deciding stream that handed its exchange over has nothing left to ask: ending it cleanly
+        // makes Envoy ignore it for the rest of the request, so this replica's exit cannot cut the answer.
+        if (session.done) {
+          closed = true;
+          endSession();
+          call.end();
+        }
+      }
       // A metering stream whose response ended: end it now rather than at Envoy's deferred close.
       else if (!reply && !closed && session.done) {
         closed = true;

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BudgetAccount } from '../../src/limits/budget-ledger.js';
 import { connectRedis, waitForRedis } from '../../src/limits/redis-connection.js';
 import { createRedisBudgetLedger, type RedisBudgetLedger } from '../../src/limits/redis-budget-ledger.js';
-import { httpRequest, REPO_ROOT, startEnvoy, startService, startStubLlm, STUB_USAGE_HEADER, type RunningEnvoy, type RunningService, type StubLlm } from '../support/index.js';
+import { httpRequest, REPO_ROOT, startEnvoy, startService, startStubLlm, STUB_BEHAVIOR_HEADER, STUB_USAGE_HEADER, type RunningEnvoy, type RunningService, type StubLlm } from '../support/index.js';
 import { disconnectMidResponse } from '../support/disconnect-mid-response.js';
 import { startRedis, type RunningRedis } from '../support/start-redis.js';
 
@@ -40,8 +40,9 @@ function writePolicy(): { path: string; dir: string } {
 
 const dayStart = () => Math.floor(Date.now() / DAY) * DAY;
 const account = (project: string): BudgetAccount => ({ id: `${BUDGET}|${project}`, limit: 100e9, period: { kind: 'calendar', startMs: dayStart(), endMs: dayStart() + DAY } });
-const headers = (project: string, usage: { input: number; output: number }) => ({
+const headers = (project: string, usage: { input: number; output: number }, behavior?: string) => ({
   'content-type': 'application/json',
+  ...(behavior ? { [STUB_BEHAVIOR_HEADER]: behavior } : {}),
   'x-genops-team': 'ml-platform',
   'x-genops-customer-id': `c-${randomUUID().slice(0, 8)}`,
   'x-genops-project': project,
@@ -87,7 +88,7 @@ describe('observed metering across two replicas behind the real Envoy (deploy/en
     // 8 pieces 150 ms apart: a stream lasts about a second, long enough to kill a replica in the middle.
     [redis, llm] = await Promise.all([startRedis(), startStubLlm({ chunkDelayMs: 150 })]);
     // No GENOPS_METERING_HANDOFF_SECRET: the replicas share the key they keep in Redis, as the Helm chart and kustomize run them.
-    const env = { GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '1000', GENOPS_METERING_GRACE_MS: '1000', GENOPS_METERING_CLAIM_TTL_MS: '2000', LOG_LEVEL: 'debug' };
+    const env = { GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '1000', GENOPS_METERING_GRACE_MS: '1000', GENOPS_METERING_CLAIM_TTL_MS: '2000', GENOPS_BUDGET_HOLD_TTL_MS: '3000', LOG_LEVEL: 'debug' };
     services = await Promise.all([0, 1].map(() => startService({ policyPath: policy.path, env })));
     envoy = await startEnvoy({ config: CONFIG, vars: { GENOPS_PORT: services[0]!.grpcPort, GENOPS_HOST_2: '127.0.0.1', GENOPS_PORT_2: services[1]!.grpcPort, UPSTREAM_PORT: llm.port } });
     const client = connectRedis(redis.url, { timeoutMs: 2_000, onError: () => undefined });
@@ -168,12 +169,14 @@ describe('observed metering across two replicas behind the real Envoy (deploy/en
     expect(state.spent).toBeGreaterThan(0);
   });
 
-  it('settles on the surviving replica when the deciding one is killed after the hand-over: once, not lost', async () => {
+  it('settles on the surviving replica when the deciding one is killed after the hand-over: once, not lost, its hold renewed there meanwhile', async () => {
     const project = `killed-${randomUUID().slice(0, 8)}`;
     const before = await streamsPerReplica();
+    let heldPastTtl: number | undefined;
     const result = await new Promise<{ decisionId: string; body: string; killed: number }>((resolve, reject) => {
       const body = openAiStream;
-      const request = rawRequest(`${envoy.url}/v1/chat/completions`, { method: 'POST', headers: { ...headers(project, { input: 100, output: 20 }), 'content-length': Buffer.byteLength(body) } }, (response) => {
+      // 8 pieces 800 ms apart: the stream outlives the 3 s hold lifetime (GENOPS_BUDGET_HOLD_TTL_MS).
+      const request = rawRequest(`${envoy.url}/v1/chat/completions`, { method: 'POST', headers: { ...headers(project, { input: 100, output: 20 }, 'chunk-delay=800'), 'content-length': Buffer.byteLength(body) } }, (response) => {
         const decisionId = String(response.headers['x-genops-decision-id']);
         let text = '';
         let killed = -1;
@@ -184,6 +187,8 @@ describe('observed metering across two replicas behind the real Envoy (deploy/en
           killed = deciderOf(decisionId);
           if (killed === -1) return reject(new Error(`no replica logged decision ${decisionId}`));
           void services[killed]!.stop({ signal: 'SIGKILL' });
+          // Past the hold's lifetime after the deciding replica died: only the metering replica can have renewed it.
+          setTimeout(() => void ledger.state([account(project)]).then(([state]) => (heldPastTtl = state!.reserved)), 3_600);
         });
         response.on('end', () => resolve({ decisionId, body: text, killed }));
         response.on('error', () => resolve({ decisionId, body: text, killed }));
@@ -192,6 +197,8 @@ describe('observed metering across two replicas behind the real Envoy (deploy/en
       request.end(body);
     });
     expect(result.killed).toBeGreaterThanOrEqual(0);
+    expect(result.body).toContain('data: [DONE]');
+    expect(heldPastTtl).toBeGreaterThan(0);
     const survivor = 1 - result.killed;
     // The deciding and the metering stream went to different replicas (one new stream each).
     const after = await streamsPerReplica();
@@ -201,7 +208,8 @@ describe('observed metering across two replicas behind the real Envoy (deploy/en
     expect(records[0]).toMatchObject({ decision_id: result.decisionId, replica: survivor });
     expect(state.spent).toBe(nanoOf(String(records[0]!.cost)));
     expect(state.spent).toBeGreaterThan(0);
-    if (result.body.includes('data: [DONE]')) expect(records[0]).toMatchObject({ outcome: 'completed', estimated: false });
+    // The deciding filter had nothing left to ask: the answer reached the client whole, and was metered whole.
+    expect(records[0]).toMatchObject({ outcome: 'completed', estimated: false });
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     expect(usageOf(project)).toHaveLength(1);
   });
