@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Budgeter } from '../governance/budgeting.js';
+import { MAX_HOLD_MS, type Budgeter } from '../governance/budgeting.js';
 import type { ExchangeClaims } from '../limits/exchange-claims.js';
 import type { RedisClient } from '../limits/redis-connection.js';
 import { loadSharedKey } from '../limits/redis-shared-key.js';
@@ -24,6 +24,8 @@ export function createSharedMeteringFor(options: { secret: string | (() => strin
     owner: `${hostname()}:${process.pid}:${randomUUID()}`,
     claimTtlMs: options.claimTtlMs,
     retainMs: holdTtlMs + 5 * 60_000,
+    // As long as a hold can be renewed: a stream metered elsewhere may last that long.
+    maxAttempts: Math.ceil(MAX_HOLD_MS / options.claimTtlMs),
     keepHold: (decision) => budgeter.keepHold(decision),
     forgetHold: (decision) => budgeter.forgetHold(decision),
     observer: {
