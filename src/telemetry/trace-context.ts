@@ -1,11 +1,10 @@
 import { ROOT_CONTEXT, trace, type SpanContext, type TextMapGetter } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { parseTraceParent, TraceState } from '@opentelemetry/core';
 import { B3Propagator, B3InjectEncoding } from '@opentelemetry/propagator-b3';
 
 /** Reads one request header by its lowercase name (the governance HeaderLookup has this shape). */
 export type HeaderReader = (lowercaseName: string) => string | undefined;
 
-const w3c = new W3CTraceContextPropagator();
 // Extraction reads both the single `b3` header and the multi-header X-B3-* form.
 const b3 = new B3Propagator({ injectEncoding: B3InjectEncoding.SINGLE_HEADER });
 
@@ -32,9 +31,16 @@ export function remoteParentOf(headers: HeaderReader): SpanContext | undefined {
 const parents = new WeakMap<HeaderReader, SpanContext | null>();
 
 function extractParent(headers: HeaderReader): SpanContext | undefined {
-  if (headers('traceparent') !== undefined) {
-    const parent = trace.getSpanContext(w3c.extract(ROOT_CONTEXT, headers, getter));
-    if (parent) return parent;
+  const traceparent = headers('traceparent');
+  if (traceparent) {
+    // What W3CTraceContextPropagator#extract reads, without the context and wrapper span it builds around it.
+    const parent: SpanContext | null = parseTraceParent(traceparent);
+    if (parent) {
+      parent.isRemote = true;
+      const state = headers('tracestate');
+      if (state) parent.traceState = new TraceState(state);
+      return parent;
+    }
   }
   if (headers('b3') !== undefined || headers('x-b3-traceid') !== undefined) {
     return trace.getSpanContext(b3.extract(ROOT_CONTEXT, headers, getter));

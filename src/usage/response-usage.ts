@@ -93,6 +93,7 @@ export function createUsageMeter(options: UsageMeterOptions): UsageMeter {
 type BodyFormat = 'sse' | 'json' | 'eventstream' | 'unknown' | 'other';
 
 function bodyFormatOf(contentType: string | undefined): BodyFormat {
+  if (contentType === 'application/json') return 'json';
   if (contentType === undefined || contentType.trim() === '') return 'unknown';
   const mediaType = (contentType.split(';', 1)[0] ?? '').trim().toLowerCase();
   if (mediaType === 'text/event-stream') return 'sse';
@@ -309,6 +310,13 @@ const enum Key {
   Text,
 }
 
+/** The keys a JSON body's scan acts on, as bytes (a key is compared in place: no string per key). */
+interface KeyEntry {
+  readonly bytes: Uint8Array;
+  readonly key: Key;
+}
+
+const keyEntries = (pairs: readonly [string, Key][]): readonly KeyEntry[] => pairs.map(([name, key]) => ({ bytes: Buffer.from(name, 'latin1'), key }));
 const TEXT_KEYS: readonly [string, Key][] = [
   ['content', Key.Text],
   ['text', Key.Text],
@@ -316,76 +324,154 @@ const TEXT_KEYS: readonly [string, Key][] = [
   ['arguments', Key.Text],
   ['refusal', Key.Text],
 ];
-const KEYS: ReadonlyMap<string, Key> = new Map([['model', Key.Model], ['usage', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
+const KEYS = keyEntries([['model', Key.Model], ['usage', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
 /** Gemini names its usage `usageMetadata` and the model served `modelVersion`. */
-const GEMINI_KEYS: ReadonlyMap<string, Key> = new Map([['modelVersion', Key.Model], ['usageMetadata', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
-
-interface Capture {
-  parts: Buffer[];
-  bytes: number;
-  overflow: boolean;
-}
+const GEMINI_KEYS = keyEntries([['modelVersion', Key.Model], ['usageMetadata', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
 
 function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
-  const format = FORMAT_OF[api];
-  const keys = format === 'gemini' ? GEMINI_KEYS : KEYS;
+  return new JsonMeter(FORMAT_OF[api], maxCaptureBytes);
+}
+
+/**
+ * A class rather than closures: one meter is made per JSON answer, and an object with its state
+ * in fields costs a fraction of a dozen closures and their context (bench/RESULTS.md, issue 18).
+ */
+class JsonMeter implements UsageMeter {
+  private readonly keys: readonly KeyEntry[];
   // The depth of the objects whose keys are read: 1, or 2 when the body is an array of them
   // (Gemini's streamGenerateContent without alt=sse: each element repeats the cumulative usage, the last wins).
-  let rootDepth = 1;
-  let depth = 0;
-  // Per tracked depth: 1 = object, 0 = array.
-  const isObjectAt = new Uint8Array(MAX_TRACKED_DEPTH + 1);
-  let expectKey = false;
-  let inString = false;
-  let stringIsKey = false;
-  let escaped = false;
-  let hexDigitsLeft = 0;
-  let stringCounts = false;
-  // The key being read (first MAX_KEY_BYTES bytes) and the last complete key per depth.
-  const keyBytes = Buffer.alloc(MAX_KEY_BYTES);
-  let keyLength = 0;
-  let keyHasEscape = false;
-  const lastKey = new Uint8Array(MAX_TRACKED_DEPTH + 1);
+  private rootDepth = 1;
+  private depth = 0;
+  // Plain arrays grown as the body nests: a typed array over 64 bytes is allocated outside V8's heap, which costs more than the scan of a small answer.
+  /** Per tracked depth: 1 = object, 0 = array. */
+  private readonly objectAt: number[] = [0];
+  /** Per tracked depth: the last complete key. */
+  private readonly lastKeyAt: number[] = [Key.Other];
+  /** The key being read: its first MAX_KEY_BYTES bytes. */
+  private readonly keyBytes: number[] = [];
+  private expectKey = false;
+  private inString = false;
+  private stringIsKey = false;
+  private escaped = false;
+  private hexDigitsLeft = 0;
+  private stringCounts = false;
+  private keyLength = 0;
+  private keyHasEscape = false;
 
-  let capturing: Key.Model | Key.Usage | Key.Error | undefined;
-  let capture: Capture = { parts: [], bytes: 0, overflow: false };
-  let captureFrom = -1;
-  let modelText: string | undefined;
-  let usageText: string | undefined;
-  let errorText: string | undefined;
-  let topLevelClosed = false;
-  let outputChars = 0;
+  private capturing: Key.Model | Key.Usage | Key.Error | undefined = undefined;
+  private captureParts: Buffer[] | undefined = undefined;
+  private captureBytes = 0;
+  private captureOverflow = false;
+  private captureFrom = -1;
+  private modelText: string | undefined = undefined;
+  private usageText: string | undefined = undefined;
+  private errorText: string | undefined = undefined;
+  private topLevelClosed = false;
+  private outputChars = 0;
 
-  function appendCapture(chunk: Buffer, from: number, to: number): void {
-    if (to <= from || capture.overflow) return;
-    if (capture.bytes + (to - from) > maxCaptureBytes) {
-      capture = { parts: [], bytes: 0, overflow: true };
+  constructor(
+    private readonly format: WireFormat,
+    private readonly maxCaptureBytes: number,
+  ) {
+    this.keys = format === 'gemini' ? GEMINI_KEYS : KEYS;
+  }
+
+  push(input: Uint8Array): void {
+    if (input.length === 0 || this.topLevelClosed) return;
+    const chunk = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    this.scan(chunk);
+    // The chunk ended inside a captured value: keep its tail.
+    if (this.capturing !== undefined && this.captureFrom >= 0) {
+      this.appendCapture(chunk, this.captureFrom, chunk.length);
+      this.captureFrom = -1;
+    }
+  }
+
+  end(): UsageReport {
+    return this.report();
+  }
+
+  snapshot(): UsageReport {
+    return this.report();
+  }
+
+  get retainedBytes(): number {
+    return this.captureBytes + (this.usageText?.length ?? 0) + (this.modelText?.length ?? 0) + (this.errorText?.length ?? 0);
+  }
+
+  private report(): UsageReport {
+    const usageJson = parsed(this.usageText);
+    const model = parsed(this.modelText);
+    const error = parsed(this.errorText);
+    const usage = isObject(usageJson) ? usageFromJson(this.format, usageJson) : undefined;
+    return {
+      usage,
+      modelServed: typeof model === 'string' && model.length > 0 ? model : undefined,
+      estimatedOutputTokens: estimateTokens(this.outputChars),
+      complete: usage !== undefined && this.topLevelClosed,
+      providerError: errorMessageOf(error),
+    };
+  }
+
+  private startCapture(key: Key.Model | Key.Usage | Key.Error, from: number): void {
+    this.capturing = key;
+    this.captureParts = undefined;
+    this.captureBytes = 0;
+    this.captureOverflow = false;
+    this.captureFrom = from;
+  }
+
+  private appendCapture(chunk: Buffer, from: number, to: number): void {
+    if (to <= from || this.captureOverflow) return;
+    if (this.captureBytes + (to - from) > this.maxCaptureBytes) {
+      this.captureParts = undefined;
+      this.captureBytes = 0;
+      this.captureOverflow = true;
       return;
     }
-    capture.parts.push(Buffer.from(chunk.subarray(from, to)));
-    capture.bytes += to - from;
+    (this.captureParts ??= []).push(Buffer.from(chunk.subarray(from, to)));
+    this.captureBytes += to - from;
   }
 
-  function finishCapture(chunk: Buffer, end: number): void {
-    appendCapture(chunk, captureFrom, end);
-    const text = capture.overflow ? undefined : Buffer.concat(capture.parts, capture.bytes).toString('utf8');
-    if (capturing === Key.Model) modelText = text;
-    else if (capturing === Key.Usage) usageText = text;
-    else if (capturing === Key.Error) errorText = text;
-    capturing = undefined;
-    capture = { parts: [], bytes: 0, overflow: false };
-    captureFrom = -1;
+  private finishCapture(chunk: Buffer, end: number): void {
+    let text: string | undefined;
+    if (this.captureParts === undefined && !this.captureOverflow && this.captureFrom >= 0) {
+      // The whole value is in this chunk (nearly always): read it in place, no copy.
+      if (this.captureBytes + (end - this.captureFrom) <= this.maxCaptureBytes) text = chunk.toString('utf8', this.captureFrom, end);
+    } else {
+      this.appendCapture(chunk, this.captureFrom, end);
+      text = this.captureOverflow ? undefined : this.captureParts === undefined ? '' : Buffer.concat(this.captureParts, this.captureBytes).toString('utf8');
+    }
+    if (this.capturing === Key.Model) this.modelText = text;
+    else if (this.capturing === Key.Usage) this.usageText = text;
+    else if (this.capturing === Key.Error) this.errorText = text;
+    this.capturing = undefined;
+    this.captureParts = undefined;
+    this.captureBytes = 0;
+    this.captureOverflow = false;
+    this.captureFrom = -1;
   }
 
-  function endKey(): void {
-    const key = keyHasEscape || keyLength > MAX_KEY_BYTES ? Key.Other : (keys.get(keyBytes.toString('latin1', 0, keyLength)) ?? Key.Other);
-    if (depth <= MAX_TRACKED_DEPTH) lastKey[depth] = key;
+  /** The key just read, matched byte for byte against the few the scan acts on. */
+  private keyRead(): Key {
+    const length = this.keyLength;
+    if (this.keyHasEscape || length > MAX_KEY_BYTES) return Key.Other;
+    const { keyBytes } = this;
+    for (const entry of this.keys) {
+      const { bytes } = entry;
+      if (bytes.length !== length) continue;
+      let at = 0;
+      while (at < length && bytes[at] === keyBytes[at]) at += 1;
+      if (at === length) return entry.key;
+    }
+    return Key.Other;
   }
 
-  function scan(chunk: Buffer): void {
+  private scan(chunk: Buffer): void {
     const length = chunk.length;
+    const { objectAt, lastKeyAt, keyBytes } = this;
     let index = 0;
-    if (capturing !== undefined) captureFrom = 0;
+    if (this.capturing !== undefined) this.captureFrom = 0;
     // Next positions of the bytes the fast paths look for (-2: not searched yet, -1: none left in this chunk).
     let nextQuote = -2;
     let nextBackslash = -2;
@@ -393,10 +479,10 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
     let nextOpenBracket = -2;
     let nextCloseBracket = -2;
     while (index < length) {
-      if (inString && !stringIsKey && !stringCounts) {
+      if (this.inString && !this.stringIsKey && !this.stringCounts) {
         // A string we neither keep nor count: jump to its closing quote with native searches.
-        if (escaped) {
-          escaped = false;
+        if (this.escaped) {
+          this.escaped = false;
           index += 1;
           continue;
         }
@@ -406,17 +492,18 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
         if (nextBackslash !== -1 && (nextQuote === -1 || nextBackslash < nextQuote)) {
           // Skip the escaped byte (hex digits of \uXXXX are harmless here).
           if (nextBackslash + 1 >= length) {
-            escaped = true;
+            this.escaped = true;
             return;
           }
           index = nextBackslash + 2;
           continue;
         }
-        inString = false;
+        this.inString = false;
         index = nextQuote + 1;
         continue;
       }
-      if (!inString && capturing === undefined && depth >= 1 && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 0) {
+      const depth = this.depth;
+      if (!this.inString && this.capturing === undefined && depth >= 1 && depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 0) {
         // Inside an array (an embedding vector): only a string, a nested container or its end matter.
         if (nextQuote !== -1 && nextQuote < index) nextQuote = chunk.indexOf(QUOTE, index);
         if (nextOpenBrace !== -1 && nextOpenBrace < index) nextOpenBrace = chunk.indexOf(OPEN_BRACE, index);
@@ -430,19 +517,19 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
         if (stop === length) return;
         index = stop;
       }
-      if (inString && stringCounts) {
+      if (this.inString && this.stringCounts) {
         // Generated text: count UTF-16 units, as String.length would after JSON.parse.
-        if (hexDigitsLeft > 0) {
+        if (this.hexDigitsLeft > 0) {
           // The XXXX of \uXXXX: one unit, counted at the u.
-          const skipped = Math.min(hexDigitsLeft, length - index);
-          hexDigitsLeft -= skipped;
+          const skipped = Math.min(this.hexDigitsLeft, length - index);
+          this.hexDigitsLeft -= skipped;
           index += skipped;
           continue;
         }
-        if (escaped) {
-          escaped = false;
-          outputChars += 1;
-          if (chunk[index] === 0x75 /* u */) hexDigitsLeft = 4;
+        if (this.escaped) {
+          this.escaped = false;
+          this.outputChars += 1;
+          if (chunk[index] === 0x75 /* u */) this.hexDigitsLeft = 4;
           index += 1;
           continue;
         }
@@ -452,30 +539,31 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
         if (nextQuote !== -1 && nextQuote < stop) stop = nextQuote;
         if (nextBackslash !== -1 && nextBackslash < stop) stop = nextBackslash;
         if (isAscii(chunk.subarray(index, stop))) {
-          outputChars += stop - index;
+          this.outputChars += stop - index;
         } else {
           // One per character, two for a 4-byte UTF-8 one (a surrogate pair).
           for (let at = index; at < stop; at += 1) {
             const byte = chunk[at]!;
-            if ((byte & 0xc0) !== 0x80) outputChars += byte >= 0xf0 ? 2 : 1;
+            if ((byte & 0xc0) !== 0x80) this.outputChars += byte >= 0xf0 ? 2 : 1;
           }
         }
         if (stop === length) return;
-        if (chunk[stop] === QUOTE) inString = false;
-        else escaped = true;
+        if (chunk[stop] === QUOTE) this.inString = false;
+        else this.escaped = true;
         index = stop + 1;
         continue;
       }
-      if (inString) {
+      if (this.inString) {
         // A key: byte by byte, keeping its first bytes.
         let next = index;
+        let keyLength = this.keyLength;
         while (next < length) {
           const byte = chunk[next]!;
-          if (escaped) {
-            escaped = false;
-            keyHasEscape = true;
+          if (this.escaped) {
+            this.escaped = false;
+            this.keyHasEscape = true;
           } else if (byte === BACKSLASH) {
-            escaped = true;
+            this.escaped = true;
           } else if (byte === QUOTE) {
             break;
           } else {
@@ -484,57 +572,56 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
           }
           next += 1;
         }
+        this.keyLength = keyLength;
         if (next === length) return;
-        inString = false;
-        endKey();
+        this.inString = false;
+        if (depth <= MAX_TRACKED_DEPTH) lastKeyAt[depth] = this.keyRead();
         index = next + 1;
         continue;
       }
       const byte = chunk[index]!;
       switch (byte) {
         case QUOTE:
-          inString = true;
-          escaped = false;
-          hexDigitsLeft = 0;
-          stringIsKey = expectKey && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1;
-          if (stringIsKey) {
-            keyLength = 0;
-            keyHasEscape = false;
-            stringCounts = false;
+          this.inString = true;
+          this.escaped = false;
+          this.hexDigitsLeft = 0;
+          this.stringIsKey = this.expectKey && depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 1;
+          if (this.stringIsKey) {
+            this.keyLength = 0;
+            this.keyHasEscape = false;
+            this.stringCounts = false;
           } else {
-            stringCounts = depth > rootDepth && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1 && lastKey[depth] === Key.Text;
+            this.stringCounts = depth > this.rootDepth && depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 1 && lastKeyAt[depth] === Key.Text;
           }
           break;
         case OPEN_BRACE:
-        case OPEN_BRACKET:
-          if (depth === 0 && byte === OPEN_BRACKET && format === 'gemini') rootDepth = 2;
-          depth += 1;
-          if (depth <= MAX_TRACKED_DEPTH) {
-            isObjectAt[depth] = byte === OPEN_BRACE ? 1 : 0;
-            lastKey[depth] = Key.Other;
+        case OPEN_BRACKET: {
+          if (depth === 0 && byte === OPEN_BRACKET && this.format === 'gemini') this.rootDepth = 2;
+          const inner = depth + 1;
+          this.depth = inner;
+          if (inner <= MAX_TRACKED_DEPTH) {
+            objectAt[inner] = byte === OPEN_BRACE ? 1 : 0;
+            lastKeyAt[inner] = Key.Other;
           }
-          expectKey = byte === OPEN_BRACE;
+          this.expectKey = byte === OPEN_BRACE;
           break;
+        }
         case CLOSE_BRACE:
         case CLOSE_BRACKET:
-          if (depth === rootDepth && capturing !== undefined) finishCapture(chunk, index);
-          if (depth === 1) topLevelClosed = true;
-          if (depth > 0) depth -= 1;
-          expectKey = false;
+          if (depth === this.rootDepth && this.capturing !== undefined) this.finishCapture(chunk, index);
+          if (depth === 1) this.topLevelClosed = true;
+          if (depth > 0) this.depth = depth - 1;
+          this.expectKey = false;
           break;
         case COMMA:
-          if (depth === rootDepth && capturing !== undefined) finishCapture(chunk, index);
-          expectKey = depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1;
+          if (depth === this.rootDepth && this.capturing !== undefined) this.finishCapture(chunk, index);
+          this.expectKey = depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 1;
           break;
         case COLON:
-          expectKey = false;
-          if (depth === rootDepth && !topLevelClosed && isObjectAt[rootDepth] === 1) {
-            const key = lastKey[rootDepth];
-            if (key === Key.Model || key === Key.Usage || key === Key.Error) {
-              capturing = key;
-              capture = { parts: [], bytes: 0, overflow: false };
-              captureFrom = index + 1;
-            }
+          this.expectKey = false;
+          if (depth === this.rootDepth && !this.topLevelClosed && objectAt[this.rootDepth] === 1) {
+            const key = lastKeyAt[this.rootDepth];
+            if (key === Key.Model || key === Key.Usage || key === Key.Error) this.startCapture(key, index + 1);
           }
           break;
         default:
@@ -543,45 +630,13 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
       index += 1;
     }
   }
+}
 
-  function parsed(text: string | undefined): unknown {
-    if (text === undefined) return undefined;
-    try {
-      return JSON.parse(text);
-    } catch {
-      return undefined;
-    }
+function parsed(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
-
-  const report = (): UsageReport => {
-    const usageJson = parsed(usageText);
-    const model = parsed(modelText);
-    const error = parsed(errorText);
-    const usage = isObject(usageJson) ? usageFromJson(format, usageJson) : undefined;
-    return {
-      usage,
-      modelServed: typeof model === 'string' && model.length > 0 ? model : undefined,
-      estimatedOutputTokens: estimateTokens(outputChars),
-      complete: usage !== undefined && topLevelClosed,
-      providerError: errorMessageOf(error),
-    };
-  };
-
-  return {
-    push(input) {
-      if (input.length === 0 || topLevelClosed) return;
-      const chunk = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-      scan(chunk);
-      // The chunk ended inside a captured value: keep its tail.
-      if (capturing !== undefined && captureFrom >= 0) {
-        appendCapture(chunk, captureFrom, chunk.length);
-        captureFrom = -1;
-      }
-    },
-    end: report,
-    snapshot: report,
-    get retainedBytes() {
-      return capture.bytes + (usageText?.length ?? 0) + (modelText?.length ?? 0) + (errorText?.length ?? 0);
-    },
-  };
 }
