@@ -127,6 +127,8 @@ describe('observed metering across two replicas behind the real Envoy (deploy/en
   it('settles each streamed answer once, on the replica that metered it: one record per exchange, spent == the records\' cost to the nano-USD', async () => {
     const project = `replicas-${randomUUID().slice(0, 8)}`;
     const adoptedBefore = (await Promise.all(services.map((service) => metric(service, /^genops_metering_handoffs_total\{outcome="adopted"\}/)))).reduce((a, b) => a + b, 0);
+    const recordsCounted = async () => (await Promise.all(services.map((service) => metric(service, /^genops_usage_records_total\{/)))).reduce((a, b) => a + b, 0);
+    const countedBefore = await recordsCounted();
     const ids: string[] = [];
     for (let index = 0; index < 6; index++) {
       const anthropic = index % 2 === 1;
@@ -154,6 +156,7 @@ describe('observed metering across two replicas behind the real Envoy (deploy/en
     // Metrics count each exchange once: the replicas' usage-record counters add up to the records.
     await new Promise((resolve) => setTimeout(resolve, 1_500)); // past the fallback's grace period: nothing more is settled
     expect(usageOf(project)).toHaveLength(ids.length);
+    expect((await recordsCounted()) - countedBefore).toBe(ids.length);
     expect((await ledger.state([account(project)]))[0]!.spent).toBe(state.spent);
   });
 
