@@ -75,54 +75,89 @@ async function metric(service: RunningService, pattern: RegExp): Promise<number>
   return sum;
 }
 
-describe('observed metering across two replicas behind the real Envoy (deploy/envoy/ext-proc-replicas.yaml), budgets in Redis', () => {
-  let redis: RunningRedis;
-  let llm: StubLlm;
-  let services: RunningService[] = [];
-  let envoy: RunningEnvoy;
-  let ledger: RedisBudgetLedger;
-  let dir: string;
-  beforeAll(async () => {
-    const policy = writePolicy();
-    dir = policy.dir;
-    // 8 pieces 150 ms apart: a stream lasts about a second, long enough to kill a replica in the middle.
-    [redis, llm] = await Promise.all([startRedis(), startStubLlm({ chunkDelayMs: 150 })]);
-    // No GENOPS_METERING_HANDOFF_SECRET: the replicas share the key they keep in Redis, as the Helm chart and kustomize run them.
-    const env = { GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '1000', GENOPS_METERING_GRACE_MS: '1000', GENOPS_METERING_CLAIM_TTL_MS: '2000', GENOPS_BUDGET_HOLD_TTL_MS: '3000', LOG_LEVEL: 'debug' };
-    services = await Promise.all([0, 1].map(() => startService({ policyPath: policy.path, env })));
-    envoy = await startEnvoy({ config: CONFIG, vars: { GENOPS_PORT: services[0]!.grpcPort, GENOPS_HOST_2: '127.0.0.1', GENOPS_PORT_2: services[1]!.grpcPort, UPSTREAM_PORT: llm.port } });
-    const client = connectRedis(redis.url, { timeoutMs: 2_000, onError: () => undefined });
-    if (!(await waitForRedis(client, 5_000))) throw new Error('the test reader could not connect to redis');
-    ledger = createRedisBudgetLedger({ client, clock: () => Date.now() });
-  }, 60_000);
-  afterAll(async () => {
-    await envoy?.stop();
-    for (const service of services) await service.stop().catch(() => undefined);
-    await ledger?.close();
-    await llm?.stop();
-    await redis?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+let redis: RunningRedis;
+let llm: StubLlm;
+let services: RunningService[] = [];
+let envoy: RunningEnvoy;
+let ledger: RedisBudgetLedger;
+let dir: string;
+
+/** Redis, the stub LLM, two service processes and the Envoy booting the shipped replicas config. */
+async function deploy(): Promise<void> {
+  const policy = writePolicy();
+  dir = policy.dir;
+  // 8 pieces 150 ms apart: a stream lasts about a second, long enough to kill a replica in the middle.
+  [redis, llm] = await Promise.all([startRedis(), startStubLlm({ chunkDelayMs: 150 })]);
+  // No GENOPS_METERING_HANDOFF_SECRET: the replicas share the key they keep in Redis, as the Helm chart and kustomize run them.
+  const env = { GENOPS_REDIS_URL: redis.url, GENOPS_REDIS_TIMEOUT_MS: '1000', GENOPS_METERING_GRACE_MS: '1000', GENOPS_METERING_CLAIM_TTL_MS: '2000', GENOPS_BUDGET_HOLD_TTL_MS: '3000', LOG_LEVEL: 'debug' };
+  services = await Promise.all([0, 1].map(() => startService({ policyPath: policy.path, env })));
+  envoy = await startEnvoy({ config: CONFIG, vars: { GENOPS_PORT: services[0]!.grpcPort, GENOPS_HOST_2: '127.0.0.1', GENOPS_PORT_2: services[1]!.grpcPort, UPSTREAM_PORT: llm.port } });
+  const client = connectRedis(redis.url, { timeoutMs: 2_000, onError: () => undefined });
+  if (!(await waitForRedis(client, 5_000))) throw new Error('the test reader could not connect to redis');
+  ledger = createRedisBudgetLedger({ client, clock: () => Date.now() });
+}
+
+async function teardown(): Promise<void> {
+  await envoy?.stop();
+  for (const service of services) await service.stop().catch(() => undefined);
+  await ledger?.close();
+  await llm?.stop();
+  await redis?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
+
+/** The usage records of `project` across both replicas (a killed one's included, as it logged them). */
+const usageOf = (project: string): (Record<string, unknown> & { replica: number })[] =>
+  services.flatMap((service, replica) => service.logs().filter((line) => line.event === 'usage' && line.project === project).map((line) => ({ ...line, replica })));
+/** The replica that logged the decision (LOG_LEVEL debug logs allowed ones). */
+const deciderOf = (decisionId: unknown) => services.findIndex((service) => service.logs().some((line) => line.event === 'decision' && line.decision_id === decisionId));
+
+async function settledState(project: string, count: number) {
+  return eventually(async () => {
+    const records = usageOf(project);
+    const [state] = await ledger.state([account(project)]);
+    return records.length >= count && state!.reserved === 0 ? { records, state: state! } : undefined;
+  }, `${count} usage records of ${project} and nothing reserved`);
+}
+
+/** Streams the genops_mesh cluster's hosts served so far (Envoy's per-host rq_total). */
+async function streamsPerReplica(): Promise<number[]> {
+  const text = await (await fetch(`${envoy.adminUrl}/clusters`)).text();
+  return services.map((service) => Number(new RegExp(`^genops_mesh::127\\.0\\.0\\.1:${service.grpcPort}::rq_total::(\\d+)$`, 'm').exec(text)?.[1] ?? 0));
+}
+
+/**
+ * Streams one answer (8 pieces `chunkDelayMs` apart) and, once its first piece arrived (the exchange
+ * handed over), kills the replica `victim` picks (given the deciding one); then `during` runs `afterMs` later.
+ */
+function streamAndKill(project: string, chunkDelayMs: number, victim: (decider: number) => number, during?: { afterMs: number; run: () => void }): Promise<{ decisionId: string; body: string; killed: number; decider: number }> {
+  return new Promise((resolve, reject) => {
+    const body = openAiStream;
+    const request = rawRequest(`${envoy.url}/v1/chat/completions`, { method: 'POST', headers: { ...headers(project, { input: 100, output: 20 }, `chunk-delay=${chunkDelayMs}`), 'content-length': Buffer.byteLength(body) } }, (response) => {
+      const decisionId = String(response.headers['x-genops-decision-id']);
+      let text = '';
+      let killed = -1;
+      let decider = -1;
+      response.on('data', (chunk: Buffer) => {
+        text += chunk.toString('utf8');
+        if (killed !== -1) return;
+        decider = deciderOf(decisionId);
+        if (decider === -1) return reject(new Error(`no replica logged decision ${decisionId}`));
+        killed = victim(decider);
+        void services[killed]!.stop({ signal: 'SIGKILL' });
+        if (during) setTimeout(during.run, during.afterMs);
+      });
+      response.on('end', () => resolve({ decisionId, body: text, killed, decider }));
+      response.on('error', () => resolve({ decisionId, body: text, killed, decider }));
+    });
+    request.on('error', reject);
+    request.end(body);
   });
+}
 
-  /** The usage records of `project` across both replicas (the killed one's included, as it logged them). */
-  const usageOf = (project: string): (Record<string, unknown> & { replica: number })[] =>
-    services.flatMap((service, replica) => service.logs().filter((line) => line.event === 'usage' && line.project === project).map((line) => ({ ...line, replica })));
-  /** The replica that logged the decision (LOG_LEVEL debug logs allowed ones). */
-  const deciderOf = (decisionId: unknown) => services.findIndex((service) => service.logs().some((line) => line.event === 'decision' && line.decision_id === decisionId));
-
-  async function settledState(project: string, count: number) {
-    return eventually(async () => {
-      const records = usageOf(project);
-      const [state] = await ledger.state([account(project)]);
-      return records.length >= count && state!.reserved === 0 ? { records, state: state! } : undefined;
-    }, `${count} usage records of ${project} and nothing reserved`);
-  }
-
-  /** Streams the genops_mesh cluster's hosts served so far (Envoy's per-host rq_total). */
-  async function streamsPerReplica(): Promise<number[]> {
-    const text = await (await fetch(`${envoy.adminUrl}/clusters`)).text();
-    return services.map((service) => Number(new RegExp(`^genops_mesh::127\\.0\\.0\\.1:${service.grpcPort}::rq_total::(\\d+)$`, 'm').exec(text)?.[1] ?? 0));
-  }
+describe('observed metering across two replicas behind the real Envoy (deploy/envoy/ext-proc-replicas.yaml), budgets in Redis', () => {
+  beforeAll(deploy, 60_000);
+  afterAll(teardown);
 
   it('settles each streamed answer once, on the replica that metered it: one record per exchange, spent == the records\' cost to the nano-USD', async () => {
     const project = `replicas-${randomUUID().slice(0, 8)}`;
@@ -176,29 +211,9 @@ describe('observed metering across two replicas behind the real Envoy (deploy/en
     const project = `killed-${randomUUID().slice(0, 8)}`;
     const before = await streamsPerReplica();
     let heldPastTtl: number | undefined;
-    const result = await new Promise<{ decisionId: string; body: string; killed: number }>((resolve, reject) => {
-      const body = openAiStream;
-      // 8 pieces 800 ms apart: the stream outlives the 3 s hold lifetime (GENOPS_BUDGET_HOLD_TTL_MS).
-      const request = rawRequest(`${envoy.url}/v1/chat/completions`, { method: 'POST', headers: { ...headers(project, { input: 100, output: 20 }, 'chunk-delay=800'), 'content-length': Buffer.byteLength(body) } }, (response) => {
-        const decisionId = String(response.headers['x-genops-decision-id']);
-        let text = '';
-        let killed = -1;
-        response.on('data', (chunk: Buffer) => {
-          text += chunk.toString('utf8');
-          if (killed !== -1) return;
-          // The first chunk arrived: the exchange was handed over. Kill the replica that decided it.
-          killed = deciderOf(decisionId);
-          if (killed === -1) return reject(new Error(`no replica logged decision ${decisionId}`));
-          void services[killed]!.stop({ signal: 'SIGKILL' });
-          // Past the hold's lifetime after the deciding replica died: only the metering replica can have renewed it.
-          setTimeout(() => void ledger.state([account(project)]).then(([state]) => (heldPastTtl = state!.reserved)), 3_600);
-        });
-        response.on('end', () => resolve({ decisionId, body: text, killed }));
-        response.on('error', () => resolve({ decisionId, body: text, killed }));
-      });
-      request.on('error', reject);
-      request.end(body);
-    });
+    // 800 ms between pieces: the stream outlives the 3 s hold lifetime (GENOPS_BUDGET_HOLD_TTL_MS). Past
+    // it after the deciding replica died, only the metering replica can have renewed the hold.
+    const result = await streamAndKill(project, 800, (decider) => decider, { afterMs: 3_600, run: () => void ledger.state([account(project)]).then(([state]) => (heldPastTtl = state!.reserved)) });
     expect(result.killed).toBeGreaterThanOrEqual(0);
     expect(result.body).toContain('data: [DONE]');
     expect(heldPastTtl).toBeGreaterThan(0);
@@ -214,6 +229,25 @@ describe('observed metering across two replicas behind the real Envoy (deploy/en
     // The deciding filter had nothing left to ask: the answer reached the client whole, and was metered whole.
     expect(records[0]).toMatchObject({ outcome: 'completed', estimated: false });
     await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(usageOf(project)).toHaveLength(1);
+  });
+});
+
+describe('observed metering across two replicas: the metering replica killed mid-stream', () => {
+  beforeAll(deploy, 60_000);
+  afterAll(teardown);
+
+  it('settles through the deciding replica\'s fallback once its claim lapses (interrupted, estimated): once, not lost', async () => {
+    const project = `meter-killed-${randomUUID().slice(0, 8)}`;
+    const result = await streamAndKill(project, 300, (decider) => 1 - decider);
+    // Metering never fails the answer (failure_mode_allow): the client still gets all of it.
+    expect(result.body).toContain('data: [DONE]');
+    const { records, state } = await settledState(project, 1);
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({ decision_id: result.decisionId, replica: result.decider, outcome: 'interrupted', estimated: true });
+    expect(state.spent).toBe(nanoOf(String(records[0]!.cost)));
+    expect(state.spent).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
     expect(usageOf(project)).toHaveLength(1);
   });
 });
