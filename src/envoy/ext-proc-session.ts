@@ -44,6 +44,22 @@ const HEADERS_ONLY_MODE: ProcessingMode = { response_header_mode: 'SEND', reques
  */
 const HEADERS_ONLY_MODE_OBSERVED: ProcessingMode = { response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 const STREAM_HANDED_OVER: ProcessingMode = { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+/**
+ * One round trip (the route's ExtProcPerRoute sets request_body_mode FULL_DUPLEX_STREAMED): Envoy
+ * sends the request headers and then the body without waiting for a reply, and forwards only the
+ * body the service sends back. An AI request's headers reply waits for the whole body, then the
+ * decision (header mutations, route refresh) and the body go out together. These overrides keep the
+ * request body FULL_DUPLEX_STREAMED (switching it mid-body would drop the chunks already sent) and
+ * its trailers SEND (with trailers, they end the body).
+ */
+const PIPELINED = { request_body_mode: 'FULL_DUPLEX_STREAMED', request_trailer_mode: 'SEND' } as const;
+const AI_EXCHANGE_MODE_PIPELINED: ProcessingMode = { ...AI_EXCHANGE_MODE, ...PIPELINED };
+const HEADERS_ONLY_MODE_PIPELINED: ProcessingMode = { ...HEADERS_ONLY_MODE, ...PIPELINED };
+const HEADERS_ONLY_MODE_OBSERVED_PIPELINED: ProcessingMode = { ...HEADERS_ONLY_MODE_OBSERVED, ...PIPELINED };
+/** BodySendMode FULL_DUPLEX_STREAMED as protobufjs decodes it. */
+const FULL_DUPLEX_STREAMED = 4;
+/** No reply yet: the headers of a pipelined AI request are answered once its body is complete. */
+const NOT_YET: readonly ProcessingResponse[] = [];
 
 /**
  * The dynamic metadata namespace of the deciding stream's replies (observed metering):
@@ -56,10 +72,19 @@ export const METERING_STREAM_HEADER = 'x-genops-metering';
 /** How long an exchange whose deciding stream ended waits for its metering stream (Envoy sends it before the decider's close). */
 export const DEFAULT_METERING_GRACE_MS = 10_000;
 
+/**
+ * What to send for one ProcessingRequest: one reply of the matching kind; several in order (a
+ * pipelined request's held headers reply, then its body); none (observability mode, or a
+ * pipelined request whose body is still coming).
+ */
+export type ExtProcReplies = ProcessingResponse | readonly ProcessingResponse[] | undefined;
+
 export interface ExtProcSession {
+  /** What to send for one ProcessingRequest (the server writes each reply in order). */
+  replies(request: ProcessingRequest): ExtProcReplies | Promise<ExtProcReplies>;
   /**
-   * The one reply to one ProcessingRequest, of the matching kind; undefined
-   * when Envoy expects none (observability mode).
+   * The one reply to one ProcessingRequest, of the matching kind; undefined when Envoy expects
+   * none (observability mode). Throws where several are due (a pipelined request: use replies).
    */
   handle(request: ProcessingRequest): ProcessingResponse | undefined | Promise<ProcessingResponse | undefined>;
   /** The stream ended (Envoy half-closed, reset or cancelled it); settles what is still open. Idempotent. */
@@ -116,6 +141,10 @@ interface AwaitingBody {
   readonly principal: string | undefined;
   readonly path: string | undefined;
   readonly jwtMetadata: Record<string, unknown> | undefined;
+  /** FULL_DUPLEX_STREAMED: the body arrives in chunks without waiting; its headers are not answered yet. */
+  readonly pipelined: boolean;
+  readonly chunks: Buffer[];
+  bytes: number;
 }
 
 /** An allowed AI request whose response is being read. */
@@ -199,6 +228,8 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
       let responseEnded = false;
       /** A deciding stream whose exchange was handed over: every later phase is SKIP / NONE. */
       let finishedHere = false;
+      /** FULL_DUPLEX_STREAMED request body after its decision: every chunk goes back to Envoy as it came. */
+      let echoBody = false;
 
       function finishExchange(outcome: 'completed' | 'interrupted' | 'no_response'): void {
         const open = exchange;
@@ -229,7 +260,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         return settled;
       }
 
-      function onRequestHeaders(request: ProcessingRequest, headers: HeaderLookup): ProcessingResponse | Promise<ProcessingResponse> {
+      function onRequestHeaders(request: ProcessingRequest, headers: HeaderLookup): ExtProcReplies | Promise<ExtProcReplies> {
         const startedAt = now();
         const path = headers(':path');
         const principal = principalOf(request.attributes);
@@ -237,24 +268,34 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const shape = classifyRequest({ method: headers(':method'), path, hasBody: request.request_headers?.end_of_stream !== true }, policy().usage);
         const route = shape.kind === 'ai' ? shape.route : undefined;
         const unknownAiApi = shape.kind === 'unknown' ? shape.message : undefined;
+        const pipelined = isFullDuplex(request.protocol_config?.request_body_mode);
         if (route && !request.request_headers?.end_of_stream) {
-          awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata };
-          return { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
+          awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata, pipelined, chunks: [], bytes: 0 };
+          return pipelined ? NOT_YET : { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
         }
+        if (pipelined && !request.request_headers?.end_of_stream) echoBody = true;
         const ai: AiBodyInput | undefined = route ? readAiBody(route, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
         const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata, unknownAiApi });
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
           if (!isAllowed(settled)) return immediateDenial(settled);
-          if (!headersFromMetadata) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE };
-          return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled) };
+          if (!headersFromMetadata) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: pipelined ? HEADERS_ONLY_MODE_PIPELINED : HEADERS_ONLY_MODE };
+          return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: pipelined ? HEADERS_ONLY_MODE_OBSERVED_PIPELINED : HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled) };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
       }
 
-      function onRequestBody(body: Buffer): ProcessingResponse | Promise<ProcessingResponse> {
+      function onRequestBody(body: Buffer, endOfStream: boolean): ExtProcReplies | Promise<ExtProcReplies> {
+        if (echoBody) return echoed(body, endOfStream);
         const pending = awaitingBody;
         if (!pending) return { request_body: { response: {} } };
+        if (pending.pipelined) {
+          if (body.length > 0) pending.chunks.push(body);
+          pending.bytes += body.length;
+          // Past the policy's limit the body is refused now (413) rather than held to its end.
+          if (!endOfStream && pending.bytes <= policy().usage.maxRequestBodyBytes) return NOT_YET;
+          return decidePipelined(pending, endOfStream, false);
+        }
         awaitingBody = undefined;
         const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers), contentType: pending.headers('content-type') });
         const ai = read.input;
@@ -265,6 +306,37 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           return { request_body: { response: continueUpstream(settled, read.rewrite(settled)) } };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
+      }
+
+      /**
+       * A pipelined AI request's body is complete (or past the limit, or ended by trailers): the held
+       * headers reply carries the decision; the body reply forwards the body (rewritten or not).
+       */
+      function decidePipelined(pending: AwaitingBody, endOfStream: boolean, trailers: boolean): ExtProcReplies | Promise<ExtProcReplies> {
+        awaitingBody = undefined;
+        const body = pending.chunks.length === 1 ? pending.chunks[0]! : Buffer.concat(pending.chunks, pending.bytes);
+        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers), contentType: pending.headers('content-type') });
+        const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai: read.input, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
+        const reply = (settled: Decision): ExtProcReplies => {
+          decided(settled, pending.startedAt, pending.headers, pending.route.api);
+          if (!isAllowed(settled)) return immediateDenial(settled);
+          // Whatever of the body is still to come (a body allowed before its end) goes through as it is.
+          if (!endOfStream && !trailers) echoBody = true;
+          const forwarded = read.rewrite(settled) ?? body;
+          const replies: ProcessingResponse[] = [
+            { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: AI_EXCHANGE_MODE_PIPELINED },
+            { request_body: { response: { body_mutation: { streamed_response: { body: forwarded, end_of_stream: endOfStream } } } } },
+          ];
+          if (trailers) replies.push({ request_trailers: {} });
+          return replies;
+        };
+        return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
+      }
+
+      function onRequestTrailers(): ExtProcReplies | Promise<ExtProcReplies> {
+        const pending = awaitingBody;
+        if (pending?.pipelined) return decidePipelined(pending, false, true);
+        return { request_trailers: {} };
       }
 
       function onResponseHeaders(request: ProcessingRequest, headers: HeaderLookup): ProcessingResponse {
@@ -296,12 +368,12 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         return { response_body: { response: {} } };
       }
 
-      function replyTo(request: ProcessingRequest): ProcessingResponse | Promise<ProcessingResponse> {
+      function replyTo(request: ProcessingRequest): ExtProcReplies | Promise<ExtProcReplies> {
         if (request.request_headers) return onRequestHeaders(request, lookupFromHeaderMap(request.request_headers.headers));
-        if (request.request_body) return onRequestBody(request.request_body.body ?? EMPTY);
+        if (request.request_body) return onRequestBody(request.request_body.body ?? EMPTY, request.request_body.end_of_stream === true);
         if (request.response_headers) return onResponseHeaders(request, lookupFromHeaderMap(request.response_headers.headers));
         if (request.response_body) return onResponseBody(request.response_body.body, request.response_body.end_of_stream === true);
-        if (request.request_trailers) return { request_trailers: {} };
+        if (request.request_trailers) return onRequestTrailers();
         if (request.response_trailers) {
           finishExchange('completed');
           return { response_trailers: {} };
@@ -309,13 +381,19 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         throw new GenopsError('malformed_request', 'ProcessingRequest carries none of the request kinds this service knows');
       }
 
+      function replies(request: ProcessingRequest): ExtProcReplies | Promise<ExtProcReplies> {
+        if (request.observability_mode && !meterBound) bindMeter(request);
+        if (request.response_headers?.end_of_stream || request.response_body?.end_of_stream || request.response_trailers) responseEnded = true;
+        const reply = replyTo(request);
+        if (!request.observability_mode) return reply;
+        return reply instanceof Promise ? reply.then(() => undefined) : undefined;
+      }
+
       return {
+        replies,
         handle(request) {
-          if (request.observability_mode && !meterBound) bindMeter(request);
-          if (request.response_headers?.end_of_stream || request.response_body?.end_of_stream || request.response_trailers) responseEnded = true;
-          const reply = replyTo(request);
-          if (!request.observability_mode) return reply;
-          return reply instanceof Promise ? reply.then(() => undefined) : undefined;
+          const reply = replies(request);
+          return reply instanceof Promise ? reply.then(single) : single(reply);
         },
         get done() {
           return (meterBound && responseEnded) || finishedHere;
@@ -342,6 +420,21 @@ function continueUpstream(decision: Decision, body: Buffer | undefined): CommonR
     set_headers.push(overwrite(['content-length', String(body.length)]));
   }
   return response;
+}
+
+function single(replies: ExtProcReplies): ProcessingResponse | undefined {
+  if (!Array.isArray(replies)) return replies as ProcessingResponse | undefined;
+  if (replies.length > 1) throw new GenopsError('malformed_request', 'a pipelined request has several replies: read them with replies()');
+  return replies[0];
+}
+
+function isFullDuplex(mode: ProcessingMode['request_body_mode'] | number | undefined): boolean {
+  return mode === FULL_DUPLEX_STREAMED || mode === 'FULL_DUPLEX_STREAMED';
+}
+
+/** A FULL_DUPLEX_STREAMED chunk sent back unchanged: Envoy forwards only what the service returns. */
+function echoed(body: Buffer, endOfStream: boolean): ProcessingResponse {
+  return { request_body: { response: { body_mutation: { streamed_response: { body, end_of_stream: endOfStream } } } } };
 }
 
 function isEventStream(contentType: string | undefined): boolean {

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { GenopsError, isGenopsError } from '../errors/genops-error.js';
 import type { AuthzAdapter } from '../envoy/authz-adapter.js';
 import type { CheckRequest, ProcessingRequest, ProcessingResponse } from '../envoy/envoy-messages.js';
-import { METERING_STREAM_HEADER, type ExtProcSessionFactory } from '../envoy/ext-proc-session.js';
+import { METERING_STREAM_HEADER, type ExtProcReplies, type ExtProcSessionFactory } from '../envoy/ext-proc-session.js';
 import { encodeCheckResponse, encodeProcessingResponse } from '../envoy/response-encoding.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, ServiceName } from '../telemetry/metrics.js';
@@ -131,7 +131,13 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       // grpc-js turns an 'error' event on a server stream into the stream's final status.
       call.emit('error', failure('ext_proc', error));
     };
-    const send = (reply: ProcessingResponse | undefined) => {
+    const send = (replies: ExtProcReplies) => {
+      if (Array.isArray(replies)) {
+        trace?.('reply', { sent: replies.length > 0 && !closed, count: replies.length });
+        if (!closed) for (const reply of replies) call.write(reply);
+        return;
+      }
+      const reply = replies as ProcessingResponse | undefined;
       trace?.('reply', { sent: reply !== undefined && !closed });
       if (reply && !closed) {
         call.write(reply);
@@ -153,7 +159,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     const handle = (request: ProcessingRequest): Promise<void> | undefined => {
       if (closed) return undefined;
       try {
-        const reply = session.handle(request);
+        const reply = session.replies(request);
         if (!(reply instanceof Promise)) {
           send(reply);
           return undefined;
