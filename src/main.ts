@@ -14,6 +14,8 @@ import { createGovernor } from './governance/governor.js';
 import { createRateLimiter } from './governance/rate-limiting.js';
 import { createUsageAccounting } from './governance/usage-accounting.js';
 import type { BudgetLedger } from './limits/budget-ledger.js';
+import type { ExchangeClaims } from './limits/exchange-claims.js';
+import { createSharedMeteringFor, sharedHandoffKey } from './envoy/shared-metering-wiring.js';
 import { createMemoryBudgetLedger } from './limits/memory-budget-ledger.js';
 import { createMemoryRateLimitStore } from './limits/memory-rate-limit-store.js';
 import type { RateLimitStore } from './limits/rate-limit-store.js';
@@ -93,6 +95,8 @@ async function main(): Promise<void> {
   const clock = clockOffsetMs === 0 ? () => Date.now() : () => Date.now() + clockOffsetMs;
   let rateLimitStore: RateLimitStore;
   let ledger: BudgetLedger;
+  let exchangeClaims: ExchangeClaims | undefined;
+  let handoffKey: string | (() => string | undefined) | undefined;
   if (settings.redisUrl) {
     const { connectRedis, waitForRedis } = await import('./limits/redis-connection.js');
     const { createRedisRateLimitStore } = await import('./limits/redis-rate-limit-store.js');
@@ -102,6 +106,8 @@ async function main(): Promise<void> {
     rateLimitStore = createRedisRateLimitStore({ client, clock });
     const { createRedisBudgetLedger } = await import('./limits/redis-budget-ledger.js');
     ledger = createRedisBudgetLedger({ client, clock });
+    exchangeClaims = (await import('./limits/redis-exchange-claims.js')).createRedisExchangeClaims({ client });
+    handoffKey = settings.meteringHandoffSecret ?? (await sharedHandoffKey(client, logger));
   } else {
     rateLimitStore = createMemoryRateLimitStore({ clock, maxBuckets: settings.rateLimitMaxBuckets });
     ledger = createMemoryBudgetLedger({ clock });
@@ -129,6 +135,7 @@ async function main(): Promise<void> {
     rateLimiter,
     now,
   });
+  const sharedMetering = exchangeClaims && handoffKey ? createSharedMeteringFor({ secret: handoffKey, claims: exchangeClaims, clock, budgeter, metrics, logger, claimTtlMs: settings.meteringClaimTtlMs, holdTtlMs: settings.budgetHoldTtlMs }) : undefined;
   let draining = false;
   const serviceTls = settings.tls ? await createServiceTls(settings.tls, logger) : undefined;
 
@@ -144,6 +151,8 @@ async function main(): Promise<void> {
       policy,
       now,
       settle,
+      meteringGraceMs: settings.meteringGraceMs,
+      sharedMetering,
       unmatchedMetering: (decisionId) => {
         metrics.meteringUnmatched.inc();
         logger.warn({ event: 'metering_unmatched', decision_id: decisionId }, 'a metering stream named an AI exchange this process does not hold: route both ext_proc filters of an Envoy to the same genops-mesh process');
