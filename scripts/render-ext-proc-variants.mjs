@@ -2,6 +2,7 @@
 // Renders the variants of deploy/envoy/ext-proc.yaml that differ from it in one place:
 //   deploy/envoy/ext-proc-uds.yaml               the genops_mesh cluster on a Unix socket (a sidecar, GENOPS_GRPC_SOCKET)
 //   deploy/envoy/ext-proc-ungoverned-route.yaml  one route in front with both ext_proc filters off (README, Deny by default)
+//   deploy/envoy/ext-proc-replicas.yaml          the genops_mesh cluster on two replicas, streams balanced round robin
 // The rest of each file is ext-proc.yaml as it is. Run it after changing ext-proc.yaml (or a block
 // below); `--check` exits 1 when a variant is stale (test/e2e/envoy-configs.test.ts runs it).
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -46,6 +47,22 @@ const VARIANTS = [
           '                            genops.metering:\n' +
           '                              ' + PER_ROUTE_OFF +
           '                              disabled: true\n',
+      },
+    ],
+  },
+  {
+    out: 'deploy/envoy/ext-proc-replicas.yaml',
+    header: "# genops-mesh behind Envoy's ext_proc filter, on several replicas.\n#\n# ext-proc.yaml with the genops_mesh cluster on two genops-mesh replicas, each ext_proc stream balanced\n# on its own (ROUND_ROBIN): an event stream's metering stream often reaches another replica than its\n# deciding stream, as behind a Kubernetes Service. Run every replica with the same GENOPS_REDIS_URL:\n# the replica that meters a stream settles it from the handoff the deciding reply carries (sealed\n# with a key the replicas keep in Redis, or GENOPS_METERING_HANDOFF_SECRET), exactly once (README, Observed metering across replicas). For a\n# Service, list its endpoints (a headless Service name with STRICT_DNS resolves to all of them).\n#\n" + RENDERED_BY + "# Placeholders: those of ext-proc.yaml, and the second replica's address:\n#   ${GENOPS_HOST_2}  the second replica's gRPC host\n#   ${GENOPS_PORT_2}  its gRPC port\n#\n",
+    edits: [
+      {
+        anchor: '    - name: genops_mesh\n      type: STRICT_DNS\n',
+        after: true,
+        replacement: '      # Each ext_proc stream picks its replica: the deciding and metering streams of one exchange may differ.\n      lb_policy: ROUND_ROBIN\n',
+      },
+      {
+        anchor: '                    socket_address: { address: ${GENOPS_HOST}, port_value: ${GENOPS_PORT} }\n',
+        after: true,
+        replacement: '              - endpoint:\n                  address:\n                    socket_address: { address: ${GENOPS_HOST_2}, port_value: ${GENOPS_PORT_2} }\n',
       },
     ],
   },

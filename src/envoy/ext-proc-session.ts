@@ -11,6 +11,8 @@ import type { AiApi, AiRoute } from '../usage/ai-api.js';
 import { createUsageMeter, type UsageMeter } from '../usage/response-usage.js';
 import type { DecisionReporter } from './decision-reporter.js';
 import { createMeteredExchanges, type MeteredExchanges } from './metered-exchanges.js';
+import { HANDED_OVER_HEADERS } from './exchange-handoff.js';
+import type { Adoption, SharedMetering } from './shared-metering.js';
 import { lookupFromHeaderMap } from './header-lookup.js';
 import type { CommonResponse, HeaderValueOption, ProcessingMode, ProcessingRequest, ProcessingResponse, StructValue } from './envoy-messages.js';
 import type { ProtoStruct } from './struct-to-json.js';
@@ -89,15 +91,21 @@ export interface ExtProcSession {
   /** The stream ended (Envoy half-closed, reset or cancelled it); settles what is still open. Idempotent. */
   close(): void;
   /**
-   * A metering stream (observability_mode) has seen its response end: the server may end the call
-   * instead of leaving it open until Envoy's deferred_close_timeout.
+   * A metering stream (observability_mode) has seen its response end, or a deciding stream has
+   * handed its event stream over (nothing left to ask): the server may end the call (Envoy ignores
+   * a stream the server closed cleanly) instead of leaving it open until Envoy ends it.
    */
   readonly done: boolean;
 }
 
 export interface ExtProcStreamOptions {
-  /** The deciding filter leaves the response to a metering filter in observability_mode (METERING_STREAM_HEADER: observed). */
-  readonly observedMetering?: boolean;
+  /**
+   * The deciding filter leaves the response to a metering filter in observability_mode
+   * (METERING_STREAM_HEADER: observed). 'streams' (header value `streams`): event streams only;
+   * the client headers of a request that is not an AI call still come in its response-headers
+   * reply (no route config writes them from dynamic metadata: Istio, Helm).
+   */
+  readonly observedMetering?: boolean | 'streams';
 }
 
 export interface ExtProcSessionFactory {
@@ -115,6 +123,14 @@ export interface ExtProcSessionOptions {
   readonly meteringGraceMs?: number | undefined;
   /** A metering stream named an exchange this process does not hold (decided by another replica, or already settled). */
   readonly unmatchedMetering?: ((decisionId: string) => void) | undefined;
+  /**
+   * Observed metering across replicas (a shared store and a handoff key): event streams are handed
+   * over sealed in the dynamic metadata, and a metering stream for an exchange decided elsewhere is
+   * adopted from it. Without it a foreign metering stream is counted unmatched.
+   */
+  readonly sharedMetering?: SharedMetering | undefined;
+  /** Wall clock (ms) for the handoff's start time; default Date.now. */
+  readonly wallClock?: (() => number) | undefined;
   /** One round trip: the total of the request bodies held before their decision (held-request-bodies.ts). */
   readonly maxHeldRequestBytes?: number | undefined;
   /** A held request body was let go to keep that total, and its request refused with 503. */
@@ -149,6 +165,10 @@ interface OpenExchange {
   upstreamStatus: number | undefined;
   /** The response came from the upstream, not from Envoy itself (a local reply). */
   fromUpstream: boolean;
+  /** Metered under the shared claim (decided elsewhere and adopted from its handoff, or sealed here): settled only through it. */
+  adoption?: Pick<Adoption, 'finish'> | undefined;
+  /** Its handoff went out sealed: another replica may settle it, so the fallback goes through the shared claim. */
+  sealed?: boolean | undefined;
 }
 
 /**
@@ -158,24 +178,55 @@ interface OpenExchange {
  * made by the governor and the settlement it is given.
  */
 export function createExtProcSessionFactory(options: ExtProcSessionOptions): ExtProcSessionFactory {
-  const { governor, reporter, now, policy, settle } = options;
+  const { governor, reporter, now, policy, settle, sharedMetering } = options;
+  const wallClock = options.wallClock ?? Date.now;
 
   function settleExchange(open: OpenExchange, outcome: 'completed' | 'interrupted' | 'no_response'): void {
     const report = open.meter ? (outcome === 'completed' ? open.meter.end() : open.meter.snapshot()) : undefined;
     const settled = exchangeOutcome(outcome, { status: open.upstreamStatus, fromUpstream: open.fromUpstream, usageComplete: report?.complete === true });
-    settle?.({ decision: open.decision, startedAt: open.startedAt, report, upstreamStatus: open.upstreamStatus, outcome: settled }, open.headers);
+    const finished = { decision: open.decision, startedAt: open.startedAt, report, upstreamStatus: open.upstreamStatus, outcome: settled };
+    if (open.adoption) open.adoption.finish(() => settle?.(finished, open.headers));
+    else settle?.(finished, open.headers);
   }
 
   const metered: MeteredExchanges<OpenExchange> = createMeteredExchanges({
     graceMs: options.meteringGraceMs ?? DEFAULT_METERING_GRACE_MS,
-    orphaned: (open) => settleExchange(open, open.upstreamStatus === undefined ? 'no_response' : 'interrupted'),
+    orphaned: (open) => {
+      const fallback = () => settleExchange(open, open.upstreamStatus === undefined ? 'no_response' : 'interrupted');
+      if (open.sealed && sharedMetering) sharedMetering.fallback(open.decision, fallback);
+      else fallback();
+    },
     unmatched: options.unmatchedMetering,
   });
   const held = createHeldRequestBodies({ maxBytes: options.maxHeldRequestBytes ?? DEFAULT_MAX_HELD_REQUEST_BYTES, evicted: options.heldBodyEvicted, changed: options.heldBodiesChanged });
 
+  /** A metering stream for an exchange another replica decided: rebuilt from its verified handoff. */
+  function adopt(id: string, token: unknown): OpenExchange | undefined {
+    if (!sharedMetering || typeof token !== 'string') return undefined;
+    const adoption = sharedMetering.adopt(token, id);
+    if (!adoption) return undefined;
+    const { decision, startedAtMs, headers } = adoption.exchange;
+    const startedAt = now() - Math.max(0, wallClock() - startedAtMs);
+    return { decision, startedAt, headers: (name) => headers[name], meter: undefined, upstreamStatus: undefined, fromUpstream: false, adoption };
+  }
+
+  /** The handoff for the dynamic metadata (undefined: in-process only). */
+  function seal(open: OpenExchange): string | undefined {
+    if (!sharedMetering) return undefined;
+    const headers: Record<string, string> = {};
+    for (const name of HANDED_OVER_HEADERS) {
+      const value = open.headers(name);
+      if (value !== undefined) headers[name] = value;
+    }
+    const token = sharedMetering.seal({ decision: open.decision, startedAtMs: wallClock() - (now() - open.startedAt), headers });
+    open.sealed = token !== undefined;
+    return token;
+  }
+
   return {
     open(stream = {}) {
-      const observed = stream.observedMetering === true;
+      const observed = stream.observedMetering === true || stream.observedMetering === 'streams';
+      const headersFromMetadata = stream.observedMetering === true;
       let decision: Decision | undefined;
       let awaitingBody: AwaitingBody | undefined;
       let exchange: OpenExchange | undefined;
@@ -185,6 +236,8 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
       let meterBound = false;
       let ended = false;
       let responseEnded = false;
+      /** A deciding stream whose exchange was handed over: every later phase is SKIP / NONE. */
+      let finishedHere = false;
       /** FULL_DUPLEX_STREAMED request body after its decision: every chunk goes back to Envoy as it came. */
       let echoBody = false;
 
@@ -198,8 +251,11 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
       /** A metering stream's first message names its exchange in the metadata the deciding reply emitted. */
       function bindMeter(request: ProcessingRequest): void {
         meterBound = true;
-        const id = metadataNamespace(request.metadata_context, METERING_NAMESPACE)?.exchange_id;
-        if (typeof id === 'string' && id !== '') exchange = metered.claim(id);
+        const handed = metadataNamespace(request.metadata_context, METERING_NAMESPACE);
+        const id = handed?.exchange_id;
+        if (typeof id === 'string' && id !== '') exchange = metered.claim(id, () => adopt(id, handed?.handoff));
+        // Handed over sealed and metered here after all: settled through the same claim as anywhere else.
+        if (exchange?.sealed && !exchange.adoption && sharedMetering) exchange.adoption = sharedMetering.meterHere(exchange.decision);
       }
 
       function decided(settled: Decision, startedAt: number, headers: HeaderLookup, api: AiApi | undefined): Decision {
@@ -233,7 +289,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
           if (!isAllowed(settled)) return immediateDenial(settled);
-          if (!observed) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: pipelined ? HEADERS_ONLY_MODE_PIPELINED : HEADERS_ONLY_MODE };
+          if (!headersFromMetadata) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: pipelined ? HEADERS_ONLY_MODE_PIPELINED : HEADERS_ONLY_MODE };
           return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: pipelined ? HEADERS_ONLY_MODE_OBSERVED_PIPELINED : HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled) };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
@@ -321,7 +377,8 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
             exchange = undefined;
             handedOver = open.decision.id;
             metered.expect(handedOver, open);
-            return { response_headers: { response: { header_mutation: { set_headers } } }, mode_override: STREAM_HANDED_OVER, dynamic_metadata: exchangeMetadata(handedOver) };
+            finishedHere = true;
+            return { response_headers: { response: { header_mutation: { set_headers } } }, mode_override: STREAM_HANDED_OVER, dynamic_metadata: exchangeMetadata(handedOver, seal(open)) };
           }
         }
         return { response_headers: { response: { header_mutation: { set_headers } } } };
@@ -361,7 +418,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           return reply instanceof Promise ? reply.then(single) : single(reply);
         },
         get done() {
-          return meterBound && responseEnded;
+          return (meterBound && responseEnded) || finishedHere;
         },
         close() {
           ended = true;
@@ -407,9 +464,14 @@ function isEventStream(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.trimStart().toLowerCase().startsWith('text/event-stream');
 }
 
-/** The id by which the metering stream claims the exchange, as dynamic metadata of METERING_NAMESPACE. */
-function exchangeMetadata(id: string): ProtoStruct {
-  return { fields: { [METERING_NAMESPACE]: { structValue: { fields: { exchange_id: { stringValue: id } } } } } };
+/**
+ * The id by which the metering stream claims the exchange, and the sealed handoff by which another
+ * replica can settle it (shared-metering.ts), as dynamic metadata of METERING_NAMESPACE.
+ */
+function exchangeMetadata(id: string, handoff: string | undefined): ProtoStruct {
+  const fields: Record<string, { stringValue: string }> = { exchange_id: { stringValue: id } };
+  if (handoff !== undefined) fields.handoff = { stringValue: handoff };
+  return { fields: { [METERING_NAMESPACE]: { structValue: { fields } } } };
 }
 
 /** The client's headers (by lowercase name) as dynamic metadata of METERING_NAMESPACE. */

@@ -87,7 +87,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       : undefined;
     // The deciding filter declares observed metering in its grpc_service.initial_metadata.
     const metering = call.metadata.get(METERING_STREAM_HEADER)[0];
-    const session = extProc.open({ observedMetering: metering === 'observed' });
+    const session = extProc.open({ observedMetering: metering === 'observed' ? true : metering === 'streams' ? 'streams' : false });
     trace?.('open', { observed: metering });
     let closed = false;
     // Replies must leave in the order the messages came; once one waits on a
@@ -139,7 +139,16 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       }
       const reply = replies as ProcessingResponse | undefined;
       trace?.('reply', { sent: reply !== undefined && !closed });
-      if (reply && !closed) call.write(reply);
+      if (reply && !closed) {
+        call.write(reply);
+        // A deciding stream that handed its exchange over has nothing left to ask: ending it cleanly
+        // makes Envoy ignore it for the rest of the request, so this replica's exit cannot cut the answer.
+        if (session.done) {
+          closed = true;
+          endSession();
+          call.end();
+        }
+      }
       // A metering stream whose response ended: end it now rather than at Envoy's deferred close.
       else if (!reply && !closed && session.done) {
         closed = true;

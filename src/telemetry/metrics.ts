@@ -33,6 +33,8 @@ export interface Metrics {
   /** One round trip: request-body bytes held before their decision, and the bodies let go to keep them under GENOPS_MAX_HELD_REQUEST_BYTES. */
   readonly requestBodiesHeld: Gauge<never>;
   readonly requestBodiesEvicted: Counter<never>;
+  /** Event streams metered across replicas (shared-metering.ts), by outcome. */
+  readonly meteringHandoffs: Counter<'outcome'>;
   readonly rateLimitChecks: Counter<'limit' | 'outcome'>;
   /** Budget decisions: reserved, warned, downgraded, blocked, unavailable, settled, released. */
   readonly budgetDecisions: Counter<'budget' | 'outcome'>;
@@ -152,6 +154,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     requestBodiesEvicted: new Counter({
       name: 'genops_request_bodies_evicted_total',
       help: 'One round trip: held request bodies let go to stay under GENOPS_MAX_HELD_REQUEST_BYTES; each request was refused with 503 x_request_bodies_full.',
+      registers: [registry],
+    }),
+    meteringHandoffs: new Counter({
+      name: 'genops_metering_handoffs_total',
+      help: 'Event streams metered by another replica than the deciding one, by outcome: adopted (settled there from the handoff), refused (the handoff did not verify), lost (settled by the other side), abandoned (the shared store never decided: left to the hold expiry).',
+      labelNames: ['outcome'],
       registers: [registry],
     }),
     internalErrors: new Counter({

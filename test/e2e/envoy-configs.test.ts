@@ -37,7 +37,7 @@ describe.each(Object.entries(ENVOY_CONFIGS))('deploy/envoy config for %s', (_mod
   });
 });
 
-describe('variants of deploy/envoy/ext-proc.yaml (ext-proc-uds.yaml, ext-proc-ungoverned-route.yaml)', () => {
+describe('variants of deploy/envoy/ext-proc.yaml (ext-proc-uds.yaml, ext-proc-ungoverned-route.yaml, ext-proc-replicas.yaml)', () => {
   it('are ext-proc.yaml plus their one change, as scripts/render-ext-proc-variants.mjs renders them', () => {
     // Throws with the script's message when ext-proc.yaml changed and the variants were not re-rendered.
     execFileSync(process.execPath, [join(REPO_ROOT, 'scripts/render-ext-proc-variants.mjs'), '--check'], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -49,5 +49,7 @@ describe('variants of deploy/envoy/ext-proc.yaml (ext-proc-uds.yaml, ext-proc-un
     expect(uds.sort()).toEqual([...PLACEHOLDERS.filter((name) => !name.startsWith('GENOPS_')), 'GENOPS_SOCKET'].sort());
     expect(readme).toContain('${GENOPS_SOCKET}');
     expect(placeholdersOf(readFileSync(join(REPO_ROOT, 'deploy/envoy/ext-proc-ungoverned-route.yaml'), 'utf8')).sort()).toEqual([...PLACEHOLDERS].sort());
+    expect(placeholdersOf(readFileSync(join(REPO_ROOT, 'deploy/envoy/ext-proc-replicas.yaml'), 'utf8')).sort()).toEqual([...PLACEHOLDERS, 'GENOPS_HOST_2', 'GENOPS_PORT_2'].sort());
+    expect(readme).toContain('${GENOPS_HOST_2}');
   });
 });
