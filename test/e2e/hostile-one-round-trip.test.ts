@@ -14,6 +14,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, startEnvoy, startGovernanceStack, startService, startStubLlm, startUpstream, type GovernanceStack, type RunningEnvoy, type RunningService, type StubLlm, type Upstream } from '../support/index.js';
 import { eventually, scrape } from '../telemetry/telemetry-support.js';
+import type { ProcessingRequest, ProcessingResponse } from '../../src/envoy/envoy-messages.js';
+import type { ExtProcReplies, ExtProcSessionFactory } from '../../src/envoy/ext-proc-session.js';
+import { startGrpcServer, type GrpcServer } from '../../src/server/grpc-server.js';
+import { createLogger } from '../../src/telemetry/logger.js';
+import { createMetrics } from '../../src/telemetry/metrics.js';
 import { writeDefaultPolicy } from '../support/default-policy.js';
 import { context } from '../support/request-context.js';
 import { rawRequest, refusal } from './hostile-support.js';
@@ -408,5 +413,47 @@ describe('money: clients that leave while their request is being decided or forw
       expect(usage.length).toBeLessThanOrEqual(decisions.length);
       if (settled.spent_usd > 0) expect(usage).toHaveLength(1);
     }
+  });
+});
+
+describe('a processor that lets a request through without deciding it (no decision id, no route refresh): the undecided route itself never reaches the upstream', () => {
+  let upstream: Upstream;
+  let server: GrpcServer;
+  let envoy: RunningEnvoy;
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    // What an older or broken genops-mesh would answer on the one-round-trip route: CONTINUE, the body
+    // echoed, but no x-genops-decision-id and no clear_route_cache.
+    const careless: ExtProcSessionFactory = {
+      open: () => ({
+        replies(request: ProcessingRequest): ExtProcReplies {
+          if (request.request_headers) return request.request_headers.end_of_stream ? { request_headers: { response: {} } } : [];
+          if (request.request_body) {
+            const echoed: ProcessingResponse = { request_body: { response: { body_mutation: { streamed_response: { body: request.request_body.body ?? Buffer.alloc(0), end_of_stream: request.request_body.end_of_stream === true } } } } };
+            return request.request_body.end_of_stream ? [{ request_headers: { response: { status: 'CONTINUE' } } }, echoed] : [];
+          }
+          if (request.request_trailers) return { request_trailers: {} };
+          return undefined;
+        },
+        handle: () => undefined,
+        close: () => undefined,
+        done: false,
+      }),
+    };
+    server = await startGrpcServer({ host: '127.0.0.1', port: 0, authz: { check: () => ({}) as never }, extProc: careless, logger: createLogger({ level: 'silent' }), metrics: createMetrics({ defaultMetrics: false }) });
+    envoy = await startEnvoy({ config: 'deploy/envoy/ext-proc.yaml', vars: { GENOPS_HOST: '127.0.0.1', GENOPS_PORT: server.port, UPSTREAM_PORT: upstream.port } });
+  });
+  afterAll(async () => {
+    await envoy?.stop();
+    await server?.drain(0);
+    await upstream?.stop();
+  });
+
+  it('answers 503 from the route itself: nothing forwarded with x-routed-by undecided', async () => {
+    const testId = randomUUID();
+    const answer = await httpRequest(`${envoy.url}/v1/messages`, { method: 'POST', headers: { ...context(BASIC), 'content-type': 'application/json', [TEST_ID]: testId }, body: OPUS });
+    expect(answer.status, answer.body).toBe(503);
+    expect(upstream.requestsWith(TEST_ID, testId)).toHaveLength(0);
+    for (const request of upstream.requests) expect(request.headers['x-routed-by']).not.toBe('undecided');
   });
 });
