@@ -230,6 +230,33 @@ describe('hostile clients against the one-round-trip route (deploy/envoy/ext-pro
     }
   });
 
+  it('HTTP/2: a content-length that disagrees with the DATA sent, and two streams with the allowed and the forbidden body at once: refused or decided each on its own body', async () => {
+    const testId = randomUUID();
+    const session = connectHttp2(envoy.url);
+    session.on('error', () => undefined);
+    const send = (headers: Record<string, string>, body: string) =>
+      new Promise<number>((resolve) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/v1/messages', 'content-type': 'application/json', ...context(BASIC), [TEST_ID]: testId, ...headers });
+        stream.on('response', (answer) => resolve(Number(answer[':status'])));
+        stream.on('error', () => resolve(0));
+        stream.on('close', () => resolve(0));
+        stream.resume();
+        stream.end(body);
+      });
+    try {
+      // content-length shorter, then longer, than the DATA: a stream error or a refusal, never forwarded.
+      for (const length of [String(SONNET.length), '5', String(OPUS.length + 50)]) {
+        const status = await send({ 'content-length': length }, OPUS);
+        expect(status === 0 || status >= 400, `content-length ${length}: ${status}`).toBe(true);
+      }
+      const [allowed, refused] = await Promise.all([send({}, SONNET), send({}, OPUS)]);
+      expect([allowed, refused]).toEqual([200, 403]);
+    } finally {
+      session.destroy();
+    }
+    expect(received(testId).map((request) => request.body)).toEqual([SONNET]);
+  });
+
   describe('stalled and slow uploads', () => {
     /** Starts a JSON upload of `total` bytes, sends `sent` of them and stalls; resolves with the raw answer. */
     const stalledUpload = (testId: string, total: number, sent: number, waitMs: number) =>
