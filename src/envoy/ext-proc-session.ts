@@ -63,12 +63,8 @@ export interface ExtProcSession {
   /** The stream ended (Envoy half-closed, reset or cancelled it); settles what is still open. Idempotent. */
   close(): void;
   /**
-   * The exchange is over and nothing more will come on this stream: the reply to the response's
-   * end or a denial was given, or a metering stream (observability_mode) has seen its response end.
-   * The server ends the call then, rather than waiting for Envoy's reset (deciding stream: which
-   * costs Node an error object per stream) or its deferred_close_timeout (metering stream). Not
-   * while the HTTP exchange is still in flight (a request decided on its headers, an event stream
-   * handed over): the stream is left for Envoy to end.
+   * A metering stream (observability_mode) has seen its response end: the server may end the call
+   * instead of leaving it open until Envoy's deferred_close_timeout.
    */
   readonly done: boolean;
 }
@@ -150,14 +146,11 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
       let meterBound = false;
       let ended = false;
       let responseEnded = false;
-      /** The reply being built is the last one Envoy asks for on this stream. */
-      let lastReply = false;
 
       function finishExchange(outcome: 'completed' | 'interrupted' | 'no_response'): void {
         const open = exchange;
         if (!open) return;
         exchange = undefined;
-        if (outcome === 'completed') lastReply = true;
         settleExchange(open, outcome);
       }
 
@@ -196,7 +189,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata, unknownAiApi });
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
-          if (!isAllowed(settled)) return lastOf(immediateDenial(settled));
+          if (!isAllowed(settled)) return immediateDenial(settled);
           if (!observed) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE };
           return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled) };
         };
@@ -212,7 +205,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
         const reply = (settled: Decision): ProcessingResponse => {
           decided(settled, pending.startedAt, pending.headers, pending.route.api);
-          if (!isAllowed(settled)) return lastOf(immediateDenial(settled));
+          if (!isAllowed(settled)) return immediateDenial(settled);
           return { request_body: { response: continueUpstream(settled, read.rewrite(settled)) } };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
@@ -246,11 +239,6 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         return { response_body: { response: {} } };
       }
 
-      function lastOf(reply: ProcessingResponse): ProcessingResponse {
-        lastReply = true;
-        return reply;
-      }
-
       function replyTo(request: ProcessingRequest): ProcessingResponse | Promise<ProcessingResponse> {
         if (request.request_headers) return onRequestHeaders(request, lookupFromHeaderMap(request.request_headers.headers));
         if (request.request_body) return onRequestBody(request.request_body.body ?? EMPTY);
@@ -259,7 +247,6 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         if (request.request_trailers) return { request_trailers: {} };
         if (request.response_trailers) {
           finishExchange('completed');
-          lastReply = true;
           return { response_trailers: {} };
         }
         throw new GenopsError('malformed_request', 'ProcessingRequest carries none of the request kinds this service knows');
@@ -274,7 +261,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           return reply instanceof Promise ? reply.then(() => undefined) : undefined;
         },
         get done() {
-          return lastReply || (meterBound && responseEnded);
+          return meterBound && responseEnded;
         },
         close() {
           ended = true;

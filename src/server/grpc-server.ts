@@ -9,7 +9,6 @@ import { METERING_STREAM_HEADER, type ExtProcSessionFactory } from '../envoy/ext
 import { encodeCheckResponse, encodeProcessingResponse } from '../envoy/response-encoding.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, ServiceName } from '../telemetry/metrics.js';
-import { endCallCleanly } from './end-call-cleanly.js';
 import { createHealthService, type HealthService } from './health-service.js';
 import { AUTHORIZATION_SERVICE, EXTERNAL_PROCESSOR_SERVICE, loadRequestDecoders, loadServiceDefinitions } from './proto-definitions.js';
 
@@ -91,7 +90,6 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     const session = extProc.open({ observedMetering: metering === 'observed' });
     trace?.('open', { observed: metering });
     let closed = false;
-    let meteringStream = false;
     // Replies must leave in the order the messages came; once one waits on a
     // backend, the ones after it queue behind it.
     let pending: Promise<void> | undefined;
@@ -135,21 +133,16 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     };
     const send = (reply: ProcessingResponse | undefined) => {
       trace?.('reply', { sent: reply !== undefined && !closed });
-      if (closed) return;
-      if (reply) call.write(reply);
-      // The exchange is over: end the call now, the deciding stream ahead of Envoy's reset (OK, then
-      // RST_STREAM NO_ERROR), a metering stream ahead of Envoy's deferred close (OK).
-      if (session.done) {
-        trace?.('end');
+      if (reply && !closed) call.write(reply);
+      // A metering stream whose response ended: end it now rather than at Envoy's deferred close.
+      else if (!reply && !closed && session.done) {
         closed = true;
         endSession();
-        if (meteringStream) call.end();
-        else endCallCleanly(call);
+        call.end();
       }
     };
     const handle = (request: ProcessingRequest): Promise<void> | undefined => {
       if (closed) return undefined;
-      if (request.observability_mode) meteringStream = true;
       try {
         const reply = session.handle(request);
         if (!(reply instanceof Promise)) {
