@@ -21,7 +21,7 @@
  * `entry=<main.js>` (another build of the service, e.g. main's, for a before/after in one run); `-` for none.
  */
 import http2 from 'node:http2';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -38,12 +38,20 @@ const { values } = parseArgs({
     variants: { type: 'string', default: '-' },
     warmup: { type: 'string', default: '3' },
     'reset-after-ms': { type: 'string', default: '1' },
+    'alloc-profile': { type: 'string', default: '0' },
+    'gc-log': { type: 'string' },
   },
 });
 const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);
 const WARMUP_SECONDS = Number(values.warmup);
 const ROUNDS = Number(values.rounds);
+/**
+ * N > 0: the service runs with --inspect and V8's sampling heap profiler lists the top N allocating
+ * functions — of everything allocated (objects a GC collected included), or with `N:promoted` of
+ * what outlived the scavenges (objects only a mark-compact collected, or still live): the promotion.
+ */
+const [ALLOC_TOP, ALLOC_WHAT] = [Number(values['alloc-profile'].split(':')[0]), values['alloc-profile'].split(':')[1] === 'promoted' ? 'promoted' : 'allocated'];
 const RESET_AFTER_MS = Number(values['reset-after-ms']);
 const WIRE = aiExchangeWire(500).json;
 const PROCESS_PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
@@ -103,6 +111,51 @@ function exchange(session: http2.ClientHttp2Session, wire: ExchangeWire): Promis
   });
 }
 
+interface ProfileNode { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: ProfileNode[] }
+
+/** V8's sampling heap profiler over the inspector protocol, counting what a GC already collected too (allocation, not retention). */
+async function startAllocationSampling(host: string, port: number): Promise<{ stop(exchanges: number): Promise<string> }> {
+  const [target] = (await (await fetch(`http://${host}:${port}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
+  const socket = new WebSocket(target!.webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    socket.onopen = resolve;
+    socket.onerror = reject;
+  });
+  let id = 0;
+  const waiting = new Map<number, (result: unknown) => void>();
+  socket.onmessage = (event) => {
+    const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown };
+    if (message.id !== undefined) waiting.get(message.id)?.(message.result);
+  };
+  const call = (method: string, params: Record<string, unknown> = {}) =>
+    new Promise<unknown>((resolve) => {
+      waiting.set(++id, resolve);
+      socket.send(JSON.stringify({ id, method, params }));
+    });
+  await call('HeapProfiler.enable');
+  await call('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: ALLOC_WHAT === 'allocated' });
+  return {
+    async stop(exchanges) {
+      const { profile } = (await call('HeapProfiler.stopSampling')) as { profile: { head: ProfileNode } };
+      socket.close();
+      const bySite = new Map<string, number>();
+      let total = 0;
+      const walk = (node: ProfileNode) => {
+        if (node.selfSize > 0) {
+          const { functionName, url, lineNumber } = node.callFrame;
+          const site = `${functionName || '(anonymous)'} ${url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${lineNumber + 1}`;
+          bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
+          total += node.selfSize;
+        }
+        for (const child of node.children) walk(child);
+      };
+      walk(profile.head);
+      const top = [...bySite].sort((a, b) => b[1] - a[1]).slice(0, ALLOC_TOP);
+      return [`total ${(total / 1024 / exchanges).toFixed(1)} KB an exchange`, ...top.map(([site, bytes]) => `${(bytes / exchanges).toFixed(0).padStart(7)} B  ${((100 * bytes) / total).toFixed(1).padStart(5)} %  ${site}`)].join('\n');
+    },
+  };
+}
+
 function cpuMicros(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
@@ -152,7 +205,8 @@ async function run(variant: readonly string[]): Promise<Figures> {
   const host = '127.0.0.1';
   const [grpcPort, adminPort] = [await freePort(host), await freePort(host)];
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, GENOPS_LISTEN_HOST: host, GENOPS_GRPC_PORT: String(grpcPort), GENOPS_ADMIN_PORT: String(adminPort), GENOPS_POLICY: policyPath, LOG_LEVEL: 'info', OTEL_SDK_DISABLED: 'true' };
-  const child = spawnManaged('genops-mesh', process.execPath, [...SERVICE_NODE_FLAGS, '--trace-gc-nvp', ...flags, entry], env);
+  const inspectPort = ALLOC_TOP > 0 ? await freePort(host) : undefined;
+  const child = spawnManaged('genops-mesh', process.execPath, [...SERVICE_NODE_FLAGS, '--trace-gc-nvp', ...(inspectPort ? [`--inspect=${host}:${inspectPort}`] : []), ...flags, entry], env);
   const adminUrl = `http://${host}:${adminPort}`;
   try {
     await waitUntilReady(child, `${adminUrl}/readyz`, 15_000);
@@ -178,12 +232,17 @@ async function run(variant: readonly string[]): Promise<Figures> {
     await drive(WARMUP_SECONDS);
     const gcLinesBefore = child.stdoutLines.length;
     const metricsBefore = await (await fetch(`${adminUrl}/metrics`)).text();
+    const profiler = inspectPort ? await startAllocationSampling(host, inspectPort) : undefined;
     const cpuBefore = cpuMicros(child.pid);
     const results = await drive(SECONDS);
     const cpuUsed = cpuMicros(child.pid) - cpuBefore;
+    if (profiler) console.log(`\nWhere the bytes ${ALLOC_WHAT === 'promoted' ? 'that outlive the scavenges' : ''} are allocated (sampled), per exchange, ${variant.join(' ') || '(shipped)'}:\n${await profiler.stop(results.length)}`);
     const metricsAfter = await (await fetch(`${adminUrl}/metrics`)).text();
     session.close();
-    const events = gcEvents(child.stdoutLines.slice(gcLinesBefore));
+    const gcLines = child.stdoutLines.slice(gcLinesBefore);
+    // --gc-log FILE: the measured part's --trace-gc-nvp lines, appended per run (every phase of every pause).
+    if (values['gc-log']) appendFileSync(values['gc-log'], `# ${variant.join(' ') || '(shipped)'}\n${gcLines.filter((line) => line.includes(' gc=')).join('\n')}\n`);
+    const events = gcEvents(gcLines);
     const pauses: Figures['pauses'] = {};
     for (const kind of new Set(events.map((event) => event.kind))) {
       const list = events.filter((event) => event.kind === kind).map((event) => event.pause).sort((a, b) => a - b);
