@@ -28,5 +28,5 @@ USER 1000:1000
 # 9001 gRPC (ext_authz, ext_proc, health), 9464 admin (/metrics, /healthz, /readyz),
 # 9002 forward auth when GENOPS_FORWARD_AUTH_PORT=9002 (off by default).
 EXPOSE 9001 9002 9464
-# --max-semi-space-size: see SERVICE_NODE_FLAGS in src/demo/repo-root.ts (less memory, same throughput).
+# --max-semi-space-size: see SERVICE_NODE_FLAGS in src/server/service-node-flags.ts (less memory, same throughput).
 ENTRYPOINT ["node", "--max-semi-space-size=4", "--heap-growing-percent=100", "dist/main.js"]

@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '../src/demo/repo-root.js';
 import { startService } from '../src/demo/start-service.js';
 import { startEnvoy } from '../src/demo/start-envoy.js';
-import { withUnixSocketService, writeEnvoyTemplate, type EnvoyVariant } from './lib/envoy-configs.js';
+import { writeEnvoyTemplate, type EnvoyVariant } from './lib/envoy-configs.js';
 import { Fixtures, type EnvoyBackend } from './lib/fixtures.js';
 
 export interface AiExchangeOptions {
@@ -173,7 +173,7 @@ export async function runAiExchange(options: AiExchangeOptions): Promise<string>
         'envoy:uds',
         async () => {
           await udsService();
-          return startEnvoy({ config: withUnixSocketService(writeEnvoyTemplate('ext-proc', join(workDir, 'uds'))), vars: { GENOPS_SOCKET: socket, UPSTREAM_PORT: upstream.port } });
+          return startEnvoy({ config: writeEnvoyTemplate('ext-proc', join(workDir, 'uds'), { unixSocket: true }), vars: { GENOPS_SOCKET: socket, UPSTREAM_PORT: upstream.port } });
         },
         (envoy) => envoy.stop().catch(() => undefined),
       );

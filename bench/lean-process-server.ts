@@ -9,7 +9,8 @@
  */
 import { createServer, constants, type ServerHttp2Stream } from 'node:http2';
 import { encodeProcessingResponse } from '../src/envoy/response-encoding.js';
-import type { ProcessingResponse } from '../src/envoy/envoy-messages.js';
+import type { ProcessingRequest, ProcessingResponse } from '../src/envoy/envoy-messages.js';
+import { loadRequestDecoders } from '../src/server/proto-definitions.js';
 
 const PROCESS_PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
 
@@ -93,10 +94,25 @@ function endOfStream(message: Buffer): boolean {
   return body.length >= 2 && body[body.length - 2] === 0x10 && body[body.length - 1] === 1;
 }
 
+const decoders = loadRequestDecoders();
+/** BodySendMode FULL_DUPLEX_STREAMED (protobufjs decodes enums as numbers). */
+const FULL_DUPLEX_STREAMED = 4;
+
+/**
+ * A FULL_DUPLEX_STREAMED request body (the one-round-trip route of deploy/envoy/ext-proc.yaml) goes
+ * upstream only as sent back: such chunks are decoded and echoed instead of a fixed CONTINUE.
+ */
+function echoed(message: Buffer): Buffer {
+  const chunk = (decoders.processingRequest(message) as ProcessingRequest).request_body;
+  return framed(encodeProcessingResponse({ request_body: { response: { body_mutation: { streamed_response: { body: chunk?.body ?? Buffer.alloc(0), end_of_stream: chunk?.end_of_stream === true } } } } }));
+}
+
 function serve(stream: ServerHttp2Stream): void {
   stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
   stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
   let pending: Buffer = Buffer.alloc(0);
+  let first = true;
+  let fullDuplex = false;
   stream.on('data', (chunk: Buffer) => {
     pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
     while (pending.length >= 5) {
@@ -104,6 +120,10 @@ function serve(stream: ServerHttp2Stream): void {
       if (pending.length < 5 + length) break;
       const message = pending.subarray(5, 5 + length);
       const { kind, observability } = inspect(message);
+      if (first) {
+        first = false;
+        fullDuplex = Number((decoders.processingRequest(message) as ProcessingRequest).protocol_config?.request_body_mode) === FULL_DUPLEX_STREAMED;
+      }
       // observability_mode: no reply; end the stream at the response's end (a response_body whose end_of_stream, field 2, is set).
       if (observability && kind === 5 && endOfStream(message)) {
         pending = Buffer.alloc(0);
@@ -111,7 +131,7 @@ function serve(stream: ServerHttp2Stream): void {
         return;
       }
       pending = pending.subarray(5 + length);
-      const reply = REPLIES.get(kind);
+      const reply = kind === 4 && fullDuplex ? echoed(message) : REPLIES.get(kind);
       if (reply && !observability && !stream.destroyed) stream.write(reply);
     }
   });

@@ -13,7 +13,8 @@ import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findEnvoy } from '../src/demo/find-envoy.js';
-import { REPO_ROOT, SERVICE_NODE_FLAGS } from '../src/demo/repo-root.js';
+import { REPO_ROOT } from '../src/demo/repo-root.js';
+import { SERVICE_NODE_FLAGS } from '../src/server/service-node-flags.js';
 import { startService } from '../src/demo/start-service.js';
 import { renderLatencyChart } from './lib/chart.js';
 import { ENVOY_VARIANTS, type EnvoyVariant } from './lib/envoy-configs.js';

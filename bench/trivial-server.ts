@@ -16,11 +16,22 @@ const REQUEST_BODY_CONTINUE = { request_body: { response: {} } };
 const RESPONSE_HEADERS_CONTINUE = { response_headers: { response: {} } };
 const RESPONSE_BODY_CONTINUE = { response_body: { response: {} } };
 
-type ProcessingRequest = { request_headers?: unknown; request_body?: unknown; response_headers?: unknown; response_body?: unknown; observability_mode?: boolean };
+type ProcessingRequest = {
+  request_headers?: unknown;
+  request_body?: { body?: Buffer; end_of_stream?: boolean };
+  response_headers?: unknown;
+  response_body?: unknown;
+  observability_mode?: boolean;
+  protocol_config?: { request_body_mode?: string };
+};
 
-/** The CONTINUE of the phase the message belongs to (deploy/envoy/ext-proc.yaml buffers request bodies). */
-function continueFor(request: ProcessingRequest): unknown {
+/**
+ * The CONTINUE of the phase the message belongs to; a FULL_DUPLEX_STREAMED request body (the
+ * one-round-trip route of deploy/envoy/ext-proc.yaml) goes upstream only as sent back, so it is echoed.
+ */
+function continueFor(request: ProcessingRequest, fullDuplex: boolean): unknown {
   if (request.request_headers) return REQUEST_HEADERS_CONTINUE;
+  if (request.request_body && fullDuplex) return { request_body: { response: { body_mutation: { streamed_response: { body: request.request_body.body ?? Buffer.alloc(0), end_of_stream: request.request_body.end_of_stream === true } } } } };
   if (request.request_body) return REQUEST_BODY_CONTINUE;
   if (request.response_body) return RESPONSE_BODY_CONTINUE;
   return RESPONSE_HEADERS_CONTINUE;
@@ -35,11 +46,13 @@ server.addService(definitions.authorization, {
 server.addService(definitions.externalProcessor, {
   Process: (call: grpc.ServerDuplexStream<ProcessingRequest, unknown>) => {
     let open = true;
+    let fullDuplex = false;
     call.on('data', (request: ProcessingRequest) => {
+      if (request.protocol_config) fullDuplex = request.protocol_config.request_body_mode === 'FULL_DUPLEX_STREAMED';
       // observability_mode (the metering filter): Envoy expects no reply (one sent anyway can stall the
       // response); the stream is ended at the response's end, as genops-mesh does, instead of lingering
       // until Envoy's deferred_close_timeout.
-      if (open && !request.observability_mode) call.write(continueFor(request));
+      if (open && !request.observability_mode) call.write(continueFor(request, fullDuplex));
       else if (open && (request as { response_body?: { end_of_stream?: boolean } }).response_body?.end_of_stream) {
         open = false;
         call.end();

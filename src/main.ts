@@ -14,12 +14,15 @@ import { createGovernor } from './governance/governor.js';
 import { createRateLimiter } from './governance/rate-limiting.js';
 import { createUsageAccounting } from './governance/usage-accounting.js';
 import type { BudgetLedger } from './limits/budget-ledger.js';
+import type { ExchangeClaims } from './limits/exchange-claims.js';
+import { createSharedMeteringFor, sharedHandoffKey } from './envoy/shared-metering-wiring.js';
 import { createMemoryBudgetLedger } from './limits/memory-budget-ledger.js';
 import { createMemoryRateLimitStore } from './limits/memory-rate-limit-store.js';
 import type { RateLimitStore } from './limits/rate-limit-store.js';
 import { DEFAULT_POLICY_PATH } from './policy/default-policy.js';
 import type { CompiledPolicy } from './policy/compiled-policy.js';
-import { createPolicyStore, loadPolicyFile, type PolicyStore } from './policy/policy-store.js';
+import { createIsolatedPolicyLoader } from './policy/isolated-policy-loader.js';
+import { createPolicyWatcher, type PolicyStore } from './policy/policy-watcher.js';
 import { startAdminServer } from './server/admin-server.js';
 import { startForwardAuthServer } from './server/forward-auth-server.js';
 import { startGrpcServer } from './server/grpc-server.js';
@@ -36,9 +39,11 @@ import { createMetrics } from './telemetry/metrics.js';
 
 async function main(): Promise<void> {
   const settings = loadSettings(process.argv.slice(2), process.env);
+  // Policies are parsed and validated in a child process: zod and yaml never load here.
+  const policyLoader = createIsolatedPolicyLoader();
   if (settings.workers > 1 && cluster.isPrimary) {
     // The primary checks the policy once (a bad one stops the start-up here, with one line), then forks.
-    loadPolicyFile(settings.policyPath ?? DEFAULT_POLICY_PATH);
+    await policyLoader.loadFile(settings.policyPath ?? DEFAULT_POLICY_PATH);
     await startWorkerPrimary({ workers: settings.workers, host: settings.listenHost, adminPort: settings.adminPort, drainTimeoutMs: settings.drainTimeoutMs, budgetsToken: settings.trust.adminToken, logger: createLogger({ level: settings.logLevel }) });
     return;
   }
@@ -59,12 +64,13 @@ async function main(): Promise<void> {
     logger.warn({ event: 'budgets_per_replica', budgets: warning.budgets }, warning.message);
   };
   const policyPath = settings.policyPath ?? DEFAULT_POLICY_PATH;
-  const initial = loadPolicyFile(policyPath);
+  const initial = await policyLoader.loadFile(policyPath);
   let policyStore: PolicyStore | undefined;
   if (settings.policyPath !== undefined) {
-    policyStore = createPolicyStore({
+    policyStore = createPolicyWatcher({
       path: settings.policyPath,
       initial,
+      load: policyLoader.loadText,
       onReload(outcome) {
         if (outcome.result === 'unchanged') return;
         metrics.policyReloads.inc({ result: outcome.result });
@@ -89,6 +95,8 @@ async function main(): Promise<void> {
   const clock = clockOffsetMs === 0 ? () => Date.now() : () => Date.now() + clockOffsetMs;
   let rateLimitStore: RateLimitStore;
   let ledger: BudgetLedger;
+  let exchangeClaims: ExchangeClaims | undefined;
+  let handoffKey: string | (() => string | undefined) | undefined;
   if (settings.redisUrl) {
     const { connectRedis, waitForRedis } = await import('./limits/redis-connection.js');
     const { createRedisRateLimitStore } = await import('./limits/redis-rate-limit-store.js');
@@ -98,6 +106,8 @@ async function main(): Promise<void> {
     rateLimitStore = createRedisRateLimitStore({ client, clock });
     const { createRedisBudgetLedger } = await import('./limits/redis-budget-ledger.js');
     ledger = createRedisBudgetLedger({ client, clock });
+    exchangeClaims = (await import('./limits/redis-exchange-claims.js')).createRedisExchangeClaims({ client });
+    handoffKey = settings.meteringHandoffSecret ?? (await sharedHandoffKey(client, logger));
   } else {
     rateLimitStore = createMemoryRateLimitStore({ clock, maxBuckets: settings.rateLimitMaxBuckets });
     ledger = createMemoryBudgetLedger({ clock });
@@ -125,6 +135,7 @@ async function main(): Promise<void> {
     rateLimiter,
     now,
   });
+  const sharedMetering = exchangeClaims && handoffKey ? createSharedMeteringFor({ secret: handoffKey, claims: exchangeClaims, clock, budgeter, metrics, logger, claimTtlMs: settings.meteringClaimTtlMs, holdTtlMs: settings.budgetHoldTtlMs }) : undefined;
   let draining = false;
   const serviceTls = settings.tls ? await createServiceTls(settings.tls, logger) : undefined;
 
@@ -140,6 +151,8 @@ async function main(): Promise<void> {
       policy,
       now,
       settle,
+      meteringGraceMs: settings.meteringGraceMs,
+      sharedMetering,
       unmatchedMetering: (decisionId) => {
         metrics.meteringUnmatched.inc();
         logger.warn({ event: 'metering_unmatched', decision_id: decisionId }, 'a metering stream named an AI exchange this process does not hold: route both ext_proc filters of an Envoy to the same genops-mesh process');

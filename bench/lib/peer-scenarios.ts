@@ -6,7 +6,8 @@
  * groups; peer-report.ts turns the results into the side-by-side table.
  */
 import { join } from 'node:path';
-import { REPO_ROOT, SERVICE_NODE_FLAGS } from '../../src/demo/repo-root.js';
+import { REPO_ROOT } from '../../src/demo/repo-root.js';
+import { SERVICE_NODE_FLAGS } from '../../src/server/service-node-flags.js';
 import { startService, type RunningService } from '../../src/demo/start-service.js';
 import { startPortServer, type PortServer } from './fixtures.js';
 import type { LoadResult } from './load-tools.js';

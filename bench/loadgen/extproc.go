@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 )
@@ -21,6 +22,8 @@ type extProcFloor struct {
 }
 
 func (s *extProcFloor) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	// FULL_DUPLEX_STREAMED request bodies (the one-round-trip route) go upstream only as sent back.
+	fullDuplex := false
 	for {
 		request, err := stream.Recv()
 		if err != nil {
@@ -30,6 +33,9 @@ func (s *extProcFloor) Process(stream extprocv3.ExternalProcessor_ProcessServer)
 			return err
 		}
 		s.messages.Add(1)
+		if config := request.GetProtocolConfig(); config != nil {
+			fullDuplex = config.GetRequestBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED
+		}
 		if request.GetObservabilityMode() {
 			// No reply; end the stream at the response's end (as genops-mesh does) rather than at Envoy's deferred close.
 			if request.GetResponseBody().GetEndOfStream() || request.GetResponseHeaders().GetEndOfStream() {
@@ -42,7 +48,12 @@ func (s *extProcFloor) Process(stream extprocv3.ExternalProcessor_ProcessServer)
 		case *extprocv3.ProcessingRequest_RequestHeaders:
 			response.Response = &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}
 		case *extprocv3.ProcessingRequest_RequestBody:
-			response.Response = &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}
+			body := &extprocv3.BodyResponse{}
+			if fullDuplex {
+				chunk := request.GetRequestBody()
+				body.Response = &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{StreamedResponse: &extprocv3.StreamedBodyResponse{Body: chunk.GetBody(), EndOfStream: chunk.GetEndOfStream()}}}}
+			}
+			response.Response = &extprocv3.ProcessingResponse_RequestBody{RequestBody: body}
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
 			response.Response = &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}
 		case *extprocv3.ProcessingRequest_ResponseBody:

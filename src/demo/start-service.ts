@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { freePort } from './free-port.js';
 import { jsonLines, spawnManaged, waitUntilReady, type ManagedProcess } from './managed-process.js';
-import { SERVICE_ENTRY, SERVICE_NODE_FLAGS } from './repo-root.js';
+import { SERVICE_NODE_FLAGS } from '../server/service-node-flags.js';
+import { SERVICE_ENTRY } from './repo-root.js';
 
 export interface StartServiceOptions {
   /** Policy YAML (GENOPS_POLICY); the embedded default policy when absent. */

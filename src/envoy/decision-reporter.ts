@@ -2,7 +2,7 @@ import type { SpanContext } from '@opentelemetry/api';
 import type { Decision } from '../governance/decision.js';
 import { isAllowed } from '../governance/decision.js';
 import { MODEL_RULE } from '../governance/governance-context.js';
-import { createBoundedLabel } from '../telemetry/bounded-label.js';
+import { createGovernanceLabels } from '../telemetry/governance-labels.js';
 import { createCounterChildren, createHistogramChildren } from '../telemetry/labelled-children.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, RequestLabel, ServiceName } from '../telemetry/metrics.js';
@@ -10,8 +10,6 @@ import { remoteParentOf, type HeaderReader } from '../telemetry/trace-context.js
 import type { Tracing } from '../telemetry/tracer.js';
 import { createDecisionSpans } from './decision-spans.js';
 
-/** Label value for a team the policy does not list. */
-export const UNLISTED_TEAM = '_unlisted';
 const UNLISTED_TEAM_REASONS = new Set<string | undefined>(['x_team_not_allowed']);
 
 export interface DecisionReporter {
@@ -47,18 +45,12 @@ export function createDecisionReporter(options: DecisionReporterOptions): Decisi
   const { metrics, logger, now } = options;
   const countRequest = createCounterChildren(metrics.requests);
   // A value that lost its slot takes its series with it (bounded-label.ts).
-  const bounded = (label: RequestLabel, limit: number) => createBoundedLabel(limit, {
-    minIdleMs: options.labelIdleMs,
-    onEvict: (value) => {
-      countRequest.forget(label, value);
-      metrics.labelOverflow.inc({ label, outcome: 'evicted' });
-    },
-    onOverflow: () => metrics.labelOverflow.inc({ label, outcome: 'overflowed' }),
+  const governanceLabels = createGovernanceLabels({
+    metrics,
+    forget: (label, value) => countRequest.forget(label, value),
+    customerLabelLimit: options.customerLabelLimit,
+    labelIdleMs: options.labelIdleMs,
   });
-  const teamLabel = bounded('genops_team', 200);
-  const projectLabel = bounded('genops_project', 500);
-  const modelLabel = bounded('model', 100);
-  const customerLabel = metrics.customerLabel ? bounded('genops_customer_id', options.customerLabelLimit ?? 100) : undefined;
   const spans = options.tracing ? createDecisionSpans({ tracing: options.tracing }) : undefined;
   const observeDuration = createHistogramChildren(metrics.decisionDuration);
   return {
@@ -73,14 +65,10 @@ export function createDecisionReporter(options: DecisionReporterOptions): Decisi
         service,
         decision: decision.result,
         reason_code: decision.reasonCode ?? '',
-        genops_team: listedTeam ? teamLabel(context.team) : context.team === undefined ? '' : UNLISTED_TEAM,
-        genops_project: projectLabel(context.project, listedTeam),
-        genops_tier: context.customerTier ?? '',
-        // On an AI path the body's model is the model; x-genops-model only names one without a body.
-        model: modelLabel(decision.ai ? bodyModelLabel(decision.ai.model) : context.model, listedTeam),
         dry_run: decision.dryRun ? 'true' : 'false',
       };
-      if (customerLabel) labels.genops_customer_id = customerLabel(context.customerId, listedTeam);
+      // On an AI path the body's model is the model; x-genops-model only names one without a body.
+      governanceLabels.assign(labels, context, decision.ai ? bodyModelLabel(decision.ai.model) : context.model, listedTeam);
       countRequest(labels);
 
       const span = spans?.record(service, decision, startedAt, endedAt, headers);

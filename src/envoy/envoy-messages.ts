@@ -96,6 +96,15 @@ export interface ProcessingRequest {
   /** The namespaces listed in the filter's metadata_options.forwarding_namespaces. */
   metadata_context?: Metadata | null;
   observability_mode?: boolean;
+  /** Sent with the stream's first message: the body modes in force (per-route overrides merged). */
+  protocol_config?: ProtocolConfiguration | null;
+}
+
+/** Decoded by protobufjs the enums are numbers (FULL_DUPLEX_STREAMED = 4); hand-built messages may name them. */
+export interface ProtocolConfiguration {
+  request_body_mode?: BodySendMode | number;
+  response_body_mode?: BodySendMode | number;
+  send_body_without_waiting_for_header_response?: boolean;
 }
 
 export interface HeaderMutation {
@@ -103,9 +112,15 @@ export interface HeaderMutation {
   remove_headers?: string[];
 }
 
-export interface BodyMutation {
-  /** Replaces the whole body (BUFFERED) or the chunk (STREAMED). */
+/**
+ * One of: `body` replaces the whole body (BUFFERED) or the chunk (STREAMED); `streamed_response`
+ * is what goes upstream in FULL_DUPLEX_STREAMED (Envoy forwards only what the service sends back).
+ */
+export type BodyMutation = { body: Buffer; streamed_response?: undefined } | { body?: undefined; streamed_response: StreamedBodyResponse };
+
+export interface StreamedBodyResponse {
   body: Buffer;
+  end_of_stream: boolean;
 }
 
 export interface CommonResponse {

@@ -11,6 +11,8 @@ import type { AiApi, AiRoute } from '../usage/ai-api.js';
 import { createUsageMeter, type UsageMeter } from '../usage/response-usage.js';
 import type { DecisionReporter } from './decision-reporter.js';
 import { createMeteredExchanges, type MeteredExchanges } from './metered-exchanges.js';
+import { HANDED_OVER_HEADERS } from './exchange-handoff.js';
+import type { Adoption, SharedMetering } from './shared-metering.js';
 import { lookupFromHeaderMap } from './header-lookup.js';
 import type { CommonResponse, HeaderValueOption, ProcessingMode, ProcessingRequest, ProcessingResponse, StructValue } from './envoy-messages.js';
 import type { ProtoStruct } from './struct-to-json.js';
@@ -42,6 +44,22 @@ const HEADERS_ONLY_MODE: ProcessingMode = { response_header_mode: 'SEND', reques
  */
 const HEADERS_ONLY_MODE_OBSERVED: ProcessingMode = { response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 const STREAM_HANDED_OVER: ProcessingMode = { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+/**
+ * One round trip (the route's ExtProcPerRoute sets request_body_mode FULL_DUPLEX_STREAMED): Envoy
+ * sends the request headers and then the body without waiting for a reply, and forwards only the
+ * body the service sends back. An AI request's headers reply waits for the whole body, then the
+ * decision (header mutations, route refresh) and the body go out together. These overrides keep the
+ * request body FULL_DUPLEX_STREAMED (switching it mid-body would drop the chunks already sent) and
+ * its trailers SEND (with trailers, they end the body).
+ */
+const PIPELINED = { request_body_mode: 'FULL_DUPLEX_STREAMED', request_trailer_mode: 'SEND' } as const;
+const AI_EXCHANGE_MODE_PIPELINED: ProcessingMode = { ...AI_EXCHANGE_MODE, ...PIPELINED };
+const HEADERS_ONLY_MODE_PIPELINED: ProcessingMode = { ...HEADERS_ONLY_MODE, ...PIPELINED };
+const HEADERS_ONLY_MODE_OBSERVED_PIPELINED: ProcessingMode = { ...HEADERS_ONLY_MODE_OBSERVED, ...PIPELINED };
+/** BodySendMode FULL_DUPLEX_STREAMED as protobufjs decodes it. */
+const FULL_DUPLEX_STREAMED = 4;
+/** No reply yet: the headers of a pipelined AI request are answered once its body is complete. */
+const NOT_YET: readonly ProcessingResponse[] = [];
 
 /**
  * The dynamic metadata namespace of the deciding stream's replies (observed metering):
@@ -54,24 +72,39 @@ export const METERING_STREAM_HEADER = 'x-genops-metering';
 /** How long an exchange whose deciding stream ended waits for its metering stream (Envoy sends it before the decider's close). */
 export const DEFAULT_METERING_GRACE_MS = 10_000;
 
+/**
+ * What to send for one ProcessingRequest: one reply of the matching kind; several in order (a
+ * pipelined request's held headers reply, then its body); none (observability mode, or a
+ * pipelined request whose body is still coming).
+ */
+export type ExtProcReplies = ProcessingResponse | readonly ProcessingResponse[] | undefined;
+
 export interface ExtProcSession {
+  /** What to send for one ProcessingRequest (the server writes each reply in order). */
+  replies(request: ProcessingRequest): ExtProcReplies | Promise<ExtProcReplies>;
   /**
-   * The one reply to one ProcessingRequest, of the matching kind; undefined
-   * when Envoy expects none (observability mode).
+   * The one reply to one ProcessingRequest, of the matching kind; undefined when Envoy expects
+   * none (observability mode). Throws where several are due (a pipelined request: use replies).
    */
   handle(request: ProcessingRequest): ProcessingResponse | undefined | Promise<ProcessingResponse | undefined>;
   /** The stream ended (Envoy half-closed, reset or cancelled it); settles what is still open. Idempotent. */
   close(): void;
   /**
-   * A metering stream (observability_mode) has seen its response end: the server may end the call
-   * instead of leaving it open until Envoy's deferred_close_timeout.
+   * A metering stream (observability_mode) has seen its response end, or a deciding stream has
+   * handed its event stream over (nothing left to ask): the server may end the call (Envoy ignores
+   * a stream the server closed cleanly) instead of leaving it open until Envoy ends it.
    */
   readonly done: boolean;
 }
 
 export interface ExtProcStreamOptions {
-  /** The deciding filter leaves the response to a metering filter in observability_mode (METERING_STREAM_HEADER: observed). */
-  readonly observedMetering?: boolean;
+  /**
+   * The deciding filter leaves the response to a metering filter in observability_mode
+   * (METERING_STREAM_HEADER: observed). 'streams' (header value `streams`): event streams only;
+   * the client headers of a request that is not an AI call still come in its response-headers
+   * reply (no route config writes them from dynamic metadata: Istio, Helm).
+   */
+  readonly observedMetering?: boolean | 'streams';
 }
 
 export interface ExtProcSessionFactory {
@@ -89,6 +122,14 @@ export interface ExtProcSessionOptions {
   readonly meteringGraceMs?: number | undefined;
   /** A metering stream named an exchange this process does not hold (decided by another replica, or already settled). */
   readonly unmatchedMetering?: ((decisionId: string) => void) | undefined;
+  /**
+   * Observed metering across replicas (a shared store and a handoff key): event streams are handed
+   * over sealed in the dynamic metadata, and a metering stream for an exchange decided elsewhere is
+   * adopted from it. Without it a foreign metering stream is counted unmatched.
+   */
+  readonly sharedMetering?: SharedMetering | undefined;
+  /** Wall clock (ms) for the handoff's start time; default Date.now. */
+  readonly wallClock?: (() => number) | undefined;
 }
 
 /** An AI request between its headers and its decision. */
@@ -100,6 +141,10 @@ interface AwaitingBody {
   readonly principal: string | undefined;
   readonly path: string | undefined;
   readonly jwtMetadata: Record<string, unknown> | undefined;
+  /** FULL_DUPLEX_STREAMED: the body arrives in chunks without waiting; its headers are not answered yet. */
+  readonly pipelined: boolean;
+  readonly chunks: Buffer[];
+  bytes: number;
 }
 
 /** An allowed AI request whose response is being read. */
@@ -111,6 +156,10 @@ interface OpenExchange {
   upstreamStatus: number | undefined;
   /** The response came from the upstream, not from Envoy itself (a local reply). */
   fromUpstream: boolean;
+  /** Metered under the shared claim (decided elsewhere and adopted from its handoff, or sealed here): settled only through it. */
+  adoption?: Pick<Adoption, 'finish'> | undefined;
+  /** Its handoff went out sealed: another replica may settle it, so the fallback goes through the shared claim. */
+  sealed?: boolean | undefined;
 }
 
 /**
@@ -120,23 +169,54 @@ interface OpenExchange {
  * made by the governor and the settlement it is given.
  */
 export function createExtProcSessionFactory(options: ExtProcSessionOptions): ExtProcSessionFactory {
-  const { governor, reporter, now, policy, settle } = options;
+  const { governor, reporter, now, policy, settle, sharedMetering } = options;
+  const wallClock = options.wallClock ?? Date.now;
 
   function settleExchange(open: OpenExchange, outcome: 'completed' | 'interrupted' | 'no_response'): void {
     const report = open.meter ? (outcome === 'completed' ? open.meter.end() : open.meter.snapshot()) : undefined;
     const settled = exchangeOutcome(outcome, { status: open.upstreamStatus, fromUpstream: open.fromUpstream, usageComplete: report?.complete === true });
-    settle?.({ decision: open.decision, startedAt: open.startedAt, report, upstreamStatus: open.upstreamStatus, outcome: settled }, open.headers);
+    const finished = { decision: open.decision, startedAt: open.startedAt, report, upstreamStatus: open.upstreamStatus, outcome: settled };
+    if (open.adoption) open.adoption.finish(() => settle?.(finished, open.headers));
+    else settle?.(finished, open.headers);
   }
 
   const metered: MeteredExchanges<OpenExchange> = createMeteredExchanges({
     graceMs: options.meteringGraceMs ?? DEFAULT_METERING_GRACE_MS,
-    orphaned: (open) => settleExchange(open, open.upstreamStatus === undefined ? 'no_response' : 'interrupted'),
+    orphaned: (open) => {
+      const fallback = () => settleExchange(open, open.upstreamStatus === undefined ? 'no_response' : 'interrupted');
+      if (open.sealed && sharedMetering) sharedMetering.fallback(open.decision, fallback);
+      else fallback();
+    },
     unmatched: options.unmatchedMetering,
   });
 
+  /** A metering stream for an exchange another replica decided: rebuilt from its verified handoff. */
+  function adopt(id: string, token: unknown): OpenExchange | undefined {
+    if (!sharedMetering || typeof token !== 'string') return undefined;
+    const adoption = sharedMetering.adopt(token, id);
+    if (!adoption) return undefined;
+    const { decision, startedAtMs, headers } = adoption.exchange;
+    const startedAt = now() - Math.max(0, wallClock() - startedAtMs);
+    return { decision, startedAt, headers: (name) => headers[name], meter: undefined, upstreamStatus: undefined, fromUpstream: false, adoption };
+  }
+
+  /** The handoff for the dynamic metadata (undefined: in-process only). */
+  function seal(open: OpenExchange): string | undefined {
+    if (!sharedMetering) return undefined;
+    const headers: Record<string, string> = {};
+    for (const name of HANDED_OVER_HEADERS) {
+      const value = open.headers(name);
+      if (value !== undefined) headers[name] = value;
+    }
+    const token = sharedMetering.seal({ decision: open.decision, startedAtMs: wallClock() - (now() - open.startedAt), headers });
+    open.sealed = token !== undefined;
+    return token;
+  }
+
   return {
     open(stream = {}) {
-      const observed = stream.observedMetering === true;
+      const observed = stream.observedMetering === true || stream.observedMetering === 'streams';
+      const headersFromMetadata = stream.observedMetering === true;
       let decision: Decision | undefined;
       let awaitingBody: AwaitingBody | undefined;
       let exchange: OpenExchange | undefined;
@@ -146,6 +226,10 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
       let meterBound = false;
       let ended = false;
       let responseEnded = false;
+      /** A deciding stream whose exchange was handed over: every later phase is SKIP / NONE. */
+      let finishedHere = false;
+      /** FULL_DUPLEX_STREAMED request body after its decision: every chunk goes back to Envoy as it came. */
+      let echoBody = false;
 
       function finishExchange(outcome: 'completed' | 'interrupted' | 'no_response'): void {
         const open = exchange;
@@ -157,8 +241,11 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
       /** A metering stream's first message names its exchange in the metadata the deciding reply emitted. */
       function bindMeter(request: ProcessingRequest): void {
         meterBound = true;
-        const id = metadataNamespace(request.metadata_context, METERING_NAMESPACE)?.exchange_id;
-        if (typeof id === 'string' && id !== '') exchange = metered.claim(id);
+        const handed = metadataNamespace(request.metadata_context, METERING_NAMESPACE);
+        const id = handed?.exchange_id;
+        if (typeof id === 'string' && id !== '') exchange = metered.claim(id, () => adopt(id, handed?.handoff));
+        // Handed over sealed and metered here after all: settled through the same claim as anywhere else.
+        if (exchange?.sealed && !exchange.adoption && sharedMetering) exchange.adoption = sharedMetering.meterHere(exchange.decision);
       }
 
       function decided(settled: Decision, startedAt: number, headers: HeaderLookup, api: AiApi | undefined): Decision {
@@ -173,7 +260,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         return settled;
       }
 
-      function onRequestHeaders(request: ProcessingRequest, headers: HeaderLookup): ProcessingResponse | Promise<ProcessingResponse> {
+      function onRequestHeaders(request: ProcessingRequest, headers: HeaderLookup): ExtProcReplies | Promise<ExtProcReplies> {
         const startedAt = now();
         const path = headers(':path');
         const principal = principalOf(request.attributes);
@@ -181,24 +268,34 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         const shape = classifyRequest({ method: headers(':method'), path, hasBody: request.request_headers?.end_of_stream !== true }, policy().usage);
         const route = shape.kind === 'ai' ? shape.route : undefined;
         const unknownAiApi = shape.kind === 'unknown' ? shape.message : undefined;
+        const pipelined = isFullDuplex(request.protocol_config?.request_body_mode);
         if (route && !request.request_headers?.end_of_stream) {
-          awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata };
-          return { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
+          awaitingBody = { route, startedAt, headers, principal, path, jwtMetadata, pipelined, chunks: [], bytes: 0 };
+          return pipelined ? NOT_YET : { request_headers: { response: {} }, mode_override: AI_EXCHANGE_MODE };
         }
+        if (pipelined && !request.request_headers?.end_of_stream) echoBody = true;
         const ai: AiBodyInput | undefined = route ? readAiBody(route, EMPTY, policy().usage, { canRewrite: false }).input : undefined;
         const evaluated = governor.evaluate({ headers, principal, path, ai, jwtMetadata, unknownAiApi });
         const reply = (settled: Decision) => {
           decided(settled, startedAt, headers, undefined);
           if (!isAllowed(settled)) return immediateDenial(settled);
-          if (!observed) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE };
-          return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled) };
+          if (!headersFromMetadata) return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: pipelined ? HEADERS_ONLY_MODE_PIPELINED : HEADERS_ONLY_MODE };
+          return { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: pipelined ? HEADERS_ONLY_MODE_OBSERVED_PIPELINED : HEADERS_ONLY_MODE_OBSERVED, dynamic_metadata: clientMetadata(settled) };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
       }
 
-      function onRequestBody(body: Buffer): ProcessingResponse | Promise<ProcessingResponse> {
+      function onRequestBody(body: Buffer, endOfStream: boolean): ExtProcReplies | Promise<ExtProcReplies> {
+        if (echoBody) return echoed(body, endOfStream);
         const pending = awaitingBody;
         if (!pending) return { request_body: { response: {} } };
+        if (pending.pipelined) {
+          if (body.length > 0) pending.chunks.push(body);
+          pending.bytes += body.length;
+          // Past the policy's limit the body is refused now (413) rather than held to its end.
+          if (!endOfStream && pending.bytes <= policy().usage.maxRequestBodyBytes) return NOT_YET;
+          return decidePipelined(pending, endOfStream, false);
+        }
         awaitingBody = undefined;
         const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers), contentType: pending.headers('content-type') });
         const ai = read.input;
@@ -209,6 +306,37 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           return { request_body: { response: continueUpstream(settled, read.rewrite(settled)) } };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
+      }
+
+      /**
+       * A pipelined AI request's body is complete (or past the limit, or ended by trailers): the held
+       * headers reply carries the decision; the body reply forwards the body (rewritten or not).
+       */
+      function decidePipelined(pending: AwaitingBody, endOfStream: boolean, trailers: boolean): ExtProcReplies | Promise<ExtProcReplies> {
+        awaitingBody = undefined;
+        const body = pending.chunks.length === 1 ? pending.chunks[0]! : Buffer.concat(pending.chunks, pending.bytes);
+        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers), contentType: pending.headers('content-type') });
+        const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai: read.input, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
+        const reply = (settled: Decision): ExtProcReplies => {
+          decided(settled, pending.startedAt, pending.headers, pending.route.api);
+          if (!isAllowed(settled)) return immediateDenial(settled);
+          // Whatever of the body is still to come (a body allowed before its end) goes through as it is.
+          if (!endOfStream && !trailers) echoBody = true;
+          const forwarded = read.rewrite(settled) ?? body;
+          const replies: ProcessingResponse[] = [
+            { request_headers: { response: continueUpstream(settled, undefined) }, mode_override: AI_EXCHANGE_MODE_PIPELINED },
+            { request_body: { response: { body_mutation: { streamed_response: { body: forwarded, end_of_stream: endOfStream } } } } },
+          ];
+          if (trailers) replies.push({ request_trailers: {} });
+          return replies;
+        };
+        return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
+      }
+
+      function onRequestTrailers(): ExtProcReplies | Promise<ExtProcReplies> {
+        const pending = awaitingBody;
+        if (pending?.pipelined) return decidePipelined(pending, false, true);
+        return { request_trailers: {} };
       }
 
       function onResponseHeaders(request: ProcessingRequest, headers: HeaderLookup): ProcessingResponse {
@@ -227,7 +355,8 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
             exchange = undefined;
             handedOver = open.decision.id;
             metered.expect(handedOver, open);
-            return { response_headers: { response: { header_mutation: { set_headers } } }, mode_override: STREAM_HANDED_OVER, dynamic_metadata: exchangeMetadata(handedOver) };
+            finishedHere = true;
+            return { response_headers: { response: { header_mutation: { set_headers } } }, mode_override: STREAM_HANDED_OVER, dynamic_metadata: exchangeMetadata(handedOver, seal(open)) };
           }
         }
         return { response_headers: { response: { header_mutation: { set_headers } } } };
@@ -239,12 +368,12 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         return { response_body: { response: {} } };
       }
 
-      function replyTo(request: ProcessingRequest): ProcessingResponse | Promise<ProcessingResponse> {
+      function replyTo(request: ProcessingRequest): ExtProcReplies | Promise<ExtProcReplies> {
         if (request.request_headers) return onRequestHeaders(request, lookupFromHeaderMap(request.request_headers.headers));
-        if (request.request_body) return onRequestBody(request.request_body.body ?? EMPTY);
+        if (request.request_body) return onRequestBody(request.request_body.body ?? EMPTY, request.request_body.end_of_stream === true);
         if (request.response_headers) return onResponseHeaders(request, lookupFromHeaderMap(request.response_headers.headers));
         if (request.response_body) return onResponseBody(request.response_body.body, request.response_body.end_of_stream === true);
-        if (request.request_trailers) return { request_trailers: {} };
+        if (request.request_trailers) return onRequestTrailers();
         if (request.response_trailers) {
           finishExchange('completed');
           return { response_trailers: {} };
@@ -252,16 +381,22 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         throw new GenopsError('malformed_request', 'ProcessingRequest carries none of the request kinds this service knows');
       }
 
+      function replies(request: ProcessingRequest): ExtProcReplies | Promise<ExtProcReplies> {
+        if (request.observability_mode && !meterBound) bindMeter(request);
+        if (request.response_headers?.end_of_stream || request.response_body?.end_of_stream || request.response_trailers) responseEnded = true;
+        const reply = replyTo(request);
+        if (!request.observability_mode) return reply;
+        return reply instanceof Promise ? reply.then(() => undefined) : undefined;
+      }
+
       return {
+        replies,
         handle(request) {
-          if (request.observability_mode && !meterBound) bindMeter(request);
-          if (request.response_headers?.end_of_stream || request.response_body?.end_of_stream || request.response_trailers) responseEnded = true;
-          const reply = replyTo(request);
-          if (!request.observability_mode) return reply;
-          return reply instanceof Promise ? reply.then(() => undefined) : undefined;
+          const reply = replies(request);
+          return reply instanceof Promise ? reply.then(single) : single(reply);
         },
         get done() {
-          return meterBound && responseEnded;
+          return (meterBound && responseEnded) || finishedHere;
         },
         close() {
           ended = true;
@@ -287,13 +422,33 @@ function continueUpstream(decision: Decision, body: Buffer | undefined): CommonR
   return response;
 }
 
+function single(replies: ExtProcReplies): ProcessingResponse | undefined {
+  if (!Array.isArray(replies)) return replies as ProcessingResponse | undefined;
+  if (replies.length > 1) throw new GenopsError('malformed_request', 'a pipelined request has several replies: read them with replies()');
+  return replies[0];
+}
+
+function isFullDuplex(mode: ProcessingMode['request_body_mode'] | number | undefined): boolean {
+  return mode === FULL_DUPLEX_STREAMED || mode === 'FULL_DUPLEX_STREAMED';
+}
+
+/** A FULL_DUPLEX_STREAMED chunk sent back unchanged: Envoy forwards only what the service returns. */
+function echoed(body: Buffer, endOfStream: boolean): ProcessingResponse {
+  return { request_body: { response: { body_mutation: { streamed_response: { body, end_of_stream: endOfStream } } } } };
+}
+
 function isEventStream(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.trimStart().toLowerCase().startsWith('text/event-stream');
 }
 
-/** The id by which the metering stream claims the exchange, as dynamic metadata of METERING_NAMESPACE. */
-function exchangeMetadata(id: string): ProtoStruct {
-  return { fields: { [METERING_NAMESPACE]: { structValue: { fields: { exchange_id: { stringValue: id } } } } } };
+/**
+ * The id by which the metering stream claims the exchange, and the sealed handoff by which another
+ * replica can settle it (shared-metering.ts), as dynamic metadata of METERING_NAMESPACE.
+ */
+function exchangeMetadata(id: string, handoff: string | undefined): ProtoStruct {
+  const fields: Record<string, { stringValue: string }> = { exchange_id: { stringValue: id } };
+  if (handoff !== undefined) fields.handoff = { stringValue: handoff };
+  return { fields: { [METERING_NAMESPACE]: { structValue: { fields } } } };
 }
 
 /** The client's headers (by lowercase name) as dynamic metadata of METERING_NAMESPACE. */

@@ -10,13 +10,17 @@
  * - the deciding stream ended and no metering stream came within `graceMs`: the response never
  *   reached Envoy's encoder (client gone, upstream never answered), settled as `no_response`.
  * A metering stream that names an exchange this process does not hold (another replica decided
- * it, or it was already settled) is counted, never settled twice.
+ * it, or it was already settled) is adopted from the deciding replica's handoff when one verifies
+ * (shared-metering.ts), else counted, never settled twice.
  */
 export interface MeteredExchanges<Exchange> {
   /** The deciding stream allowed `id`; its response will be metered by another stream. */
   expect(id: string, exchange: Exchange): void;
-  /** The metering stream for `id` started: it now owns the exchange (undefined: not ours). */
-  claim(id: string): Exchange | undefined;
+  /**
+   * The metering stream for `id` started: it now owns the exchange. Not held here: `elsewhere`
+   * (another replica's handoff) may supply it; undefined: not ours, counted unmatched.
+   */
+  claim(id: string, elsewhere?: () => Exchange | undefined): Exchange | undefined;
   /** The deciding stream of `id` ended; unclaimed after the grace period, the exchange is settled by `orphaned`. */
   deciderEnded(id: string): void;
   /** Exchanges held (tests, metrics). */
@@ -43,11 +47,12 @@ export function createMeteredExchanges<Exchange>(options: MeteredExchangesOption
     expect(id, exchange) {
       held.set(id, { exchange, timer: undefined });
     },
-    claim(id) {
+    claim(id, elsewhere) {
       const entry = held.get(id);
       if (!entry) {
-        unmatched?.(id);
-        return undefined;
+        const adopted = elsewhere?.();
+        if (adopted === undefined) unmatched?.(id);
+        return adopted;
       }
       held.delete(id);
       if (entry.timer !== undefined) clearTimer(entry.timer);

@@ -24,6 +24,8 @@ const HEADER_VALUE = { key: 1, value: 2, raw_value: 3 } as const satisfies Recor
 const HEADER_MUTATION = { set_headers: 1, remove_headers: 2 } as const satisfies Record<keyof HeaderMutation, number>;
 const COMMON_RESPONSE = { status: 1, header_mutation: 2, body_mutation: 3, clear_route_cache: 5 } as const satisfies Record<keyof CommonResponse, number>;
 const BODY_MUTATION_BODY = 1;
+const BODY_MUTATION_STREAMED = 3;
+const STREAMED_BODY = { body: 1, end_of_stream: 2 } as const;
 const PROCESSING_MODE = {
   request_header_mode: 1,
   response_header_mode: 2,
@@ -218,7 +220,11 @@ class Encoder {
     if (response.header_mutation !== undefined && response.header_mutation !== null) size += this.headerMutation(response.header_mutation);
     if (response.body_mutation !== undefined && response.body_mutation !== null) {
       const mutationIndex = this.slot();
-      size += this.nested(this.bytesField(response.body_mutation.body), mutationIndex);
+      const streamed = response.body_mutation.streamed_response;
+      if (streamed) {
+        const streamedIndex = this.slot();
+        size += this.nested(this.nested(this.bytesField(streamed.body) + this.boolField(streamed.end_of_stream), streamedIndex), mutationIndex);
+      } else size += this.nested(this.bytesField(response.body_mutation.body), mutationIndex);
     }
     size += this.boolField(response.clear_route_cache);
     return this.nested(size, index);
@@ -425,7 +431,12 @@ class Encoder {
     if (response.header_mutation !== undefined && response.header_mutation !== null) this.writeHeaderMutation(COMMON_RESPONSE.header_mutation, response.header_mutation);
     if (response.body_mutation !== undefined && response.body_mutation !== null) {
       this.beginNested(COMMON_RESPONSE.body_mutation);
-      this.writeBytes(BODY_MUTATION_BODY, response.body_mutation.body);
+      const streamed = response.body_mutation.streamed_response;
+      if (streamed) {
+        this.beginNested(BODY_MUTATION_STREAMED);
+        this.writeBytes(STREAMED_BODY.body, streamed.body);
+        this.writeBool(STREAMED_BODY.end_of_stream, streamed.end_of_stream);
+      } else this.writeBytes(BODY_MUTATION_BODY, response.body_mutation.body);
     }
     this.writeBool(COMMON_RESPONSE.clear_route_cache, response.clear_route_cache);
   }

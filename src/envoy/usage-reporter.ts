@@ -4,6 +4,7 @@ import { GEN_AI_PROVIDER_NAME } from '../usage/ai-api.js';
 import { picoToUsdNumber } from '../usage/pricing.js';
 import { TOKEN_TYPES, tokensByType } from '../usage/token-usage.js';
 import { createBoundedLabel } from '../telemetry/bounded-label.js';
+import { createGovernanceLabels } from '../telemetry/governance-labels.js';
 import { createCounterChildren, removeSeriesWith } from '../telemetry/labelled-children.js';
 import { createHotLogLine } from '../telemetry/hot-log-line.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -50,19 +51,15 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
   const countTokens = createCounterChildren(metrics.tokens);
   const countRecord = createCounterChildren(metrics.usageRecords);
   // A value that lost its slot takes its series with it (bounded-label.ts).
-  const bounded = (label: UsageLabel, limit: number) => createBoundedLabel(limit, {
-    minIdleMs: options.labelIdleMs,
-    onEvict: (value) => {
+  const governanceLabels = createGovernanceLabels({
+    metrics,
+    forget: (label, value) => {
       countTokens.forget(label, value);
       metrics.forgetCost(label, value);
-      metrics.labelOverflow.inc({ label, outcome: 'evicted' });
     },
-    onOverflow: () => metrics.labelOverflow.inc({ label, outcome: 'overflowed' }),
+    customerLabelLimit: options.customerLabelLimit,
+    labelIdleMs: options.labelIdleMs,
   });
-  const teamLabel = bounded('genops_team', 200);
-  const projectLabel = bounded('genops_project', 500);
-  const modelLabel = bounded('model', 100);
-  const customerLabel = metrics.customerLabel ? bounded('genops_customer_id', options.customerLabelLimit ?? 100) : undefined;
   const loggedUnpriced = new Set<string>();
   const unpricedModels = createBoundedLabel(options.unpricedModelLimit ?? 100, {
     minIdleMs: options.labelIdleMs,
@@ -80,13 +77,8 @@ export function createUsageReporter(options: UsageReporterOptions): UsageReporte
   return {
     report(record, headers, startedAt, endedAt) {
       const { context, tokens } = record;
-      const labels: Partial<Record<UsageLabel, string>> = {
-        genops_team: teamLabel(context.team),
-        genops_project: projectLabel(context.project),
-        genops_tier: context.customerTier ?? '',
-        model: modelLabel(record.modelRequested),
-      };
-      if (customerLabel) labels.genops_customer_id = customerLabel(context.customerId);
+      const labels: Partial<Record<UsageLabel, string>> = {};
+      governanceLabels.assign(labels, context, record.modelRequested);
       const byType = tokensByType(tokens);
       const tokenLabels: Partial<Record<UsageLabel | 'type', string>> = { ...labels, type: '' };
       for (const type of TOKEN_TYPES) {

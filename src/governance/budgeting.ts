@@ -32,6 +32,10 @@ export interface Budgeter {
   apply(decision: Decision, request: BudgetRequest): Decision | Promise<Decision>;
   /** Turns the reservation into the actual cost, exactly once. Never rejects. */
   settle(decision: Decision, record: UsageRecord): Promise<void>;
+  /** Renews the decision's hold from this process until it is settled here (this replica meters an exchange another one decided). */
+  keepHold(decision: Decision): void;
+  /** Stops renewing the decision's hold here (settled or metered by another replica). */
+  forgetHold(decision: Decision): void;
 }
 
 export interface BudgetRequest {
@@ -241,6 +245,13 @@ export function createBudgeter(options: BudgeterOptions): Budgeter {
     apply(decision, request) {
       if (!isAllowed(decision) || !decision.ai || policy().budgets.length === 0) return decision;
       return apply(decision, request);
+    },
+    keepHold(decision) {
+      const held = decision.budget?.entries.filter((entry) => entry.heldNano > 0) ?? [];
+      if (held.length > 0) holds.keep(decision.budget!.reservationId, held.map((entry) => entry.account));
+    },
+    forgetHold(decision) {
+      if (decision.budget) holds.release(decision.budget.reservationId);
     },
     async settle(decision, record) {
       if (decision.budget) holds.release(decision.budget.reservationId);

@@ -40,7 +40,18 @@ interface WallClock {
 
 const WEEKDAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
 
+/**
+ * UTC, the default time zone of a budget, is read from Date itself: the first Intl.DateTimeFormat
+ * maps ICU's time-zone and locale data, ~6 MB of the node binary's pages and ~2 MB of heap that a
+ * service with UTC budgets does not need.
+ */
+const UTC_NAMES = new Set(['utc', 'etc/utc']);
+
 function wallClock(ms: number, timeZone: string): WallClock {
+  if (UTC_NAMES.has(timeZone.toLowerCase())) {
+    const date = new Date(ms);
+    return { year: date.getUTCFullYear(), month: date.getUTCMonth() + 1, day: date.getUTCDate(), weekday: (date.getUTCDay() + 6) % 7, hour: date.getUTCHours(), minute: date.getUTCMinutes(), second: date.getUTCSeconds() };
+  }
   const parts: Record<string, string> = {};
   for (const part of formatterFor(timeZone).formatToParts(ms)) parts[part.type] = part.value;
   return {

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { GenopsError, isGenopsError } from '../errors/genops-error.js';
 import type { AuthzAdapter } from '../envoy/authz-adapter.js';
 import type { CheckRequest, ProcessingRequest, ProcessingResponse } from '../envoy/envoy-messages.js';
-import { METERING_STREAM_HEADER, type ExtProcSessionFactory } from '../envoy/ext-proc-session.js';
+import { METERING_STREAM_HEADER, type ExtProcReplies, type ExtProcSessionFactory } from '../envoy/ext-proc-session.js';
 import { encodeCheckResponse, encodeProcessingResponse } from '../envoy/response-encoding.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics, ServiceName } from '../telemetry/metrics.js';
@@ -87,7 +87,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       : undefined;
     // The deciding filter declares observed metering in its grpc_service.initial_metadata.
     const metering = call.metadata.get(METERING_STREAM_HEADER)[0];
-    const session = extProc.open({ observedMetering: metering === 'observed' });
+    const session = extProc.open({ observedMetering: metering === 'observed' ? true : metering === 'streams' ? 'streams' : false });
     trace?.('open', { observed: metering });
     let closed = false;
     // Replies must leave in the order the messages came; once one waits on a
@@ -131,9 +131,24 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       // grpc-js turns an 'error' event on a server stream into the stream's final status.
       call.emit('error', failure('ext_proc', error));
     };
-    const send = (reply: ProcessingResponse | undefined) => {
+    const send = (replies: ExtProcReplies) => {
+      if (Array.isArray(replies)) {
+        trace?.('reply', { sent: replies.length > 0 && !closed, count: replies.length });
+        if (!closed) for (const reply of replies) call.write(reply);
+        return;
+      }
+      const reply = replies as ProcessingResponse | undefined;
       trace?.('reply', { sent: reply !== undefined && !closed });
-      if (reply && !closed) call.write(reply);
+      if (reply && !closed) {
+        call.write(reply);
+        // A deciding stream that handed its exchange over has nothing left to ask: ending it cleanly
+        // makes Envoy ignore it for the rest of the request, so this replica's exit cannot cut the answer.
+        if (session.done) {
+          closed = true;
+          endSession();
+          call.end();
+        }
+      }
       // A metering stream whose response ended: end it now rather than at Envoy's deferred close.
       else if (!reply && !closed && session.done) {
         closed = true;
@@ -144,7 +159,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     const handle = (request: ProcessingRequest): Promise<void> | undefined => {
       if (closed) return undefined;
       try {
-        const reply = session.handle(request);
+        const reply = session.replies(request);
         if (!(reply instanceof Promise)) {
           send(reply);
           return undefined;

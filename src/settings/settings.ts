@@ -50,6 +50,16 @@ export interface Settings {
   readonly workers: number;
   /** Payload-header trust per adapter, the /budgets token, the single-replica acknowledgement. */
   readonly trust: TrustSettings;
+  /**
+   * Observed metering across replicas (with Redis): the key (GENOPS_METERING_HANDOFF_SECRET,
+   * environment only, ≥ 32 characters, the same on every replica) that seals the deciding
+   * replica's handoff; undefined: the key the replicas keep in Redis (redis-shared-key.ts).
+   */
+  readonly meteringHandoffSecret: string | undefined;
+  /** How long an exchange whose deciding stream ended waits for its metering stream before the fallback settles it. */
+  readonly meteringGraceMs: number;
+  /** Lifetime of a metering replica's claim on an exchange (extended while it meters; a dead replica's lapses after it). */
+  readonly meteringClaimTtlMs: number;
 }
 
 /** Each flag and the environment variable it overrides. */
@@ -81,6 +91,8 @@ const SOURCES = {
   'trust-payload-header': 'GENOPS_TRUST_PAYLOAD_HEADER',
   'admin-token': 'GENOPS_ADMIN_TOKEN',
   'single-replica': 'GENOPS_SINGLE_REPLICA',
+  'metering-grace': 'GENOPS_METERING_GRACE_MS',
+  'metering-claim-ttl': 'GENOPS_METERING_CLAIM_TTL_MS',
 } as const;
 type Flag = keyof typeof SOURCES;
 
@@ -151,7 +163,16 @@ export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv): S
     budgetHoldTtlMs: integer(read('budget-hold-ttl'), 15 * 60_000, 3_000, 86_400_000),
     workers: workerCount,
     trust: loadTrustSettings(read),
+    meteringHandoffSecret: handoffSecret(env.GENOPS_METERING_HANDOFF_SECRET),
+    meteringGraceMs: integer(read('metering-grace'), 10_000, 100, 600_000),
+    meteringClaimTtlMs: integer(read('metering-claim-ttl'), 10_000, 1_000, 600_000),
   });
+}
+
+function handoffSecret(value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value.length < 32) throw new GenopsError('invalid_settings', 'GENOPS_METERING_HANDOFF_SECRET: must be at least 32 characters (e.g. openssl rand -hex 32), the same on every replica');
+  return value;
 }
 
 function boolean(source: { value: string | undefined; name: string }, fallback: boolean): boolean {

@@ -79,7 +79,7 @@ export interface CounterChildren<L extends string> {
 
 /** `inc(labels, value)` through cached children; an absent label counts as "". */
 export function createCounterChildren<L extends string>(counter: Counter<L>): CounterChildren<L> {
-  const childOf = childCache(labelNamesOf(counter), (labels) => counter.labels(labels));
+  const childOf = childCache(labelNamesOf(counter), (labels) => counterSeries(counter, labels));
   const inc = (labels: Partial<Record<L, string>>, value = 1) => childOf(labels).inc(value);
   return Object.assign(inc, {
     forget(label: L, value: string) {
@@ -91,6 +91,75 @@ export function createCounterChildren<L extends string>(counter: Counter<L>): Co
 
 /** `observe(labels, value)` through cached children; an absent label counts as "". */
 export function createHistogramChildren<L extends string>(histogram: Histogram<L>): (labels: Partial<Record<L, string>>, value: number) => void {
-  const childOf = childCache(labelNamesOf(histogram), (labels) => histogram.labels(labels));
+  const childOf = childCache(labelNamesOf(histogram), (labels) => histogramSeries(histogram, labels));
   return (labels, value) => childOf(labels).observe(value);
+}
+
+/**
+ * prom-client's own children (`counter.labels(...)`) still hash and validate their labels on
+ * every inc() and observe(): a series here keeps prom-client's key for its labels (computed by
+ * prom-client on the first sample) and adds to the series' entry in the metric's `hashMap`
+ * directly, as prom-client's inc and observe do. Whenever the entry is not there (first sample,
+ * the series removed, the metric reset) or the value is not a plain one, the sample goes
+ * through prom-client itself.
+ */
+interface CounterEntry {
+  value: number;
+}
+interface HistogramEntry {
+  sum: number;
+  count: number;
+  readonly bucketValues: Record<string, number>;
+  readonly labels: object;
+}
+interface PromInternals<E> {
+  hashMap: Record<string, E | undefined>;
+}
+
+function counterSeries<L extends string>(counter: Counter<L>, labels: Partial<Record<L, string>>): { inc(value: number): void } {
+  const internals = counter as unknown as PromInternals<CounterEntry>;
+  let hash: string | undefined;
+  return {
+    inc(value) {
+      const entry = hash === undefined ? undefined : internals.hashMap[hash];
+      if (entry !== undefined && value >= 0 && value < Infinity) entry.value += value;
+      else hash = (counter.inc(labels as Record<L, string>, value) as unknown as { labelHash: string }).labelHash;
+    },
+  };
+}
+
+function histogramSeries<L extends string>(histogram: Histogram<L>, labels: Partial<Record<L, string>>): { observe(value: number): void } {
+  const internals = histogram as unknown as PromInternals<HistogramEntry> & { upperBounds: readonly number[] };
+  let hash: string | undefined;
+  return {
+    observe(value) {
+      const entry = hash === undefined ? undefined : internals.hashMap[hash];
+      if (entry !== undefined && Number.isFinite(value)) {
+        entry.sum += value;
+        entry.count += 1;
+        // The first upper bound at or above the value, as prom-client's findBound; above all of them, only sum and count.
+        for (const bound of internals.upperBounds) {
+          if (value <= bound) {
+            entry.bucketValues[bound] = entry.bucketValues[bound]! + 1;
+            break;
+          }
+        }
+        return;
+      }
+      histogram.observe(labels as Record<L, string>, value);
+      // Find the series' key once: the entry whose labels are these (prom-client keeps the object it was first given).
+      for (const [key, candidate] of Object.entries(internals.hashMap)) {
+        if (candidate !== undefined && sameLabels(candidate.labels as Partial<Record<L, string>>, labels)) {
+          hash = key;
+          break;
+        }
+      }
+    },
+  };
+}
+
+function sameLabels<L extends string>(a: Partial<Record<L, string>>, b: Partial<Record<L, string>>): boolean {
+  if (a === b) return true;
+  const names = Object.keys(b) as L[];
+  return names.length === Object.keys(a).length && names.every((name) => a[name] === b[name]);
 }

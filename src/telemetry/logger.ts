@@ -1,5 +1,6 @@
 import pino, { type Logger, type LevelWithSilent } from 'pino';
 import { HOT_LINE_SAFE } from './hot-log-line.js';
+import { createIsoTime } from './iso-time.js';
 
 export type { Logger };
 
@@ -42,7 +43,7 @@ export function createLogger(options: LoggerOptions): Logger {
     {
       name: 'genops-mesh',
       level: options.level,
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: createIsoTime(),
       formatters: { level: (label) => ({ level: label }) },
       // A serializer runs only on lines that have the key: no cost elsewhere.
       serializers: { headers: redactHeaders },

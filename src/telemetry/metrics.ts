@@ -30,6 +30,8 @@ export interface Metrics {
   readonly malformedMessages: Counter<'service'>;
   /** Metering streams (observed metering) naming an exchange this process does not hold. */
   readonly meteringUnmatched: Counter<never>;
+  /** Event streams metered across replicas (shared-metering.ts), by outcome. */
+  readonly meteringHandoffs: Counter<'outcome'>;
   readonly rateLimitChecks: Counter<'limit' | 'outcome'>;
   /** Budget decisions: reserved, warned, downgraded, blocked, unavailable, settled, released. */
   readonly budgetDecisions: Counter<'budget' | 'outcome'>;
@@ -139,6 +141,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     meteringUnmatched: new Counter({
       name: 'genops_metering_unmatched_total',
       help: 'ext_proc metering streams (observability_mode) naming an AI exchange this process did not decide or already settled: its usage is not counted here.',
+      registers: [registry],
+    }),
+    meteringHandoffs: new Counter({
+      name: 'genops_metering_handoffs_total',
+      help: 'Event streams metered by another replica than the deciding one, by outcome: adopted (settled there from the handoff), refused (the handoff did not verify), lost (settled by the other side), abandoned (the shared store never decided: left to the hold expiry).',
+      labelNames: ['outcome'],
       registers: [registry],
     }),
     internalErrors: new Counter({

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { TraceFlags, type Context, type Tracer } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { ExportResultCode, TraceState, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { defaultResource, detectResources, resourceAttributesEnvDetector, resourceFromAttributes, serviceNameEnvDetector, type Resource } from '@opentelemetry/resources';
 import {
@@ -20,6 +20,7 @@ import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic
 import type { Logger } from './logger.js';
 import type { Metrics, SpanDropReason } from './metrics.js';
 import { TRACER_NAME } from './span-conventions.js';
+import { setTraceStateParser } from './trace-context.js';
 
 export type TracesSamplerName = 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio';
 
@@ -62,6 +63,8 @@ const DEFAULT_SERVICE_NAME = 'genops-mesh';
  */
 export function createTracing(options: TracingOptions): Tracing {
   const { metrics, logger } = options;
+  // Span parents carry the SDK's own reading of `tracestate` (trace-context.ts).
+  setTraceStateParser((raw) => new TraceState(raw));
   const resource = buildResource();
   const failureLogIntervalMs = options.failureLogIntervalMs ?? 60_000;
   let lastFailureLog = -Infinity;

@@ -14,19 +14,34 @@
  * InvokeModel's stream (`chunks` given) carries the model provider's own events instead, each as
  * `{"bytes": "<base64 JSON>"}` in a `chunk` message: they are handed to that provider's meter.
  */
-import { EventStreamCodec, type Message } from '@smithy/core/event-streams';
-import { fromUtf8, toUtf8 } from '@smithy/core/serde';
+import { createRequire } from 'node:module';
+import type { EventStreamCodec, Message } from '@smithy/core/event-streams';
 import { DEFAULT_MAX_EVENT_BYTES } from './sse-parser.js';
-import { errorMessageOf, estimateTokens, fromBedrockUsage, isObject, objectAt, type UsageMeter, type UsageReport } from './response-usage.js';
+import { errorMessageOf, estimateTokens, fromBedrockUsage, isObject, objectAt } from './provider-usage.js';
 import type { TokenUsage } from './token-usage.js';
+import type { UsageMeter, UsageReport } from './usage-meter.js';
 
 /** Prelude (12 bytes) plus the message CRC (4): the smallest message. */
 const MIN_MESSAGE_BYTES = 16;
 
-const codec = new EventStreamCodec(toUtf8, fromUtf8);
+/**
+ * Smithy's codec is loaded at the first Bedrock stream, not at start: a process that never sees one
+ * does not hold its modules (~2 MB of RSS). The first load takes ~10 ms once per process, on a
+ * response whose first byte already waited for the model.
+ */
+let codec: EventStreamCodec | undefined;
+function eventStreamCodec(): EventStreamCodec {
+  if (codec) return codec;
+  const require = createRequire(import.meta.url);
+  const { EventStreamCodec: Codec } = require('@smithy/core/event-streams') as typeof import('@smithy/core/event-streams');
+  const { fromUtf8, toUtf8 } = require('@smithy/core/serde') as typeof import('@smithy/core/serde');
+  codec = new Codec(toUtf8, fromUtf8);
+  return codec;
+}
 
 export function createEventStreamMeter(options: { readonly maxEventBytes?: number | undefined; readonly chunks?: UsageMeter | undefined } = {}): UsageMeter {
   const maxMessageBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
+  const codec = eventStreamCodec();
   const chunks = options.chunks;
   let pending: Buffer[] = [];
   let pendingBytes = 0;
@@ -55,7 +70,7 @@ export function createEventStreamMeter(options: { readonly maxEventBytes?: numbe
     }
     let payload: unknown;
     try {
-      payload = JSON.parse(toUtf8(message.body));
+      payload = JSON.parse(Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength).toString('utf8'));
     } catch {
       payload = undefined;
     }

@@ -45,8 +45,11 @@ const MAX_KEY_IN_MESSAGE = 64;
 
 interface Frame {
   readonly object: boolean;
-  /** Where this container sits, for messages: `stream_options`, `requests[]`. */
-  readonly at: string;
+  /** The container this one is in, and the key it is under there (for `at`). */
+  readonly parent: Frame | undefined;
+  readonly parentKey: string;
+  /** Where this container sits, for messages: `stream_options`, `requests[]` (built when first asked: only a problem needs it). */
+  at: string | undefined;
   expectKey: boolean;
   lastKey: string;
   keys: Set<string> | undefined;
@@ -71,9 +74,9 @@ export function jsonStructureProblem(body: Uint8Array, maxDepth = MAX_JSON_DEPTH
           if (key === undefined) return undefined;
           top.keys ??= new Set();
           const seen = top.folded ? foldCase(key) : key;
-          if (top.keys.has(seen)) return `request body has the key ${JSON.stringify(cut(key))} twice ${top.at === '' ? 'at the top level' : `in "${top.at}"`}${top.folded ? ' (keys that differ only in case are one key to readers that ignore case)' : ''}: JSON readers disagree on which one counts`;
-          if (top.folded && !GOVERNED_KEYS.has(key) && GOVERNED_FOLDS.has(seen) && GOVERNED_AT.has(top.at)) {
-            return `request body has the key ${JSON.stringify(cut(key))} ${top.at === '' ? 'at the top level' : `in "${top.at}"`}: the field is spelled ${JSON.stringify(GOVERNED_FOLDS.get(seen))}, and readers that ignore case would act on it unseen`;
+          if (top.keys.has(seen)) return `request body has the key ${JSON.stringify(cut(key))} twice ${where(top)}${top.folded ? ' (keys that differ only in case are one key to readers that ignore case)' : ''}: JSON readers disagree on which one counts`;
+          if (top.folded && !GOVERNED_KEYS.has(key) && GOVERNED_FOLDS.has(seen) && GOVERNED_AT.has(pathOf(top))) {
+            return `request body has the key ${JSON.stringify(cut(key))} ${where(top)}: the field is spelled ${JSON.stringify(GOVERNED_FOLDS.get(seen))}, and readers that ignore case would act on it unseen`;
           }
           top.keys.add(seen);
           top.lastKey = key;
@@ -85,8 +88,7 @@ export function jsonStructureProblem(body: Uint8Array, maxDepth = MAX_JSON_DEPTH
       case OPEN_OBJECT:
       case OPEN_ARRAY: {
         if (stack.length >= maxDepth) return `request body nests objects and arrays deeper than ${maxDepth} levels`;
-        const at = top === undefined ? '' : top.object ? join(top.at, cut(top.lastKey)) : `${top.at}[]`;
-        top = { object: byte === OPEN_OBJECT, at, expectKey: byte === OPEN_OBJECT, lastKey: '', keys: undefined, folded: stack.length < FOLDED_DEPTH };
+        top = { object: byte === OPEN_OBJECT, parent: top, parentKey: top?.object === true ? top.lastKey : '', at: top === undefined ? '' : undefined, expectKey: byte === OPEN_OBJECT, lastKey: '', keys: undefined, folded: stack.length < FOLDED_DEPTH };
         stack.push(top);
         break;
       }
@@ -153,6 +155,20 @@ function foldCase(key: string): string {
   const lower = key.toLowerCase();
   for (let index = 0; index < lower.length; index++) if (lower.charCodeAt(index) >= 0x80) return lower.toUpperCase().toLowerCase();
   return lower;
+}
+
+/** `at` of a frame, from its parents' (each built once). */
+function pathOf(frame: Frame): string {
+  if (frame.at !== undefined) return frame.at;
+  const parent = frame.parent!;
+  const above = pathOf(parent);
+  frame.at = parent.object ? join(above, cut(frame.parentKey)) : `${above}[]`;
+  return frame.at;
+}
+
+function where(frame: Frame): string {
+  const at = pathOf(frame);
+  return at === '' ? 'at the top level' : `in "${at}"`;
 }
 
 function join(at: string, key: string): string {

@@ -16,30 +16,24 @@
 import { isAscii } from 'node:buffer';
 import { FORMAT_OF, isFreeApi, type AiApi, type WireFormat } from './ai-api.js';
 import { createEventStreamMeter } from './event-stream-usage.js';
+import {
+  errorMessageOf,
+  estimateTokens,
+  fromAnthropicCounts,
+  fromGeminiUsage,
+  fromOpenAiChatUsage,
+  fromOpenAiResponsesUsage,
+  isObject,
+  mergeAnthropicUsage,
+  objectAt,
+  usageFromJson,
+  type AnthropicCounts,
+} from './provider-usage.js';
 import { createSseParser, DEFAULT_MAX_EVENT_BYTES, type SseEvent } from './sse-parser.js';
 import type { TokenUsage } from './token-usage.js';
+import type { UsageMeter, UsageReport } from './usage-meter.js';
 
-export interface UsageReport {
-  /** The provider's own usage, when seen (for an Anthropic stream cut short: the counts message_start gave). */
-  readonly usage: TokenUsage | undefined;
-  /** The response's model field when seen. */
-  readonly modelServed: string | undefined;
-  /** Output tokens estimated from the streamed/returned text (chars ÷ 4, rounded up) — used when usage never came. */
-  readonly estimatedOutputTokens: number;
-  /** true when the provider's final usage was seen (stream finished properly, or JSON body complete). */
-  readonly complete: boolean;
-  /** Provider-reported error in the body/stream (e.g. SSE `error` event, Responses `response.failed`), if any. */
-  readonly providerError: string | undefined;
-}
-
-export interface UsageMeter {
-  push(chunk: Uint8Array): void;
-  end(): UsageReport;
-  /** Report so far (for a stream that ended badly). */
-  snapshot(): UsageReport;
-  /** Bytes the meter holds right now (buffers and captures): bounded whatever the body size. */
-  readonly retainedBytes: number;
-}
+export type { UsageMeter, UsageReport } from './usage-meter.js';
 
 export interface UsageMeterOptions {
   readonly api: AiApi;
@@ -56,9 +50,6 @@ export const DEFAULT_MAX_JSON_CAPTURE_BYTES = 64 * 1024;
  * beside the usage, so it is as large as the response: its bound is higher than the other APIs' small events.
  */
 export const DEFAULT_MAX_RESPONSES_EVENT_BYTES = 8 * 1024 * 1024;
-
-/** The text-to-token ratio of the estimate: about four characters per token for English text. */
-const CHARS_PER_TOKEN = 4;
 
 export function createUsageMeter(options: UsageMeterOptions): UsageMeter {
   const wire = FORMAT_OF[options.api];
@@ -102,6 +93,7 @@ export function createUsageMeter(options: UsageMeterOptions): UsageMeter {
 type BodyFormat = 'sse' | 'json' | 'eventstream' | 'unknown' | 'other';
 
 function bodyFormatOf(contentType: string | undefined): BodyFormat {
+  if (contentType === 'application/json') return 'json';
   if (contentType === undefined || contentType.trim() === '') return 'unknown';
   const mediaType = (contentType.split(';', 1)[0] ?? '').trim().toLowerCase();
   if (mediaType === 'text/event-stream') return 'sse';
@@ -121,144 +113,6 @@ function firstSignificantByte(chunk: Uint8Array): number | undefined {
     if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d && byte !== 0xef && byte !== 0xbb && byte !== 0xbf) return byte;
   }
   return undefined;
-}
-
-export function estimateTokens(chars: number): number {
-  return Math.ceil(chars / CHARS_PER_TOKEN);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Provider usage objects → TokenUsage
-
-export function count(value: unknown): number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
-}
-
-export function objectAt(value: unknown, key: string): Record<string, unknown> | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
-  const inner = (value as Record<string, unknown>)[key];
-  return typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? (inner as Record<string, unknown>) : undefined;
-}
-
-export function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-export function normalized(input: number, cachedInput: number, cacheWrite: number, output: number, reasoning: number): TokenUsage {
-  const cached = Math.min(cachedInput, input);
-  return { input, cachedInput: cached, cacheWrite: Math.min(cacheWrite, input - cached), output, reasoning: Math.min(reasoning, output) };
-}
-
-/** OpenAI Chat Completions and Embeddings: prompt_tokens already include the cached ones; completion_tokens the reasoning ones. */
-function fromOpenAiChatUsage(usage: Record<string, unknown>): TokenUsage {
-  const input = count(usage.prompt_tokens ?? usage.input_tokens);
-  const cached = count(objectAt(usage, 'prompt_tokens_details')?.cached_tokens ?? objectAt(usage, 'input_tokens_details')?.cached_tokens);
-  const output = count(usage.completion_tokens ?? usage.output_tokens);
-  const reasoning = count(objectAt(usage, 'completion_tokens_details')?.reasoning_tokens ?? objectAt(usage, 'output_tokens_details')?.reasoning_tokens);
-  return normalized(input, cached, 0, output, reasoning);
-}
-
-/** OpenAI Responses: input_tokens include input_tokens_details.cached_tokens; output_tokens include reasoning_tokens. */
-function fromOpenAiResponsesUsage(usage: Record<string, unknown>): TokenUsage {
-  const input = count(usage.input_tokens ?? usage.prompt_tokens);
-  const cached = count(objectAt(usage, 'input_tokens_details')?.cached_tokens);
-  const output = count(usage.output_tokens ?? usage.completion_tokens);
-  const reasoning = count(objectAt(usage, 'output_tokens_details')?.reasoning_tokens);
-  return normalized(input, cached, 0, output, reasoning);
-}
-
-interface AnthropicCounts {
-  input: number;
-  cacheRead: number;
-  cacheCreation: number;
-  output: number;
-  /** cache_creation.ephemeral_1h_input_tokens, when told. */
-  cacheCreation1h?: number;
-  /** usage.server_tool_use: calls of server tools by name, when told. */
-  serverTools?: Record<string, number>;
-}
-
-/** Anthropic reports uncached input beside cache reads and writes; all three are billed input. Thinking is inside output_tokens. */
-function fromAnthropicCounts(counts: AnthropicCounts): TokenUsage {
-  const usage = normalized(counts.input + counts.cacheRead + counts.cacheCreation, counts.cacheRead, counts.cacheCreation, counts.output, 0);
-  return {
-    ...usage,
-    // Only a positive count is kept: absent, the request's cache_control decides how writes are priced (usage-accounting.ts).
-    ...(counts.cacheCreation1h !== undefined && counts.cacheCreation1h > 0 ? { cacheWrite1h: Math.min(counts.cacheCreation1h, usage.cacheWrite) } : {}),
-    ...(counts.serverTools !== undefined ? { serverToolCalls: counts.serverTools } : {}),
-  };
-}
-
-/** The bill's extras: 1-hour cache writes and server tool calls (web_search_requests → web_search). */
-function mergeAnthropicExtras(counts: AnthropicCounts, usage: Record<string, unknown>): void {
-  const creation = objectAt(usage, 'cache_creation');
-  if (creation && creation.ephemeral_1h_input_tokens !== undefined && creation.ephemeral_1h_input_tokens !== null) counts.cacheCreation1h = count(creation.ephemeral_1h_input_tokens);
-  const tools = objectAt(usage, 'server_tool_use');
-  if (tools) {
-    const calls: Record<string, number> = { ...counts.serverTools };
-    for (const [key, value] of Object.entries(tools)) if (key.endsWith('_requests')) calls[key.slice(0, -'_requests'.length)] = count(value);
-    counts.serverTools = calls;
-  }
-}
-
-/** Anthropic usage is cumulative: a field present overrides the earlier value, a field absent keeps it. */
-function mergeAnthropicUsage(counts: AnthropicCounts, usage: Record<string, unknown>): void {
-  if (usage.input_tokens !== undefined && usage.input_tokens !== null) counts.input = count(usage.input_tokens);
-  if (usage.cache_read_input_tokens !== undefined && usage.cache_read_input_tokens !== null) counts.cacheRead = count(usage.cache_read_input_tokens);
-  if (usage.cache_creation_input_tokens !== undefined && usage.cache_creation_input_tokens !== null) counts.cacheCreation = count(usage.cache_creation_input_tokens);
-  if (usage.output_tokens !== undefined && usage.output_tokens !== null) counts.output = count(usage.output_tokens);
-  mergeAnthropicExtras(counts, usage);
-}
-
-/** Gemini: promptTokenCount includes the cached tokens; thinking is billed as output beside candidatesTokenCount. */
-function fromGeminiUsage(usage: Record<string, unknown>): TokenUsage {
-  const input = count(usage.promptTokenCount) + count(usage.toolUsePromptTokenCount);
-  const reasoning = count(usage.thoughtsTokenCount);
-  return normalized(input, count(usage.cachedContentTokenCount), 0, count(usage.candidatesTokenCount) + reasoning, reasoning);
-}
-
-/** Bedrock Converse: inputTokens are the uncached ones; cache reads and writes are reported beside them (as Anthropic does). */
-export function fromBedrockUsage(usage: Record<string, unknown>): TokenUsage {
-  const cacheRead = count(usage.cacheReadInputTokens);
-  const cacheWrite = count(usage.cacheWriteInputTokens);
-  return normalized(count(usage.inputTokens) + cacheRead + cacheWrite, cacheRead, cacheWrite, count(usage.outputTokens), 0);
-}
-
-function usageFromJson(format: WireFormat, usage: Record<string, unknown>): TokenUsage {
-  switch (format) {
-    case 'openai.chat':
-    case 'openai.embeddings':
-    case 'openai.completions':
-    case 'openai.batches':
-      return fromOpenAiChatUsage(usage);
-    case 'gemini':
-      return fromGeminiUsage(usage);
-    case 'bedrock.converse':
-      return fromBedrockUsage(usage);
-    case 'openai.responses':
-      return fromOpenAiResponsesUsage(usage);
-    case 'anthropic.batches':
-    case 'bedrock.invoke':
-    case 'anthropic.messages': {
-      const counts: AnthropicCounts = { input: 0, cacheRead: 0, cacheCreation: 0, output: 0 };
-      mergeAnthropicUsage(counts, usage);
-      return fromAnthropicCounts(counts);
-    }
-  }
-}
-
-/** `{"error": {"message": ...}}` (OpenAI, Anthropic inside `error`; Gemini names its kind in `status`), or a bare string. */
-export function errorMessageOf(error: unknown): string | undefined {
-  if (error === undefined || error === null) return undefined;
-  if (typeof error === 'string') return error;
-  if (isObject(error)) {
-    const message = typeof error.message === 'string' ? error.message : undefined;
-    // `type` names the error kind, except on the Responses API's error event where it is the event name.
-    const kind = typeof error.type === 'string' && error.type !== 'error' ? error.type : typeof error.code === 'string' ? error.code : typeof error.status === 'string' ? error.status : undefined;
-    if (message !== undefined) return kind !== undefined ? `${kind}: ${message}` : message;
-    if (kind !== undefined) return kind;
-  }
-  return JSON.stringify(error).slice(0, 1000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -456,6 +310,13 @@ const enum Key {
   Text,
 }
 
+/** The keys a JSON body's scan acts on, as bytes (a key is compared in place: no string per key). */
+interface KeyEntry {
+  readonly bytes: Uint8Array;
+  readonly key: Key;
+}
+
+const keyEntries = (pairs: readonly [string, Key][]): readonly KeyEntry[] => pairs.map(([name, key]) => ({ bytes: Buffer.from(name, 'latin1'), key }));
 const TEXT_KEYS: readonly [string, Key][] = [
   ['content', Key.Text],
   ['text', Key.Text],
@@ -463,76 +324,154 @@ const TEXT_KEYS: readonly [string, Key][] = [
   ['arguments', Key.Text],
   ['refusal', Key.Text],
 ];
-const KEYS: ReadonlyMap<string, Key> = new Map([['model', Key.Model], ['usage', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
+const KEYS = keyEntries([['model', Key.Model], ['usage', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
 /** Gemini names its usage `usageMetadata` and the model served `modelVersion`. */
-const GEMINI_KEYS: ReadonlyMap<string, Key> = new Map([['modelVersion', Key.Model], ['usageMetadata', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
-
-interface Capture {
-  parts: Buffer[];
-  bytes: number;
-  overflow: boolean;
-}
+const GEMINI_KEYS = keyEntries([['modelVersion', Key.Model], ['usageMetadata', Key.Usage], ['error', Key.Error], ...TEXT_KEYS]);
 
 function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
-  const format = FORMAT_OF[api];
-  const keys = format === 'gemini' ? GEMINI_KEYS : KEYS;
+  return new JsonMeter(FORMAT_OF[api], maxCaptureBytes);
+}
+
+/**
+ * A class rather than closures: one meter is made per JSON answer, and an object with its state
+ * in fields costs a fraction of a dozen closures and their context (bench/RESULTS.md, issue 18).
+ */
+class JsonMeter implements UsageMeter {
+  private readonly keys: readonly KeyEntry[];
   // The depth of the objects whose keys are read: 1, or 2 when the body is an array of them
   // (Gemini's streamGenerateContent without alt=sse: each element repeats the cumulative usage, the last wins).
-  let rootDepth = 1;
-  let depth = 0;
-  // Per tracked depth: 1 = object, 0 = array.
-  const isObjectAt = new Uint8Array(MAX_TRACKED_DEPTH + 1);
-  let expectKey = false;
-  let inString = false;
-  let stringIsKey = false;
-  let escaped = false;
-  let hexDigitsLeft = 0;
-  let stringCounts = false;
-  // The key being read (first MAX_KEY_BYTES bytes) and the last complete key per depth.
-  const keyBytes = Buffer.alloc(MAX_KEY_BYTES);
-  let keyLength = 0;
-  let keyHasEscape = false;
-  const lastKey = new Uint8Array(MAX_TRACKED_DEPTH + 1);
+  private rootDepth = 1;
+  private depth = 0;
+  // Plain arrays grown as the body nests: a typed array over 64 bytes is allocated outside V8's heap, which costs more than the scan of a small answer.
+  /** Per tracked depth: 1 = object, 0 = array. */
+  private readonly objectAt: number[] = [0];
+  /** Per tracked depth: the last complete key. */
+  private readonly lastKeyAt: number[] = [Key.Other];
+  /** The key being read: its first MAX_KEY_BYTES bytes. */
+  private readonly keyBytes: number[] = [];
+  private expectKey = false;
+  private inString = false;
+  private stringIsKey = false;
+  private escaped = false;
+  private hexDigitsLeft = 0;
+  private stringCounts = false;
+  private keyLength = 0;
+  private keyHasEscape = false;
 
-  let capturing: Key.Model | Key.Usage | Key.Error | undefined;
-  let capture: Capture = { parts: [], bytes: 0, overflow: false };
-  let captureFrom = -1;
-  let modelText: string | undefined;
-  let usageText: string | undefined;
-  let errorText: string | undefined;
-  let topLevelClosed = false;
-  let outputChars = 0;
+  private capturing: Key.Model | Key.Usage | Key.Error | undefined = undefined;
+  private captureParts: Buffer[] | undefined = undefined;
+  private captureBytes = 0;
+  private captureOverflow = false;
+  private captureFrom = -1;
+  private modelText: string | undefined = undefined;
+  private usageText: string | undefined = undefined;
+  private errorText: string | undefined = undefined;
+  private topLevelClosed = false;
+  private outputChars = 0;
 
-  function appendCapture(chunk: Buffer, from: number, to: number): void {
-    if (to <= from || capture.overflow) return;
-    if (capture.bytes + (to - from) > maxCaptureBytes) {
-      capture = { parts: [], bytes: 0, overflow: true };
+  constructor(
+    private readonly format: WireFormat,
+    private readonly maxCaptureBytes: number,
+  ) {
+    this.keys = format === 'gemini' ? GEMINI_KEYS : KEYS;
+  }
+
+  push(input: Uint8Array): void {
+    if (input.length === 0 || this.topLevelClosed) return;
+    const chunk = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    this.scan(chunk);
+    // The chunk ended inside a captured value: keep its tail.
+    if (this.capturing !== undefined && this.captureFrom >= 0) {
+      this.appendCapture(chunk, this.captureFrom, chunk.length);
+      this.captureFrom = -1;
+    }
+  }
+
+  end(): UsageReport {
+    return this.report();
+  }
+
+  snapshot(): UsageReport {
+    return this.report();
+  }
+
+  get retainedBytes(): number {
+    return this.captureBytes + (this.usageText?.length ?? 0) + (this.modelText?.length ?? 0) + (this.errorText?.length ?? 0);
+  }
+
+  private report(): UsageReport {
+    const usageJson = parsed(this.usageText);
+    const model = parsed(this.modelText);
+    const error = parsed(this.errorText);
+    const usage = isObject(usageJson) ? usageFromJson(this.format, usageJson) : undefined;
+    return {
+      usage,
+      modelServed: typeof model === 'string' && model.length > 0 ? model : undefined,
+      estimatedOutputTokens: estimateTokens(this.outputChars),
+      complete: usage !== undefined && this.topLevelClosed,
+      providerError: errorMessageOf(error),
+    };
+  }
+
+  private startCapture(key: Key.Model | Key.Usage | Key.Error, from: number): void {
+    this.capturing = key;
+    this.captureParts = undefined;
+    this.captureBytes = 0;
+    this.captureOverflow = false;
+    this.captureFrom = from;
+  }
+
+  private appendCapture(chunk: Buffer, from: number, to: number): void {
+    if (to <= from || this.captureOverflow) return;
+    if (this.captureBytes + (to - from) > this.maxCaptureBytes) {
+      this.captureParts = undefined;
+      this.captureBytes = 0;
+      this.captureOverflow = true;
       return;
     }
-    capture.parts.push(Buffer.from(chunk.subarray(from, to)));
-    capture.bytes += to - from;
+    (this.captureParts ??= []).push(Buffer.from(chunk.subarray(from, to)));
+    this.captureBytes += to - from;
   }
 
-  function finishCapture(chunk: Buffer, end: number): void {
-    appendCapture(chunk, captureFrom, end);
-    const text = capture.overflow ? undefined : Buffer.concat(capture.parts, capture.bytes).toString('utf8');
-    if (capturing === Key.Model) modelText = text;
-    else if (capturing === Key.Usage) usageText = text;
-    else if (capturing === Key.Error) errorText = text;
-    capturing = undefined;
-    capture = { parts: [], bytes: 0, overflow: false };
-    captureFrom = -1;
+  private finishCapture(chunk: Buffer, end: number): void {
+    let text: string | undefined;
+    if (this.captureParts === undefined && !this.captureOverflow && this.captureFrom >= 0) {
+      // The whole value is in this chunk (nearly always): read it in place, no copy.
+      if (this.captureBytes + (end - this.captureFrom) <= this.maxCaptureBytes) text = chunk.toString('utf8', this.captureFrom, end);
+    } else {
+      this.appendCapture(chunk, this.captureFrom, end);
+      text = this.captureOverflow ? undefined : this.captureParts === undefined ? '' : Buffer.concat(this.captureParts, this.captureBytes).toString('utf8');
+    }
+    if (this.capturing === Key.Model) this.modelText = text;
+    else if (this.capturing === Key.Usage) this.usageText = text;
+    else if (this.capturing === Key.Error) this.errorText = text;
+    this.capturing = undefined;
+    this.captureParts = undefined;
+    this.captureBytes = 0;
+    this.captureOverflow = false;
+    this.captureFrom = -1;
   }
 
-  function endKey(): void {
-    const key = keyHasEscape || keyLength > MAX_KEY_BYTES ? Key.Other : (keys.get(keyBytes.toString('latin1', 0, keyLength)) ?? Key.Other);
-    if (depth <= MAX_TRACKED_DEPTH) lastKey[depth] = key;
+  /** The key just read, matched byte for byte against the few the scan acts on. */
+  private keyRead(): Key {
+    const length = this.keyLength;
+    if (this.keyHasEscape || length > MAX_KEY_BYTES) return Key.Other;
+    const { keyBytes } = this;
+    for (const entry of this.keys) {
+      const { bytes } = entry;
+      if (bytes.length !== length) continue;
+      let at = 0;
+      while (at < length && bytes[at] === keyBytes[at]) at += 1;
+      if (at === length) return entry.key;
+    }
+    return Key.Other;
   }
 
-  function scan(chunk: Buffer): void {
+  private scan(chunk: Buffer): void {
     const length = chunk.length;
+    const { objectAt, lastKeyAt, keyBytes } = this;
     let index = 0;
-    if (capturing !== undefined) captureFrom = 0;
+    if (this.capturing !== undefined) this.captureFrom = 0;
     // Next positions of the bytes the fast paths look for (-2: not searched yet, -1: none left in this chunk).
     let nextQuote = -2;
     let nextBackslash = -2;
@@ -540,10 +479,10 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
     let nextOpenBracket = -2;
     let nextCloseBracket = -2;
     while (index < length) {
-      if (inString && !stringIsKey && !stringCounts) {
+      if (this.inString && !this.stringIsKey && !this.stringCounts) {
         // A string we neither keep nor count: jump to its closing quote with native searches.
-        if (escaped) {
-          escaped = false;
+        if (this.escaped) {
+          this.escaped = false;
           index += 1;
           continue;
         }
@@ -553,17 +492,18 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
         if (nextBackslash !== -1 && (nextQuote === -1 || nextBackslash < nextQuote)) {
           // Skip the escaped byte (hex digits of \uXXXX are harmless here).
           if (nextBackslash + 1 >= length) {
-            escaped = true;
+            this.escaped = true;
             return;
           }
           index = nextBackslash + 2;
           continue;
         }
-        inString = false;
+        this.inString = false;
         index = nextQuote + 1;
         continue;
       }
-      if (!inString && capturing === undefined && depth >= 1 && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 0) {
+      const depth = this.depth;
+      if (!this.inString && this.capturing === undefined && depth >= 1 && depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 0) {
         // Inside an array (an embedding vector): only a string, a nested container or its end matter.
         if (nextQuote !== -1 && nextQuote < index) nextQuote = chunk.indexOf(QUOTE, index);
         if (nextOpenBrace !== -1 && nextOpenBrace < index) nextOpenBrace = chunk.indexOf(OPEN_BRACE, index);
@@ -577,19 +517,19 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
         if (stop === length) return;
         index = stop;
       }
-      if (inString && stringCounts) {
+      if (this.inString && this.stringCounts) {
         // Generated text: count UTF-16 units, as String.length would after JSON.parse.
-        if (hexDigitsLeft > 0) {
+        if (this.hexDigitsLeft > 0) {
           // The XXXX of \uXXXX: one unit, counted at the u.
-          const skipped = Math.min(hexDigitsLeft, length - index);
-          hexDigitsLeft -= skipped;
+          const skipped = Math.min(this.hexDigitsLeft, length - index);
+          this.hexDigitsLeft -= skipped;
           index += skipped;
           continue;
         }
-        if (escaped) {
-          escaped = false;
-          outputChars += 1;
-          if (chunk[index] === 0x75 /* u */) hexDigitsLeft = 4;
+        if (this.escaped) {
+          this.escaped = false;
+          this.outputChars += 1;
+          if (chunk[index] === 0x75 /* u */) this.hexDigitsLeft = 4;
           index += 1;
           continue;
         }
@@ -599,30 +539,31 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
         if (nextQuote !== -1 && nextQuote < stop) stop = nextQuote;
         if (nextBackslash !== -1 && nextBackslash < stop) stop = nextBackslash;
         if (isAscii(chunk.subarray(index, stop))) {
-          outputChars += stop - index;
+          this.outputChars += stop - index;
         } else {
           // One per character, two for a 4-byte UTF-8 one (a surrogate pair).
           for (let at = index; at < stop; at += 1) {
             const byte = chunk[at]!;
-            if ((byte & 0xc0) !== 0x80) outputChars += byte >= 0xf0 ? 2 : 1;
+            if ((byte & 0xc0) !== 0x80) this.outputChars += byte >= 0xf0 ? 2 : 1;
           }
         }
         if (stop === length) return;
-        if (chunk[stop] === QUOTE) inString = false;
-        else escaped = true;
+        if (chunk[stop] === QUOTE) this.inString = false;
+        else this.escaped = true;
         index = stop + 1;
         continue;
       }
-      if (inString) {
+      if (this.inString) {
         // A key: byte by byte, keeping its first bytes.
         let next = index;
+        let keyLength = this.keyLength;
         while (next < length) {
           const byte = chunk[next]!;
-          if (escaped) {
-            escaped = false;
-            keyHasEscape = true;
+          if (this.escaped) {
+            this.escaped = false;
+            this.keyHasEscape = true;
           } else if (byte === BACKSLASH) {
-            escaped = true;
+            this.escaped = true;
           } else if (byte === QUOTE) {
             break;
           } else {
@@ -631,57 +572,56 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
           }
           next += 1;
         }
+        this.keyLength = keyLength;
         if (next === length) return;
-        inString = false;
-        endKey();
+        this.inString = false;
+        if (depth <= MAX_TRACKED_DEPTH) lastKeyAt[depth] = this.keyRead();
         index = next + 1;
         continue;
       }
       const byte = chunk[index]!;
       switch (byte) {
         case QUOTE:
-          inString = true;
-          escaped = false;
-          hexDigitsLeft = 0;
-          stringIsKey = expectKey && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1;
-          if (stringIsKey) {
-            keyLength = 0;
-            keyHasEscape = false;
-            stringCounts = false;
+          this.inString = true;
+          this.escaped = false;
+          this.hexDigitsLeft = 0;
+          this.stringIsKey = this.expectKey && depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 1;
+          if (this.stringIsKey) {
+            this.keyLength = 0;
+            this.keyHasEscape = false;
+            this.stringCounts = false;
           } else {
-            stringCounts = depth > rootDepth && depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1 && lastKey[depth] === Key.Text;
+            this.stringCounts = depth > this.rootDepth && depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 1 && lastKeyAt[depth] === Key.Text;
           }
           break;
         case OPEN_BRACE:
-        case OPEN_BRACKET:
-          if (depth === 0 && byte === OPEN_BRACKET && format === 'gemini') rootDepth = 2;
-          depth += 1;
-          if (depth <= MAX_TRACKED_DEPTH) {
-            isObjectAt[depth] = byte === OPEN_BRACE ? 1 : 0;
-            lastKey[depth] = Key.Other;
+        case OPEN_BRACKET: {
+          if (depth === 0 && byte === OPEN_BRACKET && this.format === 'gemini') this.rootDepth = 2;
+          const inner = depth + 1;
+          this.depth = inner;
+          if (inner <= MAX_TRACKED_DEPTH) {
+            objectAt[inner] = byte === OPEN_BRACE ? 1 : 0;
+            lastKeyAt[inner] = Key.Other;
           }
-          expectKey = byte === OPEN_BRACE;
+          this.expectKey = byte === OPEN_BRACE;
           break;
+        }
         case CLOSE_BRACE:
         case CLOSE_BRACKET:
-          if (depth === rootDepth && capturing !== undefined) finishCapture(chunk, index);
-          if (depth === 1) topLevelClosed = true;
-          if (depth > 0) depth -= 1;
-          expectKey = false;
+          if (depth === this.rootDepth && this.capturing !== undefined) this.finishCapture(chunk, index);
+          if (depth === 1) this.topLevelClosed = true;
+          if (depth > 0) this.depth = depth - 1;
+          this.expectKey = false;
           break;
         case COMMA:
-          if (depth === rootDepth && capturing !== undefined) finishCapture(chunk, index);
-          expectKey = depth <= MAX_TRACKED_DEPTH && isObjectAt[depth] === 1;
+          if (depth === this.rootDepth && this.capturing !== undefined) this.finishCapture(chunk, index);
+          this.expectKey = depth <= MAX_TRACKED_DEPTH && objectAt[depth] === 1;
           break;
         case COLON:
-          expectKey = false;
-          if (depth === rootDepth && !topLevelClosed && isObjectAt[rootDepth] === 1) {
-            const key = lastKey[rootDepth];
-            if (key === Key.Model || key === Key.Usage || key === Key.Error) {
-              capturing = key;
-              capture = { parts: [], bytes: 0, overflow: false };
-              captureFrom = index + 1;
-            }
+          this.expectKey = false;
+          if (depth === this.rootDepth && !this.topLevelClosed && objectAt[this.rootDepth] === 1) {
+            const key = lastKeyAt[this.rootDepth];
+            if (key === Key.Model || key === Key.Usage || key === Key.Error) this.startCapture(key, index + 1);
           }
           break;
         default:
@@ -690,45 +630,13 @@ function createJsonMeter(api: AiApi, maxCaptureBytes: number): UsageMeter {
       index += 1;
     }
   }
+}
 
-  function parsed(text: string | undefined): unknown {
-    if (text === undefined) return undefined;
-    try {
-      return JSON.parse(text);
-    } catch {
-      return undefined;
-    }
+function parsed(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
-
-  const report = (): UsageReport => {
-    const usageJson = parsed(usageText);
-    const model = parsed(modelText);
-    const error = parsed(errorText);
-    const usage = isObject(usageJson) ? usageFromJson(format, usageJson) : undefined;
-    return {
-      usage,
-      modelServed: typeof model === 'string' && model.length > 0 ? model : undefined,
-      estimatedOutputTokens: estimateTokens(outputChars),
-      complete: usage !== undefined && topLevelClosed,
-      providerError: errorMessageOf(error),
-    };
-  };
-
-  return {
-    push(input) {
-      if (input.length === 0 || topLevelClosed) return;
-      const chunk = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-      scan(chunk);
-      // The chunk ended inside a captured value: keep its tail.
-      if (capturing !== undefined && captureFrom >= 0) {
-        appendCapture(chunk, captureFrom, chunk.length);
-        captureFrom = -1;
-      }
-    },
-    end: report,
-    snapshot: report,
-    get retainedBytes() {
-      return capture.bytes + (usageText?.length ?? 0) + (modelText?.length ?? 0) + (errorText?.length ?? 0);
-    },
-  };
 }

@@ -1,8 +1,9 @@
 /**
  * The shipped Envoy configs: every placeholder is documented, and the real
- * Envoy accepts each file once rendered (`envoy --mode validate`).
+ * Envoy accepts each file once rendered (`envoy --mode validate`). The
+ * variants of ext-proc.yaml are that file as it is plus their one change.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,5 +34,22 @@ describe.each(Object.entries(ENVOY_CONFIGS))('deploy/envoy config for %s', (_mod
 
   it('refuses to render with a placeholder left empty', () => {
     expect(() => renderEnvoyConfig(template, { ...VALUES, GENOPS_PORT: '' }, path)).toThrow(/no value for placeholder \$\{GENOPS_PORT\}/);
+  });
+});
+
+describe('variants of deploy/envoy/ext-proc.yaml (ext-proc-uds.yaml, ext-proc-ungoverned-route.yaml, ext-proc-replicas.yaml)', () => {
+  it('are ext-proc.yaml plus their one change, as scripts/render-ext-proc-variants.mjs renders them', () => {
+    // Throws with the script's message when ext-proc.yaml changed and the variants were not re-rendered.
+    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts/render-ext-proc-variants.mjs'), '--check'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  });
+
+  it('document their placeholders: the Unix socket variant names the socket instead of the service host and port', () => {
+    const readme = readFileSync(join(REPO_ROOT, 'deploy/envoy/README.md'), 'utf8');
+    const uds = placeholdersOf(readFileSync(join(REPO_ROOT, 'deploy/envoy/ext-proc-uds.yaml'), 'utf8'));
+    expect(uds.sort()).toEqual([...PLACEHOLDERS.filter((name) => !name.startsWith('GENOPS_')), 'GENOPS_SOCKET'].sort());
+    expect(readme).toContain('${GENOPS_SOCKET}');
+    expect(placeholdersOf(readFileSync(join(REPO_ROOT, 'deploy/envoy/ext-proc-ungoverned-route.yaml'), 'utf8')).sort()).toEqual([...PLACEHOLDERS].sort());
+    expect(placeholdersOf(readFileSync(join(REPO_ROOT, 'deploy/envoy/ext-proc-replicas.yaml'), 'utf8')).sort()).toEqual([...PLACEHOLDERS, 'GENOPS_HOST_2', 'GENOPS_PORT_2'].sort());
+    expect(readme).toContain('${GENOPS_HOST_2}');
   });
 });

@@ -4,69 +4,33 @@
  * metering stream (observability_mode, behind its content-type matcher); a request that is not an
  * AI call costs one message; and a route an operator turned off with ExtProcPerRoute reaches its
  * upstream without any stream, while every other path stays governed. And the same config over a
- * Unix domain socket (GENOPS_GRPC_SOCKET, Envoy's `pipe` address), as a sidecar would run it.
+ * Unix domain socket (GENOPS_GRPC_SOCKET, Envoy's `pipe` address), as a sidecar would run it. The
+ * two configs are shipped as booted (rendered from ext-proc.yaml by scripts/render-ext-proc-variants.mjs).
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { httpRequest, REPO_ROOT, startEnvoy, startService, startStubLlm, STUB_TEST_ID_HEADER, type RunningEnvoy, type RunningService, type StubLlm } from '../support/index.js';
+import { httpRequest, startEnvoy, startService, startStubLlm, STUB_TEST_ID_HEADER, type RunningEnvoy, type RunningService, type StubLlm } from '../support/index.js';
 import { context } from '../support/request-context.js';
 
-const DISABLED = { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute', disabled: true };
+const UNGOVERNED_ROUTE_CONFIG = 'deploy/envoy/ext-proc-ungoverned-route.yaml';
+const UNIX_SOCKET_CONFIG = 'deploy/envoy/ext-proc-uds.yaml';
 
-interface Endpoint { endpoint: { address: Record<string, unknown> } }
-interface Cluster { name: string; load_assignment: { endpoints: { lb_endpoints: Endpoint[] }[] }; type?: string; dns_lookup_family?: string }
-
-/** deploy/envoy/ext-proc.yaml with the genops_mesh cluster on a Unix socket (${GENOPS_SOCKET}) instead of host and port. */
-function configOverUnixSocket(dir: string): string {
-  const template = readFileSync(join(REPO_ROOT, 'deploy/envoy/ext-proc.yaml'), 'utf8').replace(/\$\{([A-Z][A-Z0-9_]*)\}/g, '__PLACEHOLDER_$1__');
-  const config = parse(template) as { static_resources: { clusters: Cluster[] } };
-  const cluster = config.static_resources.clusters.find((candidate) => candidate.name === 'genops_mesh')!;
-  cluster.type = 'STATIC';
-  delete cluster.dns_lookup_family;
-  cluster.load_assignment.endpoints[0]!.lb_endpoints[0]!.endpoint.address = { pipe: { path: '__PLACEHOLDER_GENOPS_SOCKET__' } };
-  const path = join(dir, 'ext-proc-unix-socket.yaml');
-  writeFileSync(path, stringify(config, { lineWidth: 0 }).replace(/__PLACEHOLDER_([A-Z][A-Z0-9_]*)__/g, '$${$1}'));
-  return path;
-}
-
-interface Route { name: string; match: Record<string, unknown>; route: Record<string, unknown>; typed_per_filter_config?: Record<string, unknown> }
-
-/** deploy/envoy/ext-proc.yaml with one route in front that turns both ext_proc filters off, as README tells operators. */
-function configWithUngovernedRoute(dir: string): string {
-  const template = readFileSync(join(REPO_ROOT, 'deploy/envoy/ext-proc.yaml'), 'utf8').replace(/\$\{([A-Z][A-Z0-9_]*)\}/g, '__PLACEHOLDER_$1__');
-  const config = parse(template) as { static_resources: { listeners: { filter_chains: { filters: { typed_config: { route_config: { virtual_hosts: { routes: Route[] }[] } } }[] }[] }[] } };
-  const routes = config.static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config.route_config.virtual_hosts[0]!.routes;
-  routes.unshift({
-    name: 'ungoverned-health',
-    match: { path: '/healthz' },
-    route: { cluster: 'ai_upstream' },
-    typed_per_filter_config: { 'envoy.filters.http.ext_proc': DISABLED, 'genops.metering': DISABLED },
-  });
-  const path = join(dir, 'ext-proc-ungoverned-route.yaml');
-  writeFileSync(path, stringify(config, { lineWidth: 0 }).replace(/__PLACEHOLDER_([A-Z][A-Z0-9_]*)__/g, '$${$1}'));
-  return path;
-}
-
-describe('ext_proc streams through the real Envoy (deploy/envoy/ext-proc.yaml)', () => {
+describe('ext_proc streams through the real Envoy (deploy/envoy/ext-proc-ungoverned-route.yaml: ext-proc.yaml and one ungoverned route)', () => {
   let llm: StubLlm;
   let service: RunningService;
   let envoy: RunningEnvoy;
-  let dir: string;
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'genops-ext-proc-streams-'));
     llm = await startStubLlm();
     service = await startService();
-    envoy = await startEnvoy({ config: configWithUngovernedRoute(dir), vars: { GENOPS_HOST: service.host, GENOPS_PORT: service.grpcPort, UPSTREAM_HOST: '127.0.0.1', UPSTREAM_PORT: llm.port } });
+    envoy = await startEnvoy({ config: UNGOVERNED_ROUTE_CONFIG, vars: { GENOPS_HOST: service.host, GENOPS_PORT: service.grpcPort, UPSTREAM_HOST: '127.0.0.1', UPSTREAM_PORT: llm.port } });
   });
   afterAll(async () => {
     await envoy?.stop();
     await service?.stop();
     await llm?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   /** Envoy's ext_proc counters (both filters share the connection manager's ext_proc stats). */
@@ -129,8 +93,9 @@ describe('ext_proc streams through the real Envoy (deploy/envoy/ext-proc.yaml)',
     });
     expect(delta).toEqual({ started: 0, sent: 0 });
     expect(llm.received(testId)).toHaveLength(1);
-    // No governance context: still refused everywhere else, the path prefix included.
-    for (const path of ['/healthz/v1/chat/completions', '/v1/chat/completions']) {
+    // No governance context: still refused everywhere else, the path prefix included, and a path
+    // that only spells its way out of /healthz (dot segments, encoded slashes).
+    for (const path of ['/healthz/v1/chat/completions', '/healthz/../v1/chat/completions', '/healthz%2F..%2Fv1%2Fchat%2Fcompletions', '/v1/chat/completions']) {
       const refused = await httpRequest(`${envoy.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', [STUB_TEST_ID_HEADER]: testId }, body: chat(false) });
       expect(refused.status, path).toBe(403);
     }
@@ -138,7 +103,7 @@ describe('ext_proc streams through the real Envoy (deploy/envoy/ext-proc.yaml)',
   });
 });
 
-describe('ext_proc over a Unix domain socket (GENOPS_GRPC_SOCKET, Envoy pipe address)', () => {
+describe('ext_proc over a Unix domain socket (deploy/envoy/ext-proc-uds.yaml, GENOPS_GRPC_SOCKET)', () => {
   let llm: StubLlm;
   let service: RunningService;
   let envoy: RunningEnvoy;
@@ -148,7 +113,7 @@ describe('ext_proc over a Unix domain socket (GENOPS_GRPC_SOCKET, Envoy pipe add
     const socket = join(dir, 'genops.sock');
     llm = await startStubLlm();
     service = await startService({ env: { GENOPS_GRPC_SOCKET: socket } });
-    envoy = await startEnvoy({ config: configOverUnixSocket(dir), vars: { GENOPS_SOCKET: socket, UPSTREAM_HOST: '127.0.0.1', UPSTREAM_PORT: llm.port } });
+    envoy = await startEnvoy({ config: UNIX_SOCKET_CONFIG, vars: { GENOPS_SOCKET: socket, UPSTREAM_HOST: '127.0.0.1', UPSTREAM_PORT: llm.port } });
   });
   afterAll(async () => {
     await envoy?.stop();

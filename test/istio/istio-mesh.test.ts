@@ -9,7 +9,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, type HttpResponse } from '../support/index.js';
 import { context, UUID } from '../support/request-context.js';
-import { EAST_WEST_CALLER, GATEWAY_PRINCIPAL, OTHER_CALLER, GENOPS_CLUSTER, RATE_LIMIT_CAPACITY, startIstioMesh, type IstioGovernance, type IstioMesh } from './support/istio-mesh.js';
+import { EAST_WEST_CALLER, GATEWAY_PRINCIPAL, OTHER_CALLER, GENOPS_CLUSTER, RATE_LIMIT_CAPACITY, STREAMED_USAGE, startIstioMesh, type IstioGovernance, type IstioMesh } from './support/istio-mesh.js';
 import { httpFilters, type EnvoyListener, type IstioProxy } from './support/start-istio-proxy.js';
 
 const CHAT = '/v1/chat/completions';
@@ -79,6 +79,10 @@ describe.each<IstioGovernance>(['ext-authz', 'ext-proc'])('Istio with genops-mes
         for (const listener of listeners) {
           const names = httpFilters(listener).map((filter) => filter.name as string);
           expect(names.indexOf('envoy.filters.http.ext_proc')).toBe(names.indexOf('envoy.filters.http.router') - 1);
+          // Observed metering: the metering filter right before the deciding one (it sees the response after it).
+          expect(names.indexOf('genops.metering')).toBe(names.indexOf('envoy.filters.http.ext_proc') - 1);
+          const metering = httpFilters(listener).find((filter) => filter.name === 'genops.metering')!;
+          expect(metering.typed_config.extension_config.typed_config).toMatchObject({ observability_mode: true, failure_mode_allow: true, grpc_service: { envoy_grpc: { cluster_name: GENOPS_CLUSTER } } });
         }
         for (const { filter } of found.extProc) {
           expect(filter.typed_config).toMatchObject({ grpc_service: { envoy_grpc: { cluster_name: GENOPS_CLUSTER } }, status_on_error: { code: 'ServiceUnavailable' } });
@@ -91,6 +95,34 @@ describe.each<IstioGovernance>(['ext-authz', 'ext-proc'])('Istio with genops-mes
     expect(outbound.length).toBeGreaterThan(0);
     expect(governance(outbound).extAuthz).toEqual([]);
     expect(governance(outbound).extProc).toEqual([]);
+  });
+
+  it('meters a streamed answer through the gateway without holding it: one usage record with the provider\'s usage, nothing unmatched', async () => {
+    if (variant !== 'ext-proc') return;
+    const testId = randomUUID();
+    const customer = `cust-${randomUUID().slice(0, 8)}`;
+    const streamsStarted = async () => {
+      const text = await (await fetch(`${mesh.gateway.envoy.adminUrl}/stats?filter=ext_proc\\.streams_started`)).text();
+      return [...text.matchAll(/ext_proc\.streams_started: (\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
+    };
+    const before = await streamsStarted();
+    const response = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'premium', 'x-genops-customer-id': customer }), 'x-test-id': testId }, JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 64, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'Summarize ticket #4711.' }] }));
+    expect(response.status, response.body).toBe(200);
+    expect(response.header('content-type')).toMatch(/^text\/event-stream/);
+    expect(response.body).toContain('data: [DONE]');
+    const decisionId = response.header('x-genops-decision-id');
+    expect(decisionId).toMatch(UUID);
+    const records = await eventually(async () => {
+      const found = mesh.service.logs().filter((line) => line.event === 'usage' && line.decision_id === decisionId);
+      return found.length > 0 ? found : undefined;
+    }, 'the usage record');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(mesh.service.logs().filter((line) => line.event === 'usage' && line.decision_id === decisionId)).toHaveLength(1);
+    // Two gRPC streams at the gateway: the deciding one, and the metering one that read the event stream.
+    expect((await streamsStarted()) - before).toBe(2);
+    expect(records[0]).toMatchObject({ outcome: 'completed', estimated: false, tokens: { input: STREAMED_USAGE.input, output: STREAMED_USAGE.output } });
+    const metrics = await (await fetch(`${mesh.service.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^genops_metering_unmatched_total 0$/m);
   });
 
   it('sends an allowed premium request through the gateway to the claude-opus workload (x-genops-route picks the subset)', async () => {

@@ -7,9 +7,9 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } fr
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freePort, httpRequest, REPO_ROOT } from '../support/index.js';
+import { freePort, httpRequest, REPO_ROOT, startService } from '../support/index.js';
 import { spawnManaged, waitUntilReady } from '../../src/demo/managed-process.js';
-import { SERVICE_NODE_FLAGS } from '../../src/demo/repo-root.js';
+import { SERVICE_NODE_FLAGS } from '../../src/server/service-node-flags.js';
 
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const stages = dockerfile.split(/^FROM /m).slice(1);
@@ -29,10 +29,22 @@ describe('Dockerfile', () => {
     expect(readFileSync(join(REPO_ROOT, 'deploy/kubernetes/base/deployment.yaml'), 'utf8')).toContain('runAsUser: 1000');
   });
 
-  it('starts node with the flags the tests and the bench run the service with, as npm start does', () => {
+  it('starts node with the shipped flags (SERVICE_NODE_FLAGS), exactly as npm start does', () => {
+    expect(SERVICE_NODE_FLAGS.length).toBeGreaterThan(0);
     expect(entrypoint).toEqual(['node', ...SERVICE_NODE_FLAGS, 'dist/main.js']);
     const scripts = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts as Record<string, string>;
-    expect(scripts.start).toBe(entrypoint.join(' '));
+    expect(scripts.start!.split(/\s+/)).toEqual(['node', ...SERVICE_NODE_FLAGS, 'dist/main.js']);
+  });
+
+  it('is what the tests, the demo and the bench run: the harness starts the service with the same flags', async () => {
+    const service = await startService();
+    try {
+      const argv = readFileSync(`/proc/${service.process.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      expect(argv.slice(1, 1 + SERVICE_NODE_FLAGS.length)).toEqual([...SERVICE_NODE_FLAGS]);
+      expect(argv.at(-1)).toMatch(/dist\/main\.js$/);
+    } finally {
+      await service.stop();
+    }
   });
 
   it('keeps bulky and secret-prone paths out of the build context', () => {

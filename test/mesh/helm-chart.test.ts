@@ -92,6 +92,27 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
     expect(all(extProc, 'EnvoyFilter').map((filter) => [filter.metadata.namespace ?? 'genops', filter.spec])).toEqual(shipped.map((filter) => [filter.metadata.namespace, filter.spec]));
   });
 
+  it('istio.metering: observed (the genops.metering filter) with the shared store, synchronous without or when asked', async () => {
+    const meteringPatches = (objects: Awaited<ReturnType<typeof template>>) =>
+      all(objects, 'EnvoyFilter').flatMap((filter) => (filter.spec.configPatches as { patch: { value: { name: string } } }[]).filter((patch) => patch.patch.value.name === 'genops.metering'));
+    const declared = (objects: Awaited<ReturnType<typeof template>>) => JSON.stringify(all(objects, 'EnvoyFilter')).includes('x-genops-metering');
+    // The chart's own store, or a Redis of yours: observed, on the sidecars and the gateway.
+    for (const store of [[], ['redis.enabled=false', 'redis.url=redis://redis.genops:6379/0']]) {
+      const observed = await template('mesh.mode=istio', 'istio.governance=ext-proc', ...store);
+      expect(meteringPatches(observed)).toHaveLength(2);
+      expect(declared(observed)).toBe(true);
+    }
+    // In memory (one replica), or asked for: synchronous, every chunk through the deciding filter.
+    for (const set of [['redis.enabled=false', 'autoscaling.enabled=false', 'replicaCount=1'], ['istio.metering=synchronous']]) {
+      const synchronous = await template('mesh.mode=istio', 'istio.governance=ext-proc', ...set);
+      expect(meteringPatches(synchronous)).toHaveLength(0);
+      expect(declared(synchronous)).toBe(false);
+    }
+    // Observed in memory with several replicas would leave streams unmatched: refused.
+    await expect(template('mesh.mode=istio', 'istio.governance=ext-proc', 'istio.metering=observed', 'redis.enabled=false', 'allowPerReplicaBudgets=true', 'autoscaling.enabled=false', 'replicaCount=2')).rejects.toThrow(/istio\.metering=observed with several replicas needs the shared store/);
+    await expect(template('mesh.mode=istio', 'istio.governance=ext-proc', 'istio.metering=bogus')).rejects.toThrow(/metering/);
+  });
+
   it('mode linkerd: meshed service and a meshed Envoy gateway running the ext_authz config for this release', () => {
     const objects = rendered.get('linkerd')!;
     expect(find(objects, 'Deployment', 'genops-mesh').spec.template.metadata.annotations['linkerd.io/inject']).toBe('enabled');

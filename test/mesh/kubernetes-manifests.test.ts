@@ -170,11 +170,23 @@ describe('Kubernetes manifests (kustomize)', () => {
     it('inserts ext_proc before the router of labeled sidecars, and of the gateway from its own namespace', async () => {
       const filters = await kustomize('deploy/istio/ext-proc');
       expect(filters.map((filter) => [filter.kind, filter.metadata.namespace])).toEqual([['EnvoyFilter', 'genops'], ['EnvoyFilter', 'istio-system']]);
-      const [sidecar, gateway] = filters.map((filter) => filter.spec.configPatches as Loose[]);
-      expect(sidecar!.map((patch) => patch.match.context)).toEqual(['SIDECAR_INBOUND']);
-      expect(gateway!.map((patch) => patch.match.context)).toEqual(['GATEWAY']);
+      const [sidecarPatches, gatewayPatches] = filters.map((filter) => filter.spec.configPatches as Loose[]);
+      expect(sidecarPatches!.map((patch) => patch.match.context)).toEqual(['SIDECAR_INBOUND', 'SIDECAR_INBOUND']);
+      expect(gatewayPatches!.map((patch) => patch.match.context)).toEqual(['GATEWAY', 'GATEWAY']);
       expect(filters[1]!.spec.workloadSelector.matchLabels ?? filters[1]!.spec.workloadSelector.labels).toEqual({ istio: 'ingressgateway', 'genops.ai/governance': 'ext-proc' });
-      const extProc = [...sidecar!, ...gateway!].map((patch) => {
+      const [sidecar, sidecarMetering] = sidecarPatches as [Loose, Loose];
+      const [gateway, gatewayMetering] = gatewayPatches as [Loose, Loose];
+      // Observed metering (the base ships Redis): the deciding filter hands event streams over...
+      for (const patch of [sidecar, gateway]) {
+        expect(patch.patch.value.typed_config.extension_config.typed_config).toMatchObject({ grpc_service: { initial_metadata: [{ key: 'x-genops-metering', value: 'streams' }] }, metadata_options: { receiving_namespaces: { untyped: ['genops'] } } });
+      }
+      // ...to the genops.metering filter inserted right before it, in observability_mode, for event streams only.
+      for (const patch of [sidecarMetering, gatewayMetering]) {
+        expect(patch).toMatchObject({ applyTo: 'HTTP_FILTER', match: { listener: { filterChain: { filter: { subFilter: { name: 'envoy.filters.http.ext_proc' } } } } }, patch: { operation: 'INSERT_BEFORE', value: { name: 'genops.metering' } } });
+        expect(patch.patch.value.typed_config.extension_config.typed_config).toMatchObject({ observability_mode: true, failure_mode_allow: true, processing_mode: { response_body_mode: 'STREAMED' }, metadata_options: { forwarding_namespaces: { untyped: ['genops'] } } });
+        expect(JSON.stringify(patch.patch.value.typed_config.xds_matcher)).toContain('text/event-stream');
+      }
+      const extProc = [sidecar, gateway].map((patch) => {
         expect(patch).toMatchObject({ applyTo: 'HTTP_FILTER', match: { listener: { filterChain: { filter: { subFilter: { name: 'envoy.filters.http.router' } } } } }, patch: { operation: 'INSERT_BEFORE' } });
         return patch.patch.value.typed_config.extension_config;
       });

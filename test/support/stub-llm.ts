@@ -23,7 +23,8 @@
  *   `bill-max=<window>` (bill the most the forwarded request allows: output = its cap × n, input = its
  *   bytes, or the window when it carries input outside the body, plus a window per server-tool call
  *   at its max_uses / max_tool_calls, Anthropic server_tool_use = those calls),
- *   `reset-before-headers` (destroy the connection without answering: Envoy replies 503 itself).
+ *   `reset-before-headers` (destroy the connection without answering: Envoy replies 503 itself),
+ *   `chunk-delay=<ms>` (this response's pause between writes: a stream that lasts).
  * Every request is recorded (raw body bytes included); `received(testId)` returns those
  * tagged with the `x-test-id` header, the same contract as startUpstream's `requestsWith`.
  */
@@ -121,6 +122,8 @@ interface Behavior {
   /** bill-max=<window>: the context window assumed for inputs outside the body. */
   readonly billMaxWindow: number | undefined;
   readonly resetBeforeHeaders: boolean;
+  /** chunk-delay=<ms>: this response's pause between writes (else the stub's chunkDelayMs). */
+  readonly chunkDelayMs: number | undefined;
 }
 
 function behaviorOf(header: string | string[] | undefined): Behavior {
@@ -132,7 +135,10 @@ function behaviorOf(header: string | string[] | undefined): Behavior {
   );
   let status: number | undefined;
   let billMaxWindow: number | undefined;
+  let chunkDelayMs: number | undefined;
   for (const word of words) {
+    const delay = /^chunk-delay=(\d+)$/.exec(word);
+    if (delay) chunkDelayMs = Number(delay[1]);
     const match = /^status[=:](\d{3})$/.exec(word);
     if (match) status = Number(match[1]);
     const bill = /^bill-max=(\d+)$/.exec(word);
@@ -149,6 +155,7 @@ function behaviorOf(header: string | string[] | undefined): Behavior {
     deltaCarriesInput: words.has('delta-carries-input'),
     billMaxWindow,
     resetBeforeHeaders: words.has('reset-before-headers'),
+    chunkDelayMs,
   };
 }
 
@@ -236,7 +243,7 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
     const stream = api === 'gemini.stream' || api === 'bedrock.converse-stream' || api === 'bedrock.invoke-stream' || (json.stream === true && format !== 'openai.embeddings');
     const other = otherShape(request, api, json, fixture, behavior, stream);
     if (other !== undefined) {
-      if ('contentType' in other) writeInPieces(response, other.body, other.contentType, behavior.resetMidStream);
+      if ('contentType' in other) writeInPieces(response, other.body, other.contentType, behavior.resetMidStream, behavior.chunkDelayMs);
       else sendJson(response, 200, other.body);
       return;
     }
@@ -269,7 +276,7 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
       });
       if (behavior.streamError) body += anthropicSseError();
     }
-    writeInPieces(response, Buffer.from(body, 'utf8'), 'text/event-stream; charset=utf-8', behavior.resetMidStream);
+    writeInPieces(response, Buffer.from(body, 'utf8'), 'text/event-stream; charset=utf-8', behavior.resetMidStream, behavior.chunkDelayMs);
   }
 
   /** The shapes beyond the original four: a whole JSON body (string) or a stream (bytes and their content type). */
@@ -306,7 +313,7 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
     }
   }
 
-  function writeInPieces(response: ServerResponse, bytes: Buffer, contentType: string, resetMidStream: boolean): void {
+  function writeInPieces(response: ServerResponse, bytes: Buffer, contentType: string, resetMidStream: boolean, pauseMs = delayMs): void {
     const pieces = splitAt(bytes, splitPoints(bytes));
     response.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-cache', 'x-request-id': 'req_stub' });
     const stopAt = resetMidStream ? Math.max(1, Math.floor(pieces.length / 2)) : pieces.length;
@@ -319,7 +326,7 @@ export async function startStubLlm(options: StartStubLlmOptions = {}): Promise<S
         return;
       }
       response.write(pieces[next++]);
-      setTimeout(writeNext, delayMs);
+      setTimeout(writeNext, pauseMs);
     };
     writeNext();
   }

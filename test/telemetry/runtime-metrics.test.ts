@@ -92,4 +92,59 @@ describe('cached label children', () => {
     expect(sample(after, 'h_seconds_bucket{le="0.1",service="authz"}')).toBe(1);
     expect(sample(after, 'h_seconds_count{service="authz"}')).toBe(2);
   });
+
+  it('cached series keep counting exactly as prom-client does after a removal, a reset and values above every bucket', async () => {
+    const registry = new Registry();
+    const direct = new Counter({ name: 'direct_total', help: 'h', labelNames: ['team'], registers: [registry] });
+    const cached = new Counter({ name: 'cached_total', help: 'h', labelNames: ['team'], registers: [registry] });
+    const inc = createCounterChildren(cached);
+    const both = (labels: { team: string }, value?: number) => {
+      direct.inc(labels, value ?? 1);
+      inc(labels, value);
+    };
+    both({ team: 'a' });
+    both({ team: 'a' }, 2.5);
+    both({ team: 'b' }, 0);
+    direct.remove({ team: 'a' });
+    cached.remove({ team: 'a' });
+    both({ team: 'a' }, 4);
+    both({ team: 'b' });
+    expect(() => inc({ team: 'b' }, -1)).toThrow();
+    const series = (text: string, name: string) => text.split('\n').filter((line) => line.startsWith(`${name}{`)).map((line) => line.slice(name.length)).sort();
+    let text = await registry.metrics();
+    expect(series(text, 'cached_total')).toEqual(['{team="a"} 4', '{team="b"} 1']);
+    expect(series(text, 'cached_total')).toEqual(series(text, 'direct_total'));
+    cached.reset();
+    inc({ team: 'b' }, 3);
+    text = await registry.metrics();
+    expect(series(text, 'cached_total')).toEqual(['{team="b"} 3']);
+
+    const plain = new Histogram({ name: 'plain_seconds', help: 'h', labelNames: ['service'], buckets: [0.1, 1], registers: [registry] });
+    const histogram = new Histogram({ name: 'fast_seconds', help: 'h', labelNames: ['service'], buckets: [0.1, 1], registers: [registry] });
+    const observe = createHistogramChildren(histogram);
+    for (const value of [0.05, 0.1, 0.5, 1, 7, 0]) {
+      plain.observe({ service: 'authz' }, value);
+      observe({ service: 'authz' }, value);
+    }
+    histogram.reset();
+    plain.reset();
+    for (const value of [2, 0.2]) {
+      plain.observe({ service: 'authz' }, value);
+      observe({ service: 'authz' }, value);
+    }
+    expect(() => observe({ service: 'authz' }, Number.NaN)).toThrow();
+    // A series that prom-client already held (observed with another labels object) is found by its values.
+    histogram.observe({ service: 'ext_proc' }, 0.05);
+    plain.observe({ service: 'ext_proc' }, 0.05);
+    for (const value of [0.5, 3]) {
+      plain.observe({ service: 'ext_proc' }, value);
+      observe({ service: 'ext_proc' }, value);
+    }
+    text = await registry.metrics();
+    expect(series(text, 'fast_seconds_bucket').length).toBe(6);
+    expect(sample(text, 'fast_seconds_count{service="ext_proc"}')).toBe(3);
+    expect(series(text, 'fast_seconds_bucket')).toEqual(series(text, 'plain_seconds_bucket'));
+    expect(sample(text, 'fast_seconds_sum{service="authz"}')).toBe(sample(text, 'plain_seconds_sum{service="authz"}'));
+    expect(sample(text, 'fast_seconds_count{service="authz"}')).toBe(2);
+  });
 });

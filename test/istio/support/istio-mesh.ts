@@ -17,6 +17,9 @@ import {
   type Upstream,
 } from '../../support/index.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../../support/otlp-receiver.js';
+import { openAiChatSse, tokenUsage } from '../../support/llm-wire.js';
+import type { RecordedRequest } from '../../support/start-upstream.js';
+import type { ServerResponse } from 'node:http';
 import { startIstiod, type RunningIstiod } from './start-istiod.js';
 import { startIstioProxy, type IstioProxy } from './start-istio-proxy.js';
 
@@ -110,7 +113,7 @@ export async function startIstioMesh(governance: IstioGovernance, identity?: Ist
     writeFileSync(policyPath, stringify(policy));
     const service = await startService({ policyPath, env: { LOG_LEVEL: 'debug' } });
     cleanups.push(() => service.stop());
-    const [opus, haiku] = await Promise.all([startUpstream(), startUpstream()]);
+    const [opus, haiku] = await Promise.all([startUpstream({ respond: streamedAnswer }), startUpstream({ respond: streamedAnswer })]);
     cleanups.push(() => opus.stop(), () => haiku.stop());
     const collector = await startOtlpReceiver();
     cleanups.push(() => collector.stop());
@@ -202,4 +205,29 @@ export async function startIstioMesh(governance: IstioGovernance, identity?: Ist
     await stopAll();
     throw error;
   }
+}
+
+/** The usage a streamed answer of the model workloads reports. */
+export const STREAMED_USAGE = tokenUsage({ input: 31, output: 9 });
+
+/** A request with `"stream": true` is answered as OpenAI streams a chat completion (SSE in pieces, usage last); others echo. */
+function streamedAnswer(request: RecordedRequest, response: ServerResponse): boolean {
+  let body: { stream?: unknown; model?: unknown };
+  try {
+    body = JSON.parse(request.body) as typeof body;
+  } catch {
+    return false;
+  }
+  if (body.stream !== true) return false;
+  const sse = openAiChatSse({ model: String(body.model), usage: STREAMED_USAGE, includeUsage: true, text: 'A ticket about a late delivery.' });
+  response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+  const pieces = [sse.slice(0, 40), sse.slice(40, 200), sse.slice(200)];
+  const next = () => {
+    const piece = pieces.shift();
+    if (piece === undefined) return void response.end();
+    response.write(piece);
+    setTimeout(next, 10);
+  };
+  next();
+  return true;
 }

@@ -34,6 +34,11 @@ grpc_service:
   envoy_grpc:
     cluster_name: "outbound|{{ .Values.grpcPort }}||{{ include "genops-mesh.host" . }}"
     authority: {{ include "genops-mesh.host" . }}
+  {{- if eq (include "genops-mesh.observedMetering" .) "true" }}
+  # Observed metering: event streams are handed to the genops.metering filter (not held here).
+  initial_metadata:
+    - { key: x-genops-metering, value: streams }
+  {{- end }}
 message_timeout: 0.2s
 failure_mode_allow: false
 status_on_error: { code: ServiceUnavailable }
@@ -50,6 +55,11 @@ request_attributes: [connection.uri_san_peer_certificate]
 metadata_options:
   forwarding_namespaces:
     untyped: [envoy.filters.http.jwt_authn]
+  {{- if eq (include "genops-mesh.observedMetering" .) "true" }}
+  # The exchange id and sealed handoff by which the genops.metering filter's stream settles an event stream.
+  receiving_namespaces:
+    untyped: [genops]
+  {{- end }}
 forward_rules:
   disallowed_headers:
     patterns:
@@ -81,6 +91,70 @@ can write (never a header such as x-forwarded-client-cert, which a plaintext pee
 {{- $matchers = append $matchers (dict "predicate" $fromGateway "on_match" $skip) -}}
 {{- end -}}
 {{- toYaml (dict "matcher_list" (dict "matchers" $matchers)) -}}
+{{- end -}}
+
+{{/*
+"true" when event streams are metered by the genops.metering filter in observability_mode (no
+round trip per chunk): istio.metering observed, or auto with the shared store, where any replica
+settles a stream another decided (the handoff, README). Without it, synchronous.
+*/}}
+{{- define "genops-mesh.observedMetering" -}}
+{{- $mode := .Values.istio.metering | default "auto" -}}
+{{- if not (has $mode (list "auto" "observed" "synchronous")) -}}
+{{- fail (printf "istio.metering=%s: must be auto, observed or synchronous" $mode) -}}
+{{- end -}}
+{{- if and (eq $mode "observed") (eq (include "genops-mesh.store" .) "memory") (gt (int .Values.replicaCount) 1) -}}
+{{- fail "istio.metering=observed with several replicas needs the shared store (redis.enabled, redis.url or redis.existingSecret): a metering stream may reach another replica than the one that decided its exchange" -}}
+{{- end -}}
+{{- ternary "true" "false" (or (eq $mode "observed") (and (eq $mode "auto") (ne (include "genops-mesh.store" .) "memory"))) -}}
+{{- end -}}
+
+{{/*
+genops-mesh's metering filter (Istio EnvoyFilter variant): a second ext_proc filter, before the
+deciding one (encoders run in reverse order, so it sees the response after it), that reads event
+streams without holding them. Skipped for any other response and, at sidecars (.skipGateway), for
+calls from the gateway (metered there).
+*/}}
+{{- define "genops-mesh.meteringFilter" -}}
+{{- $skip := dict "action" (dict "name" "skip" "typed_config" (dict "@type" "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter")) -}}
+{{- $contentType := dict "name" "content-type" "typed_config" (dict "@type" "type.googleapis.com/envoy.type.matcher.v3.HttpResponseHeaderMatchInput" "header_name" "content-type") -}}
+{{- $matchers := list (dict "predicate" (dict "not_matcher" (dict "single_predicate" (dict "input" $contentType "value_match" (dict "prefix" "text/event-stream")))) "on_match" $skip) -}}
+{{- if .skipGateway -}}
+{{- $peerSan := dict "name" "peer-identity" "typed_config" (dict "@type" "type.googleapis.com/envoy.extensions.matching.common_inputs.ssl.v3.UriSanInput") -}}
+{{- $matchers = prepend $matchers (dict "predicate" (dict "single_predicate" (dict "input" $peerSan "value_match" (dict "exact" (printf "spiffe://%s" .root.Values.istio.gateway.principal)))) "on_match" $skip) -}}
+{{- end -}}
+name: genops.metering
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher
+  xds_matcher:
+    {{- toYaml (dict "matcher_list" (dict "matchers" $matchers)) | nindent 4 }}
+  extension_config:
+    name: genops.metering
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+      grpc_service:
+        envoy_grpc:
+          cluster_name: "outbound|{{ .root.Values.grpcPort }}||{{ include "genops-mesh.host" .root }}"
+          authority: {{ include "genops-mesh.host" .root }}
+      observability_mode: true
+      # Keeps the gRPC stream open after the HTTP stream ends so that the last chunk arrives.
+      deferred_close_timeout: 5s
+      # Metering never fails a response the decision already let through.
+      failure_mode_allow: true
+      processing_mode:
+        request_header_mode: SKIP
+        response_header_mode: SEND
+        request_body_mode: NONE
+        response_body_mode: STREAMED
+        request_trailer_mode: SKIP
+        response_trailer_mode: SKIP
+      metadata_options:
+        forwarding_namespaces:
+          untyped: [genops]
+      forward_rules:
+        disallowed_headers:
+          patterns:
+            - { exact: set-cookie }
 {{- end -}}
 
 {{/*
