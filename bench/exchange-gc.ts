@@ -27,7 +27,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort } from '../src/demo/free-port.js';
 import { spawnManaged, waitUntilReady } from '../src/demo/managed-process.js';
-import { SERVICE_ENTRY, SERVICE_NODE_FLAGS } from '../src/demo/repo-root.js';
+import { SERVICE_ENTRY } from '../src/demo/repo-root.js';
+import { SERVICE_NODE_FLAGS } from '../src/server/service-node-flags.js';
 import { aiExchangeWire, type ExchangeWire } from './lib/ai-exchange-wire.js';
 
 const { values } = parseArgs({
