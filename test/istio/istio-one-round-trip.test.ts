@@ -1,0 +1,215 @@
+/**
+ * One round trip to decide under Istio: the shipped deploy/istio/ext-proc EnvoyFilters, fed to a
+ * real istiod with the shipped VirtualService, put the `undecided` route first in the routes istiod
+ * generates for the ingress gateway and the sidecar's inbound side, with its FULL_DUPLEX_STREAMED
+ * per-route mode, and set the idle timeout back on the generated routes. The service's trace log
+ * shows what it received before its first reply; the model workloads show what went through.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HttpResponse } from '../support/index.js';
+import { context, UUID } from '../support/request-context.js';
+import { STREAMED_USAGE, startIstioMesh, type IstioMesh } from './support/istio-mesh.js';
+import type { IstioProxy } from './support/start-istio-proxy.js';
+
+const CHAT = '/v1/chat/completions';
+const chatBody = (extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Summarize ticket #4711 in one sentence.' }], ...extra });
+const aiHeaders = (overrides: Record<string, string | undefined> = {}): Record<string, string> => ({ 'content-type': 'application/json', ...context(overrides) });
+
+/** The service's per-stream trace (LOG_LEVEL=trace): each message it read and each reply it wrote, in order. */
+interface TraceStep { stream: number; step: string; kind?: string; end?: boolean; sent?: boolean; count?: number }
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type EnvoyRoute = Record<string, any> & { name?: string };
+
+/** The routes of each virtual host the proxy has: RDS route configurations and the route tables inline in listeners. */
+async function virtualHosts(proxy: IstioProxy): Promise<Map<string, EnvoyRoute[]>> {
+  const dump = (await (await fetch(`${proxy.envoy.adminUrl}/config_dump?resource=dynamic_route_configs`)).json()) as { configs: { route_config: { virtual_hosts?: { name: string; routes: EnvoyRoute[] }[] } }[] };
+  const inline = (await proxy.listeners()).flatMap((listener) =>
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    (listener.filter_chains ?? []).flatMap((chain: Record<string, any>) => (chain.filters ?? []).map((filter: Record<string, any>) => filter.typed_config?.route_config).filter(Boolean)),
+  );
+  const hosts = new Map<string, EnvoyRoute[]>();
+  for (const config of [...dump.configs.map((entry) => entry.route_config), ...inline]) {
+    for (const host of config.virtual_hosts ?? []) hosts.set(host.name, host.routes);
+  }
+  return hosts;
+}
+
+async function eventually<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await probe();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+describe('one round trip to decide under Istio (deploy/istio/ext-proc, programmed by a real istiod)', () => {
+  let mesh: IstioMesh;
+  beforeAll(async () => {
+    mesh = await startIstioMesh('ext-proc', undefined, { logLevel: 'trace' });
+  }, 120_000);
+  afterAll(async () => {
+    await mesh?.stop();
+  });
+
+  /** The deciding streams opened while `send` ran: each one's messages up to the first reply the service wrote, and that reply. */
+  async function decidingStreams(send: () => Promise<unknown>): Promise<TraceStep[][]> {
+    const before = mesh.service.logs().length;
+    await send();
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const steps = mesh.service.logs().slice(before).filter((line) => line.event === 'ext_proc_stream') as unknown as TraceStep[];
+    const byStream = new Map<number, TraceStep[]>();
+    for (const step of steps) byStream.set(step.stream, [...(byStream.get(step.stream) ?? []), step]);
+    return [...byStream.values()].map((stream) => {
+      const firstReply = stream.findIndex((step) => step.step === 'reply' && step.sent === true);
+      return stream.slice(0, firstReply + 1).filter((step) => step.step === 'message' || step.sent === true);
+    });
+  }
+
+  /** Headers, then the whole body, then one write of the held headers reply and the body. */
+  function expectOneRoundTrip(stream: TraceStep[] | undefined): void {
+    const [headers, ...rest] = stream ?? [];
+    const reply = rest.pop();
+    expect(headers).toMatchObject({ step: 'message', kind: 'request_headers', end: false });
+    expect(rest.length).toBeGreaterThanOrEqual(1);
+    for (const step of rest) expect(step).toMatchObject({ step: 'message', kind: 'request_body' });
+    expect(rest.at(-1)?.end).toBe(true);
+    expect(reply).toMatchObject({ step: 'reply', sent: true, count: 2 });
+  }
+
+  const blackHoled = async (proxy: IstioProxy) => {
+    const stats = await (await fetch(`${proxy.envoy.adminUrl}/stats?filter=^cluster\\.BlackHoleCluster\\.upstream_(cx_none_healthy|rq_total)$`)).text();
+    return [...stats.matchAll(/: (\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
+  };
+
+  it("puts the undecided route first in the gateway's and the sidecar's generated routes, and an idle timeout on every generated route", async () => {
+    const gateway = await virtualHosts(mesh.gateway);
+    const sidecar = await virtualHosts(mesh.sidecar);
+    const gatewayRoutes = gateway.get('ai.example.com:80');
+    expect(gatewayRoutes?.map((route) => route.name)).toEqual(['genops-undecided', 'claude-opus', 'claude-haiku', 'claude-sonnet']);
+    const inbound = [...sidecar.entries()].filter(([name]) => name.startsWith('inbound|'));
+    expect(inbound.length).toBeGreaterThan(0);
+    for (const [name, routes] of [['gateway', gatewayRoutes!] as const, ...inbound]) {
+      const [undecided, ...generated] = routes;
+      expect(undecided, name).toMatchObject({
+        name: 'genops-undecided',
+        route: { cluster: 'BlackHoleCluster', idle_timeout: '2s' },
+        typed_per_filter_config: { 'envoy.filters.http.ext_proc': { overrides: { processing_mode: { request_body_mode: 'FULL_DUPLEX_STREAMED', request_trailer_mode: 'SEND' } } } },
+      });
+      expect(generated.length, name).toBeGreaterThan(0);
+      // Istio's own bounds: 5 minutes without a byte at the gateway, none at sidecars.
+      for (const route of generated) expect(route.route?.idle_timeout, `${name} ${route.name}`).toBe(name === 'gateway' ? '300s' : '0s');
+    }
+    // The sidecar's outbound routes (the VirtualService's mesh routes) are left alone: calls out are governed where they land.
+    for (const [name, routes] of sidecar) if (!name.startsWith('inbound|')) expect(routes.map((route) => route.name), name).not.toContain('genops-undecided');
+  });
+
+  it('decides a JSON AI POST at the gateway in one round trip and routes it by tier (VirtualService on x-genops-route)', async () => {
+    const blackHoledBefore = await blackHoled(mesh.gateway);
+    const premium = randomUUID();
+    let response: HttpResponse | undefined;
+    const streams = await decidingStreams(async () => {
+      response = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': premium }, chatBody());
+    });
+    expect(response?.status, response?.body).toBe(200);
+    expect(streams).toHaveLength(1);
+    expectOneRoundTrip(streams[0]);
+    const [received, ...more] = mesh.opus.requestsWith('x-test-id', premium);
+    expect(more).toHaveLength(0);
+    expect(received?.body).toBe(chatBody());
+    expect(received?.headers).toMatchObject({ 'x-genops-route': 'claude-opus', 'x-genops-decision-id': expect.stringMatching(UUID), 'transfer-encoding': 'chunked' });
+    expect(response?.header('x-genops-decision-id')).toBe(received?.headers['x-genops-decision-id']);
+
+    // A standard customer forging the premium route: the decision's route wins, to the claude-haiku workload
+    // through its sidecar, which lets the gateway's decision stand (one deciding stream in all).
+    const forged = randomUUID();
+    const forgedStreams = await decidingStreams(async () => {
+      const standard = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'standard', 'x-genops-route': 'claude-opus' }), 'x-test-id': forged }, chatBody());
+      expect(standard.status, standard.body).toBe(200);
+    });
+    expect(forgedStreams).toHaveLength(1);
+    expectOneRoundTrip(forgedStreams[0]);
+    expect(mesh.opus.requestsWith('x-test-id', forged)).toHaveLength(0);
+    expect(mesh.haiku.requestsWith('x-test-id', forged)[0]?.headers).toMatchObject({ 'x-genops-route': 'claude-haiku' });
+    // Nothing was ever routed from the undecided route.
+    expect(await blackHoled(mesh.gateway)).toBe(blackHoledBefore);
+  });
+
+  it('decides an east-west JSON POST at the sidecar in one round trip', async () => {
+    const testId = randomUUID();
+    const streams = await decidingStreams(async () => {
+      const response = await mesh.eastWest(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'standard' }), 'x-test-id': testId }, chatBody());
+      expect(response.status, response.body).toBe(200);
+    });
+    expect(streams).toHaveLength(1);
+    expectOneRoundTrip(streams[0]);
+    expect(mesh.haiku.requestsWith('x-test-id', testId)[0]).toMatchObject({ body: chatBody(), headers: { 'x-genops-route': 'claude-haiku', 'x-genops-decision-id': expect.stringMatching(UUID) } });
+    expect(await blackHoled(mesh.sidecar)).toBe(0);
+  });
+
+  it('refuses a body model the tier may not use, and an unknown team, before anything reaches a workload', async () => {
+    const testId = randomUUID();
+    const model = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'standard' }), 'x-test-id': testId }, chatBody({ model: 'claude-opus-4-1' }));
+    expect(model.status, model.body).toBe(403);
+    expect(model.json<{ reason_code: string }>().reason_code).toBe('POLICY_DENY_MODEL');
+    const team = await mesh.eastWest(CHAT, { ...aiHeaders({ 'x-genops-team': 'marketing' }), 'x-test-id': testId }, chatBody());
+    expect(team.status, team.body).toBe(403);
+    expect(team.json<{ reason_code: string }>().reason_code).toBe('x_team_not_allowed');
+    expect([...mesh.opus.requestsWith('x-test-id', testId), ...mesh.haiku.requestsWith('x-test-id', testId)]).toHaveLength(0);
+  });
+
+  it('still governs a GET on its headers (two round trips, the filter\'s own mode)', async () => {
+    const testId = randomUUID();
+    const streams = await decidingStreams(async () => {
+      const denied = await mesh.throughGateway('/v1/models', { ...context({ 'x-genops-team': 'marketing' }), 'x-test-id': testId });
+      expect(denied.status, denied.body).toBe(403);
+      expect(denied.json<{ reason_code: string }>().reason_code).toBe('x_team_not_allowed');
+    });
+    expect(streams.at(-1)!.map((step) => step.kind ?? step.step)).toEqual(['request_headers', 'reply']);
+    const allowed = await mesh.throughGateway('/v1/models', { ...context({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId });
+    expect(allowed.status, allowed.body).toBe(200);
+    expect(mesh.opus.requestsWith('x-test-id', testId).map((request) => request.method)).toEqual(['GET']);
+  });
+
+  it('lets a streamed answer pause longer than the undecided route\'s 2 s bound, at the gateway and at the sidecar, and meters it once', async () => {
+    const stream = chatBody({ stream: true, stream_options: { include_usage: true } });
+    const [north, east] = await Promise.all([
+      mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'premium' }), 'x-pause-ms': '2500' }, stream),
+      mesh.eastWest(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'standard' }), 'x-pause-ms': '2500' }, stream),
+    ]);
+    for (const response of [north, east]) {
+      expect(response.status, response.body).toBe(200);
+      expect(response.header('content-type')).toMatch(/^text\/event-stream/);
+      expect(response.body).toContain('data: [DONE]');
+      const decisionId = response.header('x-genops-decision-id');
+      const records = await eventually(async () => {
+        const found = mesh.service.logs().filter((line) => line.event === 'usage' && line.decision_id === decisionId);
+        return found.length > 0 ? found : undefined;
+      }, 'the usage record');
+      expect(records).toHaveLength(1);
+      expect(records[0]).toMatchObject({ outcome: 'completed', tokens: { input: STREAMED_USAGE.input, output: STREAMED_USAGE.output } });
+    }
+  }, 30_000);
+
+  it('fails closed within the undecided route\'s idle bound while the service hangs, and recovers', async () => {
+    const testId = randomUUID();
+    const { pid } = mesh.service.process;
+    process.kill(pid, 'SIGSTOP');
+    let response: HttpResponse;
+    const startedAt = Date.now();
+    try {
+      response = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId }, chatBody());
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    expect(response.status).toBe(504);
+    expect(Date.now() - startedAt).toBeLessThan(4_000);
+    expect(mesh.opus.requestsWith('x-test-id', testId)).toHaveLength(0);
+    const after = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId }, chatBody());
+    expect(after.status, after.body).toBe(200);
+    expect(mesh.opus.requestsWith('x-test-id', testId)).toHaveLength(1);
+  }, 20_000);
+});
