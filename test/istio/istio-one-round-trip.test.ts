@@ -100,9 +100,19 @@ describe('one round trip to decide under Istio (deploy/istio/ext-proc, programme
         typed_per_filter_config: { 'envoy.filters.http.ext_proc': { overrides: { processing_mode: { request_body_mode: 'FULL_DUPLEX_STREAMED', request_trailer_mode: 'SEND' } } } },
       });
       expect(generated.length, name).toBeGreaterThan(0);
-      // Istio's own bounds: 5 minutes without a byte at the gateway, none at sidecars.
-      for (const route of generated) expect(route.route?.idle_timeout, `${name} ${route.name}`).toBe(name === 'gateway' ? '300s' : '0s');
+      // Istio's own bound back (none, below), not the undecided route's 2 s.
+      for (const route of generated) expect(route.route?.idle_timeout, `${name} ${route.name}`).toBe('0s');
     }
+    // What they mirror: Istio's stream idle timeouts on the same proxies' connection managers.
+    const streamIdle = async (proxy: IstioProxy, port: number) =>
+      (await proxy.listeners())
+        .filter((listener) => listener.address?.socket_address?.port_value === port)
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        .flatMap((listener) => (listener.filter_chains ?? []).flatMap((chain: Record<string, any>) => chain.filters ?? []))
+        .filter((filter) => filter.name === 'envoy.filters.network.http_connection_manager')
+        .map((filter) => filter.typed_config.stream_idle_timeout as string | undefined);
+    expect(new Set(await streamIdle(mesh.gateway, mesh.gatewayPort))).toEqual(new Set(['0s']));
+    expect(new Set(await streamIdle(mesh.sidecar, mesh.sidecarPort))).toEqual(new Set(['0s']));
     // The sidecar's outbound routes (the VirtualService's mesh routes) are left alone: calls out are governed where they land.
     for (const [name, routes] of sidecar) if (!name.startsWith('inbound|')) expect(routes.map((route) => route.name), name).not.toContain('genops-undecided');
   });
@@ -134,6 +144,16 @@ describe('one round trip to decide under Istio (deploy/istio/ext-proc, programme
     expectOneRoundTrip(forgedStreams[0]);
     expect(mesh.opus.requestsWith('x-test-id', forged)).toHaveLength(0);
     expect(mesh.haiku.requestsWith('x-test-id', forged)[0]?.headers).toMatchObject({ 'x-genops-route': 'claude-haiku' });
+
+    // A client's own decision id skips the undecided route: decided in two round trips, the same way (refused here).
+    const chosen = randomUUID();
+    const chosenStreams = await decidingStreams(async () => {
+      const denied = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'standard', 'x-genops-decision-id': 'chosen-by-client' }), 'x-test-id': chosen }, chatBody({ model: 'claude-opus-4-1' }));
+      expect(denied.status, denied.body).toBe(403);
+      expect(denied.json<{ reason_code: string }>().reason_code).toBe('POLICY_DENY_MODEL');
+    });
+    expect(chosenStreams.at(-1)!.map((step) => step.kind ?? step.step)).toEqual(['request_headers', 'reply']);
+    expect([...mesh.opus.requestsWith('x-test-id', chosen), ...mesh.haiku.requestsWith('x-test-id', chosen)]).toHaveLength(0);
     // Nothing was ever routed from the undecided route.
     expect(await blackHoled(mesh.gateway)).toBe(blackHoledBefore);
   });
@@ -205,7 +225,9 @@ describe('one round trip to decide under Istio (deploy/istio/ext-proc, programme
     } finally {
       process.kill(pid, 'SIGCONT');
     }
+    // The undecided route's 2 s idle bound (two round trips would answer after the 0.2 s message_timeout).
     expect(response.status).toBe(504);
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(1_900);
     expect(Date.now() - startedAt).toBeLessThan(4_000);
     expect(mesh.opus.requestsWith('x-test-id', testId)).toHaveLength(0);
     const after = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId }, chatBody());

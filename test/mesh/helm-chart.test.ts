@@ -122,8 +122,11 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
       const inContext = paths.filter((patch) => patch.match.context === context);
       expect(inContext.map((patch) => patch.patch.operation)).toEqual(['INSERT_FIRST', 'INSERT_FIRST', 'MERGE']);
       expect(inContext.slice(0, 2).map((patch) => patch.patch.value.match!.headers.find((header) => header.name === ':path')!.string_match)).toEqual([{ prefix: '/v1/' }, { exact: '/openai/chat' }]);
-      expect(inContext[2]!.patch.value.route.idle_timeout).toBe(context === 'GATEWAY' ? '300s' : '0s');
+      expect(inContext[2]!.patch.value.route.idle_timeout).toBe('0s');
     }
+    const edge = routePatches(await template('mesh.mode=istio', 'istio.governance=ext-proc', 'istio.routeIdleTimeout=300s'));
+    expect(edge.filter((patch) => patch.patch.operation === 'MERGE').map((patch) => patch.patch.value.route.idle_timeout)).toEqual(['300s', '300s']);
+    await expect(template('mesh.mode=istio', 'istio.governance=ext-proc', 'istio.routeIdleTimeout=5m')).rejects.toThrow(/routeIdleTimeout/);
     expect(routePatches(await template('mesh.mode=istio', 'istio.governance=ext-proc', 'istio.oneRoundTrip=false'))).toEqual([]);
   });
 

@@ -202,7 +202,7 @@ One round trip to decide (istio.oneRoundTrip), as deploy/istio/ext-proc/envoy-fi
 istio.paths entry a `genops-undecided` route inserted first in every virtual host of .context (a
 JSON POST not decided yet streams its body right behind its headers, FULL_DUPLEX_STREAMED; its
 destination, BlackHoleCluster, is never reached: the decision's route refresh moves the request
-on), and .idle merged back on the generated routes (Envoy keeps the undecided route's 2 s bound
+on), and istio.routeIdleTimeout merged back on the generated routes (Envoy keeps the undecided route's 2 s bound
 after the refresh otherwise). istiod applies MERGE before INSERT_FIRST.
 */}}
 {{- define "genops-mesh.oneRoundTripPatches" -}}
@@ -222,6 +222,6 @@ after the refresh otherwise). istiod applies MERGE before INSERT_FIRST.
 {{- $route := dict "name" "genops-undecided" "match" (dict "prefix" "/" "headers" $headers) "route" (dict "cluster" "BlackHoleCluster" "timeout" "0s" "idle_timeout" "2s") "typed_per_filter_config" $perRoute -}}
 {{- $patches = append $patches (dict "applyTo" "HTTP_ROUTE" "match" $match "patch" (dict "operation" "INSERT_FIRST" "value" $route)) -}}
 {{- end -}}
-{{- $patches = append $patches (dict "applyTo" "HTTP_ROUTE" "match" $match "patch" (dict "operation" "MERGE" "value" (dict "route" (dict "idle_timeout" .idle)))) -}}
+{{- $patches = append $patches (dict "applyTo" "HTTP_ROUTE" "match" $match "patch" (dict "operation" "MERGE" "value" (dict "route" (dict "idle_timeout" .root.Values.istio.routeIdleTimeout)))) -}}
 {{- toYaml $patches -}}
 {{- end -}}
