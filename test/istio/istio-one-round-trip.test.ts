@@ -170,6 +170,21 @@ describe('one round trip to decide under Istio (deploy/istio/ext-proc, programme
     expect(await blackHoled(mesh.sidecar)).toBe(0);
   });
 
+  it('forwards a large body (2 MiB, over Envoy\'s default 1 MiB buffer) byte for byte, and refuses one over the policy limit with the JSON 413', async () => {
+    const testId = randomUUID();
+    const large = chatBody({ messages: Array.from({ length: 2048 }, (_, index) => ({ role: index % 2 ? 'assistant' : 'user', content: `${index} ${'x'.repeat(1024)}` })) });
+    expect(large.length).toBeGreaterThan(2 * 1024 * 1024);
+    const response = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId }, large);
+    expect(response.status, response.body.slice(0, 300)).toBe(200);
+    expect(mesh.opus.requestsWith('x-test-id', testId)[0]?.body).toBe(large);
+
+    const huge = chatBody({ messages: [{ role: 'user', content: 'x'.repeat(4 * 1024 * 1024 + 16) }] });
+    const refused = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'premium' }), 'x-test-id': testId }, huge);
+    expect(refused.status, refused.body.slice(0, 300)).toBe(413);
+    expect(refused.json<{ reason_code: string }>().reason_code).toBe('x_body_too_large');
+    expect(mesh.opus.requestsWith('x-test-id', testId)).toHaveLength(1);
+  }, 20_000);
+
   it('refuses a body model the tier may not use, and an unknown team, before anything reaches a workload', async () => {
     const testId = randomUUID();
     const model = await mesh.throughGateway(CHAT, { ...aiHeaders({ 'x-genops-customer-tier': 'standard' }), 'x-test-id': testId }, chatBody({ model: 'claude-opus-4-1' }));
