@@ -7,7 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HttpResponse } from '../support/index.js';
+import { http2Request, type HttpResponse } from '../support/index.js';
+import { rawRequest } from '../e2e/hostile-support.js';
 import { context, UUID } from '../support/request-context.js';
 import { STREAMED_USAGE, startIstioMesh, type IstioMesh } from './support/istio-mesh.js';
 import type { IstioProxy } from './support/start-istio-proxy.js';
@@ -63,7 +64,9 @@ describe('one round trip to decide under Istio (deploy/istio/ext-proc, programme
     const steps = mesh.service.logs().slice(before).filter((line) => line.event === 'ext_proc_stream') as unknown as TraceStep[];
     const byStream = new Map<number, TraceStep[]>();
     for (const step of steps) byStream.set(step.stream, [...(byStream.get(step.stream) ?? []), step]);
-    return [...byStream.values()].map((stream) => {
+    // Only the streams opened here (an earlier request's stream may still log its last steps).
+    const opened = [...byStream.values()].filter((stream) => stream[0]?.step === 'open');
+    return opened.map((stream) => {
       const firstReply = stream.findIndex((step) => step.step === 'reply' && step.sent === true);
       return stream.slice(0, firstReply + 1).filter((step) => step.step === 'message' || step.sent === true);
     });
@@ -184,6 +187,25 @@ describe('one round trip to decide under Istio (deploy/istio/ext-proc, programme
     expect(refused.json<{ reason_code: string }>().reason_code).toBe('x_body_too_large');
     expect(mesh.opus.requestsWith('x-test-id', testId)).toHaveLength(1);
   }, 20_000);
+
+  it('governs a body without content-length at the gateway the same way: HTTP/2 and chunked HTTP/1.1', async () => {
+    const testId = randomUUID();
+    const body = chatBody({ model: 'claude-opus-4-1' });
+    const h2 = (tier: string) => http2Request(`http://127.0.0.2:${mesh.gatewayPort}${CHAT}`, { method: 'POST', headers: { ':authority': 'ai.example.com', ...aiHeaders({ 'x-genops-customer-tier': tier }), 'x-test-id': testId }, body });
+    const streams = await decidingStreams(async () => {
+      const allowed = await h2('premium');
+      expect(allowed.status, allowed.body).toBe(200);
+    });
+    expect(streams).toHaveLength(1);
+    expectOneRoundTrip(streams[0]);
+    expect((await h2('standard')).status).toBe(403);
+    const chunked = (tier: string) => rawRequest(mesh.gatewayPort, 'POST', CHAT, { host: 'ai.example.com', ...aiHeaders({ 'x-genops-customer-tier': tier }), 'x-test-id': testId }, body, { chunked: true });
+    expect((await chunked('standard')).status).toBe(403);
+    const fine = await chunked('premium');
+    expect(fine.status, fine.body).toBe(200);
+    expect(mesh.opus.requestsWith('x-test-id', testId).map((request) => request.body)).toEqual([body, body]);
+    expect(mesh.haiku.requestsWith('x-test-id', testId)).toHaveLength(0);
+  });
 
   it('refuses a body model the tier may not use, and an unknown team, before anything reaches a workload', async () => {
     const testId = randomUUID();
