@@ -84,7 +84,13 @@ describe('one round trip to decide under Istio (deploy/istio/ext-proc, programme
   }
 
   const blackHoled = async (proxy: IstioProxy) => {
-    const stats = await (await fetch(`${proxy.envoy.adminUrl}/stats?filter=^cluster\\.BlackHoleCluster\\.upstream_(cx_none_healthy|rq_total)$`)).text();
+    // Where a request routed to the undecided route's destination would count (it has no endpoint;
+    // istiod names its stats "BlackHoleCluster;"). Waits for the cluster, should CDS still be arriving.
+    const url = `${proxy.envoy.adminUrl}/stats?filter=${encodeURIComponent('^cluster\\.BlackHoleCluster;?\\.upstream_cx_none_healthy$')}`;
+    const stats = await eventually(async () => {
+      const text = await (await fetch(url)).text();
+      return /upstream_cx_none_healthy: \d+/.test(text) ? text : undefined;
+    }, 'the BlackHoleCluster stats');
     return [...stats.matchAll(/: (\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
   };
 
