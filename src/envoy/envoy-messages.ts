@@ -8,7 +8,11 @@ import type { ProtoStruct } from './struct-to-json.js';
 export interface HeaderValue {
   key?: string;
   value?: string;
-  raw_value?: Buffer | Uint8Array;
+  /**
+   * Bytes as decoded. A reply may give text instead: the encoder writes its UTF-8 bytes (the same
+   * wire bytes), so a reply does not make a Buffer per header.
+   */
+  raw_value?: Buffer | Uint8Array | string;
 }
 
 export interface HeaderMap {

@@ -471,7 +471,7 @@ function immediateDenial(decision: Decision): ProcessingResponse {
 
 /** ext_proc reads raw_value only: `value` alone arrives empty, and both together is rejected. */
 function overwrite([key, value]: [string, string]): HeaderValueOption {
-  return { header: { key, raw_value: Buffer.from(value, 'utf8') }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
+  return { header: { key, raw_value: value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
 }
 
 function principalOf(attributes: Record<string, StructValue | undefined> | undefined): string | undefined {

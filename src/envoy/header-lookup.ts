@@ -13,7 +13,7 @@ export function lookupFromHeaderMap(map: HeaderMap | undefined): HeaderLookup {
     if (!header.key) continue;
     const key = header.key.toLowerCase();
     const raw = header.raw_value;
-    const value = raw && raw.length > 0 ? textOf(raw) : (header.value ?? '');
+    const value = typeof raw === 'string' ? raw : raw && raw.length > 0 ? textOf(raw) : (header.value ?? '');
     collected[key] = Object.hasOwn(collected, key) ? `${collected[key]},${value}` : value;
   }
   return (name) => (Object.hasOwn(collected, name) ? collected[name] : undefined);

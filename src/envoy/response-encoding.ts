@@ -152,7 +152,8 @@ class Encoder {
 
   headerValue(header: HeaderValue): number {
     const index = this.slot();
-    const size = this.stringField(header.key) + this.stringField(header.value) + this.bytesField(header.raw_value);
+    const raw = header.raw_value;
+    const size = this.stringField(header.key) + this.stringField(header.value) + (typeof raw === 'string' ? this.stringField(raw) : this.bytesField(raw));
     return this.nested(size, index);
   }
 
@@ -372,7 +373,9 @@ class Encoder {
       this.beginNested(HEADER_VALUE_OPTION.header);
       this.writeString(HEADER_VALUE.key, header.key);
       this.writeString(HEADER_VALUE.value, header.value);
-      this.writeBytes(HEADER_VALUE.raw_value, header.raw_value);
+      const raw = header.raw_value;
+      if (typeof raw === 'string') this.writeString(HEADER_VALUE.raw_value, raw);
+      else this.writeBytes(HEADER_VALUE.raw_value, raw);
     }
     if (option.append !== undefined && option.append !== null) {
       this.beginNested(HEADER_VALUE_OPTION.append);

@@ -368,9 +368,11 @@ function createHoldKeeper(options: { ledger: BudgetLedger; clock: () => number; 
         timer.unref();
       }
     },
+    // The timer is stopped by the next tick that finds nothing to keep, not here: with an exchange or
+    // two in flight the set empties after almost every one, and a setInterval/clearInterval pair per
+    // exchange is a Timeout (and often a timer list) allocated and torn down each time.
     release(reservationId: string): void {
       live.delete(reservationId);
-      if (live.size === 0) stop();
     },
   };
 }

@@ -178,7 +178,9 @@ describe('GENOPS_WORKERS', () => {
       const headers = { 'x-genops-team': 'ml-platform', 'x-genops-customer-id': 'shared-bucket' };
       const responses = await Promise.all(channels.flatMap((client) => Array.from({ length: 10 }, () => client.checkRaw({ attributes: { request: { http: { method: 'GET', path: '/limited', headers } } } }))));
       expect(responses.filter((response) => response.ok_response).length).toBe(10);
-      expect(new Set(serviceLogs().filter((line) => line.event === 'decision' && line.customer_id === 'shared-bucket').map((line) => line.pid)).size).toBe(2);
+      // Each worker writes its decision lines asynchronously: wait for both to arrive, not just the first.
+      const sharedBucketPids = () => new Set(serviceLogs().filter((line) => line.event === 'decision' && line.customer_id === 'shared-bucket').map((line) => line.pid));
+      await eventually(() => sharedBucketPids().size === 2 || undefined, 'decisions on the shared bucket by both workers');
     });
 
     it('hot-reloads the policy in every worker', async () => {
