@@ -277,4 +277,35 @@ describe('one round trip to decide under Istio (deploy/istio/ext-proc, programme
     expect(after.status, after.body).toBe(200);
     expect(mesh.opus.requestsWith('x-test-id', testId)).toHaveLength(1);
   }, 20_000);
+
+  // Last: it edits the VirtualService. A path the gateway does not govern (outside /v1/) that a VirtualService
+  // rewrites into /v1/ reaches the sidecar undecided, from the gateway's identity, so the sidecar's filter skips it:
+  // the undecided route's BlackHoleCluster refuses it (two round trips passed it to the workload ungoverned).
+  it('refuses, at the sidecar, an undecided AI POST its filter skips (a gateway rewrite into /v1/): BlackHoleCluster, never the workload', async () => {
+    const before = await blackHoled(mesh.sidecar);
+    const pushes = await mesh.sidecar.listenerUpdates();
+    const gatewayRoutes = async () => (await virtualHosts(mesh.gateway)).get('ai.example.com:80')?.map((route) => route.name);
+    mesh.applyEdit('deploy/istio/virtual-service.yaml', (objects) => {
+      const spec = (objects[0] as { spec: { http: Record<string, unknown>[] } }).spec;
+      spec.http.unshift({
+        name: 'openai-prefix',
+        match: [{ uri: { prefix: '/openai/v1/' } }],
+        rewrite: { uri: '/v1/' },
+        route: [{ destination: { host: 'ai-inference.genops.svc.cluster.local', subset: 'claude-haiku' } }],
+      });
+    });
+    await eventually(async () => ((await gatewayRoutes())?.includes('openai-prefix') ? true : undefined), 'the edited VirtualService at the gateway');
+    expect(await gatewayRoutes()).toEqual(['genops-undecided', 'openai-prefix', 'claude-opus', 'claude-haiku', 'claude-sonnet']);
+    expect(await mesh.sidecar.listenerUpdates()).toBeGreaterThanOrEqual(pushes);
+    const testId = randomUUID();
+    const response = await mesh.throughGateway('/openai/v1/chat/completions', { ...aiHeaders({ 'x-genops-team': 'marketing' }), 'x-test-id': testId }, chatBody());
+    expect(response.status, response.body).toBe(503);
+    expect(response.header('x-genops-decision-id')).toBeUndefined();
+    expect([...mesh.haiku.requestsWith('x-test-id', testId), ...mesh.opus.requestsWith('x-test-id', testId)]).toHaveLength(0);
+    expect(await blackHoled(mesh.sidecar)).toBe(before + 1);
+    // The same path as a GET (no body, never on the undecided route) still reaches the workload, as the gateway routes it.
+    const get = await mesh.throughGateway('/openai/v1/models', { 'x-test-id': testId });
+    expect(get.status, get.body).toBe(200);
+    expect(mesh.haiku.requestsWith('x-test-id', testId).map((request) => [request.method, request.path])).toEqual([['GET', '/v1/models']]);
+  });
 });
