@@ -113,6 +113,23 @@ describe('Helm chart deploy/helm/genops-mesh', () => {
     await expect(template('mesh.mode=istio', 'istio.governance=ext-proc', 'istio.metering=bogus')).rejects.toThrow(/metering/);
   });
 
+  it('istio.oneRoundTrip: an undecided route per istio.paths entry (the filter\'s own path matchers) and the idle timeouts set back; false leaves istiod\'s routes alone', async () => {
+    type Patch = { applyTo: string; match: { context: string }; patch: { operation: string; value: { name?: string; match?: { headers: { name: string; string_match?: unknown }[] }; route: { idle_timeout: string } } } };
+    const routePatches = (objects: Awaited<ReturnType<typeof template>>) =>
+      all(objects, 'EnvoyFilter').flatMap((filter) => (filter.spec.configPatches as Patch[]).filter((patch) => patch.applyTo === 'HTTP_ROUTE'));
+    const paths = routePatches(await template('mesh.mode=istio', 'istio.governance=ext-proc', 'istio.paths={/v1/*,/openai/chat}'));
+    for (const context of ['SIDECAR_INBOUND', 'GATEWAY']) {
+      const inContext = paths.filter((patch) => patch.match.context === context);
+      expect(inContext.map((patch) => patch.patch.operation)).toEqual(['INSERT_FIRST', 'INSERT_FIRST', 'MERGE']);
+      expect(inContext.slice(0, 2).map((patch) => patch.patch.value.match!.headers.find((header) => header.name === ':path')!.string_match)).toEqual([{ prefix: '/v1/' }, { exact: '/openai/chat' }]);
+      expect(inContext[2]!.patch.value.route.idle_timeout).toBe('0s');
+    }
+    const edge = routePatches(await template('mesh.mode=istio', 'istio.governance=ext-proc', 'istio.routeIdleTimeout=300s'));
+    expect(edge.filter((patch) => patch.patch.operation === 'MERGE').map((patch) => patch.patch.value.route.idle_timeout)).toEqual(['300s', '300s']);
+    await expect(template('mesh.mode=istio', 'istio.governance=ext-proc', 'istio.routeIdleTimeout=5m')).rejects.toThrow(/routeIdleTimeout/);
+    expect(routePatches(await template('mesh.mode=istio', 'istio.governance=ext-proc', 'istio.oneRoundTrip=false'))).toEqual([]);
+  });
+
   it('mode linkerd: meshed service and a meshed Envoy gateway running the ext_authz config for this release', () => {
     const objects = rendered.get('linkerd')!;
     expect(find(objects, 'Deployment', 'genops-mesh').spec.template.metadata.annotations['linkerd.io/inject']).toBe('enabled');

@@ -171,8 +171,15 @@ describe('Kubernetes manifests (kustomize)', () => {
       const filters = await kustomize('deploy/istio/ext-proc');
       expect(filters.map((filter) => [filter.kind, filter.metadata.namespace])).toEqual([['EnvoyFilter', 'genops'], ['EnvoyFilter', 'istio-system']]);
       const [sidecarPatches, gatewayPatches] = filters.map((filter) => filter.spec.configPatches as Loose[]);
-      expect(sidecarPatches!.map((patch) => patch.match.context)).toEqual(['SIDECAR_INBOUND', 'SIDECAR_INBOUND']);
-      expect(gatewayPatches!.map((patch) => patch.match.context)).toEqual(['GATEWAY', 'GATEWAY']);
+      expect(sidecarPatches!.map((patch) => patch.match.context)).toEqual(['SIDECAR_INBOUND', 'SIDECAR_INBOUND', 'SIDECAR_INBOUND', 'SIDECAR_INBOUND']);
+      expect(gatewayPatches!.map((patch) => patch.match.context)).toEqual(['GATEWAY', 'GATEWAY', 'GATEWAY', 'GATEWAY']);
+      // One round trip: the undecided route first in the generated routes, with the plain-Envoy config's matchers
+      // and per-route mode (test/istio/istio-one-round-trip.test.ts runs them through istiod).
+      for (const patches of [sidecarPatches!, gatewayPatches!]) {
+        expect(patches.slice(2).map((patch) => [patch.applyTo, patch.patch.operation])).toEqual([['HTTP_ROUTE', 'INSERT_FIRST'], ['HTTP_ROUTE', 'MERGE']]);
+        expect(patches[2]!.patch.value).toMatchObject({ name: 'genops-undecided', route: { cluster: 'BlackHoleCluster', idle_timeout: '2s' } });
+        expect(patches[2]!.patch.value.match.headers).toContainEqual({ name: ':path', string_match: { prefix: '/v1/' } });
+      }
       expect(filters[1]!.spec.workloadSelector.matchLabels ?? filters[1]!.spec.workloadSelector.labels).toEqual({ istio: 'ingressgateway', 'genops.ai/governance': 'ext-proc' });
       const [sidecar, sidecarMetering] = sidecarPatches as [Loose, Loose];
       const [gateway, gatewayMetering] = gatewayPatches as [Loose, Loose];

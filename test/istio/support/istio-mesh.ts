@@ -91,7 +91,7 @@ function kustomizationResources(dir: string): string[] {
  * puts in a cluster) plus test/istio/fixtures/cluster.yaml, and two stock Envoys as the
  * ingress gateway and the claude-haiku workload's sidecar.
  */
-export async function startIstioMesh(governance: IstioGovernance, identity?: IstioIdentityOptions): Promise<IstioMesh> {
+export async function startIstioMesh(governance: IstioGovernance, identity?: IstioIdentityOptions, options: { logLevel?: 'debug' | 'trace' } = {}): Promise<IstioMesh> {
   const cleanups: (() => Promise<unknown> | void)[] = [];
   const stopAll = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
@@ -111,7 +111,7 @@ export async function startIstioMesh(governance: IstioGovernance, identity?: Ist
     policy.spec.rateLimits[0]!.refill.amount = RATE_LIMIT_CAPACITY;
     const policyPath = join(work, 'policy.yaml');
     writeFileSync(policyPath, stringify(policy));
-    const service = await startService({ policyPath, env: { LOG_LEVEL: 'debug' } });
+    const service = await startService({ policyPath, env: { LOG_LEVEL: options.logLevel ?? 'debug' } });
     cleanups.push(() => service.stop());
     const [opus, haiku] = await Promise.all([startUpstream({ respond: streamedAnswer }), startUpstream({ respond: streamedAnswer })]);
     cleanups.push(() => opus.stop(), () => haiku.stop());
@@ -210,7 +210,10 @@ export async function startIstioMesh(governance: IstioGovernance, identity?: Ist
 /** The usage a streamed answer of the model workloads reports. */
 export const STREAMED_USAGE = tokenUsage({ input: 31, output: 9 });
 
-/** A request with `"stream": true` is answered as OpenAI streams a chat completion (SSE in pieces, usage last); others echo. */
+/**
+ * A request with `"stream": true` is answered as OpenAI streams a chat completion (SSE in pieces,
+ * usage last; `x-pause-ms` between them, 10 ms by default); others echo.
+ */
 function streamedAnswer(request: RecordedRequest, response: ServerResponse): boolean {
   let body: { stream?: unknown; model?: unknown };
   try {
@@ -226,7 +229,7 @@ function streamedAnswer(request: RecordedRequest, response: ServerResponse): boo
     const piece = pieces.shift();
     if (piece === undefined) return void response.end();
     response.write(piece);
-    setTimeout(next, 10);
+    setTimeout(next, Number(request.headers['x-pause-ms'] ?? 10));
   };
   next();
   return true;

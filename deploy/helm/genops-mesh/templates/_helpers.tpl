@@ -196,3 +196,32 @@ allowPerReplicaBudgets says the operator means it.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+One round trip to decide (istio.oneRoundTrip), as deploy/istio/ext-proc/envoy-filter.yaml: per
+istio.paths entry a `genops-undecided` route inserted first in every virtual host of .context (a
+JSON POST not decided yet streams its body right behind its headers, FULL_DUPLEX_STREAMED; its
+destination, BlackHoleCluster, is never reached: the decision's route refresh moves the request
+on), and istio.routeIdleTimeout merged back on the generated routes (Envoy keeps the undecided route's 2 s bound
+after the refresh otherwise). istiod applies MERGE before INSERT_FIRST.
+*/}}
+{{- define "genops-mesh.oneRoundTripPatches" -}}
+{{- $routes := dict "route" (dict "action" "ROUTE") -}}
+{{- $match := dict "context" .context "routeConfiguration" (dict "vhost" $routes) -}}
+{{- $patches := list -}}
+{{- range .root.Values.istio.paths -}}
+{{- $path := ternary (dict "prefix" (trimSuffix "*" .)) (dict "exact" .) (hasSuffix "*" .) -}}
+{{- $headers := list
+  (dict "name" ":path" "string_match" $path)
+  (dict "name" "x-genops-decision-id" "present_match" true "invert_match" true)
+  (dict "name" ":method" "string_match" (dict "exact" "POST"))
+  (dict "name" "content-type" "string_match" (dict "prefix" "application/json" "ignore_case" true))
+  (dict "name" "x-amz-date" "present_match" true "invert_match" true) -}}
+{{- $mode := dict "request_header_mode" "SEND" "response_header_mode" "SEND" "request_body_mode" "FULL_DUPLEX_STREAMED" "response_body_mode" "NONE" "request_trailer_mode" "SEND" "response_trailer_mode" "SKIP" -}}
+{{- $perRoute := dict "envoy.filters.http.ext_proc" (dict "@type" "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute" "overrides" (dict "processing_mode" $mode)) -}}
+{{- $route := dict "name" "genops-undecided" "match" (dict "prefix" "/" "headers" $headers) "route" (dict "cluster" "BlackHoleCluster" "timeout" "0s" "idle_timeout" "2s") "typed_per_filter_config" $perRoute -}}
+{{- $patches = append $patches (dict "applyTo" "HTTP_ROUTE" "match" $match "patch" (dict "operation" "INSERT_FIRST" "value" $route)) -}}
+{{- end -}}
+{{- $patches = append $patches (dict "applyTo" "HTTP_ROUTE" "match" $match "patch" (dict "operation" "MERGE" "value" (dict "route" (dict "idle_timeout" .root.Values.istio.routeIdleTimeout)))) -}}
+{{- toYaml $patches -}}
+{{- end -}}
