@@ -36,6 +36,21 @@ const REPLIES = new Map<number, Buffer>(
   ).map(([field, response]) => [field, framed(encodeProcessingResponse(response))]),
 );
 const OBSERVABILITY_MODE_TAG = (10 << 3) | 0;
+/**
+ * The request-headers reply on the one-round-trip route (deploy/envoy/ext-proc.yaml `undecided`): a
+ * request leaves that route only once marked decided (x-genops-decision-id) with the route refreshed;
+ * a bare CONTINUE would be routed to the `undecided` cluster, which has no endpoint (503).
+ */
+const REQUEST_HEADERS_DECIDED = framed(
+  encodeProcessingResponse({
+    request_headers: {
+      response: {
+        header_mutation: { set_headers: [{ header: { key: 'x-genops-decision-id', raw_value: 'floor' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }] },
+        clear_route_cache: true,
+      },
+    },
+  }),
+);
 
 /** The kind (oneof field number) of a ProcessingRequest, and whether it is sent in observability_mode. */
 function inspect(message: Buffer): { kind: number; observability: boolean } {
@@ -131,7 +146,7 @@ function serve(stream: ServerHttp2Stream): void {
         return;
       }
       pending = pending.subarray(5 + length);
-      const reply = kind === 4 && fullDuplex ? echoed(message) : REPLIES.get(kind);
+      const reply = fullDuplex && kind === 4 ? echoed(message) : fullDuplex && kind === 2 ? REQUEST_HEADERS_DECIDED : REPLIES.get(kind);
       if (reply && !observability && !stream.destroyed) stream.write(reply);
     }
   });

@@ -12,6 +12,19 @@ import { loadServiceDefinitions } from '../src/server/proto-definitions.js';
 
 const CHECK_OK = { status: { code: 0 } };
 const REQUEST_HEADERS_CONTINUE = { request_headers: { response: {} } };
+/**
+ * On the one-round-trip route (deploy/envoy/ext-proc.yaml `undecided`) a request leaves only after a
+ * decision: the service marks it (x-genops-decision-id) and refreshes the route; a bare CONTINUE would be
+ * routed to the `undecided` cluster, which has no endpoint (503). The floor does the same minimum.
+ */
+const REQUEST_HEADERS_DECIDED = {
+  request_headers: {
+    response: {
+      header_mutation: { set_headers: [{ header: { key: 'x-genops-decision-id', raw_value: Buffer.from('floor') }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }] },
+      clear_route_cache: true,
+    },
+  },
+};
 const REQUEST_BODY_CONTINUE = { request_body: { response: {} } };
 const RESPONSE_HEADERS_CONTINUE = { response_headers: { response: {} } };
 const RESPONSE_BODY_CONTINUE = { response_body: { response: {} } };
@@ -30,7 +43,7 @@ type ProcessingRequest = {
  * one-round-trip route of deploy/envoy/ext-proc.yaml) goes upstream only as sent back, so it is echoed.
  */
 function continueFor(request: ProcessingRequest, fullDuplex: boolean): unknown {
-  if (request.request_headers) return REQUEST_HEADERS_CONTINUE;
+  if (request.request_headers) return fullDuplex ? REQUEST_HEADERS_DECIDED : REQUEST_HEADERS_CONTINUE;
   if (request.request_body && fullDuplex) return { request_body: { response: { body_mutation: { streamed_response: { body: request.request_body.body ?? Buffer.alloc(0), end_of_stream: request.request_body.end_of_stream === true } } } } };
   if (request.request_body) return REQUEST_BODY_CONTINUE;
   if (request.response_body) return RESPONSE_BODY_CONTINUE;

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
@@ -46,7 +47,19 @@ func (s *extProcFloor) Process(stream extprocv3.ExternalProcessor_ProcessServer)
 		response := &extprocv3.ProcessingResponse{}
 		switch request.Request.(type) {
 		case *extprocv3.ProcessingRequest_RequestHeaders:
-			response.Response = &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}
+			headers := &extprocv3.HeadersResponse{}
+			if fullDuplex {
+				// The one-round-trip route (deploy/envoy/ext-proc.yaml "undecided") lets a request go only once it is
+				// marked decided and its route refreshed; a bare CONTINUE is routed to a cluster with no endpoint (503).
+				headers.Response = &extprocv3.CommonResponse{
+					HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
+						Header:       &corev3.HeaderValue{Key: "x-genops-decision-id", RawValue: []byte("floor")},
+						AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+					}}},
+					ClearRouteCache: true,
+				}
+			}
+			response.Response = &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: headers}
 		case *extprocv3.ProcessingRequest_RequestBody:
 			body := &extprocv3.BodyResponse{}
 			if fullDuplex {
