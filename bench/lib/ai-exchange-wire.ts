@@ -5,10 +5,7 @@
  * pieces at event boundaries with the usage in the last event. Shared by bench/exchange-cpu.ts
  * (in-process) and bench/exchange-rss.ts (through grpc-js to dist/main.js).
  */
-import { existsSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
-import protobuf from 'protobufjs';
-import { PROTO_ROOT } from '../../src/server/proto-definitions.js';
+import { protoRoot } from '../../src/server/proto-definitions.js';
 import { openAiChatJson, openAiChatSse } from '../../test/support/llm-wire.js';
 
 export interface ExchangeWire {
@@ -20,15 +17,7 @@ export interface ExchangeWire {
 
 export function aiExchangeWire(CHUNKS: number): { json: ExchangeWire; sse: ExchangeWire } {
 
-  const root = new protobuf.Root();
-  const bundled = root.resolvePath;
-  root.resolvePath = (origin, target) => {
-    if (isAbsolute(target)) return target;
-    const local = join(PROTO_ROOT, target);
-    return existsSync(local) ? local : bundled(origin, target);
-    };
-  root.loadSync(['envoy/service/ext_proc/v3/external_processor.proto'], { keepCase: true });
-  root.resolveAll();
+  const root = protoRoot();
   const ProcessingRequestType = root.lookupType('envoy.service.ext_proc.v3.ProcessingRequest');
   const encode = (message: Record<string, unknown>) => Buffer.from(ProcessingRequestType.encode(ProcessingRequestType.fromObject(message)).finish());
   const headerMap = (headers: Record<string, string>) => ({ headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) });

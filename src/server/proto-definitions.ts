@@ -37,7 +37,8 @@ const PROTO_FILES = ['envoy/service/auth/v3/external_auth.proto', 'envoy/service
  * descriptor copies of every file), ~2 MB of RSS the service does not need.
  */
 let loadedRoot: protobuf.Root | undefined;
-function protoRoot(): protobuf.Root {
+/** The service's one protobufjs tree of proto/ (loaded once, resolved). */
+export function protoRoot(): protobuf.Root {
   if (loadedRoot) return loadedRoot;
   const root = new protobuf.Root();
   const bundled = root.resolvePath;

@@ -14,13 +14,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http2Request, httpRequest, startEnvoy, startService, startUpstream, type HttpResponse, type RecordedRequest, type RunningEnvoy, type RunningService, type Upstream } from '../support/index.js';
 import { context, UUID } from '../support/request-context.js';
 import { rawRequest } from './hostile-support.js';
+import { decidingStreams as decidingStreamsOf, expectOneRoundTrip } from '../support/ext-proc-trace.js';
 
 const TEST_ID = 'x-test-id';
 const CHAT = JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }] });
 const OPUS = JSON.stringify({ model: 'claude-opus-4-1-20250805', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }] });
 
 /** The service's per-stream trace (LOG_LEVEL=trace): each message it read and each reply it wrote, in order. */
-interface TraceStep { stream: number; step: string; kind?: string; end?: boolean; sent?: boolean; count?: number }
 
 function answerSlowly(request: RecordedRequest, response: ServerResponse): boolean {
   const delay = request.headers['x-slow-ms'];
@@ -48,22 +48,7 @@ describe('one round trip to decide (deploy/envoy/ext-proc.yaml)', () => {
   const post = (testId: string, path: string, headers: Record<string, string>, body: string) =>
     httpRequest(`${envoy.url}${path}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', [TEST_ID]: testId }, body });
 
-  /**
-   * The deciding streams opened while `send` ran: each one's messages up to the first reply the
-   * service wrote, and that reply (a body may come as several request_body messages).
-   */
-  async function decidingStreams(send: () => Promise<unknown>): Promise<TraceStep[][]> {
-    const before = service.logs().length;
-    await send();
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const steps = service.logs().slice(before).filter((line) => line.event === 'ext_proc_stream') as unknown as TraceStep[];
-    const byStream = new Map<number, TraceStep[]>();
-    for (const step of steps) byStream.set(step.stream, [...(byStream.get(step.stream) ?? []), step]);
-    return [...byStream.values()].map((stream) => {
-      const firstReply = stream.findIndex((step) => step.step === 'reply' && step.sent === true);
-      return stream.slice(0, firstReply + 1).filter((step) => step.step === 'message' || step.sent === true);
-    });
-  }
+  const decidingStreams = (send: () => Promise<unknown>) => decidingStreamsOf(() => service.logs(), send, 100);
 
   it('decides a JSON AI request in one round trip: headers and body reach the service before it answers once, with both replies', async () => {
     const testId = randomUUID();
@@ -73,14 +58,8 @@ describe('one round trip to decide (deploy/envoy/ext-proc.yaml)', () => {
     });
     expect(response?.status, response?.body).toBe(200);
     expect(streams).toHaveLength(1);
-    const [headers, ...rest] = streams[0]!;
-    const reply = rest.pop();
-    expect(headers).toMatchObject({ step: 'message', kind: 'request_headers', end: false });
-    expect(rest.length).toBeGreaterThanOrEqual(1);
-    for (const step of rest) expect(step).toMatchObject({ step: 'message', kind: 'request_body' });
-    expect(rest.at(-1)?.end).toBe(true);
     // The held headers reply and the body, written together.
-    expect(reply).toMatchObject({ step: 'reply', sent: true, count: 2 });
+    expectOneRoundTrip(streams[0]);
     const [upstreamRequest, ...more] = received(testId);
     expect(more).toHaveLength(0);
     expect(upstreamRequest?.body).toBe(CHAT);

@@ -12,6 +12,7 @@ import { rawRequest } from '../e2e/hostile-support.js';
 import { context, UUID } from '../support/request-context.js';
 import { STREAMED_USAGE, startIstioMesh, type IstioMesh } from './support/istio-mesh.js';
 import type { IstioProxy } from './support/start-istio-proxy.js';
+import { decidingStreams as decidingStreamsOf, expectOneRoundTrip } from '../support/ext-proc-trace.js';
 
 const CHAT = '/v1/chat/completions';
 const chatBody = (extra: Record<string, unknown> = {}) =>
@@ -19,7 +20,6 @@ const chatBody = (extra: Record<string, unknown> = {}) =>
 const aiHeaders = (overrides: Record<string, string | undefined> = {}): Record<string, string> => ({ 'content-type': 'application/json', ...context(overrides) });
 
 /** The service's per-stream trace (LOG_LEVEL=trace): each message it read and each reply it wrote, in order. */
-interface TraceStep { stream: number; step: string; kind?: string; end?: boolean; sent?: boolean; count?: number }
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type EnvoyRoute = Record<string, any> & { name?: string };
 
@@ -57,31 +57,7 @@ describe('one round trip to decide under Istio (deploy/istio/ext-proc, programme
   });
 
   /** The deciding streams opened while `send` ran: each one's messages up to the first reply the service wrote, and that reply. */
-  async function decidingStreams(send: () => Promise<unknown>): Promise<TraceStep[][]> {
-    const before = mesh.service.logs().length;
-    await send();
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    const steps = mesh.service.logs().slice(before).filter((line) => line.event === 'ext_proc_stream') as unknown as TraceStep[];
-    const byStream = new Map<number, TraceStep[]>();
-    for (const step of steps) byStream.set(step.stream, [...(byStream.get(step.stream) ?? []), step]);
-    // Only the streams opened here (an earlier request's stream may still log its last steps).
-    const opened = [...byStream.values()].filter((stream) => stream[0]?.step === 'open');
-    return opened.map((stream) => {
-      const firstReply = stream.findIndex((step) => step.step === 'reply' && step.sent === true);
-      return stream.slice(0, firstReply + 1).filter((step) => step.step === 'message' || step.sent === true);
-    });
-  }
-
-  /** Headers, then the whole body, then one write of the held headers reply and the body. */
-  function expectOneRoundTrip(stream: TraceStep[] | undefined): void {
-    const [headers, ...rest] = stream ?? [];
-    const reply = rest.pop();
-    expect(headers).toMatchObject({ step: 'message', kind: 'request_headers', end: false });
-    expect(rest.length).toBeGreaterThanOrEqual(1);
-    for (const step of rest) expect(step).toMatchObject({ step: 'message', kind: 'request_body' });
-    expect(rest.at(-1)?.end).toBe(true);
-    expect(reply).toMatchObject({ step: 'reply', sent: true, count: 2 });
-  }
+  const decidingStreams = (send: () => Promise<unknown>) => decidingStreamsOf(() => mesh.service.logs(), send, 150);
 
   const blackHoled = async (proxy: IstioProxy) => {
     // Where a request routed to the undecided route's destination would count (it has no endpoint;
