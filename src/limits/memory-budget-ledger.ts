@@ -17,7 +17,11 @@ export interface MemoryBudgetLedgerOptions {
   readonly clock: () => number;
   /** Hard cap on accounts kept; past it the least recently used account without live reservations goes first. Default 100,000. */
   readonly maxAccounts?: number;
-  /** Hard cap on remembered settled reservation ids. Default 1,000,000. */
+  /**
+   * Hard cap on remembered settled reservation ids (~110 bytes each). Default 100,000: in one process a
+   * repeated settle comes from the same exchange's own paths within seconds, so the last 100 s at
+   * 1,000 exchanges a second are plenty; 1,000,000 held ~110 MB after 17 minutes at that rate.
+   */
   readonly maxSettledIds?: number;
   /** Longest a settled id is remembered past its reservation's expiry. Default 24 h. */
   readonly settledRetentionMaxMs?: number;
@@ -99,7 +103,7 @@ function cursorOver<K, V>(map: Map<K, V>): () => [K, V] | undefined {
 export function createMemoryBudgetLedger(options: MemoryBudgetLedgerOptions): MemoryBudgetLedger {
   const { clock } = options;
   const maxAccounts = options.maxAccounts ?? 100_000;
-  const maxSettledIds = options.maxSettledIds ?? 1_000_000;
+  const maxSettledIds = options.maxSettledIds ?? 100_000;
   const settledRetentionMaxMs = options.settledRetentionMaxMs ?? DEFAULT_SETTLED_RETENTION_MAX_MS;
   if (!Number.isSafeInteger(maxAccounts) || maxAccounts < 1) throw new RangeError(`maxAccounts ${maxAccounts} is not valid: it must be a positive integer`);
   if (!Number.isSafeInteger(maxSettledIds) || maxSettledIds < 1) throw new RangeError(`maxSettledIds ${maxSettledIds} is not valid: it must be a positive integer`);
