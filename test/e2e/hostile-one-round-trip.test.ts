@@ -434,8 +434,11 @@ describe('money: clients that leave while their request is being decided or forw
       }, `the hold of ${project} to be settled`, 15_000);
       // Released (0) or charged the hold (the provider may bill all it was allowed): never more, never twice.
       expect([0, worstUsd].some((usd) => Math.abs(settled.spent_usd - usd) < 1e-9), `${project}: ${settled.spent_usd}`).toBe(true);
+      const usageOf = () => stack.service.logs().filter((line) => line.event === 'usage' && line.project === project);
+      // The usage line is written asynchronously, after the ledger settles: wait for it when money was charged.
+      if (settled.spent_usd > 0) await eventually(() => (usageOf().length > 0 ? true : undefined), `the usage record of ${project}`, 5_000);
       const decisions = stack.service.logs().filter((line) => line.event === 'decision' && line.project === project);
-      const usage = stack.service.logs().filter((line) => line.event === 'usage' && line.project === project);
+      const usage = usageOf();
       expect(decisions.length).toBeLessThanOrEqual(1);
       expect(usage.length).toBeLessThanOrEqual(decisions.length);
       if (settled.spent_usd > 0) expect(usage).toHaveLength(1);
