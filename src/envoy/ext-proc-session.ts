@@ -311,15 +311,20 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
           return decidePipelined(pending, endOfStream, false);
         }
         awaitingBody = undefined;
-        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers), contentType: pending.headers('content-type') });
-        const ai = read.input;
-        const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
+        const { read, evaluated } = evaluateBody(pending, body);
         const reply = (settled: Decision): ProcessingResponse => {
           decided(settled, pending.startedAt, pending.headers, pending.route.api);
           if (!isAllowed(settled)) return immediateDenial(settled);
           return { request_body: { response: continueUpstream(settled, read.rewrite(settled)) } };
         };
         return evaluated instanceof Promise ? evaluated.then(reply) : reply(evaluated);
+      }
+
+      /** The AI request's decision on its whole body (read once; rewritable unless signed). */
+      function evaluateBody(pending: AwaitingBody, body: Buffer) {
+        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers), contentType: pending.headers('content-type') });
+        const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai: read.input, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
+        return { read, evaluated };
       }
 
       /**
@@ -330,8 +335,7 @@ export function createExtProcSessionFactory(options: ExtProcSessionOptions): Ext
         awaitingBody = undefined;
         held.release(pending);
         const body = pending.chunks.length === 1 ? pending.chunks[0]! : Buffer.concat(pending.chunks, pending.bytes);
-        const read = readAiBody(pending.route, body, policy().usage, { canRewrite: true, signed: isBodySigned(pending.headers), contentType: pending.headers('content-type') });
-        const evaluated = governor.evaluate({ headers: pending.headers, principal: pending.principal, path: pending.path, ai: read.input, jwtMetadata: pending.jwtMetadata, bodyBytes: body.length, settles: true });
+        const { read, evaluated } = evaluateBody(pending, body);
         const reply = (settled: Decision): ExtProcReplies => {
           decided(settled, pending.startedAt, pending.headers, pending.route.api);
           if (!isAllowed(settled)) return immediateDenial(settled);
